@@ -1,0 +1,68 @@
+//! Embedding weir: load the bundled plugins and run a project built in code — no
+//! daemon, no project file, no data directory.
+//!
+//! Run: `cargo run --release -p weir-embed-example`
+//!
+//! It writes a few CRM contacts to a temporary folder, moves them to JSON Lines
+//! through the bundled `csv`, `normalize` and `jsonl` plugins, and prints the
+//! report and the output.
+
+use anyhow::Result;
+use weir_host::engine::{Engine, Quiet, Status};
+use weir_host::project::{Connection, EntityTask, Mapping, PluginRef, Project, TransformStep};
+use weir_host::runtime::{Limits, Runtime, RuntimeConfig};
+
+fn main() -> Result<()> {
+    let work = std::env::temp_dir().join(format!("weir-embed-{}", std::process::id()));
+    let (input, output) = (work.join("in"), work.join("out"));
+    std::fs::create_dir_all(&input)?;
+    std::fs::write(
+        input.join("contacts.csv"),
+        "id,name,email,phone\n\
+         1,Ada Lovelace, ADA@Example.com ,(415) 555-0134\n\
+         2,Alan Turing,alan@example.org,+44 20 7946 0958\n",
+    )?;
+
+    // Instances are pre-instantiated and pooled; no compiled-component cache here.
+    let runtime = Runtime::new(RuntimeConfig::default())?;
+
+    let mut normalize = weir_host::Config::default();
+    normalize.set("phone_fields", "phone");
+    normalize.set("email_fields", "email");
+    normalize.set("default_country_code", "1");
+    let project = Project {
+        name: "embedded".into(),
+        connection_set: "in-code".into(),
+        source: Connection::new("crm", PluginRef::bundled("csv"))
+            .with_config("types", "id:integer")
+            .with_directory(&input),
+        destination: Connection::new("marketing", PluginRef::bundled("jsonl"))
+            .with_directory(&output),
+        organization: None,
+        batch_size: 500,
+        tasks: vec![EntityTask {
+            name: "contacts".into(),
+            source_entity: "contacts".into(),
+            destination_entity: "people".into(),
+            key: vec!["contact_id".into()],
+            mappings: vec![
+                Mapping::new("contact_id", "id"),
+                Mapping::new("full_name", "name"),
+                Mapping::new("email", "email"),
+                Mapping::new("phone", "phone"),
+            ],
+            transforms: vec![TransformStep {
+                plugin: PluginRef::bundled("normalize"),
+                config: normalize,
+                limits: Limits::default(),
+            }],
+        }],
+    };
+
+    let report = Engine::new(&runtime).run(&project, &mut Quiet)?;
+    print!("{report}");
+    println!("{}", std::fs::read_to_string(output.join("people.jsonl"))?);
+    std::fs::remove_dir_all(&work)?;
+    anyhow::ensure!(report.status == Status::Completed, "expected Completed");
+    Ok(())
+}

@@ -1,0 +1,78 @@
+//! Builds the guest workspace (`plugins/`, with the SDK) for wasm32-wasip2, so a
+//! plain `cargo build` or `cargo test` of the host also builds every plugin and the
+//! binary can bundle them. This is wasmtime's `test-programs/artifacts` pattern.
+//!
+//! The plugins are a separate workspace with their own target directory: sharing
+//! the host's would unify dependency features across host and guest and rebuild
+//! wasmtime, and a nested cargo on the same target directory would deadlock on
+//! its lock.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn main() {
+    let manifest_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
+    let root = manifest_dir.parent().unwrap().to_path_buf();
+    for dir in ["plugins", "sdk", "wit"] {
+        watch(&root.join(dir));
+    }
+
+    // OUT_DIR is <target>/<profile>/build/<pkg>-<hash>/out: put the guest target
+    // directory beside the host's profiles, so it shares the host's target dir.
+    let out_dir = PathBuf::from(std::env::var("OUT_DIR").unwrap());
+    let target_root = out_dir.ancestors().nth(4).unwrap().to_path_buf();
+    let guest_target = target_root.join("wasm-plugins");
+
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(root.join("plugins"))
+        .args(["build", "--release", "--target", "wasm32-wasip2"])
+        .arg("--target-dir")
+        .arg(&guest_target);
+    // The outer build's flags and settings are for the host target, not the guest.
+    for var in [
+        "CARGO_ENCODED_RUSTFLAGS",
+        "RUSTFLAGS",
+        "CARGO_BUILD_RUSTFLAGS",
+        "CARGO_TARGET_DIR",
+        "CARGO_BUILD_TARGET",
+        "RUSTC_WORKSPACE_WRAPPER",
+        "CARGO_PRIMARY_PACKAGE",
+    ] {
+        cmd.env_remove(var);
+    }
+    for (key, _) in std::env::vars() {
+        if key.starts_with("CARGO_PROFILE_") || key.starts_with("CARGO_FEATURE_") {
+            cmd.env_remove(key);
+        }
+    }
+    let output = cmd.output().expect("run cargo to build the plugins");
+    if !output.status.success() {
+        panic!(
+            "building the plugins (plugins/, target wasm32-wasip2) failed.\n\
+             Is the target installed? `rustup target add wasm32-wasip2` \
+             (rust-toolchain.toml lists it).\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let wasm_dir = guest_target.join("wasm32-wasip2").join("release");
+    println!("cargo:rustc-env=WEIR_PLUGIN_DIR={}", wasm_dir.display());
+}
+
+fn watch(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let name = entry.file_name();
+        if name == "target" || name.to_string_lossy().starts_with('.') && path.is_dir() {
+            continue;
+        }
+        if path.is_dir() {
+            watch(&path);
+        } else {
+            println!("cargo:rerun-if-changed={}", path.display());
+        }
+    }
+}

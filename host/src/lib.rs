@@ -1,0 +1,32 @@
+//! weir-host: an embeddable WebAssembly plugin host for data integration.
+//!
+//! Records move from a source to a destination through plugins — WebAssembly
+//! components implementing the WIT contract `weir:plugin@0.1.0` — run sandboxed
+//! in-process by wasmtime. This crate is the host: the library that embedders
+//! use, and the `weir` binary built on it.
+//!
+//! - [`runtime`] loads plugins and calls them under limits (the only module that
+//!   knows wasmtime);
+//! - [`project`] is what to run: connections, a connection set, entity tasks;
+//! - [`engine`] runs a project as an execution: pull, map, transform, upsert;
+//! - [`bundled`] holds the plugins and demo files shipped inside the binary.
+//!
+//! ```no_run
+//! use weir_host::{engine::{Engine, Quiet}, project::Project, runtime::{Runtime, RuntimeConfig}};
+//!
+//! let runtime = Runtime::new(RuntimeConfig::default())?;
+//! let project = Project::load("examples/contacts/project.toml".as_ref())?;
+//! let report = Engine::new(&runtime).run(&project, &mut Quiet)?;
+//! println!("{}", report.status);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! What it is not (yet): a store of history, a scheduler or an HTTP API.
+
+pub mod bundled;
+pub mod engine;
+pub mod project;
+pub mod runtime;
+
+/// Re-exported so embedders need not depend on `weir-types` directly.
+pub use weir_types::{Batch, BatchBuilder, Config, FieldType, Value};

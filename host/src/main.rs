@@ -1,0 +1,190 @@
+//! The `weir` command: a thin layer over the `weir_host` library.
+//!
+//! Parsing arguments, drawing progress and printing results live here; every
+//! decision about projects, plugins and executions lives in the library, so the
+//! daemon and embedders get the same behaviour.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use weir_host::bundled;
+use weir_host::engine::{Counts, Engine, ExecutionReport, Observer, Status};
+use weir_host::project::Project;
+use weir_host::runtime::{Runtime, RuntimeConfig};
+
+#[derive(Parser)]
+#[command(
+    name = "weir",
+    version,
+    about = "Move records between systems through sandboxed WebAssembly plugins"
+)]
+struct Cli {
+    /// weir's data directory (component cache; later history and state).
+    #[arg(
+        long,
+        global = true,
+        default_value = "weir-data",
+        env = "WEIR_DATA_DIR"
+    )]
+    data_dir: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a project file once and print the execution summary.
+    Run {
+        /// The project file (TOML).
+        project: PathBuf,
+        /// Print the execution report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run the bundled sample project (5,000 CRM contacts → JSON Lines).
+    Demo {
+        /// Where to write the sample project, its data and its output.
+        #[arg(long, default_value = "weir-demo")]
+        dir: PathBuf,
+    },
+    /// List the bundled plugins.
+    Plugins,
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("WEIR_LOG")
+                .unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Run { project, json } => {
+            let project = Project::load(&project)?;
+            let report = execute(&cli.data_dir, &project, !json)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{report}");
+            }
+            Ok(exit_code(report.status))
+        }
+        Command::Demo { dir } => demo(&dir, &cli.data_dir),
+        Command::Plugins => {
+            let runtime = Runtime::new(RuntimeConfig::default())?;
+            for name in bundled::plugin_names() {
+                let plugin = runtime.load_bytes(name, bundled::plugin(name).unwrap())?;
+                println!("{name:<10} {:?}", plugin.kind());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Completed → 0, Warning → 1, Error → 3 (2 is for errors before any run).
+fn exit_code(status: Status) -> ExitCode {
+    match status {
+        Status::Completed => ExitCode::SUCCESS,
+        Status::Warning => ExitCode::from(1),
+        Status::Error => ExitCode::from(3),
+    }
+}
+
+/// Draws a progress line on a terminal; silent otherwise.
+struct Progress {
+    bar: indicatif::ProgressBar,
+}
+
+impl Progress {
+    fn new(show: bool) -> Progress {
+        let bar = if show && std::io::stderr().is_terminal() {
+            indicatif::ProgressBar::new_spinner()
+        } else {
+            indicatif::ProgressBar::hidden()
+        };
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{spinner} {elapsed} {msg}")
+                .expect("valid template"),
+        );
+        Progress { bar }
+    }
+}
+
+impl Observer for Progress {
+    fn batch_done(&mut self, task: &str, c: &Counts) {
+        self.bar.set_message(format!(
+            "{task}: read {} · inserted {} · updated {} · failed {}",
+            c.read, c.inserted, c.updated, c.failed
+        ));
+        self.bar.tick();
+    }
+}
+
+fn execute(data_dir: &Path, project: &Project, progress: bool) -> Result<ExecutionReport> {
+    let runtime = Runtime::new(RuntimeConfig {
+        cache_dir: Some(data_dir.join("cache")),
+        ..RuntimeConfig::default()
+    })?;
+    let engine = Engine::new(&runtime);
+    let mut observer = Progress::new(progress);
+    let report = engine.run(project, &mut observer)?;
+    observer.bar.finish_and_clear();
+    Ok(report)
+}
+
+fn demo(dir: &Path, data_dir: &Path) -> Result<ExitCode> {
+    let input = dir.join("crm-export");
+    std::fs::create_dir_all(&input).with_context(|| format!("create {}", input.display()))?;
+    let csv = input.join("contacts.csv");
+    if !csv.exists() {
+        std::fs::write(&csv, bundled::demo::CONTACTS_CSV)
+            .with_context(|| format!("write {}", csv.display()))?;
+    }
+    let project_file = dir.join("project.toml");
+    std::fs::write(&project_file, bundled::demo::PROJECT)
+        .with_context(|| format!("write {}", project_file.display()))?;
+    // The demo keeps its cache inside its own folder unless told otherwise.
+    let data_dir = if data_dir == Path::new("weir-data") {
+        dir.join("weir-data")
+    } else {
+        data_dir.to_owned()
+    };
+    let project = Project::load(&project_file)?;
+    let report = execute(&data_dir, &project, true)?;
+    print!("{report}");
+    let show = |p: &Path| {
+        std::path::absolute(p)
+            .unwrap_or_else(|_| p.to_owned())
+            .display()
+            .to_string()
+    };
+    println!();
+    println!("project:     {}", show(&project_file));
+    println!(
+        "source:      {} ({} records)",
+        show(&csv),
+        bundled::demo::record_count()
+    );
+    println!(
+        "destination: {}",
+        show(&dir.join("marketing").join("contacts.jsonl"))
+    );
+    println!("cache:       {}", show(&data_dir.join("cache")));
+    println!("Run it again: records are updated, not duplicated.");
+    Ok(exit_code(report.status))
+}

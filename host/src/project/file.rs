@@ -1,0 +1,141 @@
+//! The project file as users write it (TOML). Every table denies unknown keys, so
+//! a typo is an error with its line and column, never a silently ignored option.
+//! [`super::Project`] is the validated runtime form built from it.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+/// A whole project file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProjectFile {
+    /// Connections by name.
+    #[serde(default)]
+    pub connections: BTreeMap<String, ConnectionSpec>,
+    /// Connection sets by name.
+    #[serde(default)]
+    pub connection_sets: BTreeMap<String, ConnectionSetSpec>,
+    pub project: ProjectSpec,
+}
+
+/// A configured connector and what it is granted.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectionSpec {
+    /// A bundled plugin name (`csv`, `jsonl`) or a path to a `.wasm` file,
+    /// relative to the project file.
+    pub plugin: Spanned<String>,
+    /// Options passed to the plugin as text.
+    #[serde(default)]
+    pub config: BTreeMap<String, Spanned<ConfigValue>>,
+    #[serde(default)]
+    pub grants: GrantsSpec,
+    #[serde(default)]
+    pub limits: LimitsSpec,
+}
+
+/// An option value: text, a number or a boolean (all passed on as text).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum ConfigValue {
+    Text(String),
+    Integer(i64),
+    Float(f64),
+    Boolean(bool),
+}
+
+impl ConfigValue {
+    pub fn to_text(&self) -> String {
+        match self {
+            ConfigValue::Text(s) => s.clone(),
+            ConfigValue::Integer(i) => i.to_string(),
+            ConfigValue::Float(x) => x.to_string(),
+            ConfigValue::Boolean(b) => b.to_string(),
+        }
+    }
+}
+
+/// What a connection's plugin may touch. Nothing by default.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GrantsSpec {
+    /// A directory, relative to the project file, seen by the plugin as `/data`.
+    pub directory: Option<Spanned<String>>,
+    /// Hosts the plugin may reach through the host's HTTP import.
+    #[serde(default)]
+    pub http_hosts: Vec<String>,
+}
+
+/// Per-call limits; unset values take the runtime's defaults.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsSpec {
+    pub memory_mb: Option<Spanned<u64>>,
+    pub call_timeout_secs: Option<Spanned<f64>>,
+}
+
+/// A source and a destination connection, with organization pairs.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectionSetSpec {
+    pub source: Spanned<String>,
+    pub destination: Spanned<String>,
+    #[serde(default)]
+    pub organizations: Vec<OrganizationPairSpec>,
+}
+
+/// A source organization and the destination organization it maps to.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OrganizationPairSpec {
+    pub source: String,
+    pub destination: String,
+}
+
+/// The project: a connection set and its entity tasks.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProjectSpec {
+    pub name: Spanned<String>,
+    pub connection_set: Spanned<String>,
+    /// The source organization of the pair to run (default: the first pair).
+    pub organization: Option<Spanned<String>>,
+    /// Records per batch (default 500, at most 10,000).
+    pub batch_size: Option<Spanned<u32>>,
+    pub tasks: Spanned<Vec<TaskSpec>>,
+}
+
+/// One entity task: source entity → destination entity.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TaskSpec {
+    pub name: Option<String>,
+    pub source_entity: String,
+    pub destination_entity: String,
+    /// Destination fields identifying a record for the upsert.
+    pub key: Spanned<Vec<String>>,
+    pub mappings: Spanned<Vec<Spanned<MappingSpec>>>,
+    #[serde(default)]
+    pub transforms: Vec<TransformSpec>,
+}
+
+/// One mapping row: a destination field and where its value comes from.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MappingSpec {
+    pub destination: String,
+    pub source: String,
+}
+
+/// A transform plugin step.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TransformSpec {
+    pub plugin: Spanned<String>,
+    #[serde(default)]
+    pub config: BTreeMap<String, Spanned<ConfigValue>>,
+    #[serde(default)]
+    pub limits: LimitsSpec,
+}

@@ -1,0 +1,584 @@
+//! Projects: the validated runtime form, and loading it from a project file.
+//!
+//! What it is: [`Project`] and its parts (connections, entity tasks, mappings,
+//! transform steps), buildable from code (see `examples/embed`) or loaded from
+//! TOML by [`Project::load`], which reports every mistake with the file, line
+//! and column. What it is not: plugin loading or execution (that is `engine`);
+//! this module names no wasmtime type.
+
+pub mod file;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use toml::Spanned;
+use weir_types::Config;
+
+use crate::runtime::{Grants, Limits};
+use file::{ConfigValue, LimitsSpec, ProjectFile};
+
+/// The largest batch a project may ask for.
+pub const MAX_BATCH_SIZE: u32 = 10_000;
+/// The batch size when a project names none.
+pub const DEFAULT_BATCH_SIZE: u32 = 500;
+
+/// A place in a project file, for messages: `project.toml:12:5`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Place {
+    pub path: PathBuf,
+    pub line: usize,
+    pub column: usize,
+}
+
+impl fmt::Display for Place {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}", self.path.display(), self.line, self.column)
+    }
+}
+
+/// Why a project could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ProjectError {
+    #[error("cannot read project file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{place}: {message}")]
+    Invalid { place: Place, message: String },
+}
+
+/// Where a plugin comes from.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum PluginSource {
+    /// A plugin bundled with weir (`csv`, `jsonl`, `normalize`).
+    Bundled(String),
+    /// A `.wasm` component file.
+    File(PathBuf),
+}
+
+impl fmt::Display for PluginSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PluginSource::Bundled(name) => write!(f, "{name} (bundled)"),
+            PluginSource::File(path) => write!(f, "{}", path.display()),
+        }
+    }
+}
+
+/// A plugin reference and where it was written.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PluginRef {
+    pub source: PluginSource,
+    pub place: Option<Place>,
+}
+
+impl PluginRef {
+    pub fn bundled(name: &str) -> PluginRef {
+        PluginRef {
+            source: PluginSource::Bundled(name.to_owned()),
+            place: None,
+        }
+    }
+
+    pub fn file(path: impl Into<PathBuf>) -> PluginRef {
+        PluginRef {
+            source: PluginSource::File(path.into()),
+            place: None,
+        }
+    }
+}
+
+/// A configured connector with its credentials and grants.
+#[derive(Clone, Debug)]
+pub struct Connection {
+    pub name: String,
+    pub plugin: PluginRef,
+    pub config: Config,
+    pub grants: Grants,
+    pub limits: Limits,
+}
+
+impl Connection {
+    /// A connection with no grants and default limits.
+    pub fn new(name: &str, plugin: PluginRef) -> Connection {
+        Connection {
+            name: name.to_owned(),
+            plugin,
+            config: Config::default(),
+            grants: Grants::none(),
+            limits: Limits::default(),
+        }
+    }
+
+    pub fn with_config(mut self, key: &str, value: &str) -> Connection {
+        self.config.set(key, value);
+        self
+    }
+
+    pub fn with_directory(mut self, dir: impl Into<PathBuf>) -> Connection {
+        self.grants.directory = Some(dir.into());
+        self
+    }
+}
+
+/// A source organization and the destination organization it maps to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OrganizationPair {
+    pub source: String,
+    pub destination: String,
+}
+
+/// One mapping row: destination field ← source field.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Mapping {
+    pub destination: String,
+    pub source: String,
+}
+
+impl Mapping {
+    pub fn new(destination: &str, source: &str) -> Mapping {
+        Mapping {
+            destination: destination.to_owned(),
+            source: source.to_owned(),
+        }
+    }
+}
+
+/// A transform plugin step of an entity task.
+#[derive(Clone, Debug)]
+pub struct TransformStep {
+    pub plugin: PluginRef,
+    pub config: Config,
+    pub limits: Limits,
+}
+
+/// Source entity → destination entity, with mappings, key and transforms.
+#[derive(Clone, Debug)]
+pub struct EntityTask {
+    pub name: String,
+    pub source_entity: String,
+    pub destination_entity: String,
+    /// Destination fields identifying a record for the upsert.
+    pub key: Vec<String>,
+    pub mappings: Vec<Mapping>,
+    pub transforms: Vec<TransformStep>,
+}
+
+/// A project ready to run.
+#[derive(Clone, Debug)]
+pub struct Project {
+    pub name: String,
+    /// The connection set's name, for reports.
+    pub connection_set: String,
+    pub source: Connection,
+    pub destination: Connection,
+    pub organization: Option<OrganizationPair>,
+    pub batch_size: u32,
+    pub tasks: Vec<EntityTask>,
+}
+
+/// Turns byte offsets in one file into places.
+struct Locator<'a> {
+    path: &'a Path,
+    text: &'a str,
+}
+
+impl Locator<'_> {
+    fn place(&self, offset: usize) -> Place {
+        let before = &self.text[..offset.min(self.text.len())];
+        let line = before.matches('\n').count() + 1;
+        let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+        Place {
+            path: self.path.to_owned(),
+            line,
+            column,
+        }
+    }
+
+    fn err<T>(&self, offset: usize, message: impl Into<String>) -> Result<T, ProjectError> {
+        Err(ProjectError::Invalid {
+            place: self.place(offset),
+            message: message.into(),
+        })
+    }
+}
+
+fn names<T>(map: &BTreeMap<String, T>) -> String {
+    if map.is_empty() {
+        "none are defined".to_owned()
+    } else {
+        format!(
+            "defined: {}",
+            map.keys()
+                .map(String::as_str)
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    }
+}
+
+impl Project {
+    /// Loads and validates a project file. Paths inside it are relative to it.
+    pub fn load(path: &Path) -> Result<Project, ProjectError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ProjectError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Project::parse(path, &text)
+    }
+
+    /// Parses and validates project text; `path` names it in errors and anchors
+    /// relative paths.
+    pub fn parse(path: &Path, text: &str) -> Result<Project, ProjectError> {
+        let loc = Locator { path, text };
+        let file: ProjectFile = toml::from_str(text).map_err(|e| {
+            let offset = e.span().map_or(0, |s| s.start);
+            ProjectError::Invalid {
+                place: loc.place(offset),
+                message: e.message().trim().to_owned(),
+            }
+        })?;
+        let base = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let spec = &file.project;
+
+        let set_name = spec.connection_set.get_ref();
+        let Some(set) = file.connection_sets.get(set_name) else {
+            return loc.err(
+                spec.connection_set.span().start,
+                format!(
+                    "project.connection_set: no connection set named `{set_name}` ({})",
+                    names(&file.connection_sets)
+                ),
+            );
+        };
+        let connection = |name: &Spanned<String>, role: &str| -> Result<Connection, ProjectError> {
+            let Some(conn) = file.connections.get(name.get_ref()) else {
+                return loc.err(
+                    name.span().start,
+                    format!(
+                        "connection_sets.{set_name}.{role}: no connection named `{}` ({})",
+                        name.get_ref(),
+                        names(&file.connections)
+                    ),
+                );
+            };
+            let plugin = plugin_ref(&loc, base, &conn.plugin)?;
+            let directory = conn
+                .grants
+                .directory
+                .as_ref()
+                .map(|d| base.join(d.get_ref()));
+            Ok(Connection {
+                name: name.get_ref().clone(),
+                plugin,
+                config: config(&conn.config),
+                grants: Grants {
+                    directory,
+                    http_hosts: conn.grants.http_hosts.clone(),
+                },
+                limits: limits(&loc, &conn.limits)?,
+            })
+        };
+        let source = connection(&set.source, "source")?;
+        let destination = connection(&set.destination, "destination")?;
+
+        let organization = match &spec.organization {
+            None => set.organizations.first().map(|p| OrganizationPair {
+                source: p.source.clone(),
+                destination: p.destination.clone(),
+            }),
+            Some(org) => {
+                let Some(pair) = set
+                    .organizations
+                    .iter()
+                    .find(|p| &p.source == org.get_ref())
+                else {
+                    let known: Vec<_> = set
+                        .organizations
+                        .iter()
+                        .map(|p| p.source.as_str())
+                        .collect();
+                    return loc.err(
+                        org.span().start,
+                        format!(
+                            "project.organization: connection set `{set_name}` pairs no organization `{}` (pairs: {})",
+                            org.get_ref(),
+                            if known.is_empty() { "none".to_owned() } else { known.join(", ") }
+                        ),
+                    );
+                };
+                Some(OrganizationPair {
+                    source: pair.source.clone(),
+                    destination: pair.destination.clone(),
+                })
+            }
+        };
+
+        let batch_size = match &spec.batch_size {
+            None => DEFAULT_BATCH_SIZE,
+            Some(b) if (1..=MAX_BATCH_SIZE).contains(b.get_ref()) => *b.get_ref(),
+            Some(b) => {
+                return loc.err(
+                    b.span().start,
+                    format!(
+                        "project.batch_size: {} is out of range (1 to {MAX_BATCH_SIZE})",
+                        b.get_ref()
+                    ),
+                );
+            }
+        };
+
+        if spec.tasks.get_ref().is_empty() {
+            return loc.err(
+                spec.tasks.span().start,
+                "project.tasks: a project needs at least one entity task",
+            );
+        }
+        let mut tasks = Vec::new();
+        for (n, t) in spec.tasks.get_ref().iter().enumerate() {
+            let name = t
+                .name
+                .clone()
+                .unwrap_or_else(|| t.destination_entity.clone());
+            let what = format!("project.tasks[{n}] (`{name}`)");
+            if t.mappings.get_ref().is_empty() {
+                return loc.err(
+                    t.mappings.span().start,
+                    format!("{what}.mappings: map at least one field"),
+                );
+            }
+            let mappings: Vec<Mapping> = t
+                .mappings
+                .get_ref()
+                .iter()
+                .map(|m| Mapping::new(&m.get_ref().destination, &m.get_ref().source))
+                .collect();
+            for (i, m) in t.mappings.get_ref().iter().enumerate() {
+                let row = m.get_ref();
+                if row.destination.trim().is_empty() || row.source.trim().is_empty() {
+                    return loc.err(
+                        m.span().start,
+                        format!(
+                            "{what}.mappings[{i}]: both `destination` and `source` must be set"
+                        ),
+                    );
+                }
+                if let Some(j) = mappings[..i]
+                    .iter()
+                    .position(|o| o.destination == row.destination)
+                {
+                    return loc.err(
+                        m.span().start,
+                        format!(
+                            "{what}.mappings[{i}]: destination field `{}` is already mapped by mappings[{j}] (from `{}`); map each destination field once",
+                            row.destination, mappings[j].source
+                        ),
+                    );
+                }
+            }
+            if t.key.get_ref().is_empty() {
+                return loc.err(
+                    t.key.span().start,
+                    format!("{what}.key: name at least one destination field to upsert by"),
+                );
+            }
+            for k in t.key.get_ref() {
+                if !mappings.iter().any(|m| &m.destination == k) {
+                    return loc.err(
+                        t.key.span().start,
+                        format!("{what}.key: key field `{k}` is not a mapped destination field"),
+                    );
+                }
+            }
+            let mut transforms = Vec::new();
+            for step in &t.transforms {
+                transforms.push(TransformStep {
+                    plugin: plugin_ref(&loc, base, &step.plugin)?,
+                    config: config(&step.config),
+                    limits: limits(&loc, &step.limits)?,
+                });
+            }
+            tasks.push(EntityTask {
+                name,
+                source_entity: t.source_entity.clone(),
+                destination_entity: t.destination_entity.clone(),
+                key: t.key.get_ref().clone(),
+                mappings,
+                transforms,
+            });
+        }
+
+        Ok(Project {
+            name: spec.name.get_ref().clone(),
+            connection_set: set_name.clone(),
+            source,
+            destination,
+            organization,
+            batch_size,
+            tasks,
+        })
+    }
+}
+
+fn plugin_ref(
+    loc: &Locator<'_>,
+    base: &Path,
+    plugin: &Spanned<String>,
+) -> Result<PluginRef, ProjectError> {
+    let value = plugin.get_ref().trim();
+    if value.is_empty() {
+        return loc.err(
+            plugin.span().start,
+            "plugin: name a bundled plugin or a .wasm file",
+        );
+    }
+    // A path is anything that looks like one; everything else names a bundled plugin.
+    let source = if value.ends_with(".wasm") || value.contains('/') || value.contains('\\') {
+        PluginSource::File(base.join(value))
+    } else {
+        PluginSource::Bundled(value.to_owned())
+    };
+    Ok(PluginRef {
+        source,
+        place: Some(loc.place(plugin.span().start)),
+    })
+}
+
+fn config(values: &BTreeMap<String, Spanned<ConfigValue>>) -> Config {
+    Config::new(
+        values
+            .iter()
+            .map(|(k, v)| (k.clone(), v.get_ref().to_text()))
+            .collect(),
+    )
+}
+
+fn limits(loc: &Locator<'_>, spec: &LimitsSpec) -> Result<Limits, ProjectError> {
+    let mut limits = Limits::default();
+    if let Some(mb) = &spec.memory_mb {
+        if !(1..=1024).contains(mb.get_ref()) {
+            return loc.err(mb.span().start, "limits.memory_mb: must be 1 to 1024");
+        }
+        limits.memory_bytes = (*mb.get_ref() as usize) << 20;
+    }
+    if let Some(secs) = &spec.call_timeout_secs {
+        let s = *secs.get_ref();
+        if !(0.01..=3600.0).contains(&s) {
+            return loc.err(
+                secs.span().start,
+                "limits.call_timeout_secs: must be 0.01 to 3600",
+            );
+        }
+        limits.call_timeout = Duration::from_secs_f64(s);
+    }
+    Ok(limits)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[connections.src]
+plugin = "csv"
+grants = { directory = "in" }
+
+[connections.dst]
+plugin = "plugins/dest.wasm"
+config = { delimiter = ";", retries = 3 }
+
+[connection_sets.main]
+source = "src"
+destination = "dst"
+
+[project]
+name = "p"
+connection_set = "main"
+
+[[project.tasks]]
+source_entity = "contacts"
+destination_entity = "people"
+key = ["id"]
+mappings = [
+  { destination = "id", source = "contact_id" },
+  { destination = "email", source = "email" },
+]
+"#;
+
+    fn parse(text: &str) -> Result<Project, ProjectError> {
+        Project::parse(Path::new("dir/project.toml"), text)
+    }
+
+    fn err(text: &str) -> String {
+        parse(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn a_good_file_loads_with_relative_paths_resolved() {
+        let p = parse(GOOD).unwrap();
+        assert_eq!(p.source.plugin.source, PluginSource::Bundled("csv".into()));
+        assert_eq!(
+            p.destination.plugin.source,
+            PluginSource::File("dir/plugins/dest.wasm".into())
+        );
+        assert_eq!(p.source.grants.directory, Some("dir/in".into()));
+        assert_eq!(p.destination.config.get("retries"), Some("3"));
+        assert_eq!(p.batch_size, DEFAULT_BATCH_SIZE);
+        assert_eq!(p.tasks[0].name, "people");
+    }
+
+    #[test]
+    fn unknown_key_is_named_with_line_and_column() {
+        let text = GOOD.replace("name = \"p\"", "name = \"p\"\nschedul = \"x\"");
+        let e = err(&text);
+        assert!(e.starts_with("dir/project.toml:17:1:"), "{e}");
+        assert!(e.contains("unknown field `schedul`"), "{e}");
+    }
+
+    #[test]
+    fn wrong_type_is_named_with_its_place() {
+        let text = GOOD.replace("name = \"p\"", "name = \"p\"\nbatch_size = \"big\"");
+        let e = err(&text);
+        assert!(e.starts_with("dir/project.toml:17:14:"), "{e}");
+        assert!(e.contains("invalid type"), "{e}");
+    }
+
+    #[test]
+    fn missing_connection_lists_the_defined_ones() {
+        let text = GOOD.replace("destination = \"dst\"", "destination = \"dts\"");
+        let e = err(&text);
+        assert!(e.starts_with("dir/project.toml:11:15:"), "{e}");
+        assert!(
+            e.contains("no connection named `dts` (defined: dst, src)"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn duplicate_destination_and_unmapped_key_are_refused() {
+        let text = GOOD.replace(
+            "source = \"email\"",
+            "source = \"email\" },\n  { destination = \"email\", source = \"mail\"",
+        );
+        let e = err(&text);
+        assert!(e.contains("already mapped by mappings[1]"), "{e}");
+        let text = GOOD.replace("key = [\"id\"]", "key = [\"code\"]");
+        let e = err(&text);
+        assert!(
+            e.contains("key field `code` is not a mapped destination field"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn batch_size_out_of_range_is_refused() {
+        let text = GOOD.replace("name = \"p\"", "name = \"p\"\nbatch_size = 0");
+        assert!(err(&text).contains("project.batch_size: 0 is out of range"));
+    }
+}

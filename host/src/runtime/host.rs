@@ -1,0 +1,151 @@
+//! The host state of one plugin instance and the host side of the contract's
+//! imports (`log`, `http`).
+
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use super::bindings::{http, log, types};
+use super::capabilities::{self, Grants};
+use super::limits::{Limiter, Limits};
+
+/// A line a plugin logged, kept for the execution's detailed log.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct PluginLogLine {
+    pub level: &'static str,
+    pub message: String,
+    pub fields: Vec<(String, String)>,
+}
+
+/// Everything the host keeps per instance. `Store<HostState>`.
+pub(crate) struct HostState {
+    pub plugin: String,
+    pub wasi: WasiCtx,
+    pub table: ResourceTable,
+    pub limiter: Limiter,
+    pub limits: Limits,
+    pub grants: Grants,
+    pub stderr: MemoryOutputPipe,
+    /// Lines logged during the current call (bounded by the limits).
+    pub log_lines: Vec<PluginLogLine>,
+    /// Lines dropped during the current call.
+    pub log_dropped: usize,
+}
+
+impl HostState {
+    pub fn new(plugin: &str, grants: &Grants, limits: &Limits) -> std::io::Result<HostState> {
+        let stderr = MemoryOutputPipe::new(limits.stderr_bytes);
+        Ok(HostState {
+            plugin: plugin.to_owned(),
+            wasi: capabilities::wasi_ctx(grants, &stderr)?,
+            table: ResourceTable::new(),
+            limiter: Limiter {
+                memory_bytes: limits.memory_bytes,
+                refused_growth_to: None,
+            },
+            limits: limits.clone(),
+            grants: grants.clone(),
+            stderr,
+            log_lines: Vec::new(),
+            log_dropped: 0,
+        })
+    }
+
+    /// The tail of what the plugin wrote to stderr (a panic message, usually).
+    pub fn stderr_tail(&self) -> String {
+        let bytes = self.stderr.contents();
+        let text = String::from_utf8_lossy(&bytes);
+        let text = text.trim();
+        let start = text.len().saturating_sub(2000);
+        let start = (start..=text.len())
+            .find(|&i| text.is_char_boundary(i))
+            .unwrap_or(text.len());
+        text[start..].to_owned()
+    }
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl types::Host for HostState {}
+
+fn truncate(mut s: String, max: usize) -> String {
+    if s.len() > max {
+        let mut cut = max;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+        s.push_str("… (truncated)");
+    }
+    s
+}
+
+impl log::Host for HostState {
+    fn log(&mut self, level: log::Level, message: String, fields: Vec<(String, String)>) {
+        if self.log_lines.len() >= self.limits.log_lines_per_call {
+            self.log_dropped += 1;
+            return;
+        }
+        let max = self.limits.log_line_bytes;
+        let message = truncate(message, max);
+        let fields: Vec<(String, String)> = fields
+            .into_iter()
+            .take(32)
+            .map(|(k, v)| (truncate(k, 128), truncate(v, max)))
+            .collect();
+        let rendered: String = fields
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let plugin = self.plugin.as_str();
+        let level_name = match level {
+            log::Level::Trace => {
+                tracing::trace!(plugin, fields = %rendered, "{message}");
+                "trace"
+            }
+            log::Level::Debug => {
+                tracing::debug!(plugin, fields = %rendered, "{message}");
+                "debug"
+            }
+            log::Level::Info => {
+                tracing::info!(plugin, fields = %rendered, "{message}");
+                "info"
+            }
+            log::Level::Warn => {
+                tracing::warn!(plugin, fields = %rendered, "{message}");
+                "warn"
+            }
+            log::Level::Error => {
+                tracing::error!(plugin, fields = %rendered, "{message}");
+                "error"
+            }
+        };
+        self.log_lines.push(PluginLogLine {
+            level: level_name,
+            message,
+            fields,
+        });
+    }
+}
+
+impl http::Host for HostState {
+    fn send(&mut self, request: http::Request) -> Result<http::Response, http::HttpError> {
+        if let Err(reason) = capabilities::check_http(&self.grants, &request.url) {
+            tracing::warn!(plugin = %self.plugin, url = %request.url, %reason, "HTTP request denied");
+            return Err(http::HttpError::Denied(reason));
+        }
+        // The allow-list is enforced above so the contract's behaviour is fixed now;
+        // the transport itself lands with the REST connector.
+        Err(http::HttpError::Transport(
+            "outgoing HTTP is not available in this weir build yet".to_owned(),
+        ))
+    }
+}

@@ -1,0 +1,393 @@
+//! The sandboxed component runtime: loads plugins and calls them under limits.
+//!
+//! What it is: the only part of weir that knows wasmtime. It compiles (or loads
+//! from the on-disk cache) components, links the contract's imports and a
+//! deny-everything WASI, and hands out [`ConnectorInstance`]s and
+//! [`TransformInstance`]s whose every call runs with a memory cap and a time
+//! limit. A trap, a time-out or a memory overrun becomes a [`CallError`] for that
+//! call; the instance is discarded and the host goes on.
+//!
+//! What it is not: the pipeline (that is `engine`), nor an HTTP API, nor storage.
+//! Nothing outside this module names a wasmtime type.
+
+mod bindings;
+mod cache;
+pub mod capabilities;
+mod convert;
+mod host;
+mod instance;
+mod limits;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+pub use cache::CacheOutcome;
+pub use capabilities::Grants;
+pub use host::PluginLogLine;
+pub use instance::{CallError, ConnectorInstance, TransformInstance, TrapKind, WriterHandle};
+pub use limits::Limits;
+
+use bindings::since_v0_1_0::{CONNECTOR_EXPORT, TRANSFORM_EXPORT};
+use host::HostState;
+
+/// The contract versions this host accepts, newest first.
+pub const SUPPORTED_CONTRACTS: &[&str] = &["0.1.0"];
+
+/// How often the epoch ticks; call time limits are rounded up to it.
+const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// How a [`Runtime`] is set up. The default: no component cache, pooling
+/// allocator when the machine allows it.
+#[derive(Clone, Debug)]
+pub struct RuntimeConfig {
+    /// Where compiled components are cached; `None` compiles every time.
+    pub cache_dir: Option<PathBuf>,
+    /// Use the pooling instance allocator (falls back to on-demand allocation if
+    /// the pool cannot be reserved).
+    pub pooling: bool,
+    /// Instances the pool holds at once.
+    pub pool_instances: u32,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> RuntimeConfig {
+        RuntimeConfig {
+            cache_dir: None,
+            pooling: true,
+            pool_instances: 128,
+        }
+    }
+}
+
+/// Why the runtime could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("cannot configure the WebAssembly engine: {0}")]
+    Engine(String),
+}
+
+/// Why a plugin could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("cannot read plugin file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("plugin `{plugin}` is not a WebAssembly component: {reason}")]
+    NotAComponent { plugin: String, reason: String },
+    #[error(
+        "plugin `{plugin}` was built against contract weir:plugin@{found}; this host accepts weir:plugin@{}",
+        SUPPORTED_CONTRACTS.join(", weir:plugin@")
+    )]
+    UnsupportedContract { plugin: String, found: String },
+    #[error(
+        "plugin `{plugin}` exports no weir plugin interface (it exports: {exports}); expected {CONNECTOR_EXPORT} or {TRANSFORM_EXPORT}"
+    )]
+    NoContract { plugin: String, exports: String },
+    #[error("plugin `{plugin}` cannot be linked: {reason}")]
+    Link { plugin: String, reason: String },
+}
+
+/// What kind of plugin a component is, from the interface it exports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PluginKind {
+    Connector,
+    Transform,
+}
+
+/// Stops the epoch thread when the runtime is dropped.
+struct EpochTicker {
+    stop: Arc<AtomicBool>,
+}
+
+impl EpochTicker {
+    fn start(engine: &Engine) -> EpochTicker {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let engine = engine.clone();
+        // A dedicated thread, not a tokio task: a synchronous plugin call would
+        // starve a task on the same worker, and the deadline would never fire.
+        std::thread::Builder::new()
+            .name("weir-epoch".into())
+            .spawn(move || {
+                while !flag.load(Ordering::Relaxed) {
+                    std::thread::sleep(EPOCH_TICK);
+                    engine.increment_epoch();
+                }
+            })
+            .expect("spawn the epoch thread");
+        EpochTicker { stop }
+    }
+}
+
+impl Drop for EpochTicker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// The wasmtime configuration. Everything weir does not use is off: each
+/// disabled proposal is attack surface removed (see ARCHITECTURE.md).
+fn engine_config(pooling: Option<u32>) -> Config {
+    let mut config = Config::new();
+    config
+        .wasm_component_model(true)
+        .epoch_interruption(true)
+        .max_wasm_stack(512 << 10)
+        // Threads, GC and exceptions are also compiled out (cargo features off).
+        .wasm_gc(false)
+        .wasm_stack_switching(false)
+        // No component-model async is used, so the cheaper call path is safe.
+        .concurrency_support(false)
+        .parallel_compilation(true);
+    if let Some(instances) = pooling {
+        let mut pool = PoolingAllocationConfig::new();
+        pool.total_component_instances(instances)
+            .total_core_instances(instances * 8)
+            .total_memories(instances * 2)
+            .total_tables(instances * 4)
+            .max_core_instances_per_component(64)
+            .max_memories_per_component(4)
+            .max_tables_per_component(16)
+            .max_memory_size(1 << 30);
+        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    }
+    config
+}
+
+/// Loads and runs plugins. Cheap to share by reference across threads.
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<HostState>,
+    cache: cache::ComponentCache,
+    pooling: bool,
+    _ticker: EpochTicker,
+}
+
+impl Runtime {
+    pub fn new(config: RuntimeConfig) -> Result<Runtime, RuntimeError> {
+        let (engine, pooling) = if config.pooling {
+            match Engine::new(&engine_config(Some(config.pool_instances))) {
+                Ok(engine) => (engine, true),
+                Err(e) => {
+                    tracing::warn!(error = %e, "pooling allocator unavailable; using on-demand allocation");
+                    (
+                        Engine::new(&engine_config(None))
+                            .map_err(|e| RuntimeError::Engine(e.to_string()))?,
+                        false,
+                    )
+                }
+            }
+        } else {
+            (
+                Engine::new(&engine_config(None))
+                    .map_err(|e| RuntimeError::Engine(e.to_string()))?,
+                false,
+            )
+        };
+        let mut linker = Linker::new(&engine);
+        // Link the whole WASI p2 set: std (and other languages' runtimes) import it
+        // even for pure libraries; the context behind it grants nothing (see
+        // `capabilities`).
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
+            .map_err(|e| RuntimeError::Engine(e.to_string()))?;
+        bindings::ConnectorPlugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
+            .map_err(|e| RuntimeError::Engine(e.to_string()))?;
+        let cache = cache::ComponentCache::new(&engine, config.cache_dir);
+        let ticker = EpochTicker::start(&engine);
+        Ok(Runtime {
+            engine,
+            linker,
+            cache,
+            pooling,
+            _ticker: ticker,
+        })
+    }
+
+    /// Whether instances come from the pooling allocator.
+    pub fn pooling(&self) -> bool {
+        self.pooling
+    }
+
+    /// Loads a plugin from a `.wasm` file.
+    pub fn load_file(&self, path: &Path) -> Result<Plugin, LoadError> {
+        let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        self.load_bytes(&path.display().to_string(), &bytes)
+    }
+
+    /// Loads a plugin from its bytes; `label` names it in messages.
+    pub fn load_bytes(&self, label: &str, bytes: &[u8]) -> Result<Plugin, LoadError> {
+        let not_component = |reason: String| LoadError::NotAComponent {
+            plugin: label.to_owned(),
+            reason,
+        };
+        if !wasmparser::Parser::is_component(bytes) {
+            let reason = if wasmparser::Parser::is_core_wasm(bytes) {
+                "it is a core WebAssembly module; build it as a component (target wasm32-wasip2)"
+                    .to_owned()
+            } else {
+                "it does not start with the WebAssembly magic bytes".to_owned()
+            };
+            return Err(not_component(reason));
+        }
+        let digest = cache::sha256_hex(bytes);
+        let (component, outcome) = self
+            .cache
+            .load(&self.engine, &digest, bytes)
+            .map_err(|e| not_component(format!("{e:#}")))?;
+        tracing::debug!(plugin = label, cache = ?outcome, "component loaded");
+        let kind = self.kind_of(label, &component)?;
+        let pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| LoadError::Link {
+                plugin: label.to_owned(),
+                reason: format!("{e:#}"),
+            })?;
+        let link = |e: wasmtime::Error| LoadError::Link {
+            plugin: label.to_owned(),
+            reason: format!("{e:#}"),
+        };
+        let pre = match kind {
+            PluginKind::Connector => {
+                instance::Pre::Connector(bindings::ConnectorPluginPre::new(pre).map_err(link)?)
+            }
+            PluginKind::Transform => {
+                instance::Pre::Transform(bindings::TransformPluginPre::new(pre).map_err(link)?)
+            }
+        };
+        Ok(Plugin {
+            inner: Arc::new(PluginInner {
+                label: label.to_owned(),
+                digest,
+                kind,
+                pre,
+                cache: outcome,
+            }),
+        })
+    }
+
+    /// Reads the interface a component exports and checks its contract version
+    /// before anything is instantiated.
+    fn kind_of(&self, label: &str, component: &Component) -> Result<PluginKind, LoadError> {
+        let ty = component.component_type();
+        let exports: Vec<String> = ty
+            .exports(&self.engine)
+            .map(|(n, _)| n.to_owned())
+            .collect();
+        if exports.iter().any(|e| e == CONNECTOR_EXPORT) {
+            return Ok(PluginKind::Connector);
+        }
+        if exports.iter().any(|e| e == TRANSFORM_EXPORT) {
+            return Ok(PluginKind::Transform);
+        }
+        for e in &exports {
+            for iface in ["weir:plugin/connector@", "weir:plugin/transform@"] {
+                if let Some(version) = e.strip_prefix(iface) {
+                    return Err(LoadError::UnsupportedContract {
+                        plugin: label.to_owned(),
+                        found: version.to_owned(),
+                    });
+                }
+            }
+        }
+        Err(LoadError::NoContract {
+            plugin: label.to_owned(),
+            exports: if exports.is_empty() {
+                "nothing".to_owned()
+            } else {
+                exports.join(", ")
+            },
+        })
+    }
+}
+
+struct PluginInner {
+    label: String,
+    digest: String,
+    kind: PluginKind,
+    pre: instance::Pre,
+    cache: CacheOutcome,
+}
+
+/// A loaded plugin: compiled, linked, ready to instantiate. Cheap to clone.
+#[derive(Clone)]
+pub struct Plugin {
+    inner: Arc<PluginInner>,
+}
+
+impl std::fmt::Debug for Plugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Plugin")
+            .field("label", &self.inner.label)
+            .field("kind", &self.inner.kind)
+            .finish()
+    }
+}
+
+impl Plugin {
+    /// The name it was loaded under (a bundled name or a file path).
+    pub fn label(&self) -> &str {
+        &self.inner.label
+    }
+
+    pub fn kind(&self) -> PluginKind {
+        self.inner.kind
+    }
+
+    /// The SHA-256 of the plugin's bytes.
+    pub fn digest(&self) -> &str {
+        &self.inner.digest
+    }
+
+    /// Whether the compiled component came from the cache.
+    pub fn cache_outcome(&self) -> CacheOutcome {
+        self.inner.cache
+    }
+
+    /// A connector instance with the given grants and limits. Instances are
+    /// created lazily, on the first call.
+    pub fn connector(
+        &self,
+        grants: Grants,
+        limits: Limits,
+    ) -> Result<ConnectorInstance, CallError> {
+        match &self.inner.pre {
+            instance::Pre::Connector(pre) => Ok(ConnectorInstance::new(
+                self.inner.label.clone(),
+                pre.clone(),
+                grants,
+                limits,
+            )),
+            instance::Pre::Transform(_) => Err(CallError::WrongKind {
+                plugin: self.inner.label.clone(),
+                expected: PluginKind::Connector,
+            }),
+        }
+    }
+
+    /// A transform instance with the given limits. Transforms get no grants.
+    pub fn transform(&self, limits: Limits) -> Result<TransformInstance, CallError> {
+        match &self.inner.pre {
+            instance::Pre::Transform(pre) => Ok(TransformInstance::new(
+                self.inner.label.clone(),
+                pre.clone(),
+                limits,
+            )),
+            instance::Pre::Connector(_) => Err(CallError::WrongKind {
+                plugin: self.inner.label.clone(),
+                expected: PluginKind::Transform,
+            }),
+        }
+    }
+}

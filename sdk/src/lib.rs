@@ -1,0 +1,215 @@
+//! Write weir connector and transform plugins in Rust.
+//!
+//! A plugin is a WebAssembly component built with `cargo build --target
+//! wasm32-wasip2`. It implements one of two traits and exports it with one macro:
+//!
+//! * [`Connector`] + [`export_connector!`]: a source (implement [`Connector::read`]),
+//!   a destination (implement [`Connector::open_writer`] and a [`Writer`]), or both;
+//! * [`Transform`] + [`export_transform!`]: rewrites batches between source and
+//!   destination.
+//!
+//! Every trait method but the essential ones has a default, so a simple connector
+//! is a page of code. Records arrive and leave as a columnar [`Batch`]; read them
+//! with [`Batch::rows`] and build them with [`BatchBuilder`].
+//!
+//! ```ignore
+//! use weir_sdk::*;
+//!
+//! struct Hello;
+//!
+//! impl Transform for Hello {
+//!     fn info() -> PluginInfo {
+//!         PluginInfo::new("hello", env!("CARGO_PKG_VERSION"), "Says hello")
+//!     }
+//!     fn transform(_config: &Config, records: Batch) -> Result<Transformed, Error> {
+//!         Ok(Transformed::ok(records))
+//!     }
+//! }
+//!
+//! export_transform!(Hello);
+//! ```
+//!
+//! What this crate is not: a host. It has no wasmtime; it only makes the guest side
+//! of the WIT contract `weir:plugin@0.1.0` (in `wit/since_v0.1.0/`) pleasant in
+//! Rust. The generated bindings are `#[doc(hidden)]`: plugin authors never touch
+//! them, so the contract can grow without breaking their code.
+
+mod convert;
+
+pub use weir_types::{
+    Batch, BatchBuilder, BatchError, Capability, Column, ColumnData, Config, ConfigField,
+    EntitySchema, FieldSchema, FieldType, Organization, PluginError as Error, PluginInfo, ReadPage,
+    ReadRequest, RecordError, Rejected, Row, Transformed, UpsertOutcome, Value, VarData,
+    WriteRequest,
+};
+
+/// The version of the WIT contract this SDK builds plugins against.
+pub const CONTRACT_VERSION: &str = "0.1.0";
+
+#[doc(hidden)]
+pub mod bindings {
+    pub mod connector {
+        wit_bindgen::generate!({
+            path: "../wit/since_v0.1.0",
+            world: "connector-plugin",
+            pub_export_macro: true,
+            export_macro_name: "__export_connector_plugin",
+            default_bindings_module: "weir_sdk::bindings::connector",
+        });
+    }
+    pub mod transform {
+        wit_bindgen::generate!({
+            path: "../wit/since_v0.1.0",
+            world: "transform-plugin",
+            with: {
+                "weir:plugin/types@0.1.0": super::connector::weir::plugin::types,
+                "weir:plugin/log@0.1.0": super::connector::weir::plugin::log,
+            },
+            pub_export_macro: true,
+            export_macro_name: "__export_transform_plugin",
+            default_bindings_module: "weir_sdk::bindings::transform",
+        });
+    }
+}
+
+/// A connector: describes itself, checks its connection, discovers entities, and
+/// reads from and/or writes to them.
+///
+/// Connectors are stateless between calls: the host passes the connection's
+/// [`Config`] to every call, and may run calls in fresh instances. The one piece of
+/// state is a [`Writer`], which lives for one write session.
+pub trait Connector {
+    /// What the plugin is: name, version, configuration options, capabilities.
+    fn info() -> PluginInfo;
+
+    /// Checks that the connection works. The default accepts any configuration.
+    fn check(config: &Config) -> Result<(), Error> {
+        let _ = config;
+        Ok(())
+    }
+
+    /// The organizations (legal entities, business units, schemas) reachable
+    /// through the connection. The default: none.
+    fn organizations(config: &Config) -> Result<Vec<Organization>, Error> {
+        let _ = config;
+        Ok(Vec::new())
+    }
+
+    /// The entities of an organization, with their schemas. The default: none.
+    fn discover(config: &Config, organization: Option<&str>) -> Result<Vec<EntitySchema>, Error> {
+        let _ = (config, organization);
+        Ok(Vec::new())
+    }
+
+    /// Reads the next page of an entity, from `request.cursor`. The default refuses:
+    /// the connector is not a source.
+    fn read(config: &Config, request: ReadRequest) -> Result<ReadPage, Error> {
+        let _ = config;
+        Err(Error::config(format!(
+            "`{}` cannot read: it is not a source (entity `{}`)",
+            Self::info().name,
+            request.entity
+        )))
+    }
+
+    /// Opens a write session on an entity. The default refuses: the connector is
+    /// not a destination.
+    fn open_writer(config: &Config, request: WriteRequest) -> Result<Box<dyn Writer>, Error> {
+        let _ = config;
+        Err(Error::config(format!(
+            "`{}` cannot write: it is not a destination (entity `{}`)",
+            Self::info().name,
+            request.entity
+        )))
+    }
+}
+
+/// A write session on one entity, opened by [`Connector::open_writer`].
+pub trait Writer {
+    /// Upserts a batch by the session's key fields. Must return exactly one
+    /// outcome per record, in order; a record that cannot be written is
+    /// [`UpsertOutcome::Failed`], not an error of the whole call.
+    fn upsert(&mut self, records: Batch) -> Result<Vec<UpsertOutcome>, Error>;
+
+    /// Makes everything written durable. The default does nothing.
+    fn finish(&mut self) -> Result<(), Error> {
+        Ok(())
+    }
+}
+
+/// A transform: rewrites batches of records.
+pub trait Transform {
+    /// What the plugin is: name, version, configuration options.
+    fn info() -> PluginInfo;
+
+    /// The fields this transform outputs for the given input fields. The default:
+    /// the input fields, unchanged.
+    fn output_schema(config: &Config, input: Vec<FieldSchema>) -> Result<Vec<FieldSchema>, Error> {
+        let _ = config;
+        Ok(input)
+    }
+
+    /// Transforms a batch: one output record per input record, in order, and a
+    /// [`RecordError`] for each record that cannot be transformed.
+    fn transform(config: &Config, records: Batch) -> Result<Transformed, Error>;
+}
+
+/// Exports a [`Connector`] implementation as the plugin's `connector` interface.
+#[macro_export]
+macro_rules! export_connector {
+    ($connector:ty) => {
+        type __WeirConnectorExport = $crate::__glue::ConnectorExport<$connector>;
+        $crate::bindings::connector::__export_connector_plugin!(__WeirConnectorExport);
+    };
+}
+
+/// Exports a [`Transform`] implementation as the plugin's `transform` interface.
+#[macro_export]
+macro_rules! export_transform {
+    ($transform:ty) => {
+        type __WeirTransformExport = $crate::__glue::TransformExport<$transform>;
+        $crate::bindings::transform::__export_transform_plugin!(__WeirTransformExport);
+    };
+}
+
+#[doc(hidden)]
+pub mod __glue {
+    pub use crate::convert::{ConnectorExport, TransformExport};
+}
+
+/// Structured logging into the host's log and the execution's detailed log.
+pub mod log {
+    use crate::bindings::connector::weir::plugin::log as wit;
+
+    fn emit(level: wit::Level, message: &str, fields: &[(&str, &str)]) {
+        let fields: Vec<(String, String)> = fields
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        wit::log(level, message, &fields);
+    }
+
+    pub fn debug(message: &str, fields: &[(&str, &str)]) {
+        emit(wit::Level::Debug, message, fields)
+    }
+    pub fn info(message: &str, fields: &[(&str, &str)]) {
+        emit(wit::Level::Info, message, fields)
+    }
+    pub fn warn(message: &str, fields: &[(&str, &str)]) {
+        emit(wit::Level::Warn, message, fields)
+    }
+    pub fn error(message: &str, fields: &[(&str, &str)]) {
+        emit(wit::Level::Error, message, fields)
+    }
+}
+
+/// Outgoing HTTP through the host (connector plugins only). The host refuses hosts
+/// the connection does not grant, and adds the connection's credentials.
+pub mod http {
+    pub use crate::bindings::connector::weir::plugin::http::{HttpError, Request, Response};
+
+    /// Sends a request through the host.
+    pub fn send(request: &Request) -> Result<Response, HttpError> {
+        crate::bindings::connector::weir::plugin::http::send(request)
+    }
+}

@@ -1,0 +1,222 @@
+//! The `weir` binary end to end: the demo, re-runs, and malformed project files.
+
+mod common;
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn weir(cwd: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(args)
+        .current_dir(cwd)
+        .env_remove("WEIR_DATA_DIR")
+        .output()
+        .expect("run weir")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn demo_completes_then_updates_instead_of_duplicating() {
+    // From an unrelated working directory: everything travels with the binary.
+    let cwd = tempfile::tempdir().unwrap();
+    let first = weir(cwd.path(), &["demo"]);
+    let out = stdout(&first);
+    assert!(first.status.success(), "{out}\n{}", stderr(&first));
+    assert!(out.contains("status:   Completed"), "{out}");
+    assert!(
+        out.contains("read 5000, inserted 5000, updated 0, failed 0"),
+        "{out}"
+    );
+
+    let demo = cwd.path().join("weir-demo");
+    let csv = std::fs::read_to_string(demo.join("crm-export/contacts.csv")).unwrap();
+    let jsonl = std::fs::read_to_string(demo.join("marketing/contacts.jsonl")).unwrap();
+    check_destination(&csv, &jsonl);
+
+    let second = weir(cwd.path(), &["demo"]);
+    let out = stdout(&second);
+    assert!(second.status.success(), "{out}\n{}", stderr(&second));
+    assert!(
+        out.contains("read 5000, inserted 0, updated 5000, failed 0"),
+        "{out}"
+    );
+    let again = std::fs::read_to_string(demo.join("marketing/contacts.jsonl")).unwrap();
+    assert_eq!(again.lines().count(), 5000, "no duplicates after a re-run");
+    check_destination(&csv, &again);
+}
+
+/// The destination holds exactly one record per source record, mapped and
+/// normalised.
+fn check_destination(csv: &str, jsonl: &str) {
+    let mut lines = csv.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    let col = |name: &str| header.iter().position(|h| *h == name).unwrap();
+    let records: Vec<serde_json::Value> = jsonl
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("each line is JSON"))
+        .collect();
+    assert_eq!(records.len(), rows.len());
+    let ids: HashSet<i64> = records
+        .iter()
+        .map(|r| r["contact_id"].as_i64().expect("integer contact_id"))
+        .collect();
+    assert_eq!(ids.len(), rows.len(), "one record per key");
+    for (row, rec) in rows.iter().zip(&records) {
+        assert_eq!(
+            rec["contact_id"].as_i64().unwrap().to_string(),
+            row[col("id")]
+        );
+        assert_eq!(rec["first_name"], row[col("first_name")]);
+        assert_eq!(rec["title"], row[col("job_title")]);
+        assert_eq!(rec["created_at"], row[col("created_at")]);
+        let email = row[col("email")].trim().to_lowercase();
+        assert_eq!(rec["email"], email.as_str());
+        let phone = rec["phone"].as_str().unwrap();
+        let digits: String = phone[1..].chars().filter(char::is_ascii_digit).collect();
+        assert!(
+            phone.starts_with('+') && digits.len() == phone.len() - 1,
+            "{phone}"
+        );
+        assert!((8..=15).contains(&digits.len()), "{phone}");
+        let source_digits: String = row[col("phone")]
+            .chars()
+            .filter(char::is_ascii_digit)
+            .collect();
+        assert!(
+            digits.ends_with(&source_digits[source_digits.len() - 7..]),
+            "{phone} from {}",
+            row[col("phone")]
+        );
+        assert_eq!(
+            rec.as_object().unwrap().len(),
+            10,
+            "exactly the mapped fields"
+        );
+    }
+}
+
+const PROJECT: &str = r#"[connections.src]
+plugin = "csv"
+grants = { directory = "in" }
+
+[connections.dst]
+plugin = "jsonl"
+grants = { directory = "out" }
+
+[connection_sets.main]
+source = "src"
+destination = "dst"
+
+[project]
+name = "p"
+connection_set = "main"
+
+[[project.tasks]]
+source_entity = "contacts"
+destination_entity = "contacts"
+key = ["id"]
+mappings = [{ destination = "id", source = "id" }]
+"#;
+
+/// Writes a project file (with its input folder) and runs `weir run` on it.
+fn run_project(text: &str) -> (Output, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("in")).unwrap();
+    std::fs::write(dir.path().join("in/contacts.csv"), "id\n1\n2\n").unwrap();
+    std::fs::write(dir.path().join("project.toml"), text).unwrap();
+    let out = weir(dir.path(), &["run", "project.toml"]);
+    (out, dir)
+}
+
+fn refused(text: &str) -> String {
+    let (out, _dir) = run_project(text);
+    assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+    stderr(&out)
+}
+
+#[test]
+fn the_test_project_itself_runs() {
+    let (out, dir) = run_project(PROJECT);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    let written = std::fs::read_to_string(dir.path().join("out/contacts.jsonl")).unwrap();
+    assert_eq!(written, "{\"id\":\"1\"}\n{\"id\":\"2\"}\n");
+}
+
+#[test]
+fn unknown_key_is_named_with_its_place() {
+    let err = refused(&PROJECT.replace("name = \"p\"", "name = \"p\"\nshedule = \"daily\""));
+    assert!(
+        err.contains("project.toml:15:1: unknown field `shedule`"),
+        "{err}"
+    );
+}
+
+#[test]
+fn wrong_type_is_named_with_its_place() {
+    let err = refused(&PROJECT.replace("key = [\"id\"]", "key = \"id\""));
+    assert!(
+        err.contains("project.toml:20:7:") && err.contains("invalid type"),
+        "{err}"
+    );
+}
+
+#[test]
+fn missing_connection_is_named_with_its_place() {
+    let err = refused(&PROJECT.replace("source = \"src\"", "source = \"crm\""));
+    assert!(
+        err.contains("project.toml:10:10: connection_sets.main.source: no connection named `crm` (defined: dst, src)"),
+        "{err}"
+    );
+}
+
+#[test]
+fn missing_plugin_file_is_named_with_its_place() {
+    let err = refused(&PROJECT.replace("plugin = \"csv\"", "plugin = \"plugins/crm.wasm\""));
+    assert!(err.contains("project.toml:2:10: plugin"), "{err}");
+    assert!(
+        err.contains("crm.wasm") && err.contains("No such file"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_file_that_is_not_a_component_is_refused_with_its_place() {
+    let (_, dir) = run_project(PROJECT);
+    std::fs::write(dir.path().join("core.wasm"), b"\0asm\x01\0\0\0").unwrap();
+    std::fs::write(dir.path().join("text.wasm"), b"hello").unwrap();
+    for (file, why) in [
+        ("core.wasm", "core WebAssembly module"),
+        ("text.wasm", "magic bytes"),
+    ] {
+        let text = PROJECT.replace("plugin = \"jsonl\"", &format!("plugin = \"{file}\""));
+        std::fs::write(dir.path().join("project.toml"), text).unwrap();
+        let out = weir(dir.path(), &["run", "project.toml"]);
+        assert_eq!(out.status.code(), Some(2));
+        let err = stderr(&out);
+        assert!(err.contains("project.toml:6:10: plugin"), "{err}");
+        assert!(
+            err.contains("is not a WebAssembly component") && err.contains(why),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn an_unknown_bundled_plugin_lists_the_bundled_ones() {
+    let err = refused(&PROJECT.replace("plugin = \"csv\"", "plugin = \"cvs\""));
+    assert!(
+        err.contains(
+            "project.toml:2:10: unknown bundled plugin `cvs` (bundled: csv, jsonl, normalize)"
+        ),
+        "{err}"
+    );
+}

@@ -1,0 +1,93 @@
+//! Helpers shared by the integration tests: plugin paths, temporary folders,
+//! projects built in code around the test plugins.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use weir_host::bundled::PLUGIN_BUILD_DIR;
+use weir_host::engine::{Engine, ExecutionReport, Quiet};
+use weir_host::project::{Connection, EntityTask, Mapping, PluginRef, Project, TransformStep};
+use weir_host::runtime::{Limits, Runtime, RuntimeConfig};
+
+/// The path of a plugin built by host/build.rs (`testkit-connector` →
+/// `weir_plugin_testkit_connector.wasm`).
+pub fn plugin_path(name: &str) -> PathBuf {
+    Path::new(PLUGIN_BUILD_DIR).join(format!("weir_plugin_{}.wasm", name.replace('-', "_")))
+}
+
+pub fn testkit() -> PluginRef {
+    PluginRef::file(plugin_path("testkit-connector"))
+}
+
+pub fn testkit_transform() -> PluginRef {
+    PluginRef::file(plugin_path("testkit-transform"))
+}
+
+/// One runtime for a whole test binary, with a cache in a temporary folder: the
+/// tests also prove that one runtime keeps serving after any plugin misbehaves.
+pub fn runtime() -> &'static Runtime {
+    static RUNTIME: OnceLock<Runtime> = OnceLock::new();
+    RUNTIME.get_or_init(|| {
+        let cache = tempfile::tempdir().unwrap().keep().join("cache");
+        Runtime::new(RuntimeConfig {
+            cache_dir: Some(cache),
+            ..RuntimeConfig::default()
+        })
+        .unwrap()
+    })
+}
+
+/// testkit source (`count` people) → testkit destination, mapping id/name/email.
+pub fn testkit_project(count: usize) -> Project {
+    let source = Connection::new("source", testkit()).with_config("count", &count.to_string());
+    let destination = Connection::new("destination", testkit());
+    Project {
+        name: "testkit".into(),
+        connection_set: "set".into(),
+        source,
+        destination,
+        organization: None,
+        batch_size: 100,
+        tasks: vec![EntityTask {
+            name: "people".into(),
+            source_entity: "people".into(),
+            destination_entity: "people".into(),
+            key: vec!["id".into()],
+            mappings: vec![
+                Mapping::new("id", "id"),
+                Mapping::new("name", "name"),
+                Mapping::new("email", "email"),
+            ],
+            transforms: vec![],
+        }],
+    }
+}
+
+/// Adds a testkit-transform step with the given options.
+pub fn with_transform(mut project: Project, options: &[(&str, &str)], limits: Limits) -> Project {
+    let mut config = weir_types::Config::default();
+    for (k, v) in options {
+        config.set(k, v);
+    }
+    project.tasks[0].transforms.push(TransformStep {
+        plugin: testkit_transform(),
+        config,
+        limits,
+    });
+    project
+}
+
+pub fn run(project: &Project) -> ExecutionReport {
+    Engine::new(runtime())
+        .run(project, &mut Quiet)
+        .expect("project starts")
+}
+
+/// The error text of the first task, or a panic naming the status.
+pub fn task_error(report: &ExecutionReport) -> String {
+    report.tasks[0]
+        .error
+        .clone()
+        .unwrap_or_else(|| panic!("expected a task error, got {report}"))
+}

@@ -1,0 +1,95 @@
+//! Execution statuses and record errors through the library API.
+
+mod common;
+
+use common::*;
+use weir_host::engine::{Stage, Status};
+use weir_host::runtime::Limits;
+
+#[test]
+fn all_records_upserted_is_completed() {
+    let report = run(&testkit_project(1_234));
+    assert_eq!(report.status, Status::Completed, "{report}");
+    let t = report.totals();
+    assert_eq!(
+        (t.read, t.inserted, t.updated, t.failed),
+        (1_234, 1_234, 0, 0)
+    );
+    assert_eq!(report.tasks[0].cursor.as_deref(), Some("1235"));
+}
+
+#[test]
+fn some_records_rejected_is_warning_with_their_reasons() {
+    let mut project = testkit_project(100);
+    project.destination.config.set("reject_contains", "person7");
+    let report = run(&project);
+    assert_eq!(report.status, Status::Warning, "{report}");
+    let t = report.totals();
+    // person7 and person70..=person79
+    assert_eq!(t.failed, 11);
+    assert_eq!(t.inserted, 89);
+    let failures = &report.tasks[0].failures;
+    assert_eq!(failures.len(), 11);
+    let mut keys: Vec<_> = failures.iter().map(|f| f.key.clone().unwrap()).collect();
+    keys.sort();
+    assert_eq!(keys[0], "7");
+    assert!(failures.iter().all(|f| f.stage == Stage::Upsert));
+    assert!(failures.iter().all(|f| f.field.as_deref() == Some("email")));
+    assert!(
+        failures[0].message.contains("rejected by testkit"),
+        "{}",
+        failures[0].message
+    );
+}
+
+#[test]
+fn all_records_rejected_is_error() {
+    let mut project = testkit_project(50);
+    project.destination.config.set("reject_all", "true");
+    let report = run(&project);
+    assert_eq!(report.status, Status::Error, "{report}");
+    assert_eq!(report.totals().failed, 50);
+    assert_eq!(report.totals().upserted(), 0);
+    assert!(report.tasks[0].error.is_none(), "record errors only");
+}
+
+#[test]
+fn transform_failures_are_record_errors_and_the_rest_goes_through() {
+    let project = with_transform(
+        testkit_project(20),
+        &[("fail_field", "name"), ("fail_contains", "Person 1")],
+        Limits::default(),
+    );
+    let report = run(&project);
+    assert_eq!(report.status, Status::Warning, "{report}");
+    // "Person 1" and "Person 10".."Person 19"
+    assert_eq!(report.totals().failed, 11);
+    assert_eq!(report.totals().inserted, 9);
+    let f = &report.tasks[0].failures[0];
+    assert_eq!(f.stage, Stage::Transform);
+    assert_eq!(f.key.as_deref(), Some("1"));
+    assert_eq!(f.field.as_deref(), Some("name"));
+}
+
+#[test]
+fn a_destination_that_traps_fails_the_execution_not_the_host() {
+    let mut project = testkit_project(10);
+    project.destination.config.set("mode", "panic");
+    let report = run(&project);
+    assert_eq!(report.status, Status::Error);
+    assert!(task_error(&report).contains("panicked"), "{report}");
+    assert_eq!(run(&testkit_project(10)).status, Status::Completed);
+}
+
+#[test]
+fn a_mapping_from_a_missing_source_field_is_a_clear_task_error() {
+    let mut project = testkit_project(5);
+    project.tasks[0].mappings[1].source = "nmae".into();
+    let report = run(&project);
+    assert_eq!(report.status, Status::Error);
+    let e = task_error(&report);
+    assert!(
+        e.contains("no field `nmae`") && e.contains("id, name, email"),
+        "{e}"
+    );
+}
