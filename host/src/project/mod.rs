@@ -537,7 +537,7 @@ mappings = [
     fn unknown_key_is_named_with_line_and_column() {
         let text = GOOD.replace("name = \"p\"", "name = \"p\"\nschedul = \"x\"");
         let e = err(&text);
-        assert!(e.starts_with("dir/project.toml:17:1:"), "{e}");
+        assert!(e.starts_with("dir/project.toml:16:1:"), "{e}");
         assert!(e.contains("unknown field `schedul`"), "{e}");
     }
 
@@ -545,7 +545,7 @@ mappings = [
     fn wrong_type_is_named_with_its_place() {
         let text = GOOD.replace("name = \"p\"", "name = \"p\"\nbatch_size = \"big\"");
         let e = err(&text);
-        assert!(e.starts_with("dir/project.toml:17:14:"), "{e}");
+        assert!(e.starts_with("dir/project.toml:16:14:"), "{e}");
         assert!(e.contains("invalid type"), "{e}");
     }
 
@@ -553,7 +553,7 @@ mappings = [
     fn missing_connection_lists_the_defined_ones() {
         let text = GOOD.replace("destination = \"dst\"", "destination = \"dts\"");
         let e = err(&text);
-        assert!(e.starts_with("dir/project.toml:11:15:"), "{e}");
+        assert!(e.starts_with("dir/project.toml:12:15:"), "{e}");
         assert!(
             e.contains("no connection named `dts` (defined: dst, src)"),
             "{e}"

@@ -1,0 +1,216 @@
+//! The hostile behaviours the host's sandbox tests provoke, selected by the
+//! `mode` option. Shared with `testkit-transform` (included there by path), so
+//! both plugins misbehave the same way.
+//!
+//! Each behaviour must survive the optimiser: an infinite loop with no effect, an
+//! allocation never read, or a recursion in tail position could be removed or
+//! turned into something harmless, and the test would pass for the wrong reason.
+//! `std::hint::black_box` keeps them real.
+
+use std::hint::black_box;
+
+use weir_sdk::{Config, Error};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    Ok,
+    Loop,
+    Alloc,
+    Recurse,
+    Panic,
+    Open,
+    WriteOutside,
+    LogFlood,
+}
+
+pub const MODES: &str = "ok, loop, alloc, recurse, panic, open, write-outside, log-flood";
+
+impl Mode {
+    pub fn from_config(config: &Config) -> Result<Mode, Error> {
+        let text = config.get_or("mode", "ok");
+        Ok(match text.trim() {
+            "ok" => Mode::Ok,
+            "loop" => Mode::Loop,
+            "alloc" => Mode::Alloc,
+            "recurse" => Mode::Recurse,
+            "panic" => Mode::Panic,
+            "open" => Mode::Open,
+            "write-outside" => Mode::WriteOutside,
+            "log-flood" => Mode::LogFlood,
+            _ => {
+                return Err(Error::config(format!(
+                    "option `mode`: unknown mode `{text}` (one of: {MODES})"
+                )));
+            }
+        })
+    }
+}
+
+/// Acts out `mode`. Returns `Ok` for the modes that then behave normally (`ok`,
+/// `log-flood`), an error for the file modes, and never for the others.
+pub fn act(mode: Mode, config: &Config) -> Result<(), Error> {
+    match mode {
+        Mode::Ok => Ok(()),
+        Mode::Loop => spin(),
+        Mode::Alloc => hoard(),
+        Mode::Recurse => {
+            let depth = recurse(black_box(0));
+            Err(Error::internal(format!(
+                "recursion returned at depth {depth}"
+            )))
+        }
+        Mode::Panic => panic!("testkit panics on purpose"),
+        Mode::Open => {
+            let path = path(config, "open")?;
+            Err(open(path))
+        }
+        Mode::WriteOutside => {
+            let path = path(config, "write-outside")?;
+            Err(write(path))
+        }
+        Mode::LogFlood => {
+            flood();
+            Ok(())
+        }
+    }
+}
+
+fn path<'a>(config: &'a Config, mode: &str) -> Result<&'a str, Error> {
+    config
+        .get("path")
+        .ok_or_else(|| Error::config(format!("mode `{mode}` needs the option `path`")))
+}
+
+/// Reads `path`. Either way the call fails, with a message that tells the test
+/// whether the sandbox let the read through.
+pub fn open(path: &str) -> Error {
+    match std::fs::read(path) {
+        Ok(bytes) => Error::internal(format!("read {} bytes from {path}", bytes.len())),
+        Err(err) => Error::config(format!("cannot open {path}: {err}")),
+    }
+}
+
+/// Writes `path`, reporting like [`open`].
+pub fn write(path: &str) -> Error {
+    match std::fs::write(path, b"escaped") {
+        Ok(()) => Error::internal(format!("wrote 7 bytes to {path}")),
+        Err(err) => Error::config(format!("cannot write {path}: {err}")),
+    }
+}
+
+/// Burns CPU forever: the host's fuel or epoch deadline must stop it.
+fn spin() -> ! {
+    let mut n: u64 = 0;
+    loop {
+        n = black_box(n.wrapping_add(1));
+    }
+}
+
+/// Allocates 1 MiB chunks forever, filling each with a non-zero byte so the pages
+/// are really touched (a zeroed allocation could come from untouched memory). The
+/// host's memory limit must stop it.
+fn hoard() -> ! {
+    let mut chunks: Vec<Vec<u8>> = Vec::new();
+    loop {
+        chunks.push(vec![0x5a; 1 << 20]);
+        black_box(&chunks);
+    }
+}
+
+/// Recurses without end: each frame adds to the result after the call returns,
+/// so it is not a tail call and cannot become a loop. The host's wasm stack limit
+/// must stop it ("call stack exhausted"). Frames keep their state in wasm locals,
+/// not in linear memory: a buffer per frame would overflow Rust's shadow stack
+/// first and trap as an out-of-bounds access instead, never reaching the limit the
+/// test is about. The impossible exit keeps the compiler from flagging (or
+/// exploiting) an unconditional recursion.
+#[inline(never)]
+fn recurse(depth: u64) -> u64 {
+    if black_box(depth) == u64::MAX {
+        return depth;
+    }
+    let below = recurse(depth.wrapping_add(1));
+    below.wrapping_mul(31).wrapping_add(depth)
+}
+
+/// Logs 100 000 lines of 1 KiB: the host must bound what it keeps.
+fn flood() {
+    let message = "x".repeat(1024);
+    for _ in 0..100_000 {
+        weir_sdk::log::info(&message, &[]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(pairs: &[(&str, &str)]) -> Config {
+        Config::new(
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).into(), (*v).into()))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn modes_parse() {
+        assert_eq!(Mode::from_config(&Config::default()).unwrap(), Mode::Ok);
+        assert_eq!(
+            Mode::from_config(&config(&[("mode", "write-outside")])).unwrap(),
+            Mode::WriteOutside
+        );
+        assert_eq!(
+            Mode::from_config(&config(&[("mode", "log-flood")])).unwrap(),
+            Mode::LogFlood
+        );
+        let err = Mode::from_config(&config(&[("mode", "explode")])).unwrap_err();
+        assert!(
+            matches!(&err, Error::InvalidConfig(m) if m.contains("`explode`")),
+            "{err}"
+        );
+        assert_eq!(act(Mode::Ok, &Config::default()), Ok(()));
+    }
+
+    #[test]
+    fn file_modes_report_what_happened() {
+        let dir = std::env::temp_dir().join(format!(
+            "weir-testkit-{}-{}",
+            env!("CARGO_PKG_NAME"),
+            std::process::id()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("f.txt");
+        let file = file.to_str().unwrap();
+        assert_eq!(
+            act(Mode::WriteOutside, &config(&[("path", file)])),
+            Err(Error::internal(format!("wrote 7 bytes to {file}")))
+        );
+        assert_eq!(
+            act(Mode::Open, &config(&[("path", file)])),
+            Err(Error::internal(format!("read 7 bytes from {file}")))
+        );
+        let missing = format!("{file}.missing");
+        assert!(matches!(
+            act(Mode::Open, &config(&[("path", &missing)])),
+            Err(Error::InvalidConfig(m)) if m.starts_with(&format!("cannot open {missing}: "))
+        ));
+        let nowhere = format!("{file}.missing/x");
+        assert!(matches!(
+            act(Mode::WriteOutside, &config(&[("path", &nowhere)])),
+            Err(Error::InvalidConfig(m)) if m.starts_with(&format!("cannot write {nowhere}: "))
+        ));
+        assert_eq!(
+            act(Mode::Open, &Config::default()),
+            Err(Error::config("mode `open` needs the option `path`"))
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    #[should_panic(expected = "testkit panics on purpose")]
+    fn panic_mode_panics() {
+        let _ = act(Mode::Panic, &Config::default());
+    }
+}

@@ -1,0 +1,356 @@
+//! `testkit`: a weir connector for the host's own tests. Not bundled into the
+//! product.
+//!
+//! What it is: a source of generated records (entity `people`: `id`, `name`,
+//! `email`, as many as the `count` option says), a destination that remembers
+//! keys in memory to answer inserted/updated and rejects records on demand, and a
+//! set of hostile `mode`s (endless loop, unbounded memory, unbounded recursion,
+//! panic, reading or writing files, a log flood) acted out in `check`, `read` and
+//! `upsert`, so the host can prove its sandbox holds.
+//!
+//! What it is not: a real connector. It reads no system and its writer stores
+//! nothing.
+
+mod hostile;
+
+use std::collections::HashSet;
+
+use weir_sdk::*;
+
+use hostile::{MODES, Mode, act};
+
+const ENTITY: &str = "people";
+
+struct Options {
+    count: u64,
+    mode: Mode,
+    reject_field: String,
+    reject_contains: Option<String>,
+    reject_all: bool,
+}
+
+impl Options {
+    fn from_config(config: &Config) -> Result<Options, Error> {
+        Ok(Options {
+            count: config.parse_or("count", 10)?,
+            mode: Mode::from_config(config)?,
+            reject_field: config.get_or("reject_field", "email").to_owned(),
+            reject_contains: config.get("reject_contains").map(str::to_owned),
+            reject_all: config.parse_or("reject_all", false)?,
+        })
+    }
+}
+
+fn schema() -> EntitySchema {
+    EntitySchema {
+        name: ENTITY.to_owned(),
+        fields: vec![
+            FieldSchema::new("id", FieldType::Integer).required(),
+            FieldSchema::new("name", FieldType::Text),
+            FieldSchema::new("email", FieldType::Text),
+        ],
+        key_fields: vec!["id".to_owned()],
+        readable: true,
+        writable: true,
+    }
+}
+
+/// The page of records `cursor..` (ids from 1), at most `max` of them. Built
+/// column by column, so the connector's own cost stays out of the host's
+/// throughput measurements.
+fn page(count: u64, cursor: Option<&str>, max: u32) -> Result<ReadPage, Error> {
+    let start: u64 = match cursor {
+        None => 1,
+        Some(c) => c.parse().ok().filter(|n| *n >= 1).ok_or_else(|| {
+            Error::config(format!(
+                "entity `{ENTITY}`: cursor `{c}` is not a record id"
+            ))
+        })?,
+    };
+    let end = count.min(start.saturating_add(u64::from(max)).saturating_sub(1));
+    let ids: Vec<i64> = (start..=end).map(|id| id as i64).collect();
+    let mut names = VarData::with_capacity(ids.len(), ids.len() * 12);
+    let mut emails = VarData::with_capacity(ids.len(), ids.len() * 24);
+    for id in &ids {
+        names.push(format!("Person {id}").as_bytes());
+        emails.push(format!("person{id}@example.com").as_bytes());
+    }
+    let next = start + ids.len() as u64;
+    let column = |name: &str, data| Column {
+        name: name.to_owned(),
+        data,
+        nulls: Vec::new(),
+    };
+    Ok(ReadPage {
+        records: Batch {
+            len: ids.len(),
+            columns: vec![
+                column("id", ColumnData::Integer(ids)),
+                column("name", ColumnData::Text(names)),
+                column("email", ColumnData::Text(emails)),
+            ],
+        },
+        rejected: Vec::new(),
+        next_cursor: Some(next.to_string()),
+        done: next > count,
+    })
+}
+
+/// The in-memory destination: it remembers the keys it has seen, per writer.
+struct TestkitWriter {
+    options: Options,
+    config: Config,
+    key_fields: Vec<String>,
+    keys: HashSet<String>,
+}
+
+impl TestkitWriter {
+    fn outcome(&mut self, row: Row<'_>) -> UpsertOutcome {
+        let field = &self.options.reject_field;
+        if self.options.reject_all {
+            return UpsertOutcome::Failed(RecordError::field(
+                field,
+                "rejected by testkit: reject_all is set",
+            ));
+        }
+        if let Some(needle) = &self.options.reject_contains {
+            let value = row.get(field).map(|v| v.to_text()).unwrap_or_default();
+            if value.contains(needle.as_str()) {
+                return UpsertOutcome::Failed(RecordError::field(
+                    field,
+                    format!("rejected by testkit: `{value}` contains `{needle}`"),
+                ));
+            }
+        }
+        // Without key fields nothing can match: every record is new.
+        if self.key_fields.is_empty() || self.keys.insert(row.key(&self.key_fields)) {
+            UpsertOutcome::Inserted
+        } else {
+            UpsertOutcome::Updated
+        }
+    }
+}
+
+impl Writer for TestkitWriter {
+    fn upsert(&mut self, records: Batch) -> Result<Vec<UpsertOutcome>, Error> {
+        act(self.options.mode, &self.config)?;
+        Ok(records.rows().map(|row| self.outcome(row)).collect())
+    }
+}
+
+struct Testkit;
+
+impl Connector for Testkit {
+    fn info() -> PluginInfo {
+        PluginInfo::new(
+            "testkit",
+            env!("CARGO_PKG_VERSION"),
+            "For the host's tests: generated `people` records, an in-memory destination, and hostile modes.",
+        )
+        .option(ConfigField::new("count", "How many records the source generates.").default_value("10"))
+        .option(ConfigField::new("mode", &format!("How to misbehave in check, read and upsert: {MODES}.")).default_value("ok"))
+        .option(ConfigField::new("path", "The file that modes `open` and `write-outside` try."))
+        .option(ConfigField::new("reject_field", "The field that rejection looks at.").default_value("email"))
+        .option(ConfigField::new("reject_contains", "Reject records whose `reject_field` contains this text."))
+        .option(ConfigField::new("reject_all", "Reject every record (`true` or `false`).").default_value("false"))
+        .capability(Capability::Files)
+    }
+
+    fn check(config: &Config) -> Result<(), Error> {
+        let options = Options::from_config(config)?;
+        act(options.mode, config)
+    }
+
+    fn discover(config: &Config, _organization: Option<&str>) -> Result<Vec<EntitySchema>, Error> {
+        Options::from_config(config)?;
+        Ok(vec![schema()])
+    }
+
+    fn read(config: &Config, request: ReadRequest) -> Result<ReadPage, Error> {
+        let options = Options::from_config(config)?;
+        act(options.mode, config)?;
+        if request.entity != ENTITY {
+            return Err(Error::config(format!(
+                "entity `{}`: testkit only has `{ENTITY}`",
+                request.entity
+            )));
+        }
+        page(
+            options.count,
+            request.cursor.as_deref(),
+            request.max_records,
+        )
+    }
+
+    fn open_writer(config: &Config, request: WriteRequest) -> Result<Box<dyn Writer>, Error> {
+        let e = &request.entity;
+        if e.is_empty() || e.contains('/') || e.contains('\\') || e.contains("..") {
+            return Err(Error::config(format!(
+                "entity `{e}`: not a valid entity name"
+            )));
+        }
+        Ok(Box::new(TestkitWriter {
+            options: Options::from_config(config)?,
+            config: config.clone(),
+            key_fields: request.key_fields,
+            keys: HashSet::new(),
+        }))
+    }
+}
+
+export_connector!(Testkit);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(pairs: &[(&str, &str)]) -> Config {
+        Config::new(
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).into(), (*v).into()))
+                .collect(),
+        )
+    }
+
+    fn read(pairs: &[(&str, &str)], cursor: Option<&str>, max: u32) -> Result<ReadPage, Error> {
+        Testkit::read(
+            &config(pairs),
+            ReadRequest {
+                entity: ENTITY.into(),
+                organization: None,
+                cursor: cursor.map(str::to_owned),
+                max_records: max,
+            },
+        )
+    }
+
+    #[test]
+    fn pages_through_generated_records() {
+        let mut cursor = None;
+        let mut ids = Vec::new();
+        let mut pages = 0;
+        loop {
+            let p = read(&[("count", "25")], cursor.as_deref(), 10).unwrap();
+            p.records.validate().unwrap();
+            pages += 1;
+            ids.extend(p.records.rows().map(|r| r.get("id").unwrap()));
+            cursor = p.next_cursor;
+            if p.done {
+                break;
+            }
+        }
+        assert_eq!(pages, 3);
+        assert_eq!(ids, (1..=25).map(Value::Integer).collect::<Vec<_>>());
+        assert_eq!(cursor.as_deref(), Some("26"));
+        let p = read(&[], Some("7"), 2).unwrap();
+        let row = p.records.row(0);
+        assert_eq!(row.get("id"), Some(Value::Integer(7)));
+        assert_eq!(row.text("name"), Some("Person 7"));
+        assert_eq!(row.text("email"), Some("person7@example.com"));
+        assert!(!p.done);
+        let p = read(&[], Some("9"), 2).unwrap();
+        assert!(p.done && p.records.len() == 2);
+        let p = read(&[("count", "0")], None, 5).unwrap();
+        assert!(p.done && p.records.is_empty());
+    }
+
+    #[test]
+    fn read_errors() {
+        assert!(matches!(
+            read(&[], Some("0"), 5),
+            Err(Error::InvalidConfig(_))
+        ));
+        assert!(matches!(
+            read(&[("count", "x")], None, 5),
+            Err(Error::InvalidConfig(_))
+        ));
+        let err = Testkit::read(
+            &Config::default(),
+            ReadRequest {
+                entity: "other".into(),
+                organization: None,
+                cursor: None,
+                max_records: 1,
+            },
+        )
+        .unwrap_err();
+        assert!(matches!(&err, Error::InvalidConfig(m) if m.contains("`other`")));
+        assert_eq!(
+            Testkit::discover(&Config::default(), None).unwrap(),
+            vec![schema()]
+        );
+    }
+
+    fn writer(pairs: &[(&str, &str)], keys: &[&str]) -> Box<dyn Writer> {
+        Testkit::open_writer(
+            &config(pairs),
+            WriteRequest {
+                entity: "anything".into(),
+                organization: None,
+                key_fields: keys.iter().map(|k| (*k).to_owned()).collect(),
+            },
+        )
+        .unwrap()
+    }
+
+    fn people(ids: &[i64]) -> Batch {
+        read(&[("count", "100")], None, 100)
+            .unwrap()
+            .records
+            .filter(&(1..=100).map(|i| ids.contains(&i)).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn writer_answers_inserted_then_updated() {
+        let mut w = writer(&[], &["id"]);
+        use UpsertOutcome::*;
+        assert_eq!(w.upsert(people(&[1, 2])).unwrap(), vec![Inserted, Inserted]);
+        assert_eq!(w.upsert(people(&[2, 3])).unwrap(), vec![Updated, Inserted]);
+        // A fresh writer remembers nothing.
+        assert_eq!(
+            writer(&[], &["id"]).upsert(people(&[1])).unwrap(),
+            vec![Inserted]
+        );
+        let mut nokeys = writer(&[], &[]);
+        assert_eq!(nokeys.upsert(people(&[1])).unwrap(), vec![Inserted]);
+        assert_eq!(nokeys.upsert(people(&[1])).unwrap(), vec![Inserted]);
+        w.finish().unwrap();
+    }
+
+    #[test]
+    fn writer_rejects_on_demand() {
+        let mut w = writer(&[("reject_contains", "person2")], &["id"]);
+        let out = w.upsert(people(&[1, 2, 20])).unwrap();
+        assert_eq!(out[0], UpsertOutcome::Inserted);
+        assert_eq!(
+            out[1],
+            UpsertOutcome::Failed(RecordError::field(
+                "email",
+                "rejected by testkit: `person2@example.com` contains `person2`"
+            ))
+        );
+        assert!(matches!(&out[2], UpsertOutcome::Failed(e) if e.field.as_deref() == Some("email")));
+        let mut w = writer(&[("reject_field", "id"), ("reject_contains", "3")], &["id"]);
+        let out = w.upsert(people(&[3, 4])).unwrap();
+        assert!(matches!(&out[0], UpsertOutcome::Failed(e) if e.field.as_deref() == Some("id")));
+        let mut w = writer(&[("reject_all", "true")], &["id"]);
+        let out = w.upsert(people(&[1, 2])).unwrap();
+        assert!(out.iter().all(|o| matches!(o, UpsertOutcome::Failed(_))));
+    }
+
+    #[test]
+    fn modes_apply_to_check_read_and_upsert() {
+        let cfg = [("mode", "open"), ("path", "/definitely/not/here")];
+        for result in [
+            Testkit::check(&config(&cfg)),
+            read(&cfg, None, 1).map(drop),
+            writer(&cfg, &["id"]).upsert(people(&[1])).map(drop),
+        ] {
+            assert!(
+                matches!(result, Err(Error::InvalidConfig(m)) if m.starts_with("cannot open /definitely/not/here"))
+            );
+        }
+        assert!(Testkit::check(&Config::default()).is_ok());
+    }
+}

@@ -1,0 +1,238 @@
+//! `testkit-transform`: a weir transform for the host's own tests. Not bundled
+//! into the product.
+//!
+//! What it is: a pass-through that can fail chosen records (`fail_field` +
+//! `fail_contains`), add a text column (`add_field`, every value `x`), and act out
+//! the same hostile `mode`s as the `testkit` connector (endless loop, unbounded
+//! memory, unbounded recursion, panic, reading a file...) in `transform`.
+//!
+//! What it is not: a useful transform.
+
+// The hostile modes are the connector's, word for word: one file, so the two
+// plugins cannot drift apart.
+#[path = "../../testkit-connector/src/hostile.rs"]
+mod hostile;
+
+use weir_sdk::*;
+
+use hostile::{MODES, Mode, act};
+
+struct Options {
+    mode: Mode,
+    /// `(field, text)`: fail the records whose field contains the text.
+    fail: Option<(String, String)>,
+    add_field: Option<String>,
+}
+
+impl Options {
+    fn from_config(config: &Config) -> Result<Options, Error> {
+        let fail = match (config.get("fail_field"), config.get("fail_contains")) {
+            (Some(f), Some(c)) => Some((f.to_owned(), c.to_owned())),
+            (None, None) => None,
+            _ => {
+                return Err(Error::config(
+                    "options `fail_field` and `fail_contains` go together",
+                ));
+            }
+        };
+        Ok(Options {
+            mode: Mode::from_config(config)?,
+            fail,
+            add_field: config.get("add_field").map(str::to_owned),
+        })
+    }
+}
+
+struct TestkitTransform;
+
+impl Transform for TestkitTransform {
+    fn info() -> PluginInfo {
+        PluginInfo::new(
+            "testkit-transform",
+            env!("CARGO_PKG_VERSION"),
+            "For the host's tests: fails chosen records, adds a column, and hostile modes.",
+        )
+        .option(
+            ConfigField::new("mode", &format!("How to misbehave in transform: {MODES}."))
+                .default_value("ok"),
+        )
+        .option(ConfigField::new(
+            "path",
+            "The file that modes `open` and `write-outside` try.",
+        ))
+        .option(ConfigField::new(
+            "fail_field",
+            "The field that `fail_contains` looks at.",
+        ))
+        .option(ConfigField::new(
+            "fail_contains",
+            "Fail records whose `fail_field` contains this text.",
+        ))
+        .option(ConfigField::new(
+            "add_field",
+            "Add a text column of this name, every value `x`.",
+        ))
+    }
+
+    fn output_schema(
+        config: &Config,
+        mut input: Vec<FieldSchema>,
+    ) -> Result<Vec<FieldSchema>, Error> {
+        let options = Options::from_config(config)?;
+        if let Some((field, _)) = &options.fail
+            && !input.iter().any(|f| f.name == *field)
+        {
+            return Err(Error::config(format!(
+                "fail_field `{field}` is not in the input"
+            )));
+        }
+        if let Some(add) = &options.add_field {
+            if input.iter().any(|f| f.name == *add) {
+                return Err(Error::config(format!(
+                    "add_field `{add}` is already in the input"
+                )));
+            }
+            input.push(FieldSchema::new(add, FieldType::Text));
+        }
+        Ok(input)
+    }
+
+    fn transform(config: &Config, mut records: Batch) -> Result<Transformed, Error> {
+        let options = Options::from_config(config)?;
+        act(options.mode, config)?;
+        let mut failures = Vec::new();
+        if let Some((field, needle)) = &options.fail {
+            if records.column(field).is_none() {
+                return Err(Error::config(format!(
+                    "fail_field `{field}` is not in the input"
+                )));
+            }
+            for row in records.rows() {
+                let value = row.get(field).map(|v| v.to_text()).unwrap_or_default();
+                if value.contains(needle.as_str()) {
+                    failures.push((
+                        row.index() as u32,
+                        RecordError::field(
+                            field,
+                            format!("failed by testkit-transform: `{value}` contains `{needle}`"),
+                        ),
+                    ));
+                }
+            }
+        }
+        if let Some(add) = &options.add_field {
+            if records.column(add).is_some() {
+                return Err(Error::config(format!(
+                    "add_field `{add}` is already in the input"
+                )));
+            }
+            let n = records.len();
+            records.columns.push(Column {
+                name: add.clone(),
+                data: ColumnData::Text(VarData {
+                    data: vec![b'x'; n],
+                    offsets: (0..=n as u32).collect(),
+                }),
+                nulls: Vec::new(),
+            });
+        }
+        Ok(Transformed { records, failures })
+    }
+}
+
+export_transform!(TestkitTransform);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(pairs: &[(&str, &str)]) -> Config {
+        Config::new(
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).into(), (*v).into()))
+                .collect(),
+        )
+    }
+
+    fn people() -> Batch {
+        let mut b = BatchBuilder::new(&[("id", FieldType::Integer), ("email", FieldType::Text)]);
+        for (id, email) in [(1, Some("a@x.org")), (2, Some("bad@y.org")), (3, None)] {
+            b.push_row(&[
+                Value::Integer(id),
+                email.map_or(Value::Null, |e| Value::Text(e.into())),
+            ])
+            .unwrap();
+        }
+        b.finish()
+    }
+
+    #[test]
+    fn passes_through_by_default() {
+        let out = TestkitTransform::transform(&Config::default(), people()).unwrap();
+        assert_eq!(out.records, people());
+        assert!(out.failures.is_empty());
+    }
+
+    #[test]
+    fn fails_chosen_records_and_adds_a_column() {
+        let cfg = config(&[
+            ("fail_field", "email"),
+            ("fail_contains", "bad"),
+            ("add_field", "tag"),
+        ]);
+        let out = TestkitTransform::transform(&cfg, people()).unwrap();
+        out.records.validate().unwrap();
+        assert_eq!(
+            out.failures,
+            vec![(
+                1,
+                RecordError::field(
+                    "email",
+                    "failed by testkit-transform: `bad@y.org` contains `bad`"
+                )
+            )]
+        );
+        let tags: Vec<_> = out.records.rows().map(|r| r.text("tag")).collect();
+        assert_eq!(tags, vec![Some("x"); 3]);
+        let schema = TestkitTransform::output_schema(
+            &cfg,
+            vec![
+                FieldSchema::new("id", FieldType::Integer),
+                FieldSchema::new("email", FieldType::Text),
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            schema.last(),
+            Some(&FieldSchema::new("tag", FieldType::Text))
+        );
+        // An empty batch gets a well-formed empty column.
+        let out = TestkitTransform::transform(&cfg, people().filter(&[false; 3])).unwrap();
+        out.records.validate().unwrap();
+    }
+
+    #[test]
+    fn option_errors() {
+        for (pairs, needle) in [
+            (&[("fail_field", "email")][..], "go together"),
+            (
+                &[("fail_field", "nope"), ("fail_contains", "x")][..],
+                "`nope`",
+            ),
+            (&[("add_field", "email")][..], "already in the input"),
+            (&[("mode", "nope")][..], "unknown mode"),
+        ] {
+            let err = TestkitTransform::transform(&config(pairs), people()).unwrap_err();
+            assert!(
+                matches!(&err, Error::InvalidConfig(m) if m.contains(needle)),
+                "{err}"
+            );
+        }
+        let cfg = config(&[("mode", "open"), ("path", "/definitely/not/here")]);
+        let err = TestkitTransform::transform(&cfg, people()).unwrap_err();
+        assert!(
+            matches!(&err, Error::InvalidConfig(m) if m.starts_with("cannot open /definitely/not/here"))
+        );
+    }
+}
