@@ -21,7 +21,16 @@ fn main() {
     // directory beside the host's profiles, so it shares the host's target dir.
     let out_dir = PathBuf::from(std::env::var("OUT_DIR").unwrap());
     let target_root = out_dir.ancestors().nth(4).unwrap().to_path_buf();
-    let guest_target = target_root.join("wasm-plugins");
+    // One guest target directory per source tree: two checkouts sharing a host
+    // target directory must not overwrite each other's plugins.
+    let tree = {
+        use std::hash::{Hash, Hasher};
+        #[allow(deprecated)]
+        let mut h = std::hash::SipHasher::new();
+        root.hash(&mut h);
+        format!("{:012x}", h.finish() & 0xffff_ffff_ffff)
+    };
+    let guest_target = target_root.join("wasm-plugins").join(tree);
 
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);

@@ -3,7 +3,8 @@
 mod common;
 
 use common::*;
-use weir_host::engine::{Stage, Status};
+use weir_host::engine::{Engine, EngineError, Quiet, Stage, Status};
+use weir_host::project::Mapping;
 use weir_host::runtime::Limits;
 
 #[test]
@@ -75,6 +76,7 @@ fn transform_failures_are_record_errors_and_the_rest_goes_through() {
 fn a_destination_that_traps_fails_the_execution_not_the_host() {
     let mut project = testkit_project(10);
     project.destination.config.set("mode", "panic");
+    project.destination.config.set("mode_calls", "upsert");
     let report = run(&project);
     assert_eq!(report.status, Status::Error);
     assert!(task_error(&report).contains("panicked"), "{report}");
@@ -82,14 +84,18 @@ fn a_destination_that_traps_fails_the_execution_not_the_host() {
 }
 
 #[test]
-fn a_mapping_from_a_missing_source_field_is_a_clear_task_error() {
+fn a_project_with_a_misspelled_source_field_is_refused_before_running() {
     let mut project = testkit_project(5);
-    project.tasks[0].mappings[1].source = "nmae".into();
-    let report = run(&project);
-    assert_eq!(report.status, Status::Error);
-    let e = task_error(&report);
-    assert!(
-        e.contains("no field `nmae`") && e.contains("id, name, email"),
-        "{e}"
+    project.tasks[0].mappings[1] = Mapping::new("name", "nmae");
+    let err = Engine::new(runtime())
+        .run(&project, &mut Quiet)
+        .unwrap_err();
+    let EngineError::Invalid(report) = err else {
+        panic!("expected an invalid project, got {err}")
+    };
+    assert_eq!(report.codes(), ["source-field-unknown"]);
+    assert_eq!(
+        report.problems[0].hint.as_deref(),
+        Some("did you mean `name`?")
     );
 }

@@ -50,6 +50,24 @@ enum Command {
         #[arg(long, default_value = "weir-demo")]
         dir: PathBuf,
     },
+    /// Validate a project: connections, organizations, entities, mappings, keys,
+    /// transforms. Every problem at once; nothing is written.
+    Validate {
+        project: PathBuf,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show what a run would do with the first source records: the staged
+    /// destination records and insert/update/reject per record. Nothing is written.
+    Preview {
+        project: PathBuf,
+        /// Records to pull per entity task.
+        #[arg(long, default_value_t = 10)]
+        limit: u32,
+        #[arg(long)]
+        json: bool,
+    },
     /// List the bundled plugins.
     Plugins,
 }
@@ -85,6 +103,36 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(exit_code(report.status))
         }
         Command::Demo { dir } => demo(&dir, &cli.data_dir),
+        Command::Validate { project, json } => {
+            let project = Project::load(&project)?;
+            let runtime = runtime(&cli.data_dir)?;
+            let report = Engine::new(&runtime).validate(&project)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{report}");
+            }
+            Ok(if report.valid {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+        Command::Preview {
+            project,
+            limit,
+            json,
+        } => {
+            let project = Project::load(&project)?;
+            let runtime = runtime(&cli.data_dir)?;
+            let report = Engine::new(&runtime).preview(&project, limit.clamp(1, 10_000))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{report}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Plugins => {
             let runtime = Runtime::new(RuntimeConfig::default())?;
             for name in bundled::plugin_names() {
@@ -135,11 +183,15 @@ impl Observer for Progress {
     }
 }
 
-fn execute(data_dir: &Path, project: &Project, progress: bool) -> Result<ExecutionReport> {
-    let runtime = Runtime::new(RuntimeConfig {
+fn runtime(data_dir: &Path) -> Result<Runtime> {
+    Ok(Runtime::new(RuntimeConfig {
         cache_dir: Some(data_dir.join("cache")),
         ..RuntimeConfig::default()
-    })?;
+    })?)
+}
+
+fn execute(data_dir: &Path, project: &Project, progress: bool) -> Result<ExecutionReport> {
+    let runtime = runtime(data_dir)?;
     let engine = Engine::new(&runtime);
     let mut observer = Progress::new(progress);
     let report = engine.run(project, &mut observer)?;

@@ -48,6 +48,7 @@ pub fn testkit_project(count: usize) -> Project {
         source,
         destination,
         organization: None,
+        lookups: Default::default(),
         batch_size: 100,
         tasks: vec![EntityTask {
             name: "people".into(),

@@ -39,6 +39,7 @@ fn main() -> Result<()> {
         destination: Connection::new("marketing", PluginRef::bundled("jsonl"))
             .with_directory(&output),
         organization: None,
+        lookups: Default::default(),
         batch_size: 500,
         tasks: vec![EntityTask {
             name: "contacts".into(),

@@ -9,8 +9,10 @@
 //! call fails the entity task (status Error) and the execution goes on to the
 //! next task; the host process always goes on.
 
-mod mapping;
+pub mod mapping;
+mod preview;
 mod report;
+pub mod validate;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -20,7 +22,9 @@ use std::time::Instant;
 use weir_types::{ReadRequest, Row, UpsertOutcome, WriteRequest};
 
 pub use mapping::{CompiledMappings, MappingError};
+pub use preview::{Prediction, PreviewRecord, PreviewReport};
 pub use report::{Counts, ExecutionReport, RecordFailure, Stage, Status, TaskReport};
+pub use validate::{Problem, Severity, ValidationReport};
 
 use crate::bundled;
 use crate::project::{Connection, EntityTask, Place, PluginRef, PluginSource, Project};
@@ -51,6 +55,8 @@ pub enum EngineError {
         found: PluginKind,
         expected: PluginKind,
     },
+    #[error("project `{}` is invalid; nothing was run.\n{}", .0.project, .0)]
+    Invalid(Box<ValidationReport>),
     #[error("connection `{connection}`: granted directory {}: {reason}", .directory.display())]
     Directory {
         connection: String,
@@ -142,7 +148,7 @@ pub struct Quiet;
 impl Observer for Quiet {}
 
 /// Plugins of one execution, instantiated with their grants.
-struct Prepared {
+pub(crate) struct Prepared {
     source: ConnectorInstance,
     destination: ConnectorInstance,
     /// Per task, its transform instances.
@@ -226,9 +232,33 @@ impl<'r> Engine<'r> {
         })
     }
 
-    /// Runs every entity task of `project` once. `Err` only when the project
-    /// cannot start (a plugin that does not load, a missing directory); anything
-    /// that goes wrong while running is in the report, with status Error.
+    /// Validates `project`: connections, organizations, entities, mappings,
+    /// keys, transforms. Every problem at once; nothing is written.
+    pub fn validate(&self, project: &Project) -> Result<ValidationReport, EngineError> {
+        let mut prepared = self.prepare(project)?;
+        Ok(validate::validate(project, &mut prepared).report)
+    }
+
+    /// Pulls up to `limit` source records of each task, maps and transforms
+    /// them, and predicts what the destination would do — writing nothing.
+    pub fn preview(&self, project: &Project, limit: u32) -> Result<PreviewReport, EngineError> {
+        let mut prepared = self.prepare(project)?;
+        let validated = validate::validate(project, &mut prepared);
+        if !validated.report.valid {
+            return Err(EngineError::Invalid(Box::new(validated.report)));
+        }
+        Ok(preview::preview(
+            project,
+            &mut prepared,
+            validated.mappings,
+            limit,
+        ))
+    }
+
+    /// Validates, then runs every entity task of `project` once. `Err` when the
+    /// project cannot start (invalid, a plugin that does not load, a missing
+    /// directory); anything that goes wrong while running is in the report, with
+    /// status Error.
     pub fn run(
         &self,
         project: &Project,
@@ -236,14 +266,26 @@ impl<'r> Engine<'r> {
     ) -> Result<ExecutionReport, EngineError> {
         let started = Instant::now();
         let mut prepared = self.prepare(project)?;
-        let mut log = Vec::new();
+        let validated = validate::validate(project, &mut prepared);
+        if !validated.report.valid {
+            return Err(EngineError::Invalid(Box::new(validated.report)));
+        }
+        let mut compiled = validated.mappings;
+        let mut log: Vec<String> = validated
+            .report
+            .problems
+            .iter()
+            .map(|p| format!("warn validation [{}]: {}", p.code, p.message))
+            .collect();
         tracing::info!(project = %project.name, tasks = project.tasks.len(), "execution started");
         let mut tasks = Vec::new();
         for (i, task) in project.tasks.iter().enumerate() {
             let mut transforms = std::mem::take(&mut prepared.transforms[i]);
+            let mappings = compiled[i].take().expect("valid projects compile");
             let report = run_task(
                 project,
                 task,
+                &mappings,
                 &mut prepared.source,
                 &mut prepared.destination,
                 &mut transforms,
@@ -318,6 +360,7 @@ impl TaskRun<'_> {
 fn run_task(
     project: &Project,
     task: &EntityTask,
+    mappings: &CompiledMappings,
     source: &mut ConnectorInstance,
     destination: &mut ConnectorInstance,
     transforms: &mut [TransformInstance],
@@ -339,6 +382,7 @@ fn run_task(
     let result = pump(
         project,
         task,
+        mappings,
         source,
         destination,
         transforms,
@@ -361,9 +405,11 @@ fn run_task(
 }
 
 /// The batch loop of one task. `Err` is the task's error, in words.
+#[allow(clippy::too_many_arguments)]
 fn pump(
     project: &Project,
     task: &EntityTask,
+    mappings: &CompiledMappings,
     source: &mut ConnectorInstance,
     destination: &mut ConnectorInstance,
     transforms: &mut [TransformInstance],
@@ -372,21 +418,6 @@ fn pump(
 ) -> Result<(), String> {
     let text = |e: CallError| e.to_string();
     let org = project.organization.as_ref();
-    source.check(&project.source.config).map_err(|e| {
-        format!(
-            "source connection `{}` is not Connected: {e}",
-            project.source.name
-        )
-    })?;
-    destination
-        .check(&project.destination.config)
-        .map_err(|e| {
-            format!(
-                "destination connection `{}` is not Connected: {e}",
-                project.destination.name
-            )
-        })?;
-    let mappings = CompiledMappings::new(&task.mappings);
     let step_configs: Vec<_> = task.transforms.iter().map(|s| &s.config).collect();
     let writer = destination
         .open_writer(
@@ -437,7 +468,23 @@ fn pump(
             ));
         }
 
-        let mut batch = mappings.apply(page.records).map_err(|e| e.to_string())?;
+        let mapped = mappings.apply(page.records).map_err(|e| e.to_string())?;
+        let mut batch = mapped.batch;
+        if !mapped.failures.is_empty() {
+            let mut keep = vec![true; batch.len()];
+            for f in mapped.failures {
+                keep[f.record] = false;
+                let key = run.key_of(&batch.row(f.record));
+                run.fail(RecordFailure {
+                    stage: Stage::Map,
+                    key,
+                    position: None,
+                    field: Some(f.destination),
+                    message: f.message,
+                });
+            }
+            batch = batch.filter(&keep);
+        }
         for (step, t) in transforms.iter_mut().enumerate() {
             if batch.is_empty() {
                 break;

@@ -104,6 +104,9 @@ pub struct ProjectSpec {
     pub organization: Option<Spanned<String>>,
     /// Records per batch (default 500, at most 10,000).
     pub batch_size: Option<Spanned<u32>>,
+    /// Lookup tables for `lookup("table", key)` in mapping expressions.
+    #[serde(default)]
+    pub lookups: BTreeMap<String, BTreeMap<String, String>>,
     pub tasks: Spanned<Vec<TaskSpec>>,
 }
 
@@ -121,12 +124,17 @@ pub struct TaskSpec {
     pub transforms: Vec<TransformSpec>,
 }
 
-/// One mapping row: a destination field and where its value comes from.
+/// One mapping row: a destination field and where its value comes from — a
+/// source field (`source`) or a VRL expression over the source record (`expr`).
+/// Rows are checked by validation, which reports every problem at once, so
+/// nothing here is required.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MappingSpec {
+    #[serde(default)]
     pub destination: String,
-    pub source: String,
+    pub source: Option<String>,
+    pub expr: Option<String>,
 }
 
 /// A transform plugin step.

@@ -131,18 +131,56 @@ pub struct OrganizationPair {
     pub destination: String,
 }
 
-/// One mapping row: destination field ← source field.
+/// Where a mapped value comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MappingFrom {
+    /// A source field, copied as is.
+    Field(String),
+    /// A VRL expression over the source record (`.first_name + " " + .last_name`).
+    Expr(String),
+    /// Neither was given (validation reports it).
+    Nothing,
+    /// Both were given (validation reports it).
+    Both { field: String, expr: String },
+}
+
+/// One mapping row: a destination field and where its value comes from.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Mapping {
     pub destination: String,
-    pub source: String,
+    pub from: MappingFrom,
+    /// Where the row is written, for messages.
+    pub place: Option<Place>,
 }
 
 impl Mapping {
+    /// destination ← source field.
     pub fn new(destination: &str, source: &str) -> Mapping {
         Mapping {
             destination: destination.to_owned(),
-            source: source.to_owned(),
+            from: MappingFrom::Field(source.to_owned()),
+            place: None,
+        }
+    }
+
+    /// destination ← a VRL expression.
+    pub fn expr(destination: &str, expr: &str) -> Mapping {
+        Mapping {
+            destination: destination.to_owned(),
+            from: MappingFrom::Expr(expr.to_owned()),
+            place: None,
+        }
+    }
+
+    /// The row as written, for messages: `email ← email` or `name ← .a + .b`.
+    pub fn describe(&self) -> String {
+        match &self.from {
+            MappingFrom::Field(f) => format!("`{}` ← `{f}`", self.destination),
+            MappingFrom::Expr(e) => format!("`{}` ← `{e}`", self.destination),
+            MappingFrom::Nothing => format!("`{}` ← (nothing)", self.destination),
+            MappingFrom::Both { field, expr } => {
+                format!("`{}` ← `{field}` and `{expr}`", self.destination)
+            }
         }
     }
 }
@@ -177,6 +215,8 @@ pub struct Project {
     pub destination: Connection,
     pub organization: Option<OrganizationPair>,
     pub batch_size: u32,
+    /// Lookup tables for `lookup("table", key)` in mapping expressions.
+    pub lookups: BTreeMap<String, BTreeMap<String, String>>,
     pub tasks: Vec<EntityTask>,
 }
 
@@ -341,61 +381,35 @@ impl Project {
             );
         }
         let mut tasks = Vec::new();
-        for (n, t) in spec.tasks.get_ref().iter().enumerate() {
+        for t in spec.tasks.get_ref() {
             let name = t
                 .name
                 .clone()
                 .unwrap_or_else(|| t.destination_entity.clone());
-            let what = format!("project.tasks[{n}] (`{name}`)");
-            if t.mappings.get_ref().is_empty() {
-                return loc.err(
-                    t.mappings.span().start,
-                    format!("{what}.mappings: map at least one field"),
-                );
-            }
+            // Mapping rows and keys are checked by validation, which reports every
+            // problem at once; here only their places are recorded.
             let mappings: Vec<Mapping> = t
                 .mappings
                 .get_ref()
                 .iter()
-                .map(|m| Mapping::new(&m.get_ref().destination, &m.get_ref().source))
+                .map(|m| {
+                    let row = m.get_ref();
+                    let from = match (&row.source, &row.expr) {
+                        (Some(f), None) => MappingFrom::Field(f.clone()),
+                        (None, Some(e)) => MappingFrom::Expr(e.clone()),
+                        (None, None) => MappingFrom::Nothing,
+                        (Some(f), Some(e)) => MappingFrom::Both {
+                            field: f.clone(),
+                            expr: e.clone(),
+                        },
+                    };
+                    Mapping {
+                        destination: row.destination.clone(),
+                        from,
+                        place: Some(loc.place(m.span().start)),
+                    }
+                })
                 .collect();
-            for (i, m) in t.mappings.get_ref().iter().enumerate() {
-                let row = m.get_ref();
-                if row.destination.trim().is_empty() || row.source.trim().is_empty() {
-                    return loc.err(
-                        m.span().start,
-                        format!(
-                            "{what}.mappings[{i}]: both `destination` and `source` must be set"
-                        ),
-                    );
-                }
-                if let Some(j) = mappings[..i]
-                    .iter()
-                    .position(|o| o.destination == row.destination)
-                {
-                    return loc.err(
-                        m.span().start,
-                        format!(
-                            "{what}.mappings[{i}]: destination field `{}` is already mapped by mappings[{j}] (from `{}`); map each destination field once",
-                            row.destination, mappings[j].source
-                        ),
-                    );
-                }
-            }
-            if t.key.get_ref().is_empty() {
-                return loc.err(
-                    t.key.span().start,
-                    format!("{what}.key: name at least one destination field to upsert by"),
-                );
-            }
-            for k in t.key.get_ref() {
-                if !mappings.iter().any(|m| &m.destination == k) {
-                    return loc.err(
-                        t.key.span().start,
-                        format!("{what}.key: key field `{k}` is not a mapped destination field"),
-                    );
-                }
-            }
             let mut transforms = Vec::new();
             for step in &t.transforms {
                 transforms.push(TransformStep {
@@ -421,6 +435,7 @@ impl Project {
             destination,
             organization,
             batch_size,
+            lookups: spec.lookups.clone(),
             tasks,
         })
     }
@@ -556,22 +571,6 @@ mappings = [
         assert!(e.starts_with("dir/project.toml:12:15:"), "{e}");
         assert!(
             e.contains("no connection named `dts` (defined: dst, src)"),
-            "{e}"
-        );
-    }
-
-    #[test]
-    fn duplicate_destination_and_unmapped_key_are_refused() {
-        let text = GOOD.replace(
-            "source = \"email\"",
-            "source = \"email\" },\n  { destination = \"email\", source = \"mail\"",
-        );
-        let e = err(&text);
-        assert!(e.contains("already mapped by mappings[1]"), "{e}");
-        let text = GOOD.replace("key = [\"id\"]", "key = [\"code\"]");
-        let e = err(&text);
-        assert!(
-            e.contains("key field `code` is not a mapped destination field"),
             "{e}"
         );
     }

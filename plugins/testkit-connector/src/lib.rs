@@ -41,6 +41,37 @@ impl Options {
     }
 }
 
+/// The mode for one call: `mode_calls` (comma list of `check`, `read`,
+/// `upsert`; default all three) limits where the mode acts, so a test can let a
+/// connection pass validation and misbehave only while writing.
+fn mode_for(config: &Config, call: &str, mode: Mode) -> Mode {
+    let calls = config.list("mode_calls");
+    if calls.is_empty() || calls.iter().any(|c| c == call) {
+        mode
+    } else {
+        Mode::Ok
+    }
+}
+
+/// The `people` schema; `required` (a comma list) marks more fields mandatory,
+/// `extra_fields` (`name:type,...`) adds fields, for validation tests.
+fn schema_with(config: &Config) -> Result<EntitySchema, Error> {
+    let mut entity = schema();
+    let required = config.list("required");
+    for spec in config.list("extra_fields") {
+        let (name, ty) = spec.split_once(':').unwrap_or((spec.as_str(), "text"));
+        let ty = FieldType::from_name(ty)
+            .ok_or_else(|| Error::config(format!("extra_fields: unknown type `{ty}`")))?;
+        entity.fields.push(FieldSchema::new(name, ty));
+    }
+    for f in &mut entity.fields {
+        if required.contains(&f.name) {
+            f.required = true;
+        }
+    }
+    Ok(entity)
+}
+
 fn schema() -> EntitySchema {
     EntitySchema {
         name: ENTITY.to_owned(),
@@ -133,7 +164,10 @@ impl TestkitWriter {
 
 impl Writer for TestkitWriter {
     fn upsert(&mut self, records: Batch) -> Result<Vec<UpsertOutcome>, Error> {
-        act(self.options.mode, &self.config)?;
+        act(
+            mode_for(&self.config, "upsert", self.options.mode),
+            &self.config,
+        )?;
         Ok(records.rows().map(|row| self.outcome(row)).collect())
     }
 }
@@ -153,22 +187,42 @@ impl Connector for Testkit {
         .option(ConfigField::new("reject_field", "The field that rejection looks at.").default_value("email"))
         .option(ConfigField::new("reject_contains", "Reject records whose `reject_field` contains this text."))
         .option(ConfigField::new("reject_all", "Reject every record (`true` or `false`).").default_value("false"))
+        .option(ConfigField::new("organizations", "Organizations to list (comma-separated ids)."))
+        .option(ConfigField::new("required", "More fields of `people` to declare mandatory (comma-separated)."))
+        .option(ConfigField::new("extra_fields", "More fields of `people`, as `name:type` (comma-separated)."))
+        .option(ConfigField::new("mode_calls", "Where `mode` acts: a comma list of check, read, upsert (default all)."))
+        .option(ConfigField::new("refuse_check", "Fail `check` with this reason, as a refused login would."))
         .capability(Capability::Files)
     }
 
     fn check(config: &Config) -> Result<(), Error> {
         let options = Options::from_config(config)?;
-        act(options.mode, config)
+        if let Some(reason) = config.get("refuse_check") {
+            return Err(Error::connection(reason.to_owned()));
+        }
+        act(mode_for(config, "check", options.mode), config)
+    }
+
+    fn organizations(config: &Config) -> Result<Vec<Organization>, Error> {
+        Ok(config
+            .list("organizations")
+            .into_iter()
+            .map(|id| Organization {
+                name: format!("Organization {id}"),
+                id,
+                kind: "legal entity".to_owned(),
+            })
+            .collect())
     }
 
     fn discover(config: &Config, _organization: Option<&str>) -> Result<Vec<EntitySchema>, Error> {
         Options::from_config(config)?;
-        Ok(vec![schema()])
+        Ok(vec![schema_with(config)?])
     }
 
     fn read(config: &Config, request: ReadRequest) -> Result<ReadPage, Error> {
         let options = Options::from_config(config)?;
-        act(options.mode, config)?;
+        act(mode_for(config, "read", options.mode), config)?;
         if request.entity != ENTITY {
             return Err(Error::config(format!(
                 "entity `{}`: testkit only has `{ENTITY}`",

@@ -532,6 +532,91 @@ impl<'a> Row<'a> {
     }
 }
 
+/// Builds one column value by value, with nulls — the fast path for code that
+/// produces a column without going through [`Value`].
+pub struct ColumnBuilder {
+    data: ColumnData,
+    nulls: Vec<bool>,
+    any_null: bool,
+}
+
+impl ColumnBuilder {
+    pub fn new(ty: FieldType, capacity: usize) -> ColumnBuilder {
+        ColumnBuilder {
+            data: ColumnData::new(ty, capacity),
+            nulls: Vec::with_capacity(capacity),
+            any_null: false,
+        }
+    }
+
+    pub fn field_type(&self) -> FieldType {
+        self.data.field_type()
+    }
+
+    pub fn len(&self) -> usize {
+        self.nulls.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.nulls.is_empty()
+    }
+
+    pub fn push_null(&mut self) {
+        self.data.push_placeholder();
+        self.nulls.push(true);
+        self.any_null = true;
+    }
+
+    /// Appends text (or decimal, or bytes) to a variable-width column.
+    /// Panics on a fixed-width column.
+    pub fn push_bytes(&mut self, value: &[u8]) {
+        match &mut self.data {
+            ColumnData::Text(v) | ColumnData::Decimal(v) | ColumnData::Bytes(v) => v.push(value),
+            other => panic!("push_bytes on a {} column", other.field_type()),
+        }
+        self.nulls.push(false);
+    }
+
+    /// Appends a value of the column's type; `Err` (and nothing appended) if the
+    /// value does not fit, as in [`BatchBuilder::push_row`].
+    pub fn push(&mut self, value: &Value) -> Result<(), BatchError> {
+        if !fits(self.data.field_type(), value) {
+            return Err(BatchError::Row {
+                column: String::new(),
+                message: format!(
+                    "a {} value does not fit a {} column",
+                    value.field_type().map_or("null", FieldType::name),
+                    self.data.field_type()
+                ),
+            });
+        }
+        let mut col = Column {
+            name: String::new(),
+            data: std::mem::replace(&mut self.data, ColumnData::Boolean(Vec::new())),
+            nulls: Vec::new(),
+        };
+        let before = self.nulls.len();
+        push_value(&mut col, before, value);
+        self.data = col.data;
+        let null = value.is_null();
+        self.nulls.push(null);
+        self.any_null |= null;
+        Ok(())
+    }
+
+    pub fn finish(self, name: &str) -> Column {
+        Column {
+            name: name.to_owned(),
+            data: self.data,
+            nulls: if self.any_null {
+                self.nulls
+            } else {
+                Vec::new()
+            },
+        }
+    }
+}
+
 /// Builds a batch one record at a time.
 pub struct BatchBuilder {
     len: usize,
@@ -713,6 +798,26 @@ mod tests {
         assert!(err.to_string().contains("`ok`"), "{err}");
         assert_eq!(b.len(), 0);
         assert_eq!(b.finish().columns[0].data.len(), 0);
+    }
+
+    #[test]
+    fn column_builder_tracks_nulls() {
+        let mut b = ColumnBuilder::new(FieldType::Text, 3);
+        b.push_bytes(b"a");
+        b.push_null();
+        b.push(&Value::Integer(7)).unwrap();
+        assert!(b.push(&Value::Bytes(vec![1])).is_ok());
+        let col = b.finish("t");
+        let batch = Batch {
+            len: 4,
+            columns: vec![col],
+        };
+        batch.validate().unwrap();
+        assert_eq!(batch.row(1).get("t"), Some(Value::Null));
+        assert_eq!(batch.row(2).text("t"), Some("7"));
+        let mut ints = ColumnBuilder::new(FieldType::Integer, 1);
+        assert!(ints.push(&Value::Text("x".into())).is_err());
+        assert_eq!(ints.len(), 0);
     }
 
     #[test]

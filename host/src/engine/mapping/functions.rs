@@ -1,0 +1,268 @@
+//! The functions mapping expressions may call: an allow-list of VRL's standard
+//! library, plus weir's `lookup` (value maps declared in the project) and a
+//! bounded `replace`.
+//!
+//! Left out on purpose: anything with I/O, the environment, the clock or
+//! randomness (`now`, `get_env_var`, `uuid_v4`, `http_request`...), closures
+//! (`map_values`, `for_each`), and functions whose output can grow much faster
+//! than their input (`range`, regex `replace`, `encode_*`, `parse_*` of
+//! documents) — a hostile expression must not be able to build gigabytes.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use vrl::compiler::prelude::*;
+
+/// The largest text a `replace` may produce, in bytes.
+pub const MAX_REPLACE_OUTPUT: usize = 1 << 20;
+
+/// Standard-library functions allowed in mappings.
+pub const ALLOWED: &[&str] = &[
+    // text
+    "downcase",
+    "upcase",
+    "strip_whitespace",
+    "truncate",
+    "slice",
+    "contains",
+    "starts_with",
+    "ends_with",
+    "split",
+    "join",
+    "strlen",
+    "length",
+    "camelcase",
+    "pascalcase",
+    "snakecase",
+    "kebabcase",
+    "screamingsnakecase",
+    "format_number",
+    "format_int",
+    "match",
+    // numbers
+    "abs",
+    "ceil",
+    "floor",
+    "round",
+    "mod",
+    // conversion and types
+    "to_string",
+    "to_int",
+    "to_float",
+    "to_bool",
+    "to_unix_timestamp",
+    "from_unix_timestamp",
+    "parse_int",
+    "parse_float",
+    "parse_timestamp",
+    "format_timestamp",
+    "string",
+    "int",
+    "float",
+    "bool",
+    "timestamp",
+    "is_null",
+    "is_nullish",
+    "is_empty",
+    "is_string",
+    "is_integer",
+    "is_float",
+    "is_boolean",
+    "is_timestamp",
+    "exists",
+    "get",
+    "includes",
+    "compact",
+    "unique",
+];
+
+/// The functions a mapping compiles with: the allow-list, `lookup` over the
+/// project's tables, and the bounded `replace`.
+pub fn for_mappings(
+    lookups: &Arc<BTreeMap<String, BTreeMap<String, String>>>,
+) -> Vec<Box<dyn Function>> {
+    let mut fns: Vec<Box<dyn Function>> = vrl::stdlib::all()
+        .into_iter()
+        .filter(|f| ALLOWED.contains(&f.identifier()))
+        .collect();
+    fns.push(Box::new(Lookup {
+        tables: lookups.clone(),
+    }));
+    fns.push(Box::new(BoundedReplace));
+    fns
+}
+
+/// `lookup("table", key)`: the value `key` maps to in the project's lookup
+/// table, or null.
+#[derive(Clone, Debug)]
+struct Lookup {
+    tables: Arc<BTreeMap<String, BTreeMap<String, String>>>,
+}
+
+impl Function for Lookup {
+    fn identifier(&self) -> &'static str {
+        "lookup"
+    }
+
+    fn usage(&self) -> &'static str {
+        "Maps a value through a lookup table declared in the project ([project.lookups.NAME]); null when the key is absent."
+    }
+
+    fn category(&self) -> &'static str {
+        Category::String.as_ref()
+    }
+
+    fn return_kind(&self) -> u16 {
+        kind::BYTES | kind::NULL
+    }
+
+    fn parameters(&self) -> &'static [Parameter] {
+        const PARAMETERS: &[Parameter] = &[
+            Parameter::required("table", kind::BYTES, "The lookup table's name."),
+            Parameter::required("key", kind::ANY, "The value to look up (as text)."),
+        ];
+        PARAMETERS
+    }
+
+    fn examples(&self) -> &'static [Example] {
+        &[]
+    }
+
+    fn compile(
+        &self,
+        state: &state::TypeState,
+        _ctx: &mut FunctionCompileContext,
+        arguments: ArgumentList,
+    ) -> Compiled {
+        let table = arguments.required_literal("table", state)?;
+        let name = table
+            .to_str_lossy()
+            .map(|s| s.into_owned())
+            .unwrap_or_default();
+        let Some(entries) = self.tables.get(&name) else {
+            return Err(Box::new(vrl::compiler::function::Error::InvalidArgument {
+                keyword: "table",
+                value: table,
+                error: "no lookup table of that name in [project.lookups]",
+            }) as Box<dyn DiagnosticMessage>);
+        };
+        Ok(LookupFn {
+            entries: Arc::new(entries.clone()),
+            key: arguments.required("key"),
+        }
+        .as_expr())
+    }
+}
+
+#[derive(Debug, Clone)]
+struct LookupFn {
+    entries: Arc<BTreeMap<String, String>>,
+    key: Box<dyn Expression>,
+}
+
+impl FunctionExpression for LookupFn {
+    fn resolve(&self, ctx: &mut Context) -> Resolved {
+        let key = self.key.resolve(ctx)?;
+        if key.is_null() {
+            return Ok(Value::Null);
+        }
+        let text = match key.to_str_lossy() {
+            Some(s) => s.into_owned(),
+            None => key.to_string(),
+        };
+        Ok(self
+            .entries
+            .get(&text)
+            .map_or(Value::Null, |v| Value::from(v.as_str())))
+    }
+
+    fn type_def(&self, _: &state::TypeState) -> TypeDef {
+        TypeDef::bytes().or_null().infallible()
+    }
+}
+
+/// `replace(value, pattern, with)`: replaces every occurrence of a plain-text
+/// pattern, failing the record if the result would exceed
+/// [`MAX_REPLACE_OUTPUT`] (an empty pattern matches between every character).
+#[derive(Clone, Copy, Debug)]
+struct BoundedReplace;
+
+impl Function for BoundedReplace {
+    fn identifier(&self) -> &'static str {
+        "replace"
+    }
+
+    fn usage(&self) -> &'static str {
+        "Replaces every occurrence of `pattern` (plain text) in `value` with `with`."
+    }
+
+    fn category(&self) -> &'static str {
+        Category::String.as_ref()
+    }
+
+    fn return_kind(&self) -> u16 {
+        kind::BYTES
+    }
+
+    fn parameters(&self) -> &'static [Parameter] {
+        const PARAMETERS: &[Parameter] = &[
+            Parameter::required("value", kind::BYTES, "The text."),
+            Parameter::required("pattern", kind::BYTES, "The text to replace."),
+            Parameter::required("with", kind::BYTES, "The replacement."),
+        ];
+        PARAMETERS
+    }
+
+    fn examples(&self) -> &'static [Example] {
+        &[]
+    }
+
+    fn compile(
+        &self,
+        _state: &state::TypeState,
+        _ctx: &mut FunctionCompileContext,
+        arguments: ArgumentList,
+    ) -> Compiled {
+        Ok(ReplaceFn {
+            value: arguments.required("value"),
+            pattern: arguments.required("pattern"),
+            with: arguments.required("with"),
+        }
+        .as_expr())
+    }
+}
+
+#[derive(Debug, Clone)]
+struct ReplaceFn {
+    value: Box<dyn Expression>,
+    pattern: Box<dyn Expression>,
+    with: Box<dyn Expression>,
+}
+
+impl FunctionExpression for ReplaceFn {
+    fn resolve(&self, ctx: &mut Context) -> Resolved {
+        let value = self.value.resolve(ctx)?;
+        let pattern = self.pattern.resolve(ctx)?;
+        let with = self.with.resolve(ctx)?;
+        let value = value.try_bytes_utf8_lossy()?;
+        let pattern = pattern.try_bytes_utf8_lossy()?;
+        let with = with.try_bytes_utf8_lossy()?;
+        let matches = if pattern.is_empty() {
+            value.chars().count() + 1
+        } else {
+            value.matches(pattern.as_ref()).count()
+        };
+        let size = value.len() + matches.saturating_mul(with.len());
+        if size > MAX_REPLACE_OUTPUT {
+            return Err(format!(
+                "replace would produce {size} bytes; at most {MAX_REPLACE_OUTPUT} are allowed"
+            )
+            .into());
+        }
+        Ok(value.replace(pattern.as_ref(), &with).into())
+    }
+
+    fn type_def(&self, _: &state::TypeState) -> TypeDef {
+        TypeDef::bytes().fallible()
+    }
+}

@@ -1,0 +1,211 @@
+use std::collections::BTreeMap;
+
+use weir_types::{BatchBuilder, FieldSchema, FieldType, Value};
+
+use super::*;
+use crate::project::Mapping;
+
+fn schema() -> Vec<FieldSchema> {
+    vec![
+        FieldSchema::new("id", FieldType::Integer).required(),
+        FieldSchema::new("first_name", FieldType::Text),
+        FieldSchema::new("last_name", FieldType::Text).required(),
+        FieldSchema::new("email", FieldType::Text),
+        FieldSchema::new("amount", FieldType::Integer).required(),
+        FieldSchema::new("country", FieldType::Text),
+        FieldSchema::new("fax", FieldType::Text),
+    ]
+}
+
+fn batch() -> Batch {
+    let fields: Vec<(&str, FieldType)> = vec![
+        ("id", FieldType::Integer),
+        ("first_name", FieldType::Text),
+        ("last_name", FieldType::Text),
+        ("email", FieldType::Text),
+        ("amount", FieldType::Integer),
+        ("country", FieldType::Text),
+        ("fax", FieldType::Text),
+    ];
+    let mut b = BatchBuilder::new(&fields);
+    let t = |s: &str| Value::Text(s.into());
+    b.push_row(&[
+        Value::Integer(1),
+        t("Ada"),
+        t("Lovelace"),
+        t("  ADA@Example.com "),
+        Value::Integer(1200),
+        t("United Kingdom"),
+        Value::Null,
+    ])
+    .unwrap();
+    b.push_row(&[
+        Value::Integer(2),
+        Value::Null,
+        t("Turing"),
+        t("alan@example.org"),
+        Value::Integer(5),
+        t("Atlantis"),
+        t("+1 555"),
+    ])
+    .unwrap();
+    b.finish()
+}
+
+fn lookups() -> BTreeMap<String, BTreeMap<String, String>> {
+    let mut countries = BTreeMap::new();
+    countries.insert("United Kingdom".to_owned(), "GB".to_owned());
+    countries.insert("France".to_owned(), "FR".to_owned());
+    BTreeMap::from([("countries".to_owned(), countries)])
+}
+
+fn compile(rows: &[Mapping]) -> Result<CompiledMappings, Vec<MappingProblem>> {
+    CompiledMappings::compile(rows, Some(&schema()), &lookups())
+}
+
+fn problems(rows: &[Mapping]) -> Vec<MappingProblem> {
+    match compile(rows) {
+        Ok(_) => panic!("expected problems"),
+        Err(p) => p,
+    }
+}
+
+#[test]
+fn plain_rows_rename_reorder_and_duplicate_columns() {
+    let m = compile(&[
+        Mapping::new("B", "first_name"),
+        Mapping::new("A", "id"),
+        Mapping::new("A2", "id"),
+    ])
+    .unwrap();
+    let out = m.apply(batch()).unwrap();
+    out.batch.validate().unwrap();
+    let names: Vec<_> = out.batch.fields().map(|(n, _)| n).collect();
+    assert_eq!(names, ["B", "A", "A2"]);
+    assert_eq!(out.batch.row(1).get("A2"), Some(Value::Integer(2)));
+    assert_eq!(out.batch.row(0).text("B"), Some("Ada"));
+}
+
+#[test]
+fn expressions_cover_the_everyday_mappings() {
+    let m = compile(&[
+        Mapping::expr("full_name", r#"(.first_name || "") + " " + .last_name"#),
+        Mapping::expr("email", "downcase(strip_whitespace(string!(.email)))"),
+        Mapping::expr("fax", r#"if is_null(.fax) { "n/a" } else { .fax }"#),
+        Mapping::expr("amount_eur", "to_string(.amount / 100) + \" EUR\""),
+        Mapping::expr("double", ".amount * 2"),
+        Mapping::expr("country_code", r#"lookup("countries", .country) || "XX""#),
+        Mapping::expr("source", r#""crm""#),
+        Mapping::expr("domain", r#"split(string!(.email), "@")[1]"#),
+        Mapping::expr("dashed", r#"replace!(.last_name, "i", "-")"#),
+    ])
+    .unwrap();
+    let types: Vec<_> = m.outputs().map(|(_, t)| t.unwrap()).collect();
+    assert_eq!(types[0], FieldType::Text);
+    assert_eq!(types[4], FieldType::Integer);
+    let out = m.apply(batch()).unwrap();
+    assert!(out.failures.is_empty(), "{:?}", out.failures);
+    let r0 = out.batch.row(0);
+    assert_eq!(r0.text("full_name"), Some("Ada Lovelace"));
+    assert_eq!(r0.text("email"), Some("ada@example.com"));
+    assert_eq!(r0.text("fax"), Some("n/a"));
+    assert_eq!(r0.text("amount_eur"), Some("12 EUR"));
+    assert_eq!(r0.get("double"), Some(Value::Integer(2400)));
+    assert_eq!(r0.text("country_code"), Some("GB"));
+    assert_eq!(r0.text("source"), Some("crm"));
+    let r1 = out.batch.row(1);
+    assert_eq!(r1.text("full_name"), Some(" Turing"));
+    assert_eq!(r1.text("fax"), Some("+1 555"));
+    assert_eq!(r1.text("country_code"), Some("XX"));
+    assert_eq!(r1.text("domain"), Some("example.org"));
+    assert_eq!(r1.text("dashed"), Some("Tur-ng"));
+}
+
+#[test]
+fn a_failing_expression_fails_only_its_record_naming_expression_and_inputs() {
+    let m = compile(&[
+        Mapping::new("id", "id"),
+        Mapping::expr("code", "to_int!(.country)"),
+    ])
+    .unwrap();
+    let out = m.apply(batch()).unwrap();
+    assert_eq!(out.failures.len(), 2);
+    let f = &out.failures[0];
+    assert_eq!((f.record, f.destination.as_str()), (0, "code"));
+    assert!(f.message.contains("`to_int!(.country)`"), "{}", f.message);
+    assert!(
+        f.message.contains("country=\"United Kingdom\""),
+        "{}",
+        f.message
+    );
+    assert_eq!(out.batch.len(), 2, "one output record per input record");
+}
+
+#[test]
+fn a_misspelled_source_field_gets_the_nearest_name() {
+    let p = problems(&[Mapping::new("a", "emial")]);
+    assert_eq!(p[0].code, "source-field-unknown");
+    assert_eq!(p[0].hint.as_deref(), Some("did you mean `email`?"));
+    let p = problems(&[Mapping::expr("name", r#".frist_name + "x""#)]);
+    assert_eq!(p[0].code, "source-field-unknown", "{p:?}");
+    assert_eq!(p[0].hint.as_deref(), Some("did you mean `first_name`?"));
+}
+
+#[test]
+fn adding_text_to_a_number_is_a_type_error_before_any_run() {
+    let p = problems(&[Mapping::expr("total", r#".amount + " EUR""#)]);
+    assert_eq!(p[0].code, "type-mismatch", "{p:?}");
+    assert!(
+        p[0].message.contains("integer and text"),
+        "{}",
+        p[0].message
+    );
+    assert!(p[0].hint.as_deref().unwrap().contains("to_string(.amount)"));
+    // Obeyed: converting first compiles, as text.
+    let ok = compile(&[Mapping::expr("total", r#"to_string(.amount) + " EUR""#)]).unwrap();
+    assert_eq!(ok.outputs().next().unwrap().1, Some(FieldType::Text));
+}
+
+#[test]
+fn unhandled_fallible_calls_and_unknown_functions_are_reported() {
+    let p = problems(&[
+        Mapping::expr("n", "to_int(.country)"),
+        Mapping::expr("t", "now()"),
+    ]);
+    assert_eq!(p.len(), 2, "every problem at once");
+    assert_eq!(p[0].code, "expression-invalid");
+    assert!(p[0].hint.as_deref().unwrap().contains('!'), "{:?}", p[0]);
+    assert!(p[1].message.contains("E105"), "{}", p[1].message);
+}
+
+#[test]
+fn hostile_expressions_are_refused_or_stopped() {
+    let deep = format!("{}1{}", "(".repeat(10_000), ")".repeat(10_000));
+    let p = problems(&[Mapping::expr("x", &deep)]);
+    assert_eq!(p[0].code, "expression-rejected");
+    let p = problems(&[Mapping::expr("x", r#""x" * 1000000000"#)]);
+    assert_eq!(p[0].code, "expression-rejected");
+    let p = problems(&[Mapping::expr("x", ".last_name * 1000000000")]);
+    assert_eq!(p[0].code, "expression-rejected");
+    let p = problems(&[Mapping::expr("x", "s = .last_name\ns + s")]);
+    assert_eq!(p[0].code, "expression-rejected");
+    let long_sum = "1+".repeat(600) + "1";
+    assert_eq!(
+        problems(&[Mapping::expr("x", &long_sum)])[0].code,
+        "expression-rejected"
+    );
+    // Quadratic growth through replace is stopped per record.
+    let m = compile(&[Mapping::expr("x", &{
+        let l1 = r#"replace!(.last_name, "", .last_name)"#;
+        let l2 = format!(r#"replace!({l1}, "", {l1})"#);
+        format!(r#"replace!({l2}, "", {l2})"#)
+    })])
+    .unwrap();
+    let out = m.apply(batch()).unwrap();
+    assert_eq!(out.failures.len(), 2);
+    assert!(
+        out.failures[0].message.contains("at most 1048576"),
+        "{}",
+        out.failures[0].message
+    );
+}
