@@ -96,9 +96,13 @@ fn check_destination(csv: &str, jsonl: &str) {
             "{phone} from {}",
             row[col("phone")]
         );
+        let full = format!("{} {}", row[col("first_name")], row[col("last_name")]);
+        assert_eq!(rec["full_name"], full.as_str());
+        let country = rec["country_name"].as_str().unwrap();
+        assert!(country.len() > 2 && country != "Unknown", "{rec}");
         assert_eq!(
             rec.as_object().unwrap().len(),
-            10,
+            12,
             "exactly the mapped fields"
         );
     }
@@ -218,5 +222,85 @@ fn an_unknown_bundled_plugin_lists_the_bundled_ones() {
             "project.toml:2:10: unknown bundled plugin `cvs` (bundled: csv, jsonl, normalize)"
         ),
         "{err}"
+    );
+}
+
+#[test]
+fn validate_reports_every_problem_and_run_refuses_the_same_project() {
+    let text = PROJECT.replace(
+        "mappings = [{ destination = \"id\", source = \"id\" }]",
+        "mappings = [\n  { destination = \"id\", source = \"idd\" },\n  { destination = \"id\", expr = '.id + 1' },\n]",
+    );
+    let (run, dir) = run_project(&text);
+    assert_eq!(run.status.code(), Some(2), "run refuses: {}", stdout(&run));
+    let refused = stderr(&run);
+    assert!(refused.contains("is invalid; nothing was run"), "{refused}");
+    assert!(
+        !dir.path().join("out/contacts.jsonl").exists(),
+        "nothing written"
+    );
+
+    let human = weir(dir.path(), &["validate", "project.toml"]);
+    assert_eq!(human.status.code(), Some(1));
+    let out = stdout(&human);
+    assert!(
+        out.contains("error[source-field-unknown] task `contacts` field `id`"),
+        "{out}"
+    );
+    assert!(out.contains("fix: did you mean `id`?"), "{out}");
+    assert!(out.contains("at project.toml:22:3"), "{out}");
+    assert!(out.contains("error[mapping-duplicate]"), "{out}");
+    assert!(out.contains("error[type-mismatch]"), "{out}");
+    // The same report in the refusal of `run`.
+    assert!(refused.contains("error[mapping-duplicate]"), "{refused}");
+
+    let json = weir(dir.path(), &["validate", "project.toml", "--json"]);
+    let report: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(report["valid"], false);
+    let codes: Vec<&str> = report["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["code"].as_str().unwrap())
+        .collect();
+    // The destination file does not exist yet: a warning, not an error.
+    assert_eq!(
+        codes,
+        [
+            "entity-unknown",
+            "mapping-duplicate",
+            "source-field-unknown",
+            "type-mismatch"
+        ]
+    );
+    assert_eq!(report["problems"][0]["severity"], "warning");
+}
+
+#[test]
+fn preview_stages_records_without_writing_and_predicts_insert_then_update() {
+    let text = PROJECT.replace(
+        "mappings = [{ destination = \"id\", source = \"id\" }]",
+        "mappings = [\n  { destination = \"id\", source = \"id\" },\n  { destination = \"n\", expr = 'to_int!(.id) * 10' },\n]",
+    );
+    let (out, dir) = run_project(&text);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // A third source record that is not yet in the destination, and one that
+    // fails its mapping.
+    std::fs::write(dir.path().join("in/contacts.csv"), "id\n1\n2\n3\nx\n").unwrap();
+    let before = std::fs::read(dir.path().join("out/contacts.jsonl")).unwrap();
+    let preview = weir(dir.path(), &["preview", "project.toml", "--limit", "10"]);
+    let shown = stdout(&preview);
+    assert!(preview.status.success(), "{shown}{}", stderr(&preview));
+    assert!(shown.contains("update  1  id=\"1\" n=10"), "{shown}");
+    assert!(shown.contains("update  2  id=\"2\" n=20"), "{shown}");
+    assert!(shown.contains("insert  3  id=\"3\" n=30"), "{shown}");
+    assert!(
+        shown.contains("reject  x  [map]") && shown.contains("to_int!(.id)"),
+        "{shown}"
+    );
+    assert_eq!(
+        std::fs::read(dir.path().join("out/contacts.jsonl")).unwrap(),
+        before,
+        "nothing written"
     );
 }

@@ -73,11 +73,14 @@ impl fmt::Display for ValidationReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let errors = self.errors().count();
         let warnings = self.problems.len() - errors;
+        let plural = |n: usize, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
         writeln!(
             f,
-            "project {}: {} ({errors} errors, {warnings} warnings)",
+            "project {}: {} ({}, {})",
             self.project,
-            if self.valid { "valid" } else { "invalid" }
+            if self.valid { "valid" } else { "invalid" },
+            plural(errors, "error"),
+            plural(warnings, "warning")
         )?;
         for p in &self.problems {
             let severity = match p.severity {

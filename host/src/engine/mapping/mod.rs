@@ -296,9 +296,10 @@ impl Compiler<'_> {
             let (Some(lk), Some(rk)) = (lk, rk) else {
                 continue;
             };
+            // Null operands fail the same operators, so the non-null type decides.
             let exact = |k: &Kind| {
                 let (t, sure) = types::field_type_of(k);
-                (sure && !k.contains_null()).then_some(t)
+                sure.then_some(t)
             };
             let (Some(lt), Some(rt)) = (exact(&lk), exact(&rk)) else {
                 continue;
