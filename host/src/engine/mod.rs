@@ -9,6 +9,7 @@
 //! call fails the entity task (status Error) and the execution goes on to the
 //! next task; the host process always goes on.
 
+mod execute;
 pub mod mapping;
 mod preview;
 mod report;
@@ -19,18 +20,16 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::Instant;
 
-use weir_types::{ReadRequest, Row, UpsertOutcome, WriteRequest};
-
+pub use execute::{Checkpoint, NoRecorder, RecordCopy, Recorder, RunOptions, TaskProgress};
 pub use mapping::{CompiledMappings, MappingError};
 pub use preview::{Prediction, PreviewRecord, PreviewReport};
 pub use report::{Counts, ExecutionReport, RecordFailure, Stage, Status, TaskReport};
 pub use validate::{Problem, Severity, ValidationReport};
 
 use crate::bundled;
-use crate::project::{Connection, EntityTask, Place, PluginRef, PluginSource, Project};
+use crate::project::{Connection, Place, PluginRef, PluginSource, Project};
 use crate::runtime::{
-    CallError, ConnectorInstance, LoadError, Plugin, PluginKind, Runtime, TransformInstance,
-    capabilities,
+    ConnectorInstance, LoadError, Plugin, PluginKind, Runtime, TransformInstance, capabilities,
 };
 
 /// Record failures kept per task in a report (all are counted).
@@ -264,6 +263,18 @@ impl<'r> Engine<'r> {
         project: &Project,
         observer: &mut dyn Observer,
     ) -> Result<ExecutionReport, EngineError> {
+        self.execute(project, &RunOptions::default(), observer, &mut NoRecorder)
+    }
+
+    /// [`Engine::run`] with options (resume cursors, re-sending stored records,
+    /// checkpoints) and a recorder that persists each checkpoint.
+    pub fn execute(
+        &self,
+        project: &Project,
+        options: &RunOptions,
+        observer: &mut dyn Observer,
+        recorder: &mut dyn Recorder,
+    ) -> Result<ExecutionReport, EngineError> {
         let started = Instant::now();
         let mut prepared = self.prepare(project)?;
         let validated = validate::validate(project, &mut prepared);
@@ -271,26 +282,40 @@ impl<'r> Engine<'r> {
             return Err(EngineError::Invalid(Box::new(validated.report)));
         }
         let mut compiled = validated.mappings;
-        let mut log: Vec<String> = validated
-            .report
-            .problems
-            .iter()
-            .map(|p| format!("warn validation [{}]: {}", p.code, p.message))
-            .collect();
+        let mut progress = execute::Progress {
+            tasks: Vec::new(),
+            pending: Checkpoint::default(),
+            recorder,
+        };
+        for p in &validated.report.problems {
+            progress.log(format!("warn validation [{}]: {}", p.code, p.message));
+        }
         tracing::info!(project = %project.name, tasks = project.tasks.len(), "execution started");
         let mut tasks = Vec::new();
         for (i, task) in project.tasks.iter().enumerate() {
+            if options
+                .records
+                .as_ref()
+                .is_some_and(|r| !r.contains_key(&task.name))
+            {
+                continue;
+            }
             let mut transforms = std::mem::take(&mut prepared.transforms[i]);
             let mappings = compiled[i].take().expect("valid projects compile");
-            let report = run_task(
+            let mut plugins = execute::Plugins {
+                source: &mut prepared.source,
+                destination: &mut prepared.destination,
+                transforms: &mut transforms,
+            };
+            let report = execute::run_task(
                 project,
                 task,
                 &mappings,
-                &mut prepared.source,
-                &mut prepared.destination,
-                &mut transforms,
+                validated.sources[i].as_ref(),
+                &mut plugins,
+                options,
                 observer,
-                &mut log,
+                &mut progress,
             );
             tracing::info!(
                 project = %project.name, task = %task.name,
@@ -303,6 +328,11 @@ impl<'r> Engine<'r> {
         }
         let status = ExecutionReport::status_of(&tasks);
         tracing::info!(project = %project.name, %status, "execution finished");
+        progress.log(format!("info execution finished: {status}"));
+        let log: Vec<String> = progress.pending.log.clone();
+        if let Err(e) = progress.commit() {
+            tracing::error!(project = %project.name, error = %e, "the last checkpoint could not be recorded");
+        }
         Ok(ExecutionReport {
             project: project.name.clone(),
             status,
@@ -311,232 +341,4 @@ impl<'r> Engine<'r> {
             log,
         })
     }
-}
-
-/// Moves plugin log lines into the execution log.
-fn collect_logs(
-    log: &mut Vec<String>,
-    plugin: &str,
-    lines: (Vec<crate::runtime::PluginLogLine>, usize),
-) {
-    const MAX_LOG_LINES: usize = 10_000;
-    let (lines, dropped) = lines;
-    for l in lines {
-        if log.len() < MAX_LOG_LINES {
-            let fields: Vec<String> = l.fields.iter().map(|(k, v)| format!("{k}={v}")).collect();
-            log.push(
-                format!("{} {plugin}: {} {}", l.level, l.message, fields.join(" "))
-                    .trim_end()
-                    .to_owned(),
-            );
-        }
-    }
-    if dropped > 0 && log.len() < MAX_LOG_LINES {
-        log.push(format!(
-            "warn {plugin}: {dropped} log lines dropped (over the per-call limit)"
-        ));
-    }
-}
-
-struct TaskRun<'a> {
-    report: TaskReport,
-    key: &'a [String],
-}
-
-impl TaskRun<'_> {
-    fn fail(&mut self, failure: RecordFailure) {
-        self.report.counts.failed += 1;
-        if self.report.failures.len() < MAX_KEPT_FAILURES {
-            self.report.failures.push(failure);
-        }
-    }
-
-    fn key_of(&self, row: &Row<'_>) -> Option<String> {
-        let key = row.key(self.key);
-        (!key.is_empty()).then_some(key)
-    }
-}
-
-fn run_task(
-    project: &Project,
-    task: &EntityTask,
-    mappings: &CompiledMappings,
-    source: &mut ConnectorInstance,
-    destination: &mut ConnectorInstance,
-    transforms: &mut [TransformInstance],
-    observer: &mut dyn Observer,
-    log: &mut Vec<String>,
-) -> TaskReport {
-    let mut run = TaskRun {
-        report: TaskReport {
-            name: task.name.clone(),
-            source_entity: task.source_entity.clone(),
-            destination_entity: task.destination_entity.clone(),
-            counts: Counts::default(),
-            failures: Vec::new(),
-            error: None,
-            cursor: None,
-        },
-        key: &task.key,
-    };
-    let result = pump(
-        project,
-        task,
-        mappings,
-        source,
-        destination,
-        transforms,
-        observer,
-        &mut run,
-    );
-    let lines = source.take_logs();
-    collect_logs(log, source.plugin(), lines);
-    let lines = destination.take_logs();
-    collect_logs(log, destination.plugin(), lines);
-    for t in transforms.iter_mut() {
-        let lines = t.take_logs();
-        collect_logs(log, t.plugin(), lines);
-    }
-    if let Err(e) = result {
-        log.push(format!("error task {}: {e}", task.name));
-        run.report.error = Some(e);
-    }
-    run.report
-}
-
-/// The batch loop of one task. `Err` is the task's error, in words.
-#[allow(clippy::too_many_arguments)]
-fn pump(
-    project: &Project,
-    task: &EntityTask,
-    mappings: &CompiledMappings,
-    source: &mut ConnectorInstance,
-    destination: &mut ConnectorInstance,
-    transforms: &mut [TransformInstance],
-    observer: &mut dyn Observer,
-    run: &mut TaskRun<'_>,
-) -> Result<(), String> {
-    let text = |e: CallError| e.to_string();
-    let org = project.organization.as_ref();
-    let step_configs: Vec<_> = task.transforms.iter().map(|s| &s.config).collect();
-    let writer = destination
-        .open_writer(
-            &project.destination.config,
-            &WriteRequest {
-                entity: task.destination_entity.clone(),
-                organization: org.map(|o| o.destination.clone()),
-                key_fields: task.key.clone(),
-            },
-        )
-        .map_err(text)?;
-
-    let mut cursor: Option<String> = None;
-    loop {
-        let page = source
-            .read(
-                &project.source.config,
-                &ReadRequest {
-                    entity: task.source_entity.clone(),
-                    organization: org.map(|o| o.source.clone()),
-                    cursor: cursor.clone(),
-                    max_records: project.batch_size,
-                },
-            )
-            .map_err(text)?;
-        if page.records.len() > project.batch_size as usize {
-            return Err(format!(
-                "source plugin `{}` returned {} records for a page of at most {}",
-                source.plugin(),
-                page.records.len(),
-                project.batch_size
-            ));
-        }
-        run.report.counts.read += (page.records.len() + page.rejected.len()) as u64;
-        for r in page.rejected {
-            run.fail(RecordFailure {
-                stage: Stage::Pull,
-                key: r.key,
-                position: Some(r.position),
-                field: r.error.field,
-                message: r.error.message,
-            });
-        }
-        if !page.done && page.records.is_empty() && page.next_cursor == cursor {
-            return Err(format!(
-                "source plugin `{}` returned an empty page that is not the last without moving its cursor",
-                source.plugin()
-            ));
-        }
-
-        let mapped = mappings.apply(page.records).map_err(|e| e.to_string())?;
-        let mut batch = mapped.batch;
-        if !mapped.failures.is_empty() {
-            let mut keep = vec![true; batch.len()];
-            for f in mapped.failures {
-                keep[f.record] = false;
-                let key = run.key_of(&batch.row(f.record));
-                run.fail(RecordFailure {
-                    stage: Stage::Map,
-                    key,
-                    position: None,
-                    field: Some(f.destination),
-                    message: f.message,
-                });
-            }
-            batch = batch.filter(&keep);
-        }
-        for (step, t) in transforms.iter_mut().enumerate() {
-            if batch.is_empty() {
-                break;
-            }
-            let out = t.transform(step_configs[step], batch).map_err(text)?;
-            if out.failures.is_empty() {
-                batch = out.records;
-                continue;
-            }
-            let mut keep = vec![true; out.records.len()];
-            for (index, error) in out.failures {
-                let i = index as usize;
-                if !keep[i] {
-                    continue;
-                }
-                keep[i] = false;
-                let key = run.key_of(&out.records.row(i));
-                run.fail(RecordFailure {
-                    stage: Stage::Transform,
-                    key,
-                    position: None,
-                    field: error.field,
-                    message: format!("{}: {}", t.plugin(), error.message),
-                });
-            }
-            batch = out.records.filter(&keep);
-        }
-
-        if !batch.is_empty() {
-            let keys: Vec<Option<String>> = batch.rows().map(|r| run.key_of(&r)).collect();
-            let outcomes = destination.upsert(&writer, batch).map_err(text)?;
-            for (outcome, key) in outcomes.into_iter().zip(keys) {
-                match outcome {
-                    UpsertOutcome::Inserted => run.report.counts.inserted += 1,
-                    UpsertOutcome::Updated => run.report.counts.updated += 1,
-                    UpsertOutcome::Failed(e) => run.fail(RecordFailure {
-                        stage: Stage::Upsert,
-                        key,
-                        position: None,
-                        field: e.field,
-                        message: e.message,
-                    }),
-                }
-            }
-        }
-        cursor = page.next_cursor;
-        run.report.cursor = cursor.clone();
-        observer.batch_done(&task.name, &run.report.counts);
-        if page.done {
-            break;
-        }
-    }
-    destination.finish(writer).map_err(text)?;
-    Ok(())
 }

@@ -110,6 +110,8 @@ impl fmt::Display for ValidationReport {
 pub(crate) struct Validated {
     pub report: ValidationReport,
     pub mappings: Vec<Option<CompiledMappings>>,
+    /// Per task, the source entity's schema when it was discovered.
+    pub sources: Vec<Option<EntitySchema>>,
 }
 
 struct Collector {
@@ -259,6 +261,7 @@ pub(crate) fn validate(project: &Project, prepared: &mut Prepared) -> Validated 
     let (source_entities, destination_entities) = (sides.remove(0), sides.remove(0));
 
     let mut mappings = Vec::new();
+    let mut sources = Vec::new();
     for (n, task) in project.tasks.iter().enumerate() {
         let source = find_entity(
             &mut c,
@@ -317,6 +320,7 @@ pub(crate) fn validate(project: &Project, prepared: &mut Prepared) -> Validated 
             }
         }
         mappings.push(compiled);
+        sources.push(source.cloned());
     }
     let valid = !c.problems.iter().any(|p| p.severity == Severity::Error);
     Validated {
@@ -326,6 +330,7 @@ pub(crate) fn validate(project: &Project, prepared: &mut Prepared) -> Validated 
             problems: c.problems,
         },
         mappings,
+        sources,
     }
 }
 

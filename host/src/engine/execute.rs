@@ -1,0 +1,588 @@
+//! The batch loop of one entity task: read → map → transform → upsert, with
+//! checkpoints.
+//!
+//! A checkpoint first makes the destination durable (the writer's `finish`), then
+//! hands the task states (counts, the cursor after the last committed batch), new
+//! log lines, record failures and staged records to a [`Recorder`] — which the
+//! store persists in one transaction. So after a crash the committed cursor and
+//! the destination agree: the next run resumes from the cursor, and records after
+//! it were never committed downstream, so nothing is lost or counted twice.
+
+use std::collections::HashMap;
+
+use weir_types::{
+    Batch, BatchBuilder, EntitySchema, FieldType, ReadPage, ReadRequest, UpsertOutcome, Value,
+    WriteRequest,
+};
+
+use super::mapping::CompiledMappings;
+use super::{Counts, MAX_KEPT_FAILURES, Observer, RecordFailure, Stage, TaskReport};
+use crate::project::{EntityTask, Project};
+use crate::runtime::{
+    CallError, ConnectorInstance, PluginLogLine, TransformInstance, WriterHandle,
+};
+
+/// A record as stored for drill-down and re-runs: `(field, value)` pairs.
+pub type RecordCopy = Vec<(String, serde_json::Value)>;
+
+/// How to run an execution beyond the project itself.
+#[derive(Clone, Debug, Default)]
+pub struct RunOptions {
+    /// Where each task starts reading (by task name): resuming an interrupted run.
+    pub resume: HashMap<String, String>,
+    /// Source records to send instead of reading the source (by task name): a re-run
+    /// of failed records only. Tasks not named are skipped.
+    pub records: Option<HashMap<String, Vec<RecordCopy>>>,
+    /// Commit the destination and checkpoint every this many batches (0: only at
+    /// the end of each task).
+    pub checkpoint_every: usize,
+    /// Keep source copies of failed records and the staged records for the
+    /// recorder (costs a copy of each batch).
+    pub capture: bool,
+}
+
+/// One task's state at a checkpoint.
+#[derive(Clone, Debug)]
+pub struct TaskProgress {
+    pub name: String,
+    pub counts: Counts,
+    pub cursor: Option<String>,
+    pub error: Option<String>,
+}
+
+/// What a checkpoint persists.
+#[derive(Clone, Debug, Default)]
+pub struct Checkpoint {
+    /// Every task run so far, with its current state.
+    pub tasks: Vec<TaskProgress>,
+    /// Log lines since the previous checkpoint.
+    pub log: Vec<String>,
+    /// Record failures since the previous checkpoint, with the source record when
+    /// it is known (not for pull failures).
+    pub failures: Vec<(String, RecordFailure, Option<RecordCopy>)>,
+    /// Records sent to the destination since the previous checkpoint.
+    pub staged: Vec<(String, Option<String>, RecordCopy)>,
+}
+
+/// Persists checkpoints (the store does; tests may count them).
+pub trait Recorder {
+    /// `Err` stops the execution: progress that cannot be recorded must not go on.
+    fn checkpoint(&mut self, checkpoint: Checkpoint) -> Result<(), String>;
+}
+
+/// A recorder that keeps nothing.
+pub struct NoRecorder;
+impl Recorder for NoRecorder {
+    fn checkpoint(&mut self, _: Checkpoint) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+/// Everything one execution accumulates between checkpoints.
+pub(crate) struct Progress<'r> {
+    pub tasks: Vec<TaskProgress>,
+    pub pending: Checkpoint,
+    pub recorder: &'r mut dyn Recorder,
+}
+
+impl Progress<'_> {
+    pub fn log(&mut self, line: String) {
+        self.pending.log.push(line);
+    }
+
+    pub fn commit(&mut self) -> Result<(), String> {
+        let mut cp = std::mem::take(&mut self.pending);
+        cp.tasks = self.tasks.clone();
+        self.recorder.checkpoint(cp)
+    }
+}
+
+/// Moves plugin log lines into the execution log.
+pub(crate) fn collect_logs(
+    progress: &mut Progress<'_>,
+    plugin: &str,
+    lines: (Vec<PluginLogLine>, usize),
+) {
+    let (lines, dropped) = lines;
+    for l in lines {
+        let fields: Vec<String> = l.fields.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        progress.log(
+            format!("{} {plugin}: {} {}", l.level, l.message, fields.join(" "))
+                .trim_end()
+                .to_owned(),
+        );
+    }
+    if dropped > 0 {
+        progress.log(format!(
+            "warn {plugin}: {dropped} log lines dropped (over the per-call limit)"
+        ));
+    }
+}
+
+pub(crate) struct Plugins<'a> {
+    pub source: &'a mut ConnectorInstance,
+    pub destination: &'a mut ConnectorInstance,
+    pub transforms: &'a mut [TransformInstance],
+}
+
+struct TaskRun<'a, 'p, 'r> {
+    project: &'a Project,
+    task: &'a EntityTask,
+    index: usize,
+    report: TaskReport,
+    progress: &'p mut Progress<'r>,
+    capture: bool,
+}
+
+fn copy_row(batch: &Batch, i: usize) -> RecordCopy {
+    batch
+        .row(i)
+        .values()
+        .map(|(k, v)| {
+            (
+                k.to_owned(),
+                serde_json::to_value(&v).unwrap_or(serde_json::Value::Null),
+            )
+        })
+        .collect()
+}
+
+impl TaskRun<'_, '_, '_> {
+    fn fail(&mut self, failure: RecordFailure, record: Option<RecordCopy>) {
+        self.report.counts.failed += 1;
+        if self.report.failures.len() < MAX_KEPT_FAILURES {
+            self.report.failures.push(failure.clone());
+        }
+        if self.capture {
+            self.progress
+                .pending
+                .failures
+                .push((self.task.name.clone(), failure, record));
+        }
+    }
+
+    fn key_of(&self, batch: &Batch, i: usize) -> Option<String> {
+        let key = batch.row(i).key(&self.task.key);
+        (!key.is_empty()).then_some(key)
+    }
+
+    /// Copies the task's state into the progress; the cursor only when the
+    /// destination has just committed (`committed`), so a recorded cursor never
+    /// runs ahead of what the destination holds.
+    fn sync(&mut self, committed: bool) {
+        let p = &mut self.progress.tasks[self.index];
+        p.counts = self.report.counts;
+        p.error = self.report.error.clone();
+        if committed {
+            p.cursor = self.report.cursor.clone();
+        }
+    }
+
+    /// Makes the destination durable and records a checkpoint; reopens the writer
+    /// when more batches follow.
+    fn checkpoint(
+        &mut self,
+        destination: &mut ConnectorInstance,
+        writer: WriterHandle,
+        reopen: bool,
+    ) -> Result<Option<WriterHandle>, String> {
+        destination.finish(writer).map_err(|e| e.to_string())?;
+        self.sync(true);
+        self.progress.commit()?;
+        if reopen {
+            self.open(destination).map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+
+    fn open(&self, destination: &mut ConnectorInstance) -> Result<WriterHandle, String> {
+        destination
+            .open_writer(
+                &self.project.destination.config,
+                &WriteRequest {
+                    entity: self.task.destination_entity.clone(),
+                    organization: self
+                        .project
+                        .organization
+                        .as_ref()
+                        .map(|o| o.destination.clone()),
+                    key_fields: self.task.key.clone(),
+                },
+            )
+            .map_err(|e| e.to_string())
+    }
+
+    /// Maps, transforms and upserts one page.
+    fn process(
+        &mut self,
+        page_records: Batch,
+        mappings: &CompiledMappings,
+        plugins: &mut Plugins<'_>,
+        writer: &WriterHandle,
+    ) -> Result<(), String> {
+        let source_copy = self.capture.then(|| page_records.clone());
+        let source_row = |origin: usize| source_copy.as_ref().map(|b| copy_row(b, origin));
+        let mapped = mappings.apply(page_records).map_err(|e| e.to_string())?;
+        let mut batch = mapped.batch;
+        // For each current row, its row in the source page (rows drop out as they fail).
+        let mut origin: Vec<usize> = (0..batch.len()).collect();
+        if !mapped.failures.is_empty() {
+            let mut keep = vec![true; batch.len()];
+            for f in mapped.failures {
+                keep[f.record] = false;
+                let key = self.key_of(&batch, f.record);
+                let record = source_row(f.record);
+                self.fail(
+                    RecordFailure {
+                        stage: Stage::Map,
+                        key,
+                        position: None,
+                        field: Some(f.destination),
+                        message: f.message,
+                    },
+                    record,
+                );
+            }
+            batch = batch.filter(&keep);
+            origin = origin
+                .into_iter()
+                .zip(&keep)
+                .filter(|(_, k)| **k)
+                .map(|(o, _)| o)
+                .collect();
+        }
+        for (step, t) in plugins.transforms.iter_mut().enumerate() {
+            if batch.is_empty() {
+                break;
+            }
+            let out = t
+                .transform(&self.task.transforms[step].config, batch)
+                .map_err(|e| e.to_string())?;
+            if out.failures.is_empty() {
+                batch = out.records;
+                continue;
+            }
+            let mut keep = vec![true; out.records.len()];
+            for (index, error) in out.failures {
+                let i = index as usize;
+                if !keep[i] {
+                    continue;
+                }
+                keep[i] = false;
+                let key = self.key_of(&out.records, i);
+                let record = source_row(origin[i]);
+                self.fail(
+                    RecordFailure {
+                        stage: Stage::Transform,
+                        key,
+                        position: None,
+                        field: error.field,
+                        message: format!("{}: {}", t.plugin(), error.message),
+                    },
+                    record,
+                );
+            }
+            batch = out.records.filter(&keep);
+            origin = origin
+                .into_iter()
+                .zip(&keep)
+                .filter(|(_, k)| **k)
+                .map(|(o, _)| o)
+                .collect();
+        }
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let keys: Vec<Option<String>> = (0..batch.len()).map(|i| self.key_of(&batch, i)).collect();
+        let staged: Option<Vec<RecordCopy>> = self
+            .capture
+            .then(|| (0..batch.len()).map(|i| copy_row(&batch, i)).collect());
+        let outcomes = plugins
+            .destination
+            .upsert(writer, batch)
+            .map_err(|e| e.to_string())?;
+        for (i, (outcome, key)) in outcomes.into_iter().zip(keys).enumerate() {
+            match outcome {
+                UpsertOutcome::Inserted => self.report.counts.inserted += 1,
+                UpsertOutcome::Updated => self.report.counts.updated += 1,
+                UpsertOutcome::Failed(e) => {
+                    let record = source_row(origin[i]);
+                    self.fail(
+                        RecordFailure {
+                            stage: Stage::Upsert,
+                            key: key.clone(),
+                            position: None,
+                            field: e.field,
+                            message: e.message,
+                        },
+                        record,
+                    );
+                    continue;
+                }
+            }
+            if let Some(staged) = &staged {
+                self.progress
+                    .pending
+                    .staged
+                    .push((self.task.name.clone(), key, staged[i].clone()));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn read_page(
+    project: &Project,
+    task: &EntityTask,
+    source: &mut ConnectorInstance,
+    cursor: &Option<String>,
+) -> Result<ReadPage, String> {
+    let page = source
+        .read(
+            &project.source.config,
+            &ReadRequest {
+                entity: task.source_entity.clone(),
+                organization: project.organization.as_ref().map(|o| o.source.clone()),
+                cursor: cursor.clone(),
+                max_records: project.batch_size,
+            },
+        )
+        .map_err(|e: CallError| e.to_string())?;
+    if page.records.len() > project.batch_size as usize {
+        return Err(format!(
+            "source plugin `{}` returned {} records for a page of at most {}",
+            source.plugin(),
+            page.records.len(),
+            project.batch_size
+        ));
+    }
+    if !page.done
+        && page.records.is_empty()
+        && page.rejected.is_empty()
+        && &page.next_cursor == cursor
+    {
+        return Err(format!(
+            "source plugin `{}` returned an empty page that is not the last without moving its cursor",
+            source.plugin()
+        ));
+    }
+    Ok(page)
+}
+
+/// Rebuilds source records (from stored copies) as batches, typed by the source
+/// schema where it is known.
+pub(crate) fn batches_from_copies(
+    records: &[RecordCopy],
+    schema: Option<&EntitySchema>,
+    batch_size: usize,
+) -> Result<Vec<Batch>, String> {
+    let mut names: Vec<String> = Vec::new();
+    for r in records {
+        for (k, _) in r {
+            if !names.contains(k) {
+                names.push(k.clone());
+            }
+        }
+    }
+    let ty_of = |name: &str| -> FieldType {
+        if let Some(f) = schema.and_then(|s| s.fields.iter().find(|f| f.name == name)) {
+            return f.field_type;
+        }
+        let sample = records.iter().find_map(|r| {
+            r.iter()
+                .find(|(k, v)| k == name && !v.is_null())
+                .map(|(_, v)| v)
+        });
+        match sample {
+            Some(serde_json::Value::Bool(_)) => FieldType::Boolean,
+            Some(serde_json::Value::Number(n)) if n.is_i64() => FieldType::Integer,
+            Some(serde_json::Value::Number(_)) => FieldType::Float,
+            _ => FieldType::Text,
+        }
+    };
+    let fields: Vec<(String, FieldType)> = names.iter().map(|n| (n.clone(), ty_of(n))).collect();
+    let field_refs: Vec<(&str, FieldType)> = fields.iter().map(|(n, t)| (n.as_str(), *t)).collect();
+    let mut out = Vec::new();
+    for chunk in records.chunks(batch_size.max(1)) {
+        let mut b = BatchBuilder::with_capacity(&field_refs, chunk.len());
+        for r in chunk {
+            let row: Vec<Value> = fields
+                .iter()
+                .map(|(name, ty)| {
+                    let v = r.iter().find(|(k, _)| k == name).map(|(_, v)| v);
+                    json_to_value(v, *ty)
+                })
+                .collect();
+            b.push_row(&row)
+                .map_err(|e| format!("a stored record does not fit the source schema: {e}"))?;
+        }
+        out.push(b.finish());
+    }
+    Ok(out)
+}
+
+fn json_to_value(v: Option<&serde_json::Value>, ty: FieldType) -> Value {
+    use serde_json::Value as J;
+    match (v, ty) {
+        (None | Some(J::Null), _) => Value::Null,
+        (Some(J::Bool(b)), _) => Value::Boolean(*b),
+        (Some(J::Number(n)), FieldType::Integer) => n.as_i64().map_or(Value::Null, Value::Integer),
+        (Some(J::Number(n)), FieldType::Timestamp) => {
+            n.as_i64().map_or(Value::Null, Value::Timestamp)
+        }
+        (Some(J::Number(n)), FieldType::Float) => n.as_f64().map_or(Value::Null, Value::Float),
+        (Some(J::String(s)), FieldType::Decimal) => Value::Decimal(s.clone()),
+        (Some(J::String(s)), _) => Value::Text(s.clone()),
+        (Some(J::Array(a)), FieldType::Bytes) => Value::Bytes(
+            a.iter()
+                .filter_map(|x| x.as_u64())
+                .map(|x| x as u8)
+                .collect(),
+        ),
+        (Some(other), _) => Value::Text(other.to_string()),
+    }
+}
+
+/// Runs one entity task. The report's `error` is set when it stopped early.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn run_task(
+    project: &Project,
+    task: &EntityTask,
+    mappings: &CompiledMappings,
+    source_schema: Option<&EntitySchema>,
+    plugins: &mut Plugins<'_>,
+    options: &RunOptions,
+    observer: &mut dyn Observer,
+    progress: &mut Progress<'_>,
+) -> TaskReport {
+    let resume = options.resume.get(&task.name).cloned();
+    progress.tasks.push(TaskProgress {
+        name: task.name.clone(),
+        counts: Counts::default(),
+        cursor: resume.clone(),
+        error: None,
+    });
+    if let Some(cursor) = &resume {
+        progress.log(format!(
+            "info task {}: resuming from cursor {cursor}",
+            task.name
+        ));
+    }
+    let mut run = TaskRun {
+        project,
+        task,
+        index: progress.tasks.len() - 1,
+        report: TaskReport {
+            name: task.name.clone(),
+            source_entity: task.source_entity.clone(),
+            destination_entity: task.destination_entity.clone(),
+            counts: Counts::default(),
+            failures: Vec::new(),
+            error: None,
+            cursor: resume.clone(),
+        },
+        progress,
+        capture: options.capture,
+    };
+    let result = pump(
+        &mut run,
+        mappings,
+        source_schema,
+        plugins,
+        options,
+        observer,
+        resume,
+    );
+    let lines = plugins.source.take_logs();
+    collect_logs(run.progress, plugins.source.plugin(), lines);
+    let lines = plugins.destination.take_logs();
+    collect_logs(run.progress, plugins.destination.plugin(), lines);
+    for t in plugins.transforms.iter_mut() {
+        let lines = t.take_logs();
+        collect_logs(run.progress, t.plugin(), lines);
+    }
+    if let Err(e) = result {
+        run.progress.log(format!("error task {}: {e}", task.name));
+        run.report.error = Some(e);
+        run.sync(false);
+    }
+    run.report
+}
+
+fn pump(
+    run: &mut TaskRun<'_, '_, '_>,
+    mappings: &CompiledMappings,
+    source_schema: Option<&EntitySchema>,
+    plugins: &mut Plugins<'_>,
+    options: &RunOptions,
+    observer: &mut dyn Observer,
+    resume: Option<String>,
+) -> Result<(), String> {
+    let mut writer = run.open(plugins.destination)?;
+    // A re-run of failed records sends stored copies; otherwise pages are read.
+    let mut copies: Option<std::vec::IntoIter<Batch>> = match &options.records {
+        Some(by_task) => {
+            let records = by_task
+                .get(&run.task.name)
+                .map(Vec::as_slice)
+                .unwrap_or(&[]);
+            Some(
+                batches_from_copies(records, source_schema, run.project.batch_size as usize)?
+                    .into_iter(),
+            )
+        }
+        None => None,
+    };
+    let mut cursor = resume;
+    let mut since_checkpoint = 0usize;
+    loop {
+        let (records, done) = match copies.as_mut() {
+            Some(batches) => match batches.next() {
+                Some(b) => {
+                    let done = batches.len() == 0;
+                    (b, done)
+                }
+                None => (Batch::default(), true),
+            },
+            None => {
+                let page = read_page(run.project, run.task, plugins.source, &cursor)?;
+                for r in page.rejected {
+                    run.fail(
+                        RecordFailure {
+                            stage: Stage::Pull,
+                            key: r.key,
+                            position: Some(r.position),
+                            field: r.error.field,
+                            message: r.error.message,
+                        },
+                        None,
+                    );
+                    run.report.counts.read += 1;
+                }
+                cursor = page.next_cursor;
+                (page.records, page.done)
+            }
+        };
+        run.report.counts.read += records.len() as u64;
+        if !records.is_empty() {
+            run.process(records, mappings, plugins, &writer)?;
+        }
+        if copies.is_none() {
+            run.report.cursor = cursor.clone();
+        }
+        observer.batch_done(&run.task.name, &run.report.counts);
+        if done {
+            break;
+        }
+        since_checkpoint += 1;
+        if options.checkpoint_every > 0 && since_checkpoint >= options.checkpoint_every {
+            writer = run
+                .checkpoint(plugins.destination, writer, true)?
+                .expect("reopened");
+            since_checkpoint = 0;
+        }
+    }
+    run.checkpoint(plugins.destination, writer, false)?;
+    Ok(())
+}
