@@ -27,6 +27,8 @@ pub mod bundled;
 pub mod engine;
 pub mod project;
 pub mod runtime;
+pub mod service;
+pub mod store;
 
 /// Re-exported so embedders need not depend on `weir-types` directly.
 pub use weir_types::{Batch, BatchBuilder, Config, FieldType, Value};

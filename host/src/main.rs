@@ -8,6 +8,8 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+mod cli_store;
+
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use weir_host::bundled;
@@ -30,16 +32,20 @@ struct Cli {
         env = "WEIR_DATA_DIR"
     )]
     data_dir: PathBuf,
+    /// A file holding the key that encrypts stored secrets (else WEIR_SECRET_KEY).
+    #[arg(long, global = true, env = "WEIR_SECRET_KEY_FILE")]
+    key_file: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run a project file once and print the execution summary.
+    /// Run a project once and print the execution summary: a project file (not
+    /// recorded), or the name of a stored project (recorded in the history).
     Run {
-        /// The project file (TOML).
-        project: PathBuf,
+        /// A project file (ends in .toml) or a stored project's name.
+        project: String,
         /// Print the execution report as JSON.
         #[arg(long)]
         json: bool,
@@ -68,6 +74,15 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Stored connections (secrets encrypted at rest).
+    #[command(subcommand)]
+    Connection(cli_store::ConnectionCmd),
+    /// Stored, versioned projects.
+    #[command(subcommand)]
+    Project(cli_store::ProjectCmd),
+    /// The execution history: list, drill down, re-run.
+    #[command(subcommand)]
+    Executions(cli_store::ExecutionsCmd),
     /// List the bundled plugins.
     Plugins,
 }
@@ -92,8 +107,26 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
+        Command::Run { project, json } if !is_file(&project) => {
+            let runtime = runtime(&cli.data_dir)?;
+            let store = cli_store::open_store(&cli.data_dir, cli.key_file.as_deref())?;
+            let service = weir_host::service::Service::new(store, &runtime);
+            let mut observer = Progress::new(!json);
+            let status = cli_store::run_named(&service, &project, json, &mut observer)?;
+            Ok(exit_code(status))
+        }
+        Command::Connection(cmd) => with_service(&cli.data_dir, cli.key_file.as_deref(), |s| {
+            cli_store::connection(s, cmd)
+        }),
+        Command::Project(cmd) => with_service(&cli.data_dir, cli.key_file.as_deref(), |s| {
+            cli_store::project(s, cmd)
+        }),
+        Command::Executions(cmd) => with_service(&cli.data_dir, cli.key_file.as_deref(), |s| {
+            let mut observer = Progress::new(true);
+            cli_store::executions(s, cmd, &mut observer)
+        }),
         Command::Run { project, json } => {
-            let project = Project::load(&project)?;
+            let project = Project::load(Path::new(&project))?;
             let report = execute(&cli.data_dir, &project, !json)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
@@ -142,6 +175,21 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+fn is_file(target: &str) -> bool {
+    target.ends_with(".toml") || Path::new(target).is_file()
+}
+
+fn with_service(
+    data_dir: &Path,
+    key_file: Option<&Path>,
+    f: impl FnOnce(&weir_host::service::Service<'_>) -> Result<ExitCode>,
+) -> Result<ExitCode> {
+    let runtime = runtime(data_dir)?;
+    let store = cli_store::open_store(data_dir, key_file)?;
+    let service = weir_host::service::Service::new(store, &runtime);
+    f(&service)
 }
 
 /// Completed → 0, Warning → 1, Error → 3 (2 is for errors before any run).

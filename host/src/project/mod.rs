@@ -76,6 +76,21 @@ pub struct PluginRef {
 }
 
 impl PluginRef {
+    /// A plugin as written in a project file or on the command line: a path if it
+    /// looks like one (ends in `.wasm` or has a slash), else a bundled name.
+    pub fn parse(value: &str, base: &Path) -> PluginRef {
+        let value = value.trim();
+        let source = if value.ends_with(".wasm") || value.contains('/') || value.contains('\\') {
+            PluginSource::File(base.join(value))
+        } else {
+            PluginSource::Bundled(value.to_owned())
+        };
+        PluginRef {
+            source,
+            place: None,
+        }
+    }
+
     pub fn bundled(name: &str) -> PluginRef {
         PluginRef {
             source: PluginSource::Bundled(name.to_owned()),
@@ -273,6 +288,17 @@ impl Project {
     /// Parses and validates project text; `path` names it in errors and anchors
     /// relative paths.
     pub fn parse(path: &Path, text: &str) -> Result<Project, ProjectError> {
+        Project::parse_with(path, text, &BTreeMap::new())
+    }
+
+    /// Like [`Project::parse`], with connections kept elsewhere (the store): a
+    /// connection set may name them, and they take precedence over connections of
+    /// the same name in the file (the administrator's credentials win).
+    pub fn parse_with(
+        path: &Path,
+        text: &str,
+        known: &BTreeMap<String, Connection>,
+    ) -> Result<Project, ProjectError> {
         let loc = Locator { path, text };
         let file: ProjectFile = toml::from_str(text).map_err(|e| {
             let offset = e.span().map_or(0, |s| s.start);
@@ -298,13 +324,28 @@ impl Project {
             );
         };
         let connection = |name: &Spanned<String>, role: &str| -> Result<Connection, ProjectError> {
+            if let Some(stored) = known.get(name.get_ref()) {
+                return Ok(stored.clone());
+            }
             let Some(conn) = file.connections.get(name.get_ref()) else {
                 return loc.err(
                     name.span().start,
                     format!(
                         "connection_sets.{set_name}.{role}: no connection named `{}` ({})",
                         name.get_ref(),
-                        names(&file.connections)
+                        if known.is_empty() {
+                            names(&file.connections)
+                        } else {
+                            let mut all: Vec<&str> = file
+                                .connections
+                                .keys()
+                                .chain(known.keys())
+                                .map(String::as_str)
+                                .collect();
+                            all.sort();
+                            all.dedup();
+                            format!("defined: {}", all.join(", "))
+                        }
                     ),
                 );
             };
@@ -453,15 +494,9 @@ fn plugin_ref(
             "plugin: name a bundled plugin or a .wasm file",
         );
     }
-    // A path is anything that looks like one; everything else names a bundled plugin.
-    let source = if value.ends_with(".wasm") || value.contains('/') || value.contains('\\') {
-        PluginSource::File(base.join(value))
-    } else {
-        PluginSource::Bundled(value.to_owned())
-    };
     Ok(PluginRef {
-        source,
         place: Some(loc.place(plugin.span().start)),
+        ..PluginRef::parse(value, base)
     })
 }
 

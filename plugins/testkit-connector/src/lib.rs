@@ -190,6 +190,7 @@ impl Connector for Testkit {
         .option(ConfigField::new("organizations", "Organizations to list (comma-separated ids)."))
         .option(ConfigField::new("required", "More fields of `people` to declare mandatory (comma-separated)."))
         .option(ConfigField::new("extra_fields", "More fields of `people`, as `name:type` (comma-separated)."))
+        .option(ConfigField::new("read_spin", "Busy-loop iterations per page read (slows the source down)."))
         .option(ConfigField::new("mode_calls", "Where `mode` acts: a comma list of check, read, upsert (default all)."))
         .option(ConfigField::new("refuse_check", "Fail `check` with this reason, as a refused login would."))
         .capability(Capability::Files)
@@ -223,6 +224,14 @@ impl Connector for Testkit {
     fn read(config: &Config, request: ReadRequest) -> Result<ReadPage, Error> {
         let options = Options::from_config(config)?;
         act(mode_for(config, "read", options.mode), config)?;
+        // `read_spin`: busy work per page, so a test can kill a run midway (the
+        // sandbox has no clock to sleep on).
+        let spin: u64 = config.parse_or("read_spin", 0)?;
+        let mut acc = 0u64;
+        for i in 0..spin {
+            acc = std::hint::black_box(acc.wrapping_add(i));
+        }
+        std::hint::black_box(acc);
         if request.entity != ENTITY {
             return Err(Error::config(format!(
                 "entity `{}`: testkit only has `{ENTITY}`",

@@ -1,0 +1,558 @@
+//! The store-backed commands: connections, projects, executions. Parsing and
+//! printing only; the work is in `weir_host::service`.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use clap::Subcommand;
+use weir_host::engine::Observer;
+use weir_host::service::{Service, redact_record};
+use weir_host::store::{
+    ConnectionState, ExecStatus, ExecutionFilter, Retention, SecretKey, Store, StoredConnection,
+    Trigger, now_millis,
+};
+
+#[derive(Subcommand)]
+pub enum ConnectionCmd {
+    /// Store a connection (replacing one of the same name) and check it.
+    Add {
+        name: String,
+        /// A bundled plugin name or a path to a .wasm file.
+        #[arg(long)]
+        plugin: String,
+        /// An option, `key=value` (repeatable).
+        #[arg(long = "config", value_name = "KEY=VALUE")]
+        config: Vec<String>,
+        /// A credential, `key=value` (repeatable): encrypted at rest, never shown.
+        #[arg(long = "secret", value_name = "KEY=VALUE")]
+        secret: Vec<String>,
+        /// The directory the plugin may use (seen as /data).
+        #[arg(long)]
+        directory: Option<PathBuf>,
+        /// A host the plugin may reach over HTTP (repeatable).
+        #[arg(long = "http-host")]
+        http_hosts: Vec<String>,
+    },
+    /// List connections and their state (secret names only).
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check a connection: Connected, or what needs fixing.
+    Check { name: String },
+    /// Replace a connection's credentials, then check it again.
+    UpdateCredentials {
+        name: String,
+        #[arg(long = "secret", value_name = "KEY=VALUE", required = true)]
+        secret: Vec<String>,
+    },
+    /// Delete a connection.
+    Delete { name: String },
+}
+
+#[derive(Subcommand)]
+pub enum ProjectCmd {
+    /// Create or update a project from its file (a new version when it changed).
+    Apply {
+        #[arg(short = 'f', long = "file")]
+        file: PathBuf,
+    },
+    /// List projects with their latest version.
+    List,
+    /// Show a project's file (latest version, or --version N).
+    Show {
+        name: String,
+        #[arg(long)]
+        version: Option<u32>,
+    },
+    /// Delete a project (its executions stay in the history).
+    Delete { name: String },
+}
+
+#[derive(Subcommand)]
+pub enum ExecutionsCmd {
+    /// Executions, newest first.
+    List {
+        #[arg(long)]
+        project: Option<String>,
+        /// running, completed, warning or error.
+        #[arg(long)]
+        status: Option<String>,
+        /// Only since: a date (2026-11-01), an RFC 3339 time, or an age (30m, 12h, 7d).
+        #[arg(long)]
+        since: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// An execution: summary, counts per entity task, log.
+    Show {
+        id: u64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// An execution's record errors (paged).
+    Errors {
+        id: u64,
+        #[arg(long, default_value_t = 0)]
+        offset: u64,
+        #[arg(long, default_value_t = 50)]
+        limit: u64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The records an execution sent to the destination (paged).
+    Staging {
+        id: u64,
+        #[arg(long, default_value_t = 0)]
+        offset: u64,
+        #[arg(long, default_value_t = 50)]
+        limit: u64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run an execution's project again, linked to it; --failed-only re-sends only
+    /// the records that failed, from their stored copies.
+    Rerun {
+        id: u64,
+        #[arg(long)]
+        failed_only: bool,
+    },
+    /// Delete old executions (never running ones).
+    Prune {
+        #[arg(long, default_value_t = 45)]
+        days: u32,
+        #[arg(long)]
+        keep_last: Option<usize>,
+    },
+}
+
+pub fn open_store(data_dir: &Path, key_file: Option<&Path>) -> Result<Store> {
+    let key = SecretKey::from_env_or_file(key_file)?;
+    let store = Store::open(&data_dir.join("store"), key)
+        .with_context(|| format!("open the store in {}", data_dir.display()))?;
+    for id in store.interrupted_on_open() {
+        eprintln!("note: execution {id} was interrupted (the process stopped); marked Error");
+    }
+    Ok(store)
+}
+
+fn pairs(items: &[String], what: &str) -> Result<Vec<(String, String)>> {
+    items
+        .iter()
+        .map(|s| match s.split_once('=') {
+            Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_owned(), v.to_owned())),
+            _ => bail!(
+                "--{what} `{}`: expected KEY=VALUE",
+                s.split('=').next().unwrap_or("")
+            ),
+        })
+        .collect()
+}
+
+fn when(millis: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(millis)
+        .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+        .unwrap_or_else(|| millis.to_string())
+}
+
+fn state_text(s: &ConnectionState) -> String {
+    match s {
+        ConnectionState::Unchecked => "unchecked".to_owned(),
+        ConnectionState::Connected => "Connected".to_owned(),
+        ConnectionState::NeedsFixing { reason } => format!("needs fixing: {reason}"),
+    }
+}
+
+fn parse_since(text: &str) -> Result<i64> {
+    let t = text.trim();
+    if let Some((n, unit)) = t.char_indices().last().map(|(i, c)| (&t[..i], c)) {
+        if let (Ok(n), Some(ms)) = (
+            n.parse::<i64>(),
+            match unit {
+                'm' => Some(60_000),
+                'h' => Some(3_600_000),
+                'd' => Some(86_400_000),
+                _ => None,
+            },
+        ) {
+            return Ok(now_millis() - n * ms);
+        }
+    }
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(t) {
+        return Ok(t.timestamp_millis());
+    }
+    if let Ok(d) = chrono::NaiveDate::parse_from_str(t, "%Y-%m-%d") {
+        return Ok(d.and_hms_opt(0, 0, 0).unwrap().and_utc().timestamp_millis());
+    }
+    bail!("--since `{text}`: use a date (2026-11-01), an RFC 3339 time, or an age (30m, 12h, 7d)")
+}
+
+pub fn connection(service: &Service<'_>, cmd: ConnectionCmd) -> Result<ExitCode> {
+    match cmd {
+        ConnectionCmd::Add {
+            name,
+            plugin,
+            config,
+            secret,
+            directory,
+            http_hosts,
+        } => {
+            let directory = directory
+                .map(|d| {
+                    std::path::absolute(&d).with_context(|| format!("directory {}", d.display()))
+                })
+                .transpose()?;
+            let conn = StoredConnection {
+                name: name.clone(),
+                plugin,
+                config: pairs(&config, "config")?,
+                secrets: pairs(&secret, "secret")?,
+                directory,
+                http_hosts,
+                state: ConnectionState::Unchecked,
+                updated_at: now_millis(),
+            };
+            service.store.put_connection(&conn)?;
+            let state = service.check_connection(&name)?;
+            println!("connection {name}: {}", state_text(&state));
+            Ok(ExitCode::SUCCESS)
+        }
+        ConnectionCmd::List { json } => {
+            let list = service.store.connections()?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&list)?);
+            } else {
+                for c in list {
+                    let secrets = if c.secret_names.is_empty() {
+                        String::new()
+                    } else {
+                        format!("  secrets: {} (hidden)", c.secret_names.join(", "))
+                    };
+                    println!(
+                        "{:<20} {:<12} {}{secrets}",
+                        c.name,
+                        c.plugin,
+                        state_text(&c.state)
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        ConnectionCmd::Check { name } => {
+            let state = service.check_connection(&name)?;
+            println!("connection {name}: {}", state_text(&state));
+            Ok(if state == ConnectionState::Connected {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+        ConnectionCmd::UpdateCredentials { name, secret } => {
+            let mut conn = service
+                .store
+                .connection(&name)?
+                .with_context(|| format!("no connection named `{name}`"))?;
+            conn.secrets = pairs(&secret, "secret")?;
+            conn.updated_at = now_millis();
+            service.store.put_connection(&conn)?;
+            let state = service.check_connection(&name)?;
+            println!(
+                "connection {name}: credentials updated; {}",
+                state_text(&state)
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        ConnectionCmd::Delete { name } => {
+            if !service.store.delete_connection(&name)? {
+                bail!("no connection named `{name}`");
+            }
+            println!("connection {name}: deleted");
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+pub fn project(service: &Service<'_>, cmd: ProjectCmd) -> Result<ExitCode> {
+    match cmd {
+        ProjectCmd::Apply { file } => {
+            let (name, version, changed) = service.apply_project(&file)?;
+            println!(
+                "project {name}: version {version}{}",
+                if changed { "" } else { " (unchanged)" }
+            );
+        }
+        ProjectCmd::List => {
+            for p in service.store.projects()? {
+                println!(
+                    "{:<24} version {:<4} updated {}",
+                    p.name,
+                    p.latest_version,
+                    when(p.updated_at)
+                );
+            }
+        }
+        ProjectCmd::Show { name, version } => {
+            let p = service
+                .store
+                .project(&name, version)?
+                .with_context(|| format!("no project named `{name}`"))?;
+            println!(
+                "# project {} version {} ({}), paths relative to {}",
+                p.name,
+                p.version,
+                when(p.created_at),
+                p.base_dir.display()
+            );
+            print!("{}", p.text);
+        }
+        ProjectCmd::Delete { name } => {
+            if !service.store.delete_project(&name)? {
+                bail!("no project named `{name}`");
+            }
+            println!("project {name}: deleted (its executions stay in the history)");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn run_named(
+    service: &Service<'_>,
+    name: &str,
+    json: bool,
+    observer: &mut dyn Observer,
+) -> Result<weir_host::engine::Status> {
+    let (id, report) = service.run(name, Trigger::Manual, observer)?;
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(
+                &serde_json::json!({ "execution": id, "report": report })
+            )?
+        );
+    } else {
+        print!("{report}");
+        println!("execution: {id}  (weir executions show {id})");
+    }
+    Ok(report.status)
+}
+
+pub fn executions(
+    service: &Service<'_>,
+    cmd: ExecutionsCmd,
+    observer: &mut dyn Observer,
+) -> Result<ExitCode> {
+    let store = &service.store;
+    match cmd {
+        ExecutionsCmd::List {
+            project,
+            status,
+            since,
+            limit,
+            json,
+        } => {
+            let status = status
+                .map(|s| match s.to_ascii_lowercase().as_str() {
+                    "running" => Ok(ExecStatus::Running),
+                    "completed" => Ok(ExecStatus::Completed),
+                    "warning" => Ok(ExecStatus::Warning),
+                    "error" => Ok(ExecStatus::Error),
+                    other => Err(anyhow::anyhow!(
+                        "--status `{other}`: use running, completed, warning or error"
+                    )),
+                })
+                .transpose()?;
+            let since = since.as_deref().map(parse_since).transpose()?;
+            let list = store.executions(&ExecutionFilter {
+                project,
+                status,
+                since,
+                limit,
+            })?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&list)?);
+            } else {
+                for e in list {
+                    println!(
+                        "{:>6}  {}  {:<20} v{:<3} {:<9} {:<9} read {} ins {} upd {} failed {}{}",
+                        e.id,
+                        when(e.started_at),
+                        e.project,
+                        e.project_version,
+                        format!("{:?}", e.trigger).to_lowercase(),
+                        e.status,
+                        e.read,
+                        e.inserted,
+                        e.updated,
+                        e.failed,
+                        e.error.map(|m| format!("  ({m})")).unwrap_or_default()
+                    );
+                }
+            }
+        }
+        ExecutionsCmd::Show { id, json } => {
+            let e = store
+                .execution(id)?
+                .with_context(|| format!("no execution {id}"))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&e)?);
+            } else {
+                println!(
+                    "execution {}: project {} version {}, {:?}",
+                    e.id, e.project, e.project_version, e.trigger
+                );
+                if let Some(p) = e.parent {
+                    println!("parent:   execution {p}");
+                }
+                println!(
+                    "status:   {}{}",
+                    e.status,
+                    e.error
+                        .as_ref()
+                        .map(|m| format!(" — {m}"))
+                        .unwrap_or_default()
+                );
+                println!(
+                    "started:  {}   updated: {}   finished: {}",
+                    when(e.started_at),
+                    when(e.updated_at),
+                    e.finished_at.map(when).unwrap_or_else(|| "-".into())
+                );
+                for t in &e.tasks {
+                    println!(
+                        "task {}: read {}, inserted {}, updated {}, failed {}, skipped {}; cursor {}",
+                        t.name,
+                        t.read,
+                        t.inserted,
+                        t.updated,
+                        t.failed,
+                        t.skipped,
+                        t.cursor.as_deref().unwrap_or("-")
+                    );
+                }
+                println!(
+                    "record errors: {} (weir executions errors {id}); staged records: {}",
+                    e.record_errors, e.staged
+                );
+                println!("log:");
+                for line in &e.log {
+                    println!("  {line}");
+                }
+            }
+        }
+        ExecutionsCmd::Errors {
+            id,
+            offset,
+            limit,
+            json,
+        } => {
+            let (page, total) = store.record_errors(id, offset, limit)?;
+            if json {
+                let page: Vec<_> = page
+                    .into_iter()
+                    .map(|mut e| {
+                        e.record = redact_record(&e.record);
+                        e
+                    })
+                    .collect();
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(
+                        &serde_json::json!({ "total": total, "offset": offset, "errors": page })
+                    )?
+                );
+            } else {
+                println!(
+                    "record errors {}–{} of {total}",
+                    offset + 1.min(page.len() as u64),
+                    offset + page.len() as u64
+                );
+                for e in page {
+                    println!(
+                        "[{}] task {} key {}{}{}: {}",
+                        e.stage,
+                        e.task,
+                        e.key.as_deref().unwrap_or("-"),
+                        e.position.map(|p| format!(" ({p})")).unwrap_or_default(),
+                        e.field.map(|f| format!(" field `{f}`")).unwrap_or_default(),
+                        e.message
+                    );
+                    if !e.record.is_empty() {
+                        println!(
+                            "    record: {}",
+                            serde_json::to_string(&redact_record(&e.record))?
+                        );
+                    }
+                }
+            }
+        }
+        ExecutionsCmd::Staging {
+            id,
+            offset,
+            limit,
+            json,
+        } => {
+            let (page, total) = store.staged(id, offset, limit)?;
+            if json {
+                let page: Vec<_> = page
+                    .into_iter()
+                    .map(|mut s| {
+                        s.record = redact_record(&s.record);
+                        s
+                    })
+                    .collect();
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(
+                        &serde_json::json!({ "total": total, "offset": offset, "records": page })
+                    )?
+                );
+            } else {
+                println!(
+                    "staged records {}–{} of {total}",
+                    offset + 1.min(page.len() as u64),
+                    offset + page.len() as u64
+                );
+                for s in page {
+                    println!(
+                        "{} {}: {}",
+                        s.task,
+                        s.key.as_deref().unwrap_or("-"),
+                        serde_json::to_string(&redact_record(&s.record))?
+                    );
+                }
+            }
+        }
+        ExecutionsCmd::Rerun { id, failed_only } => {
+            let (new_id, report, skipped) = service.rerun(id, failed_only, observer)?;
+            print!("{report}");
+            println!(
+                "execution: {new_id} (re-run of {id}{})",
+                if failed_only {
+                    ", failed records only"
+                } else {
+                    ""
+                }
+            );
+            if skipped > 0 {
+                println!(
+                    "note: {skipped} records failed while being read and have no stored copy; run the project again to re-read them"
+                );
+            }
+            return Ok(crate::exit_code(report.status));
+        }
+        ExecutionsCmd::Prune { days, keep_last } => {
+            let n = store.prune(
+                &Retention {
+                    max_age_days: Some(days),
+                    keep_last,
+                },
+                now_millis(),
+            )?;
+            println!("pruned {n} executions");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

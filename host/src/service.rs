@@ -1,0 +1,425 @@
+//! The store-backed operations of weir: stored connections (with encrypted
+//! secrets), versioned projects, and executions recorded with their history,
+//! record errors and staging data — including resume after a crash and re-runs.
+//!
+//! What it is: the layer the CLI (and later the daemon's API) calls; it joins the
+//! `engine` and the `store`. What it is not: argument parsing or printing, and it
+//! names neither wasmtime nor sled types.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use crate::engine::{
+    self, Engine, EngineError, ExecutionReport, Observer, RecordCopy, Recorder, RunOptions, Status,
+};
+use crate::project::{Connection, PluginRef, Project, ProjectError};
+use crate::runtime::{Grants, Limits, Runtime};
+use crate::store::{
+    self, ConnectionState, ExecStatus, ExecutionId, NewExecution, Retention, Store, StoreError,
+    StoredConnection, StoredRecordError, Trigger,
+};
+
+/// Batches between checkpoints of a recorded execution.
+pub const CHECKPOINT_BATCHES: usize = 10;
+
+/// Why a store-backed operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Project(#[from] ProjectError),
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error("no {what} named `{name}`")]
+    NotFound { what: &'static str, name: String },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// The replacement for secret values in logs, messages and output.
+pub const REDACTED: &str = "«redacted»";
+
+/// Field names whose values are redacted when records are shown.
+pub fn is_sensitive_field(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    [
+        "password",
+        "passwd",
+        "secret",
+        "token",
+        "api_key",
+        "apikey",
+        "ssn",
+        "card_number",
+        "iban",
+    ]
+    .iter()
+    .any(|s| n.contains(s))
+}
+
+/// A record for display: sensitive-looking fields redacted.
+pub fn redact_record(record: &[(String, serde_json::Value)]) -> Vec<(String, serde_json::Value)> {
+    record
+        .iter()
+        .map(|(k, v)| {
+            if is_sensitive_field(k) && !v.is_null() {
+                (k.clone(), serde_json::Value::String(REDACTED.to_owned()))
+            } else {
+                (k.clone(), v.clone())
+            }
+        })
+        .collect()
+}
+
+/// A stored connection as the engine wants it (secrets merged into the config).
+pub fn to_connection(c: &StoredConnection) -> Connection {
+    let mut conn = Connection::new(&c.name, PluginRef::parse(&c.plugin, Path::new(".")));
+    for (k, v) in c.config.iter().chain(&c.secrets) {
+        conn.config.set(k, v);
+    }
+    conn.grants = Grants {
+        directory: c.directory.clone(),
+        http_hosts: c.http_hosts.clone(),
+    };
+    conn.limits = Limits::default();
+    conn
+}
+
+/// Replaces every secret value in `text`.
+fn scrub(text: &str, secrets: &[String]) -> String {
+    let mut out = text.to_owned();
+    for s in secrets.iter().filter(|s| s.len() >= 4) {
+        out = out.replace(s.as_str(), REDACTED);
+    }
+    out
+}
+
+/// weir with its store.
+pub struct Service<'r> {
+    pub store: Store,
+    engine: Engine<'r>,
+}
+
+impl<'r> Service<'r> {
+    pub fn new(store: Store, runtime: &'r Runtime) -> Service<'r> {
+        Service {
+            store,
+            engine: Engine::new(runtime),
+        }
+    }
+
+    pub fn engine(&self) -> &Engine<'r> {
+        &self.engine
+    }
+
+    fn known_connections(
+        &self,
+    ) -> Result<(BTreeMap<String, Connection>, Vec<String>), ServiceError> {
+        let mut known = BTreeMap::new();
+        let mut secrets = Vec::new();
+        for summary in self.store.connections()? {
+            if let Some(c) = self.store.connection(&summary.name)? {
+                secrets.extend(c.secrets.iter().map(|(_, v)| v.clone()));
+                known.insert(c.name.clone(), to_connection(&c));
+            }
+        }
+        Ok((known, secrets))
+    }
+
+    /// Checks a stored connection with its plugin and records the outcome.
+    pub fn check_connection(&self, name: &str) -> Result<ConnectionState, ServiceError> {
+        let stored = self
+            .store
+            .connection(name)?
+            .ok_or_else(|| ServiceError::NotFound {
+                what: "connection",
+                name: name.to_owned(),
+            })?;
+        let secrets: Vec<String> = stored.secrets.iter().map(|(_, v)| v.clone()).collect();
+        let conn = to_connection(&stored);
+        let state = match self.check(&conn) {
+            Ok(()) => ConnectionState::Connected,
+            Err(reason) => ConnectionState::NeedsFixing {
+                reason: scrub(&reason, &secrets),
+            },
+        };
+        self.store.set_connection_state(name, state.clone())?;
+        Ok(state)
+    }
+
+    fn check(&self, conn: &Connection) -> Result<(), String> {
+        let plugin = self
+            .engine
+            .registry()
+            .get(&conn.plugin)
+            .map_err(|e| e.to_string())?;
+        let mut grants = conn.grants.clone();
+        if let Some(dir) = &grants.directory {
+            grants.directory = Some(
+                crate::runtime::capabilities::resolve_directory(dir)
+                    .map_err(|e| format!("granted directory {}: {e}", dir.display()))?,
+            );
+        }
+        let mut instance = plugin
+            .connector(grants, conn.limits.clone())
+            .map_err(|e| e.to_string())?;
+        instance.check(&conn.config).map_err(|e| e.to_string())
+    }
+
+    /// Stores (creates or replaces) the project in `file`, as a new version when it
+    /// changed. The file is validated as a project first.
+    pub fn apply_project(&self, file: &Path) -> Result<(String, u32, bool), ServiceError> {
+        let text = std::fs::read_to_string(file).map_err(|source| ProjectError::Read {
+            path: file.to_owned(),
+            source,
+        })?;
+        let (known, _) = self.known_connections()?;
+        let project = Project::parse_with(file, &text, &known)?;
+        let base = std::path::absolute(
+            file.parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new(".")),
+        )
+        .map_err(|e| ServiceError::Invalid(format!("{}: {e}", file.display())))?;
+        let (version, changed) = self.store.apply_project(&project.name, &text, &base)?;
+        Ok((project.name, version, changed))
+    }
+
+    /// The project `name` at `version` (latest when `None`), ready to run.
+    pub fn load_project(
+        &self,
+        name: &str,
+        version: Option<u32>,
+    ) -> Result<(Project, u32, Vec<String>), ServiceError> {
+        let stored = self
+            .store
+            .project(name, version)?
+            .ok_or_else(|| ServiceError::NotFound {
+                what: "project",
+                name: name.to_owned(),
+            })?;
+        let (known, secrets) = self.known_connections()?;
+        let path: PathBuf = stored.base_dir.join(format!("{name}.toml"));
+        let project = Project::parse_with(&path, &stored.text, &known)?;
+        Ok((project, stored.version, secrets))
+    }
+
+    /// Runs the latest version of project `name` as a recorded execution. If the
+    /// project's last execution was interrupted, each task resumes from its
+    /// committed cursor.
+    pub fn run(
+        &self,
+        name: &str,
+        trigger: Trigger,
+        observer: &mut dyn Observer,
+    ) -> Result<(ExecutionId, ExecutionReport), ServiceError> {
+        let (project, version, secrets) = self.load_project(name, None)?;
+        let mut options = RunOptions {
+            checkpoint_every: CHECKPOINT_BATCHES,
+            capture: true,
+            ..RunOptions::default()
+        };
+        let mut parent = None;
+        if let Some(last) = self.store.last_execution(name)? {
+            if last.status == ExecStatus::Error
+                && last
+                    .error
+                    .as_deref()
+                    .is_some_and(|e| e.starts_with("interrupted"))
+            {
+                parent = Some(last.id);
+                for t in &last.tasks {
+                    if let Some(c) = &t.cursor {
+                        options.resume.insert(t.name.clone(), c.clone());
+                    }
+                }
+            }
+        }
+        self.execute(
+            &project, version, trigger, parent, &options, observer, &secrets,
+        )
+    }
+
+    /// Runs execution `id`'s project again (latest version) as a new execution
+    /// linked to it. With `failed_only`, only the records that failed in `id` are
+    /// sent again, from their stored copies, without reading the source.
+    pub fn rerun(
+        &self,
+        id: ExecutionId,
+        failed_only: bool,
+        observer: &mut dyn Observer,
+    ) -> Result<(ExecutionId, ExecutionReport, u64), ServiceError> {
+        let old = self
+            .store
+            .execution(id)?
+            .ok_or_else(|| ServiceError::NotFound {
+                what: "execution",
+                name: id.to_string(),
+            })?;
+        let (project, version, secrets) = self.load_project(&old.project, None)?;
+        let mut options = RunOptions {
+            checkpoint_every: CHECKPOINT_BATCHES,
+            capture: true,
+            ..RunOptions::default()
+        };
+        let mut not_resendable = 0;
+        if failed_only {
+            let mut by_task: HashMap<String, Vec<RecordCopy>> = HashMap::new();
+            let mut offset = 0;
+            loop {
+                let (page, total) = self.store.record_errors(id, offset, 1_000)?;
+                offset += page.len() as u64;
+                for e in page {
+                    if e.record.is_empty() {
+                        not_resendable += 1;
+                    } else {
+                        by_task.entry(e.task).or_default().push(e.record);
+                    }
+                }
+                if offset >= total {
+                    break;
+                }
+            }
+            if old.record_errors_dropped > 0 {
+                return Err(ServiceError::Invalid(format!(
+                    "execution {id} dropped {} record errors over the store's limit; re-run it whole",
+                    old.record_errors_dropped
+                )));
+            }
+            options.records = Some(by_task);
+        }
+        let (new_id, report) = self.execute(
+            &project,
+            version,
+            Trigger::Rerun,
+            Some(id),
+            &options,
+            observer,
+            &secrets,
+        )?;
+        Ok((new_id, report, not_resendable))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn execute(
+        &self,
+        project: &Project,
+        version: u32,
+        trigger: Trigger,
+        parent: Option<ExecutionId>,
+        options: &RunOptions,
+        observer: &mut dyn Observer,
+        secrets: &[String],
+    ) -> Result<(ExecutionId, ExecutionReport), ServiceError> {
+        let id = self.store.begin_execution(NewExecution {
+            project: project.name.clone(),
+            project_version: version,
+            trigger,
+            parent,
+            tasks: project.tasks.iter().map(|t| t.name.clone()).collect(),
+        })?;
+        let mut recorder = StoreRecorder {
+            store: &self.store,
+            id,
+            secrets,
+        };
+        if let Some(p) = parent {
+            let _ = recorder.checkpoint(engine::Checkpoint {
+                log: vec![format!("info linked to execution {p} ({trigger:?})")],
+                ..Default::default()
+            });
+        }
+        let result = self
+            .engine
+            .execute(project, options, observer, &mut recorder);
+        let report = match result {
+            Ok(r) => r,
+            Err(e) => {
+                let message = scrub(&e.to_string(), secrets);
+                self.store
+                    .finish_execution(id, ExecStatus::Error, Some(message))?;
+                return Err(e.into());
+            }
+        };
+        let status = match report.status {
+            Status::Completed => ExecStatus::Completed,
+            Status::Warning => ExecStatus::Warning,
+            Status::Error => ExecStatus::Error,
+        };
+        let error = report
+            .tasks
+            .iter()
+            .find_map(|t| t.error.as_ref())
+            .map(|e| scrub(e, secrets));
+        self.store.finish_execution(id, status, error)?;
+        self.store
+            .prune(&Retention::default(), store::now_millis())?;
+        self.store.flush()?;
+        Ok((id, report))
+    }
+}
+
+/// Persists engine checkpoints into the store, scrubbing secret values.
+struct StoreRecorder<'a> {
+    store: &'a Store,
+    id: ExecutionId,
+    secrets: &'a [String],
+}
+
+impl Recorder for StoreRecorder<'_> {
+    fn checkpoint(&mut self, cp: engine::Checkpoint) -> Result<(), String> {
+        let scrub = |t: &str| scrub(t, self.secrets);
+        let checkpoint = store::Checkpoint {
+            tasks: cp
+                .tasks
+                .iter()
+                .map(|t| store::TaskState {
+                    name: t.name.clone(),
+                    read: t.counts.read,
+                    inserted: t.counts.inserted,
+                    updated: t.counts.updated,
+                    failed: t.counts.failed,
+                    skipped: 0,
+                    cursor: t.cursor.clone(),
+                    error: t.error.as_deref().map(scrub),
+                })
+                .collect(),
+            log: cp.log.iter().map(|l| scrub(l)).collect(),
+            record_errors: cp
+                .failures
+                .into_iter()
+                .map(|(task, f, record)| StoredRecordError {
+                    task,
+                    stage: f.stage.to_string(),
+                    key: f.key,
+                    position: f.position,
+                    field: f.field,
+                    message: scrub(&f.message),
+                    record: record.unwrap_or_default(),
+                })
+                .collect(),
+            staged: cp
+                .staged
+                .into_iter()
+                .map(|(task, key, record)| store::StagedRecord { task, key, record })
+                .collect(),
+        };
+        // The engine reports the tasks run so far; keep the states of the others
+        // as they were begun.
+        let mut checkpoint = checkpoint;
+        if let Some(current) = self.store.execution(self.id).map_err(|e| e.to_string())? {
+            let mut merged = current.tasks;
+            for t in checkpoint.tasks.drain(..) {
+                match merged.iter_mut().find(|m| m.name == t.name) {
+                    Some(m) => *m = t,
+                    None => merged.push(t),
+                }
+            }
+            checkpoint.tasks = merged;
+        }
+        self.store
+            .checkpoint(self.id, checkpoint)
+            .map_err(|e| e.to_string())
+    }
+}
