@@ -8,7 +8,11 @@
 //! - [`runtime`] loads plugins and calls them under limits (the only module that
 //!   knows wasmtime);
 //! - [`project`] is what to run: connections, a connection set, entity tasks;
-//! - [`engine`] runs a project as an execution: pull, map, transform, upsert;
+//! - [`engine`] runs a project as an execution: validate, then pull, map,
+//!   transform, upsert, with checkpoints;
+//! - [`store`] keeps connections (secrets encrypted), versioned projects and the
+//!   execution history in an embedded sled database (knows no engine or wasmtime);
+//! - [`service`] joins engine and store: recorded runs, resume, re-runs;
 //! - [`bundled`] holds the plugins and demo files shipped inside the binary.
 //!
 //! ```no_run
@@ -21,7 +25,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
-//! What it is not (yet): a store of history, a scheduler or an HTTP API.
+//! What it is not (yet): a scheduler or an HTTP API.
 
 pub mod bundled;
 pub mod engine;

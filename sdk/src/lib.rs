@@ -35,6 +35,8 @@
 //! them, so the contract can grow without breaking their code.
 
 mod convert;
+pub mod files;
+pub mod testing;
 
 pub use weir_types::{
     Batch, BatchBuilder, BatchError, Capability, Column, ColumnData, Config, ConfigField,

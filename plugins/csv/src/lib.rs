@@ -14,19 +14,16 @@
 //! written as [`weir_sdk::Value::to_text`] gives them (microseconds, hex) and read
 //! back as text.
 
-mod files;
 mod options;
 mod read;
-#[cfg(test)]
-mod testdir;
 mod write;
 
 use std::path::Path;
 
 use weir_sdk::*;
 
-use files::DATA_DIR;
 use options::Options;
+use weir_sdk::files::DATA_DIR;
 
 struct Csv;
 
@@ -86,7 +83,7 @@ export_connector!(Csv);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use testdir::TestDir;
+    use weir_sdk::testing::TestDir;
 
     #[test]
     fn discover_lists_csv_files_sorted_with_declared_types() {

@@ -9,8 +9,8 @@ use weir_sdk::{
     Rejected, VarData,
 };
 
-use crate::files::{Cursor, DATA_DIR, check_entity_name, entity_path, io_error, quoted};
 use crate::options::Options;
+use weir_sdk::files::{Cursor, DATA_DIR, check_entity_name, entity_path, io_error, quoted};
 
 /// A CSV reader configured the one way every call reads: our delimiter, no
 /// trimming, and `flexible` so a short or long row is ours to reject with a line
@@ -127,7 +127,7 @@ pub fn read_page(
     cursor: Option<&str>,
     max_records: u32,
 ) -> Result<ReadPage, Error> {
-    let path = entity_path(dir, entity)?;
+    let path = entity_path(dir, entity, "csv")?;
     let cursor = cursor.map(|c| Cursor::parse(entity, c)).transpose()?;
     let file = File::open(&path).map_err(|e| io_error(entity, &path, e))?;
     read_page_from(entity, options, file, cursor, max_records)

@@ -7,9 +7,9 @@ use std::path::{Path, PathBuf};
 
 use weir_sdk::{Batch, Column, ColumnData, Error, RecordError, UpsertOutcome, Writer};
 
-use crate::files::{entity_path, io_error, temp_path};
 use crate::options::Options;
 use crate::read::{Tracked, csv_error, read_header, reader};
+use weir_sdk::files::{entity_path, io_error, temp_path};
 
 /// A write session on one CSV file. A CSV file cannot be updated in place, so the
 /// whole file lives in memory (files here are exports of thousands of rows, not
@@ -38,7 +38,7 @@ impl CsvWriter {
         entity: &str,
         key_fields: Vec<String>,
     ) -> Result<CsvWriter, Error> {
-        let path = entity_path(dir, entity)?;
+        let path = entity_path(dir, entity, "csv")?;
         if key_fields.is_empty() {
             return Err(Error::config(format!(
                 "entity `{entity}`: upsert needs key fields"
@@ -124,7 +124,7 @@ impl CsvWriter {
     /// Writes the file to a temporary sibling and renames it over the original, so
     /// a reader (or a crash) sees the old file or the new one, never half of one.
     fn write_file(&self) -> Result<(), Error> {
-        let tmp = temp_path(&self.dir, &self.entity);
+        let tmp = temp_path(&self.dir, &self.entity, "csv");
         let result = self.write_to(&tmp).and_then(|()| {
             std::fs::rename(&tmp, &self.path).map_err(|e| io_error(&self.entity, &self.path, e))
         });
@@ -285,7 +285,7 @@ pub fn cell_text(col: &Column, i: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testdir::TestDir;
+    use weir_sdk::testing::TestDir;
     use weir_sdk::{BatchBuilder, FieldType, Value};
 
     fn people(rows: &[(i64, Option<&str>)]) -> Batch {

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use serde_json::{Number, Value as Json};
 use weir_sdk::{Column, ColumnData, FieldType};
 
-use crate::files::quoted;
+use weir_sdk::files::quoted;
 
 /// A JSON value checked against a column type, ready to push.
 #[derive(Clone, Copy, Debug, PartialEq)]

@@ -16,18 +16,15 @@
 //! RFC 3339 UTC text, lowercase hex and decimal text.
 
 mod convert;
-mod files;
 mod read;
 mod schema;
-#[cfg(test)]
-mod testdir;
 mod write;
 
 use std::path::Path;
 
 use weir_sdk::*;
 
-use files::DATA_DIR;
+use weir_sdk::files::DATA_DIR;
 
 struct Jsonl;
 
@@ -79,7 +76,7 @@ export_connector!(Jsonl);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use testdir::TestDir;
+    use weir_sdk::testing::TestDir;
 
     #[test]
     fn discover_lists_jsonl_files_sorted_with_inferred_fields() {

@@ -10,8 +10,8 @@ use weir_sdk::{
 };
 
 use crate::convert::{cell, push};
-use crate::files::{Cursor, DATA_DIR, check_entity_name, entity_path, io_error};
 use crate::schema::{infer, is_blank};
+use weir_sdk::files::{Cursor, DATA_DIR, check_entity_name, entity_path, io_error};
 
 /// One entity per `*.jsonl` file of `dir`, sorted by name.
 pub fn discover(dir: &Path, sample: usize) -> Result<Vec<EntitySchema>, Error> {
@@ -75,7 +75,7 @@ pub fn read_page(
     cursor: Option<&str>,
     max_records: u32,
 ) -> Result<ReadPage, Error> {
-    let path = entity_path(dir, entity)?;
+    let path = entity_path(dir, entity, "jsonl")?;
     let cursor = cursor.map(|c| Cursor::parse(entity, c)).transpose()?;
     let file = File::open(&path).map_err(|e| io_error(entity, &path, e))?;
     read_page_from(file, sample, cursor, max_records).map_err(|e| io_error(entity, &path, e))

@@ -10,8 +10,8 @@ use serde_json::{Map, Value as Json};
 use weir_sdk::{Batch, Column, Error, RecordError, UpsertOutcome, Writer};
 
 use crate::convert::{key_part, to_json};
-use crate::files::{entity_path, io_error, temp_path};
 use crate::schema::is_blank;
+use weir_sdk::files::{entity_path, io_error, temp_path};
 
 type Object = Map<String, Json>;
 
@@ -35,7 +35,7 @@ pub struct JsonlWriter {
 
 impl JsonlWriter {
     pub fn open(dir: &Path, entity: &str, key_fields: Vec<String>) -> Result<JsonlWriter, Error> {
-        let path = entity_path(dir, entity)?;
+        let path = entity_path(dir, entity, "jsonl")?;
         if key_fields.is_empty() {
             return Err(Error::config(format!(
                 "entity `{entity}`: upsert needs key fields"
@@ -100,7 +100,7 @@ impl JsonlWriter {
     /// Writes the file to a temporary sibling and renames it over the original, so
     /// a reader (or a crash) sees the old file or the new one, never half of one.
     fn write_file(&self) -> Result<(), Error> {
-        let tmp = temp_path(&self.dir, &self.entity);
+        let tmp = temp_path(&self.dir, &self.entity, "jsonl");
         let result = self.write_to(&tmp).and_then(|()| {
             std::fs::rename(&tmp, &self.path).map_err(|e| io_error(&self.entity, &self.path, e))
         });
@@ -221,7 +221,7 @@ fn key_of_object(object: &Object, key_fields: &[String]) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testdir::TestDir;
+    use weir_sdk::testing::TestDir;
     use weir_sdk::{BatchBuilder, FieldType, Value};
 
     fn open(dir: &TestDir, keys: &[&str]) -> Result<JsonlWriter, Error> {

@@ -1,4 +1,5 @@
-//! A temporary directory for the native unit tests (no dependency for it).
+//! Helpers for a plugin's native unit tests (`cargo test --target <host>`):
+//! a temporary directory standing in for `/data`.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -1,9 +1,11 @@
-//! Paths, entity names and cursors: the small rules every call shares.
+//! Helpers for connectors whose entities are files in the granted directory
+//! (`/data/<entity>.<extension>`): entity-name checks, paths, atomic replace, I/O
+//! errors, and a byte-offset cursor that resumes in a fresh instance.
 
 use std::io;
 use std::path::{Path, PathBuf};
 
-use weir_sdk::Error;
+use crate::Error;
 
 /// The directory a connection's granted folder appears as inside the sandbox.
 /// Every call works under it; the functions below take it as a parameter only so
@@ -27,17 +29,17 @@ pub fn check_entity_name(entity: &str) -> Result<(), Error> {
     Ok(())
 }
 
-/// `<dir>/<entity>.jsonl`, after checking the name.
-pub fn entity_path(dir: &Path, entity: &str) -> Result<PathBuf, Error> {
+/// `<dir>/<entity>.<extension>`, after checking the name.
+pub fn entity_path(dir: &Path, entity: &str, extension: &str) -> Result<PathBuf, Error> {
     check_entity_name(entity)?;
-    Ok(dir.join(format!("{entity}.jsonl")))
+    Ok(dir.join(format!("{entity}.{extension}")))
 }
 
 /// Where `finish` writes before renaming over the entity file. A dot file, so
 /// `discover` never reports it, and in the same directory, so the rename is
 /// atomic.
-pub fn temp_path(dir: &Path, entity: &str) -> PathBuf {
-    dir.join(format!(".{entity}.jsonl.tmp"))
+pub fn temp_path(dir: &Path, entity: &str, extension: &str) -> PathBuf {
+    dir.join(format!(".{entity}.{extension}.tmp"))
 }
 
 /// The error for a failed I/O operation on `path` of `entity`.
@@ -105,8 +107,8 @@ mod tests {
             check_entity_name(good).unwrap();
         }
         assert_eq!(
-            entity_path(Path::new("/data"), "people").unwrap(),
-            PathBuf::from("/data/people.jsonl")
+            entity_path(Path::new("/data"), "people", "csv").unwrap(),
+            PathBuf::from("/data/people.csv")
         );
     }
 
