@@ -175,3 +175,43 @@ fn a_log_flood_is_bounded() {
     assert_eq!(lines.len() + dropped, 100_000);
     assert!(lines.iter().all(|l| l.message.len() <= 4096 + 20));
 }
+
+#[test]
+fn compiled_components_are_cached_and_a_corrupted_entry_is_rebuilt_not_loaded() {
+    use weir_host::runtime::{CacheOutcome, Runtime, RuntimeConfig};
+    let dir = tempfile::tempdir().unwrap();
+    let config = || RuntimeConfig {
+        cache_dir: Some(dir.path().to_owned()),
+        pooling: false,
+        ..RuntimeConfig::default()
+    };
+    let path = plugin_path("testkit-connector");
+    let first = Runtime::new(config()).unwrap().load_file(&path).unwrap();
+    assert_eq!(first.cache_outcome(), CacheOutcome::Miss);
+    let second = Runtime::new(config()).unwrap().load_file(&path).unwrap();
+    assert_eq!(second.cache_outcome(), CacheOutcome::Hit);
+
+    // Truncate the entry: it must be detected, rebuilt, and the plugin still work.
+    let entry = std::fs::read_dir(dir.path())
+        .unwrap()
+        .flatten()
+        .next()
+        .unwrap()
+        .path();
+    let bytes = std::fs::read(&entry).unwrap();
+    std::fs::write(&entry, &bytes[..bytes.len() / 2]).unwrap();
+    let runtime = Runtime::new(config()).unwrap();
+    let rebuilt = runtime.load_file(&path).unwrap();
+    assert_eq!(rebuilt.cache_outcome(), CacheOutcome::Rebuilt);
+    let mut instance = rebuilt
+        .connector(Grants::none(), Limits::default())
+        .unwrap();
+    instance.check(&Config::default()).unwrap();
+    // One flipped byte in the middle is caught by the checksum too.
+    let mut bytes = std::fs::read(&entry).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    std::fs::write(&entry, &bytes).unwrap();
+    let again = Runtime::new(config()).unwrap().load_file(&path).unwrap();
+    assert_eq!(again.cache_outcome(), CacheOutcome::Rebuilt);
+}
