@@ -28,9 +28,11 @@
 //! What it is not (yet): a scheduler or an HTTP API.
 
 pub mod bundled;
+pub mod conformance;
 pub mod engine;
 pub mod project;
 pub mod runtime;
+pub mod scaffold;
 pub mod service;
 pub mod store;
 

@@ -8,6 +8,7 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+mod cli_plugin;
 mod cli_store;
 
 use anyhow::{Context, Result};
@@ -83,6 +84,9 @@ enum Command {
     /// The execution history: list, drill down, re-run.
     #[command(subcommand)]
     Executions(cli_store::ExecutionsCmd),
+    /// The plugin authors' kit: scaffold, inspect, conformance test.
+    #[command(subcommand)]
+    Plugin(cli_plugin::PluginCmd),
     /// List the bundled plugins.
     Plugins,
 }
@@ -115,6 +119,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let status = cli_store::run_named(&service, &project, json, &mut observer)?;
             Ok(exit_code(status))
         }
+        Command::Plugin(cmd) => cli_plugin::plugin(&runtime(&cli.data_dir)?, cmd),
         Command::Connection(cmd) => with_service(&cli.data_dir, cli.key_file.as_deref(), |s| {
             cli_store::connection(s, cmd)
         }),

@@ -153,8 +153,12 @@ impl TestkitWriter {
                 ));
             }
         }
-        // Without key fields nothing can match: every record is new.
-        if self.key_fields.is_empty() || self.keys.insert(row.key(&self.key_fields)) {
+        // Without key fields nothing can match: every record is new. `broken =
+        // non-idempotent` forgets keys, for the conformance suite's own tests.
+        if self.key_fields.is_empty()
+            || self.config.get("broken") == Some("non-idempotent")
+            || self.keys.insert(row.key(&self.key_fields))
+        {
             UpsertOutcome::Inserted
         } else {
             UpsertOutcome::Updated
@@ -168,7 +172,13 @@ impl Writer for TestkitWriter {
             mode_for(&self.config, "upsert", self.options.mode),
             &self.config,
         )?;
-        Ok(records.rows().map(|row| self.outcome(row)).collect())
+        let mut outcomes: Vec<UpsertOutcome> =
+            records.rows().map(|row| self.outcome(row)).collect();
+        // `broken = outcome-count` breaks the contract on purpose.
+        if self.config.get("broken") == Some("outcome-count") {
+            outcomes.pop();
+        }
+        Ok(outcomes)
     }
 }
 
@@ -190,6 +200,7 @@ impl Connector for Testkit {
         .option(ConfigField::new("organizations", "Organizations to list (comma-separated ids)."))
         .option(ConfigField::new("required", "More fields of `people` to declare mandatory (comma-separated)."))
         .option(ConfigField::new("extra_fields", "More fields of `people`, as `name:type` (comma-separated)."))
+        .option(ConfigField::new("broken", "Break the contract on purpose: `non-idempotent` or `outcome-count`."))
         .option(ConfigField::new("read_spin", "Busy-loop iterations per page read (slows the source down)."))
         .option(ConfigField::new("mode_calls", "Where `mode` acts: a comma list of check, read, upsert (default all)."))
         .option(ConfigField::new("refuse_check", "Fail `check` with this reason, as a refused login would."))

@@ -1,0 +1,191 @@
+//! `weir plugin new | inspect | test`: the plugin authors' kit. Parsing and
+//! printing only; the work is in `weir_host::{scaffold, conformance}`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use clap::Subcommand;
+use weir_host::conformance;
+use weir_host::runtime::{Grants, Limits, PluginKind, Runtime, SUPPORTED_CONTRACTS};
+use weir_host::scaffold;
+
+#[derive(Subcommand)]
+pub enum PluginCmd {
+    /// Scaffold a plugin crate that builds with `cargo build --release`.
+    New {
+        /// source, destination, connector or transform.
+        #[arg(long)]
+        kind: String,
+        /// The plugin's name (lowercase, digits, `-`).
+        name: String,
+        /// Where to create it (default: ./NAME).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// The weir-sdk crate to depend on (default: the SDK beside this weir's sources).
+        #[arg(long)]
+        sdk: Option<PathBuf>,
+    },
+    /// Show what a plugin is: contract, kind, name, version, options, capabilities, entities.
+    Inspect {
+        file: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run the conformance suite against a plugin (use a test connection: upserts write).
+    Test {
+        file: PathBuf,
+        /// A configuration option, `key=value` (repeatable).
+        #[arg(long = "config", value_name = "KEY=VALUE")]
+        config: Vec<String>,
+        /// A directory to grant (seen as /data).
+        #[arg(long)]
+        directory: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub fn plugin(runtime: &Runtime, cmd: PluginCmd) -> Result<ExitCode> {
+    match cmd {
+        PluginCmd::New {
+            kind,
+            name,
+            dir,
+            sdk,
+        } => {
+            let kind = scaffold::Kind::parse(&kind).with_context(|| {
+                format!("--kind `{kind}`: use source, destination, connector or transform")
+            })?;
+            let sdk = match sdk.or_else(scaffold::default_sdk_path) {
+                Some(s) => std::path::absolute(s)?,
+                None => bail!("cannot find weir-sdk; pass --sdk PATH"),
+            };
+            let dir = dir.unwrap_or_else(|| PathBuf::from(&name));
+            let files = scaffold::create(&dir, &name, kind, &sdk).map_err(anyhow::Error::msg)?;
+            for f in files {
+                println!("created {}", f.display());
+            }
+            println!("next: cd {} && cargo build --release", dir.display());
+        }
+        PluginCmd::Inspect { file, json } => {
+            let plugin = runtime.load_file(&file)?;
+            let contract = SUPPORTED_CONTRACTS[0];
+            let (info, entities) = match plugin.kind() {
+                PluginKind::Connector => {
+                    let mut c = plugin.connector(Grants::none(), Limits::default())?;
+                    let info = c.describe()?;
+                    // Entities that need no connection (a fixed schema) show up here.
+                    let entities = c.discover(&Default::default(), None).ok();
+                    (info, entities)
+                }
+                PluginKind::Transform => (plugin.transform(Limits::default())?.describe()?, None),
+            };
+            if json {
+                let out = serde_json::json!({
+                    "contract": format!("weir:plugin@{contract}"),
+                    "kind": plugin.kind(),
+                    "sha256": plugin.digest(),
+                    "info": info,
+                    "entities": entities,
+                });
+                println!("{}", serde_json::to_string_pretty(&out)?);
+            } else {
+                println!("contract:     weir:plugin@{contract}");
+                println!("kind:         {:?}", plugin.kind());
+                println!("name:         {} {}", info.name, info.version);
+                println!("description:  {}", info.description);
+                println!("sha256:       {}", plugin.digest());
+                println!(
+                    "capabilities: {}",
+                    if info.capabilities.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        info.capabilities
+                            .iter()
+                            .map(|c| format!("{c:?}").to_lowercase())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    }
+                );
+                println!("options:");
+                for f in &info.config {
+                    println!(
+                        "  {:<18}{}{}{}  {}",
+                        f.name,
+                        if f.required { " required" } else { "" },
+                        if f.secret { " secret" } else { "" },
+                        f.default_value
+                            .as_ref()
+                            .map(|d| format!(" (default {d})"))
+                            .unwrap_or_default(),
+                        f.description
+                    );
+                }
+                if let Some(entities) = entities {
+                    println!("entities (without a connection):");
+                    for e in entities {
+                        let fields: Vec<String> = e
+                            .fields
+                            .iter()
+                            .map(|f| {
+                                format!(
+                                    "{}:{}{}",
+                                    f.name,
+                                    f.field_type,
+                                    if f.required { "!" } else { "" }
+                                )
+                            })
+                            .collect();
+                        println!(
+                            "  {} key [{}]: {}",
+                            e.name,
+                            e.key_fields.join(", "),
+                            fields.join(", ")
+                        );
+                    }
+                }
+            }
+        }
+        PluginCmd::Test {
+            file,
+            config,
+            directory,
+            json,
+        } => {
+            let plugin = runtime.load_file(&file)?;
+            let pairs = config
+                .iter()
+                .map(|s| {
+                    s.split_once('=')
+                        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                        .with_context(|| format!("--config `{s}`: expected KEY=VALUE"))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let grants = match directory {
+                Some(d) => Grants::directory(
+                    weir_host::runtime::capabilities::resolve_directory(&d)
+                        .with_context(|| format!("--directory {}", d.display()))?,
+                ),
+                None => Grants::none(),
+            };
+            let report = conformance::run(
+                &plugin,
+                &weir_host::Config::new(pairs),
+                grants,
+                Limits::default(),
+            );
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{report}");
+            }
+            return Ok(if report.passed() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            });
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,515 @@
+//! The plugin conformance suite behind `weir plugin test`: named checks of a
+//! plugin against the contract, each passed or failed with the reason.
+//!
+//! What it is: black-box calls through the same runtime that runs projects (so
+//! limits and grants apply), comparing answers with what the contract promises.
+//! What it is not: a test of the system behind the connector. Run it against a
+//! test connection: the upsert checks write records.
+
+use serde::Serialize;
+use weir_types::{
+    Batch, BatchBuilder, Config, EntitySchema, FieldSchema, FieldType, ReadRequest, UpsertOutcome,
+    Value, WriteRequest,
+};
+
+use crate::runtime::{CallError, Grants, Limits, Plugin, PluginKind};
+
+/// One check's result.
+#[derive(Clone, Debug, Serialize)]
+pub struct CheckResult {
+    pub name: &'static str,
+    pub passed: bool,
+    pub detail: String,
+}
+
+/// The results of a suite run.
+#[derive(Clone, Debug, Serialize)]
+pub struct ConformanceReport {
+    pub plugin: String,
+    pub kind: PluginKind,
+    pub checks: Vec<CheckResult>,
+}
+
+impl ConformanceReport {
+    pub fn passed(&self) -> bool {
+        self.checks.iter().all(|c| c.passed)
+    }
+
+    pub fn failed(&self) -> Vec<&'static str> {
+        self.checks
+            .iter()
+            .filter(|c| !c.passed)
+            .map(|c| c.name)
+            .collect()
+    }
+}
+
+impl std::fmt::Display for ConformanceReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "conformance of {} ({:?} plugin)", self.plugin, self.kind)?;
+        for c in &self.checks {
+            writeln!(
+                f,
+                "{} {:<26} {}",
+                if c.passed { "PASS" } else { "FAIL" },
+                c.name,
+                c.detail
+            )?;
+        }
+        let failed = self.failed();
+        if failed.is_empty() {
+            writeln!(f, "all {} checks passed", self.checks.len())
+        } else {
+            writeln!(
+                f,
+                "{} of {} checks failed: {}",
+                failed.len(),
+                self.checks.len(),
+                failed.join(", ")
+            )
+        }
+    }
+}
+
+struct Suite {
+    checks: Vec<CheckResult>,
+    trapped: Vec<String>,
+}
+
+impl Suite {
+    fn record(&mut self, name: &'static str, result: Result<String, String>) {
+        let (passed, detail) = match result {
+            Ok(d) => (true, d),
+            Err(d) => (false, d),
+        };
+        self.checks.push(CheckResult {
+            name,
+            passed,
+            detail,
+        });
+    }
+
+    /// Notes a trap or a contract breach, which fail `limits` / the check.
+    fn call<T>(&mut self, r: Result<T, CallError>) -> Result<T, String> {
+        r.map_err(|e| {
+            if matches!(e, CallError::Trap { .. }) {
+                self.trapped.push(e.to_string());
+            }
+            e.to_string()
+        })
+    }
+}
+
+fn check_info(name: &str, version: &str, fields: &[String]) -> Result<String, String> {
+    if name.is_empty()
+        || name
+            .chars()
+            .any(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_'))
+    {
+        return Err(format!("name `{name}` must be a short lowercase word"));
+    }
+    let parts: Vec<&str> = version
+        .split(['-', '+'])
+        .next()
+        .unwrap_or("")
+        .split('.')
+        .collect();
+    if parts.len() != 3 || parts.iter().any(|p| p.parse::<u64>().is_err()) {
+        return Err(format!("version `{version}` is not semver (x.y.z)"));
+    }
+    for (i, f) in fields.iter().enumerate() {
+        if fields[..i].contains(f) {
+            return Err(format!("configuration option `{f}` is declared twice"));
+        }
+    }
+    Ok(format!("{name} {version}, {} options", fields.len()))
+}
+
+fn check_schema(e: &EntitySchema) -> Result<(), String> {
+    if e.name.is_empty() {
+        return Err("an entity has no name".to_owned());
+    }
+    for (i, f) in e.fields.iter().enumerate() {
+        if f.name.is_empty() || e.fields[..i].iter().any(|o| o.name == f.name) {
+            return Err(format!(
+                "entity `{}`: field names must be unique and non-empty",
+                e.name
+            ));
+        }
+    }
+    for k in &e.key_fields {
+        if !e.fields.iter().any(|f| &f.name == k) {
+            return Err(format!(
+                "entity `{}`: key field `{k}` is not one of its fields",
+                e.name
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Runs the suite against `plugin` with a connection's `config` and `grants`.
+pub fn run(plugin: &Plugin, config: &Config, grants: Grants, limits: Limits) -> ConformanceReport {
+    let mut suite = Suite {
+        checks: Vec::new(),
+        trapped: Vec::new(),
+    };
+    match plugin.kind() {
+        PluginKind::Connector => connector(&mut suite, plugin, config, grants, limits),
+        PluginKind::Transform => transform(&mut suite, plugin, config, limits),
+    }
+    let trapped = std::mem::take(&mut suite.trapped);
+    suite.record(
+        "limits",
+        if trapped.is_empty() {
+            Ok("no call trapped or exceeded its limits".to_owned())
+        } else {
+            Err(trapped.join("; "))
+        },
+    );
+    ConformanceReport {
+        plugin: plugin.label().to_owned(),
+        kind: plugin.kind(),
+        checks: suite.checks,
+    }
+}
+
+fn connector(s: &mut Suite, plugin: &Plugin, config: &Config, grants: Grants, limits: Limits) {
+    let fresh = || {
+        plugin
+            .connector(grants.clone(), limits.clone())
+            .expect("kind checked")
+    };
+    let mut c = fresh();
+    let info = s.call(c.describe());
+    let r = info.and_then(|i| {
+        check_info(
+            &i.name,
+            &i.version,
+            &i.config.iter().map(|f| f.name.clone()).collect::<Vec<_>>(),
+        )
+    });
+    s.record("describe", r);
+
+    // A failing check must be a typed error, not a trap: try an option no plugin knows
+    // with an absurd value as well as the real configuration.
+    let checked = s
+        .call(c.check(config))
+        .map(|()| "the connection checks Connected".to_owned());
+    let typed = match c.check(&Config::new(vec![(
+        "\u{0}weir-conformance".into(),
+        "\u{0}".into(),
+    )])) {
+        Err(CallError::Trap { .. }) => {
+            Err("check trapped on an unknown option instead of answering".to_owned())
+        }
+        _ => Ok(()),
+    };
+    s.record("check", checked.and_then(|d| typed.map(|()| d)));
+
+    let entities = s.call(c.discover(config, None));
+    let entities = match entities {
+        Ok(es) => {
+            let r = es
+                .iter()
+                .try_for_each(check_schema)
+                .map(|()| format!("{} entities, schemas well formed", es.len()));
+            s.record("discover", r);
+            es
+        }
+        Err(e) => {
+            s.record("discover", Err(e));
+            Vec::new()
+        }
+    };
+
+    // Reads: page to the end, then resume from the first page's cursor in a fresh
+    // instance and get the same records.
+    let mut sample: Option<(EntitySchema, Batch)> = None;
+    match entities.iter().find(|e| e.readable) {
+        None => {
+            s.record(
+                "read-to-end",
+                Ok("no readable entity (not a source)".to_owned()),
+            );
+            s.record(
+                "read-resume",
+                Ok("no readable entity (not a source)".to_owned()),
+            );
+        }
+        Some(entity) => {
+            let read_all =
+                |s: &mut Suite,
+                 c: &mut crate::runtime::ConnectorInstance,
+                 cursor: Option<String>|
+                 -> Result<(Vec<String>, Option<String>, Option<Batch>), String> {
+                    let mut rows = Vec::new();
+                    let mut cursor = cursor;
+                    let mut first_cursor = None;
+                    let mut first_page = None;
+                    for page_no in 0..100_000 {
+                        let page = s.call(c.read(
+                            config,
+                            &ReadRequest {
+                                entity: entity.name.clone(),
+                                organization: None,
+                                cursor: cursor.clone(),
+                                max_records: 7,
+                            },
+                        ))?;
+                        if page.records.len() > 7 {
+                            return Err(format!(
+                                "a page of at most 7 records had {}",
+                                page.records.len()
+                            ));
+                        }
+                        rows.extend(
+                            page.records
+                                .rows()
+                                .map(|r| format!("{:?}", r.values().collect::<Vec<_>>())),
+                        );
+                        if page_no == 0 {
+                            first_cursor = page.next_cursor.clone();
+                            first_page = Some(page.records.clone());
+                        }
+                        if page.done {
+                            return Ok((rows, first_cursor, first_page));
+                        }
+                        if page.records.is_empty()
+                            && page.rejected.is_empty()
+                            && page.next_cursor == cursor
+                        {
+                            return Err(
+                                "an empty page that is not the last did not move the cursor"
+                                    .to_owned(),
+                            );
+                        }
+                        cursor = page.next_cursor;
+                    }
+                    Err("no end after 100,000 pages".to_owned())
+                };
+            match read_all(s, &mut c, None) {
+                Ok((all, first_cursor, first_page)) => {
+                    s.record(
+                        "read-to-end",
+                        Ok(format!(
+                            "entity `{}`: {} records in pages of 7",
+                            entity.name,
+                            all.len()
+                        )),
+                    );
+                    if let Some(p) = first_page.filter(|p| !p.is_empty()) {
+                        sample = Some((entity.clone(), p));
+                    }
+                    let first_len = all.len().min(7);
+                    let resumed = if all.len() <= 7 {
+                        Ok("fewer than two pages; nothing to resume".to_owned())
+                    } else {
+                        let mut again = fresh();
+                        read_all(s, &mut again, first_cursor).and_then(|(rest, _, _)| {
+                            if rest[..] == all[first_len..] {
+                                Ok(format!("resumed after {first_len} records in a fresh instance: the same {} records", rest.len()))
+                            } else {
+                                Err(format!("resuming after the first page gave {} records, expected the remaining {}", rest.len(), all.len() - first_len))
+                            }
+                        })
+                    };
+                    s.record("read-resume", resumed);
+                }
+                Err(e) => {
+                    s.record("read-to-end", Err(e.clone()));
+                    s.record("read-resume", Err(format!("not tried: {e}")));
+                }
+            }
+        }
+    }
+
+    // Upserts: one outcome per record; the same batch again is all updates.
+    let Some(entity) = entities.iter().find(|e| e.writable) else {
+        s.record(
+            "upsert-outcomes",
+            Ok("no writable entity (not a destination)".to_owned()),
+        );
+        s.record(
+            "upsert-idempotent",
+            Ok("no writable entity (not a destination)".to_owned()),
+        );
+        return;
+    };
+    let (batch, key) = match sample.filter(|(e, _)| e.name == entity.name) {
+        Some((e, b)) => (
+            b,
+            if e.key_fields.is_empty() {
+                vec![e.fields[0].name.clone()]
+            } else {
+                e.key_fields.clone()
+            },
+        ),
+        None => synthesize(entity),
+    };
+    let mut w = fresh();
+    let result = (|| -> Result<(String, String), String> {
+        let writer = s.call(w.open_writer(
+            config,
+            &WriteRequest {
+                entity: entity.name.clone(),
+                organization: None,
+                key_fields: key.clone(),
+            },
+        ))?;
+        let first = s.call(w.upsert(&writer, batch.clone()))?;
+        let outcomes = format!("{} records → {} outcomes", batch.len(), first.len());
+        let second = s.call(w.upsert(&writer, batch.clone()))?;
+        s.call(w.finish(writer))?;
+        let inserted_again = second
+            .iter()
+            .filter(|o| matches!(o, UpsertOutcome::Inserted))
+            .count();
+        if inserted_again > 0 {
+            return Err(format!(
+                "{outcomes}|the same {} records upserted again: {inserted_again} inserted again (duplicates)",
+                batch.len()
+            ));
+        }
+        Ok((
+            outcomes,
+            format!(
+                "the same {} records upserted again: all updates",
+                batch.len()
+            ),
+        ))
+    })();
+    match result {
+        Ok((a, b)) => {
+            s.record("upsert-outcomes", Ok(a));
+            s.record("upsert-idempotent", Ok(b));
+        }
+        Err(e) => match e.split_once('|') {
+            Some((a, b)) => {
+                s.record("upsert-outcomes", Ok(a.to_owned()));
+                s.record("upsert-idempotent", Err(b.to_owned()));
+            }
+            None => {
+                s.record("upsert-outcomes", Err(e.clone()));
+                s.record("upsert-idempotent", Err(format!("not tried: {e}")));
+            }
+        },
+    }
+}
+
+/// Three records for an entity that cannot be read, from its schema.
+fn synthesize(entity: &EntitySchema) -> (Batch, Vec<String>) {
+    let fields: Vec<(&str, FieldType)> = entity
+        .fields
+        .iter()
+        .map(|f| (f.name.as_str(), f.field_type))
+        .collect();
+    let mut b = BatchBuilder::new(&fields);
+    for i in 1..=3i64 {
+        let row: Vec<Value> = entity.fields.iter().map(|f| sample_value(f, i)).collect();
+        let _ = b.push_row(&row);
+    }
+    let key = if entity.key_fields.is_empty() {
+        vec![
+            entity
+                .fields
+                .first()
+                .map(|f| f.name.clone())
+                .unwrap_or_default(),
+        ]
+    } else {
+        entity.key_fields.clone()
+    };
+    (b.finish(), key)
+}
+
+fn sample_value(f: &FieldSchema, i: i64) -> Value {
+    match f.field_type {
+        FieldType::Boolean => Value::Boolean(i % 2 == 0),
+        FieldType::Integer => Value::Integer(900_000 + i),
+        FieldType::Float => Value::Float(i as f64 + 0.5),
+        FieldType::Decimal => Value::Decimal(format!("{i}.25")),
+        FieldType::Text => Value::Text(format!("weir-conformance-{i}")),
+        FieldType::Timestamp => Value::Timestamp(1_700_000_000_000_000 + i),
+        FieldType::Bytes => Value::Bytes(vec![i as u8]),
+    }
+}
+
+fn transform(s: &mut Suite, plugin: &Plugin, config: &Config, limits: Limits) {
+    let mut t = plugin.transform(limits).expect("kind checked");
+    let info = s.call(t.describe());
+    let r = info.and_then(|i| {
+        check_info(
+            &i.name,
+            &i.version,
+            &i.config.iter().map(|f| f.name.clone()).collect::<Vec<_>>(),
+        )
+    });
+    s.record("describe", r);
+    let input = vec![
+        FieldSchema::new("id", FieldType::Integer).required(),
+        FieldSchema::new("name", FieldType::Text),
+        FieldSchema::new("email", FieldType::Text),
+        FieldSchema::new("phone", FieldType::Text),
+    ];
+    let declared = match s.call(t.output_schema(config, &input)) {
+        Ok(out) => {
+            s.record("output-schema", Ok(format!("{} output fields", out.len())));
+            Some(out)
+        }
+        Err(e) => {
+            s.record("output-schema", Err(e));
+            None
+        }
+    };
+    let mut b = BatchBuilder::new(&[
+        ("id", FieldType::Integer),
+        ("name", FieldType::Text),
+        ("email", FieldType::Text),
+        ("phone", FieldType::Text),
+    ]);
+    for i in 1..=10i64 {
+        let _ = b.push_row(&[
+            Value::Integer(i),
+            Value::Text(format!("Person {i}")),
+            Value::Text(format!("P{i}@Example.com ")),
+            Value::Text(format!("+1 415 555 01{i:02}")),
+        ]);
+    }
+    match s.call(t.transform(config, b.finish())) {
+        Ok(out) => {
+            s.record(
+                "transform-one-per-record",
+                Ok(format!(
+                    "10 records → {} records, {} failures",
+                    out.records.len(),
+                    out.failures.len()
+                )),
+            );
+            let r = match declared {
+                None => Err("no declared output schema to compare with".to_owned()),
+                Some(declared) => {
+                    let got: Vec<(String, FieldType)> = out
+                        .records
+                        .fields()
+                        .map(|(n, t)| (n.to_owned(), t))
+                        .collect();
+                    let want: Vec<(String, FieldType)> = declared
+                        .iter()
+                        .map(|f| (f.name.clone(), f.field_type))
+                        .collect();
+                    if got == want {
+                        Ok("output columns match the declared schema".to_owned())
+                    } else {
+                        Err(format!("declared {want:?}, returned {got:?}"))
+                    }
+                }
+            };
+            s.record("transform-honours-schema", r);
+        }
+        Err(e) => {
+            s.record("transform-one-per-record", Err(e.clone()));
+            s.record("transform-honours-schema", Err(format!("not tried: {e}")));
+        }
+    }
+}

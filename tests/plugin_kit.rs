@@ -1,0 +1,180 @@
+//! The plugin authors' kit: scaffold → build → conformance test; broken plugins
+//! fail the named checks; an unsupported contract version is refused.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use common::plugin_path;
+
+fn weir(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(args)
+        .output()
+        .expect("run weir")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// Builds a scaffolded crate for wasm32-wasip2 the way its README says, with a
+/// target directory kept between runs (beside the host's plugin builds).
+fn cargo_build(dir: &Path) -> std::path::PathBuf {
+    let target = Path::new(weir_host::bundled::PLUGIN_BUILD_DIR)
+        .ancestors()
+        .nth(3)
+        .unwrap()
+        .join("scaffold-test");
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cmd.args(["build", "--release"])
+        .current_dir(dir)
+        .env("CARGO_TARGET_DIR", &target);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("CARGO_") && k != "CARGO_HOME" || k == "RUSTFLAGS" {
+            cmd.env_remove(&k);
+        }
+    }
+    cmd.env("CARGO_TARGET_DIR", &target);
+    let out = cmd.output().expect("run cargo");
+    assert!(
+        out.status.success(),
+        "building the scaffold failed:\n{}",
+        text(&out)
+    );
+    target.join("wasm32-wasip2/release")
+}
+
+#[test]
+fn scaffolded_plugins_build_and_pass_the_conformance_suite() {
+    let root = tempfile::tempdir().unwrap();
+    for (kind, name, config) in [
+        ("connector", "items", vec!["--config", "count=23"]),
+        ("transform", "shout", vec![]),
+    ] {
+        let dir = root.path().join(name);
+        let created = weir(&[
+            "plugin",
+            "new",
+            "--kind",
+            kind,
+            name,
+            "--dir",
+            dir.to_str().unwrap(),
+        ]);
+        assert!(created.status.success(), "{}", text(&created));
+        let wasm = cargo_build(&dir).join(format!("weir_plugin_{name}.wasm"));
+        let mut args = vec!["plugin", "test", wasm.to_str().unwrap()];
+        args.extend(config);
+        let tested = weir(&args);
+        let report = text(&tested);
+        assert!(tested.status.success(), "{report}");
+        assert!(
+            report.contains("checks passed") && !report.contains("FAIL"),
+            "{report}"
+        );
+        if kind == "connector" {
+            assert!(
+                report.contains("PASS read-resume") && report.contains("PASS upsert-idempotent"),
+                "{report}"
+            );
+        }
+        let inspected = text(&weir(&["plugin", "inspect", wasm.to_str().unwrap()]));
+        assert!(
+            inspected.contains("contract:     weir:plugin@0.1.0")
+                && inspected.contains(&format!("name:         {name} 0.1.0")),
+            "{inspected}"
+        );
+    }
+    // A second scaffold into an existing directory is refused.
+    let again = weir(&[
+        "plugin",
+        "new",
+        "--kind",
+        "source",
+        "items",
+        "--dir",
+        root.path().join("items").to_str().unwrap(),
+    ]);
+    assert!(!again.status.success() && text(&again).contains("already exists"));
+}
+
+#[test]
+fn broken_plugins_fail_the_named_checks() {
+    let testkit = plugin_path("testkit-connector");
+    let testkit = testkit.to_str().unwrap();
+    let good = weir(&["plugin", "test", testkit, "--config", "count=20", "--json"]);
+    let good: serde_json::Value = serde_json::from_slice(&good.stdout).unwrap();
+    assert!(
+        good["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["passed"] == true),
+        "{good}"
+    );
+
+    for (broken, failing) in [
+        ("non-idempotent", vec!["upsert-idempotent"]),
+        (
+            "outcome-count",
+            vec!["upsert-outcomes", "upsert-idempotent"],
+        ),
+    ] {
+        let out = weir(&[
+            "plugin",
+            "test",
+            testkit,
+            "--config",
+            "count=20",
+            "--config",
+            &format!("broken={broken}"),
+            "--json",
+        ]);
+        assert_eq!(out.status.code(), Some(1));
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let failed: Vec<&str> = report["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["passed"] == false)
+            .map(|c| c["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(failed, failing, "{broken}: {report}");
+    }
+    let out = text(&weir(&[
+        "plugin",
+        "test",
+        testkit,
+        "--config",
+        "broken=non-idempotent",
+    ]));
+    assert!(
+        out.contains("FAIL upsert-idempotent") && out.contains("inserted again (duplicates)"),
+        "{out}"
+    );
+}
+
+#[test]
+fn a_plugin_for_an_unsupported_contract_is_refused_naming_both_versions() {
+    let future = plugin_path("testkit-future");
+    for args in [
+        vec!["plugin", "inspect", future.to_str().unwrap()],
+        vec!["plugin", "test", future.to_str().unwrap()],
+    ] {
+        let out = weir(&args);
+        assert_eq!(out.status.code(), Some(2));
+        let err = text(&out);
+        assert!(
+            err.contains(
+                "built against contract weir:plugin@0.2.0; this host accepts weir:plugin@0.1.0"
+            ),
+            "{err}"
+        );
+    }
+}
