@@ -178,3 +178,16 @@ fn a_plugin_for_an_unsupported_contract_is_refused_naming_both_versions() {
         );
     }
 }
+
+#[test]
+fn a_plugin_stamped_with_an_unsupported_contract_is_refused_before_compiling() {
+    let mut bytes = std::fs::read(plugin_path("normalize")).unwrap();
+    let stamp = weir_host::runtime::contract_stamp(&bytes);
+    assert_eq!(stamp.as_deref(), Some("0.1.0"));
+    // Rewrite the stamp in place (same length): the component stays valid.
+    let at = bytes.windows(18).position(|w| w == b"weir-contract0.1.0").expect("stamp section") + 13;
+    bytes[at..at + 5].copy_from_slice(b"9.9.9");
+    let runtime = weir_host::runtime::Runtime::new(Default::default()).unwrap();
+    let err = runtime.load_bytes("normalize-9", &bytes).unwrap_err().to_string();
+    assert!(err.contains("built against contract weir:plugin@9.9.9; this host accepts weir:plugin@0.1.0"), "{err}");
+}

@@ -71,6 +71,7 @@ pub fn plugin(runtime: &Runtime, cmd: PluginCmd) -> Result<ExitCode> {
         PluginCmd::Inspect { file, json } => {
             let plugin = runtime.load_file(&file)?;
             let contract = SUPPORTED_CONTRACTS[0];
+            let stamp = std::fs::read(&file).ok().and_then(|b| weir_host::runtime::contract_stamp(&b));
             let (info, entities) = match plugin.kind() {
                 PluginKind::Connector => {
                     let mut c = plugin.connector(Grants::none(), Limits::default())?;
@@ -84,6 +85,7 @@ pub fn plugin(runtime: &Runtime, cmd: PluginCmd) -> Result<ExitCode> {
             if json {
                 let out = serde_json::json!({
                     "contract": format!("weir:plugin@{contract}"),
+                    "stamp": stamp,
                     "kind": plugin.kind(),
                     "sha256": plugin.digest(),
                     "info": info,
@@ -91,7 +93,10 @@ pub fn plugin(runtime: &Runtime, cmd: PluginCmd) -> Result<ExitCode> {
                 });
                 println!("{}", serde_json::to_string_pretty(&out)?);
             } else {
-                println!("contract:     weir:plugin@{contract}");
+                println!(
+                    "contract:     weir:plugin@{contract} ({})",
+                    stamp.as_deref().map_or("from its exports; no weir-sdk stamp".to_owned(), |s| format!("stamped {s} by weir-sdk"))
+                );
                 println!("kind:         {:?}", plugin.kind());
                 println!("name:         {} {}", info.name, info.version);
                 println!("description:  {}", info.description);

@@ -205,6 +205,8 @@ impl<T: Connector + 'static> wc::Guest for ConnectorExport<T> {
     type Writer = WriterBox;
 
     fn describe() -> wt::PluginInfo {
+        // Keeps the contract stamp linked into every plugin.
+        std::hint::black_box(&crate::__WEIR_CONTRACT);
         info_to_wit(T::info())
     }
 
@@ -288,6 +290,8 @@ pub struct TransformExport<T>(PhantomData<T>);
 
 impl<T: Transform + 'static> wtr::Guest for TransformExport<T> {
     fn describe() -> wt::PluginInfo {
+        // Keeps the contract stamp linked into every plugin.
+        std::hint::black_box(&crate::__WEIR_CONTRACT);
         info_to_wit(T::info())
     }
 

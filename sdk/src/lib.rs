@@ -48,6 +48,14 @@ pub use weir_types::{
 /// The version of the WIT contract this SDK builds plugins against.
 pub const CONTRACT_VERSION: &str = "0.1.0";
 
+/// The contract version, stamped into every plugin built with this SDK as the
+/// custom section `weir-contract`. The host reads it before instantiating and
+/// refuses versions it does not accept, naming both.
+#[doc(hidden)]
+#[used]
+#[unsafe(link_section = "weir-contract")]
+pub static __WEIR_CONTRACT: [u8; 5] = *b"0.1.0";
+
 #[doc(hidden)]
 pub mod bindings {
     pub mod connector {

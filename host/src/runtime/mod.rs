@@ -240,6 +240,14 @@ impl Runtime {
             };
             return Err(not_component(reason));
         }
+        if let Some(stamp) = contract_stamp(bytes) {
+            if !SUPPORTED_CONTRACTS.contains(&stamp.as_str()) {
+                return Err(LoadError::UnsupportedContract {
+                    plugin: label.to_owned(),
+                    found: stamp,
+                });
+            }
+        }
         let digest = cache::sha256_hex(bytes);
         let (component, outcome) = self
             .cache
@@ -310,6 +318,21 @@ impl Runtime {
             },
         })
     }
+}
+
+/// The contract version a plugin built with `weir-sdk` carries in its
+/// `weir-contract` custom section (inside the component's core module), if any.
+/// Plugins from other toolchains have none; their exported interface names carry
+/// the version, which `kind_of` checks.
+pub fn contract_stamp(bytes: &[u8]) -> Option<String> {
+    for payload in wasmparser::Parser::new(0).parse_all(bytes) {
+        if let Ok(wasmparser::Payload::CustomSection(reader)) = payload {
+            if reader.name() == "weir-contract" {
+                return Some(String::from_utf8_lossy(reader.data()).trim().to_owned());
+            }
+        }
+    }
+    None
 }
 
 struct PluginInner {
