@@ -91,6 +91,101 @@ fn scaffolded_plugins_build_and_pass_the_conformance_suite() {
             "{inspected}"
         );
     }
+    // Install two versions side by side; projects pick one with name@version.
+    let items = root.path().join("items");
+    let data = root.path().join("data");
+    let data_dir = data.to_str().unwrap();
+    let build_dir = cargo_build(&items);
+    let v1 = build_dir.join("weir_plugin_items.wasm");
+    let installed = text(&weir(&[
+        "--data-dir",
+        data_dir,
+        "plugin",
+        "install",
+        v1.to_str().unwrap(),
+    ]));
+    assert!(
+        installed.contains("installed items 0.1.0 (connector"),
+        "{installed}"
+    );
+    // Version 0.2.0 has 11 items by default instead of 10.
+    let manifest = std::fs::read_to_string(items.join("Cargo.toml"))
+        .unwrap()
+        .replace("version = \"0.1.0\"", "version = \"0.2.0\"");
+    std::fs::write(items.join("Cargo.toml"), manifest).unwrap();
+    let lib = std::fs::read_to_string(items.join("src/lib.rs"))
+        .unwrap()
+        .replace("parse_or(\"count\", 10)", "parse_or(\"count\", 11)");
+    std::fs::write(items.join("src/lib.rs"), lib).unwrap();
+    let v2 = cargo_build(&items).join("weir_plugin_items.wasm");
+    assert!(
+        text(&weir(&[
+            "--data-dir",
+            data_dir,
+            "plugin",
+            "install",
+            v2.to_str().unwrap()
+        ]))
+        .contains("installed items 0.2.0")
+    );
+    let list = text(&weir(&["--data-dir", data_dir, "plugin", "list"]));
+    assert!(
+        list.contains("items            0.1.0") && list.contains("items            0.2.0"),
+        "{list}"
+    );
+    for (plugin, project, read) in [
+        ("items@0.1.0", "pinned-v1", 10),
+        ("items@0.2.0", "pinned-v2", 11),
+        ("items", "latest", 11),
+    ] {
+        let file = root.path().join(format!("{project}.toml"));
+        std::fs::write(
+            &file,
+            format!(
+                "[connections.src]\nplugin = \"{plugin}\"\n[connections.dst]\nplugin = \"{plugin}\"\n[connection_sets.main]\nsource = \"src\"\ndestination = \"dst\"\n[project]\nname = \"{project}\"\nconnection_set = \"main\"\n[[project.tasks]]\nsource_entity = \"items\"\ndestination_entity = \"items\"\nkey = [\"id\"]\nmappings = [{{ destination = \"id\", source = \"id\" }}, {{ destination = \"name\", source = \"name\" }}]\n"
+            ),
+        )
+        .unwrap();
+        let applied = weir(&[
+            "--data-dir",
+            data_dir,
+            "project",
+            "apply",
+            "-f",
+            file.to_str().unwrap(),
+        ]);
+        assert!(applied.status.success(), "{}", text(&applied));
+        let run = text(&weir(&["--data-dir", data_dir, "run", project]));
+        assert!(
+            run.contains(&format!("read {read}, inserted {read}")),
+            "{plugin}: {run}"
+        );
+    }
+    let missing = root.path().join("missing.toml");
+    std::fs::write(
+        &missing,
+        std::fs::read_to_string(root.path().join("latest.toml"))
+            .unwrap()
+            .replace("plugin = \"items\"", "plugin = \"items@0.3.0\"")
+            .replace("name = \"latest\"", "name = \"missing\""),
+    )
+    .unwrap();
+    weir(&[
+        "--data-dir",
+        data_dir,
+        "project",
+        "apply",
+        "-f",
+        missing.to_str().unwrap(),
+    ]);
+    let err = text(&weir(&["--data-dir", data_dir, "run", "missing"]));
+    assert!(
+        err.contains(
+            "plugin `items@0.3.0` is not installed (installed versions of `items`: 0.1.0, 0.2.0)"
+        ),
+        "{err}"
+    );
+
     // A second scaffold into an existing directory is refused.
     let again = weir(&[
         "plugin",
@@ -185,9 +280,21 @@ fn a_plugin_stamped_with_an_unsupported_contract_is_refused_before_compiling() {
     let stamp = weir_host::runtime::contract_stamp(&bytes);
     assert_eq!(stamp.as_deref(), Some("0.1.0"));
     // Rewrite the stamp in place (same length): the component stays valid.
-    let at = bytes.windows(18).position(|w| w == b"weir-contract0.1.0").expect("stamp section") + 13;
+    let at = bytes
+        .windows(18)
+        .position(|w| w == b"weir-contract0.1.0")
+        .expect("stamp section")
+        + 13;
     bytes[at..at + 5].copy_from_slice(b"9.9.9");
     let runtime = weir_host::runtime::Runtime::new(Default::default()).unwrap();
-    let err = runtime.load_bytes("normalize-9", &bytes).unwrap_err().to_string();
-    assert!(err.contains("built against contract weir:plugin@9.9.9; this host accepts weir:plugin@0.1.0"), "{err}");
+    let err = runtime
+        .load_bytes("normalize-9", &bytes)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(
+            "built against contract weir:plugin@9.9.9; this host accepts weir:plugin@0.1.0"
+        ),
+        "{err}"
+    );
 }

@@ -32,6 +32,11 @@ pub enum PluginCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Install a plugin: validate, precompile, record name, version and hash.
+    /// Versions install side by side; a project names one as `name@version`.
+    Install { file: PathBuf },
+    /// List installed plugins.
+    List,
     /// Run the conformance suite against a plugin (use a test connection: upserts write).
     Test {
         file: PathBuf,
@@ -46,8 +51,42 @@ pub enum PluginCmd {
     },
 }
 
-pub fn plugin(runtime: &Runtime, cmd: PluginCmd) -> Result<ExitCode> {
+pub fn plugin(
+    runtime: &Runtime,
+    data_dir: &std::path::Path,
+    key_file: Option<&std::path::Path>,
+    cmd: PluginCmd,
+) -> Result<ExitCode> {
     match cmd {
+        PluginCmd::Install { file } => {
+            let store = crate::cli_store::open_store(data_dir, key_file)?;
+            let service = weir_host::service::Service::new(store, runtime);
+            let p = service.install_plugin(&file, &data_dir.join("plugins"))?;
+            println!(
+                "installed {} {} ({}, sha256 {})",
+                p.name,
+                p.version,
+                p.kind,
+                &p.sha256[..16]
+            );
+            println!(
+                "use it as plugin = \"{}@{}\" (or \"{}\" for the highest version)",
+                p.name, p.version, p.name
+            );
+        }
+        PluginCmd::List => {
+            let store = crate::cli_store::open_store(data_dir, key_file)?;
+            for p in store.plugins()? {
+                println!(
+                    "{:<16} {:<10} {:<10} {}  {}",
+                    p.name,
+                    p.version,
+                    p.kind,
+                    &p.sha256[..16],
+                    p.path.display()
+                );
+            }
+        }
         PluginCmd::New {
             kind,
             name,
@@ -71,7 +110,9 @@ pub fn plugin(runtime: &Runtime, cmd: PluginCmd) -> Result<ExitCode> {
         PluginCmd::Inspect { file, json } => {
             let plugin = runtime.load_file(&file)?;
             let contract = SUPPORTED_CONTRACTS[0];
-            let stamp = std::fs::read(&file).ok().and_then(|b| weir_host::runtime::contract_stamp(&b));
+            let stamp = std::fs::read(&file)
+                .ok()
+                .and_then(|b| weir_host::runtime::contract_stamp(&b));
             let (info, entities) = match plugin.kind() {
                 PluginKind::Connector => {
                     let mut c = plugin.connector(Grants::none(), Limits::default())?;
@@ -95,7 +136,10 @@ pub fn plugin(runtime: &Runtime, cmd: PluginCmd) -> Result<ExitCode> {
             } else {
                 println!(
                     "contract:     weir:plugin@{contract} ({})",
-                    stamp.as_deref().map_or("from its exports; no weir-sdk stamp".to_owned(), |s| format!("stamped {s} by weir-sdk"))
+                    stamp.as_deref().map_or(
+                        "from its exports; no weir-sdk stamp".to_owned(),
+                        |s| format!("stamped {s} by weir-sdk")
+                    )
                 );
                 println!("kind:         {:?}", plugin.kind());
                 println!("name:         {} {}", info.name, info.version);

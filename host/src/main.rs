@@ -119,7 +119,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let status = cli_store::run_named(&service, &project, json, &mut observer)?;
             Ok(exit_code(status))
         }
-        Command::Plugin(cmd) => cli_plugin::plugin(&runtime(&cli.data_dir)?, cmd),
+        Command::Plugin(cmd) => cli_plugin::plugin(
+            &runtime(&cli.data_dir)?,
+            &cli.data_dir,
+            cli.key_file.as_deref(),
+            cmd,
+        ),
         Command::Connection(cmd) => with_service(&cli.data_dir, cli.key_file.as_deref(), |s| {
             cli_store::connection(s, cmd)
         }),

@@ -12,11 +12,11 @@ use std::path::{Path, PathBuf};
 use crate::engine::{
     self, Engine, EngineError, ExecutionReport, Observer, RecordCopy, Recorder, RunOptions, Status,
 };
-use crate::project::{Connection, PluginRef, Project, ProjectError};
+use crate::project::{Connection, PluginRef, PluginSource, Project, ProjectError};
 use crate::runtime::{Grants, Limits, Runtime};
 use crate::store::{
-    self, ConnectionState, ExecStatus, ExecutionId, NewExecution, Retention, Store, StoreError,
-    StoredConnection, StoredRecordError, Trigger,
+    self, ConnectionState, ExecStatus, ExecutionId, InstalledPlugin, NewExecution, Retention,
+    Store, StoreError, StoredConnection, StoredRecordError, Trigger,
 };
 
 /// Batches between checkpoints of a recorded execution.
@@ -186,6 +186,88 @@ impl<'r> Service<'r> {
         Ok((project.name, version, changed))
     }
 
+    /// Installs a plugin: loads it (validating it and filling the compiled-component
+    /// cache), asks its name and version, copies it into `plugins_dir` and records
+    /// it. Versions install side by side; projects pick one with `name@version`.
+    pub fn install_plugin(
+        &self,
+        file: &Path,
+        plugins_dir: &Path,
+    ) -> Result<InstalledPlugin, ServiceError> {
+        let runtime = self.engine.registry().runtime();
+        let plugin = runtime
+            .load_file(file)
+            .map_err(|e| ServiceError::Invalid(e.to_string()))?;
+        let info = match plugin.kind() {
+            crate::runtime::PluginKind::Connector => plugin
+                .connector(Grants::none(), Limits::default())
+                .and_then(|mut c| c.describe()),
+            crate::runtime::PluginKind::Transform => plugin
+                .transform(Limits::default())
+                .and_then(|mut t| t.describe()),
+        }
+        .map_err(|e| ServiceError::Invalid(e.to_string()))?;
+        std::fs::create_dir_all(plugins_dir)
+            .map_err(|e| ServiceError::Invalid(format!("{}: {e}", plugins_dir.display())))?;
+        let target = plugins_dir.join(format!(
+            "{}-{}-{}.wasm",
+            info.name,
+            info.version,
+            &plugin.digest()[..12]
+        ));
+        std::fs::copy(file, &target)
+            .map_err(|e| ServiceError::Invalid(format!("copy to {}: {e}", target.display())))?;
+        let installed = InstalledPlugin {
+            name: info.name,
+            version: info.version,
+            kind: format!("{:?}", plugin.kind()).to_lowercase(),
+            sha256: plugin.digest().to_owned(),
+            path: std::path::absolute(&target).unwrap_or(target),
+            installed_at: store::now_millis(),
+        };
+        self.store.put_plugin(&installed)?;
+        Ok(installed)
+    }
+
+    /// Points plugin names (`csv`, `items@0.2.0`) at installed plugins when the
+    /// store has them; a pinned version that is not installed is an error.
+    fn resolve_installed(&self, plugin: &mut PluginRef) -> Result<(), ServiceError> {
+        let PluginSource::Bundled(text) = &plugin.source else {
+            return Ok(());
+        };
+        let (name, version) = match text.split_once('@') {
+            Some((n, v)) => (n.to_owned(), Some(v.to_owned())),
+            None => (text.clone(), None),
+        };
+        match self.store.plugin(&name, version.as_deref())? {
+            Some(p) => plugin.source = PluginSource::File(p.path),
+            None if version.is_some() => {
+                let installed: Vec<String> = self
+                    .store
+                    .plugins()?
+                    .into_iter()
+                    .filter(|p| p.name == name)
+                    .map(|p| p.version)
+                    .collect();
+                return Err(ServiceError::Invalid(format!(
+                    "{}plugin `{text}` is not installed (installed versions of `{name}`: {})",
+                    plugin
+                        .place
+                        .as_ref()
+                        .map(|p| format!("{p}: "))
+                        .unwrap_or_default(),
+                    if installed.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        installed.join(", ")
+                    }
+                )));
+            }
+            None => {}
+        }
+        Ok(())
+    }
+
     /// The project `name` at `version` (latest when `None`), ready to run.
     pub fn load_project(
         &self,
@@ -201,7 +283,14 @@ impl<'r> Service<'r> {
             })?;
         let (known, secrets) = self.known_connections()?;
         let path: PathBuf = stored.base_dir.join(format!("{name}.toml"));
-        let project = Project::parse_with(&path, &stored.text, &known)?;
+        let mut project = Project::parse_with(&path, &stored.text, &known)?;
+        self.resolve_installed(&mut project.source.plugin)?;
+        self.resolve_installed(&mut project.destination.plugin)?;
+        for task in &mut project.tasks {
+            for step in &mut task.transforms {
+                self.resolve_installed(&mut step.plugin)?;
+            }
+        }
         Ok((project, stored.version, secrets))
     }
 

@@ -284,3 +284,17 @@ impl Default for StoreLimits {
         }
     }
 }
+
+/// A plugin installed with `weir plugin install`: validated, precompiled, and kept
+/// under the data directory so projects can name it (`plugin = "name@version"`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstalledPlugin {
+    pub name: String,
+    pub version: String,
+    /// connector or transform.
+    pub kind: String,
+    pub sha256: String,
+    /// The installed copy.
+    pub path: PathBuf,
+    pub installed_at: i64,
+}
