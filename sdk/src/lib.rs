@@ -12,21 +12,25 @@
 //! is a page of code. Records arrive and leave as a columnar [`Batch`]; read them
 //! with [`Batch::rows`] and build them with [`BatchBuilder`].
 //!
-//! ```ignore
+//! ```
 //! use weir_sdk::*;
 //!
 //! struct Hello;
 //!
 //! impl Transform for Hello {
 //!     fn info() -> PluginInfo {
-//!         PluginInfo::new("hello", env!("CARGO_PKG_VERSION"), "Says hello")
+//!         PluginInfo::new("hello", "0.1.0", "Passes records through")
 //!     }
 //!     fn transform(_config: &Config, records: Batch) -> Result<Transformed, Error> {
 //!         Ok(Transformed::ok(records))
 //!     }
 //! }
 //!
-//! export_transform!(Hello);
+//! // In the plugin crate: `export_transform!(Hello);` — then
+//! // `cargo build --target wasm32-wasip2 --release` gives the component.
+//! // The trait methods are plain Rust, so unit tests call them natively:
+//! let batch = Batch::empty(&[("id", FieldType::Integer)]);
+//! assert!(Hello::transform(&Config::default(), batch).unwrap().failures.is_empty());
 //! ```
 //!
 //! What this crate is not: a host. It has no wasmtime; it only makes the guest side
@@ -85,6 +89,43 @@ pub mod bindings {
 /// A connector: describes itself, checks its connection, discovers entities, and
 /// reads from and/or writes to them.
 ///
+/// A source implements [`Connector::read`]; a destination [`Connector::open_writer`]:
+///
+/// ```
+/// use weir_sdk::*;
+///
+/// /// Numbers 1..=count, three per page unless asked for fewer.
+/// struct Numbers;
+///
+/// impl Connector for Numbers {
+///     fn info() -> PluginInfo {
+///         PluginInfo::new("numbers", "0.1.0", "Counts")
+///             .option(ConfigField::new("count", "How many").default_value("5"))
+///     }
+///     fn read(config: &Config, request: ReadRequest) -> Result<ReadPage, Error> {
+///         let count: i64 = config.parse_or("count", 5)?;
+///         let start: i64 = request.cursor.as_deref().map_or(Ok(1), str::parse)
+///             .map_err(|_| Error::config("bad cursor"))?;
+///         let end = (start + request.max_records.min(3) as i64).min(count + 1);
+///         let mut b = BatchBuilder::new(&[("n", FieldType::Integer)]);
+///         for n in start..end {
+///             b.push_row(&[Value::Integer(n)]).unwrap();
+///         }
+///         Ok(ReadPage { records: b.finish(), rejected: vec![], next_cursor: Some(end.to_string()), done: end > count })
+///     }
+/// }
+///
+/// let first = Numbers::read(&Config::default(), ReadRequest {
+///     entity: "n".into(), organization: None, cursor: None, max_records: 100,
+/// }).unwrap();
+/// assert_eq!((first.records.len(), first.next_cursor.as_deref(), first.done), (3, Some("4"), false));
+/// // Not a destination: the default refuses to write, with a typed error.
+/// let refused = Numbers::open_writer(&Config::default(), WriteRequest {
+///     entity: "n".into(), organization: None, key_fields: vec!["n".into()],
+/// });
+/// assert!(matches!(refused, Err(Error::InvalidConfig(_))));
+/// ```
+///
 /// Connectors are stateless between calls: the host passes the connection's
 /// [`Config`] to every call, and may run calls in fresh instances. The one piece of
 /// state is a [`Writer`], which lives for one write session.
@@ -135,6 +176,28 @@ pub trait Connector {
 }
 
 /// A write session on one entity, opened by [`Connector::open_writer`].
+///
+/// ```
+/// use std::collections::HashSet;
+/// use weir_sdk::*;
+///
+/// struct Keys { key: Vec<String>, seen: HashSet<String> }
+///
+/// impl Writer for Keys {
+///     fn upsert(&mut self, records: Batch) -> Result<Vec<UpsertOutcome>, Error> {
+///         Ok(records.rows().map(|r| {
+///             if self.seen.insert(r.key(&self.key)) { UpsertOutcome::Inserted } else { UpsertOutcome::Updated }
+///         }).collect())
+///     }
+/// }
+///
+/// let mut w = Keys { key: vec!["id".into()], seen: HashSet::new() };
+/// let mut b = BatchBuilder::new(&[("id", FieldType::Integer)]);
+/// b.push_row(&[Value::Integer(7)]).unwrap();
+/// let batch = b.finish();
+/// assert_eq!(w.upsert(batch.clone()).unwrap(), [UpsertOutcome::Inserted]);
+/// assert_eq!(w.upsert(batch).unwrap(), [UpsertOutcome::Updated], "idempotent: same batch, updates");
+/// ```
 pub trait Writer {
     /// Upserts a batch by the session's key fields. Must return exactly one
     /// outcome per record, in order; a record that cannot be written is
@@ -147,7 +210,32 @@ pub trait Writer {
     }
 }
 
-/// A transform: rewrites batches of records.
+/// A transform: rewrites batches of records. See the crate example above: the
+/// output has one record per input record, and records that cannot be
+/// transformed are listed in [`Transformed::failures`].
+///
+/// ```
+/// use weir_sdk::*;
+///
+/// struct RequireEmail;
+/// impl Transform for RequireEmail {
+///     fn info() -> PluginInfo { PluginInfo::new("require-email", "0.1.0", "Fails records without an email") }
+///     fn transform(_: &Config, records: Batch) -> Result<Transformed, Error> {
+///         let failures = records.rows()
+///             .filter(|r| r.text("email").is_none())
+///             .map(|r| (r.index() as u32, RecordError::field("email", "an email is required")))
+///             .collect();
+///         Ok(Transformed { records, failures })
+///     }
+/// }
+///
+/// let mut b = BatchBuilder::new(&[("email", FieldType::Text)]);
+/// b.push_row(&[Value::Text("a@b.c".into())]).unwrap();
+/// b.push_row(&[Value::Null]).unwrap();
+/// let out = RequireEmail::transform(&Config::default(), b.finish()).unwrap();
+/// assert_eq!(out.records.len(), 2);
+/// assert_eq!(out.failures[0].0, 1);
+/// ```
 pub trait Transform {
     /// What the plugin is: name, version, configuration options.
     fn info() -> PluginInfo;
