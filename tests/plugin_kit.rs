@@ -28,7 +28,7 @@ fn text(o: &Output) -> String {
 fn cargo_build(dir: &Path) -> std::path::PathBuf {
     let target = Path::new(weir_host::bundled::PLUGIN_BUILD_DIR)
         .ancestors()
-        .nth(3)
+        .nth(4)
         .unwrap()
         .join("scaffold-test");
     let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
