@@ -348,61 +348,65 @@ fn top_field(path: &vrl::path::OwnedTargetPath) -> Option<String> {
     }
 }
 
-/// The top-level source fields an expression reads (`.a.b` → `a`).
-fn collect_queries(node: &Node<Expr>, out: &mut Vec<String>) {
-    let mut push_query = |q: String| {
-        let name = q.strip_prefix('.').unwrap_or("");
-        let name = name
-            .split(['.', '['])
-            .next()
-            .unwrap_or("")
-            .trim_matches('"');
-        if !name.is_empty() && !out.iter().any(|o| o == name) {
-            out.push(name.to_owned());
-        }
-    };
+/// Calls `f` on `node` and every expression below it.
+fn visit(node: &Node<Expr>, f: &mut dyn FnMut(&Node<Expr>)) {
+    f(node);
     match node.inner() {
-        Expr::Query(q) => push_query(q.inner().to_string()),
         Expr::Op(op) => {
             let op = op.inner();
-            collect_queries(&op.0, out);
-            collect_queries(&op.2, out);
+            visit(&op.0, f);
+            visit(&op.2, f);
         }
         Expr::Container(c) => match c.inner() {
-            Container::Group(g) => collect_queries(&g.inner().0, out),
-            Container::Block(b) => b.inner().0.iter().for_each(|e| collect_queries(e, out)),
+            Container::Group(g) => visit(&g.inner().0, f),
+            Container::Block(b) => b.inner().0.iter().for_each(|e| visit(e, f)),
             _ => {}
         },
         Expr::IfStatement(i) => {
             let s = i.inner();
             match s.predicate.inner() {
-                Predicate::One(e) => collect_queries(e, out),
-                Predicate::Many(es) => es.iter().for_each(|e| collect_queries(e, out)),
+                Predicate::One(e) => visit(e, f),
+                Predicate::Many(es) => es.iter().for_each(|e| visit(e, f)),
             }
-            s.if_node
-                .inner()
-                .0
-                .iter()
-                .for_each(|e| collect_queries(e, out));
+            s.if_node.inner().0.iter().for_each(|e| visit(e, f));
             if let Some(b) = &s.else_node {
-                b.inner().0.iter().for_each(|e| collect_queries(e, out));
+                b.inner().0.iter().for_each(|e| visit(e, f));
             }
         }
         Expr::FunctionCall(call) => call
             .inner()
             .arguments
             .iter()
-            .for_each(|a| collect_queries(&a.inner().expr, out)),
+            .for_each(|a| visit(&a.inner().expr, f)),
         _ => {}
     }
 }
 
+/// The top-level source fields an expression reads (`.a.b` → `a`).
+fn collect_queries(node: &Node<Expr>, out: &mut Vec<String>) {
+    visit(node, &mut |n| {
+        if let Expr::Query(q) = n.inner() {
+            let q = q.inner().to_string();
+            let name = q.strip_prefix('.').unwrap_or("");
+            let name = name
+                .split(['.', '['])
+                .next()
+                .unwrap_or("")
+                .trim_matches('"');
+            if !name.is_empty() && !out.iter().any(|o| o == name) {
+                out.push(name.to_owned());
+            }
+        }
+    });
+}
+
+/// The arithmetic operators of an expression, with their operands' spans.
 fn collect_ops(
     node: &Node<Expr>,
     out: &mut Vec<(Opcode, vrl::diagnostic::Span, vrl::diagnostic::Span)>,
 ) {
-    match node.inner() {
-        Expr::Op(op) => {
+    visit(node, &mut |n| {
+        if let Expr::Op(op) = n.inner() {
             let op = op.inner();
             if matches!(
                 op.1.inner(),
@@ -410,32 +414,8 @@ fn collect_ops(
             ) {
                 out.push((*op.1.inner(), op.0.span(), op.2.span()));
             }
-            collect_ops(&op.0, out);
-            collect_ops(&op.2, out);
         }
-        Expr::Container(c) => match c.inner() {
-            Container::Group(g) => collect_ops(&g.inner().0, out),
-            Container::Block(b) => b.inner().0.iter().for_each(|e| collect_ops(e, out)),
-            _ => {}
-        },
-        Expr::IfStatement(i) => {
-            let s = i.inner();
-            match s.predicate.inner() {
-                Predicate::One(e) => collect_ops(e, out),
-                Predicate::Many(es) => es.iter().for_each(|e| collect_ops(e, out)),
-            }
-            s.if_node.inner().0.iter().for_each(|e| collect_ops(e, out));
-            if let Some(b) = &s.else_node {
-                b.inner().0.iter().for_each(|e| collect_ops(e, out));
-            }
-        }
-        Expr::FunctionCall(call) => call
-            .inner()
-            .arguments
-            .iter()
-            .for_each(|a| collect_ops(&a.inner().expr, out)),
-        _ => {}
-    }
+    });
 }
 
 impl CompiledMappings {
