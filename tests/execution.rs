@@ -99,3 +99,20 @@ fn a_project_with_a_misspelled_source_field_is_refused_before_running() {
         Some("did you mean `name`?")
     );
 }
+
+#[test]
+fn a_fast_source_feeding_a_slow_destination_stays_bounded() {
+    // 40 pages from a fast source; the destination spins on every batch.
+    let mut project = testkit_project(4_000);
+    project.destination.config.set("upsert_spin", "50000000");
+    let report = run(&project);
+    assert_eq!(report.status, Status::Completed, "{report}");
+    assert_eq!(report.totals().inserted, 4_000);
+    let peak = report.tasks[0].read_ahead_peak;
+    // The reader ran ahead (the stages overlapped) but never by more than the
+    // channel's capacity, the page the reader holds and one in hand-off — not by
+    // the 40 pages it could have.
+    let bound = weir_host::engine::READ_AHEAD_PAGES + 2;
+    assert!(peak >= 2, "the source never ran ahead ({peak})");
+    assert!(peak <= bound, "{peak} pages waited; the bound is {bound}");
+}

@@ -218,7 +218,8 @@ impl TaskRun<'_, '_, '_> {
         &mut self,
         page_records: Batch,
         mappings: &CompiledMappings,
-        plugins: &mut Plugins<'_>,
+        destination: &mut ConnectorInstance,
+        transforms: &mut [TransformInstance],
         writer: &WriterHandle,
     ) -> Result<(), String> {
         let source_copy = self.capture.then(|| page_records.clone());
@@ -252,7 +253,7 @@ impl TaskRun<'_, '_, '_> {
                 .map(|(o, _)| o)
                 .collect();
         }
-        for (step, t) in plugins.transforms.iter_mut().enumerate() {
+        for (step, t) in transforms.iter_mut().enumerate() {
             if batch.is_empty() {
                 break;
             }
@@ -298,8 +299,7 @@ impl TaskRun<'_, '_, '_> {
         let staged: Option<Vec<RecordCopy>> = self
             .capture
             .then(|| (0..batch.len()).map(|i| copy_row(&batch, i)).collect());
-        let outcomes = plugins
-            .destination
+        let outcomes = destination
             .upsert(writer, batch)
             .map_err(|e| e.to_string())?;
         for (i, (outcome, key)) in outcomes.into_iter().zip(keys).enumerate() {
@@ -481,6 +481,7 @@ pub(crate) fn run_task(
             failures: Vec::new(),
             error: None,
             cursor: resume.clone(),
+            read_ahead_peak: 0,
         },
         progress,
         capture: options.capture,
@@ -510,6 +511,19 @@ pub(crate) fn run_task(
     run.report
 }
 
+/// Pages read ahead of the batch being written: the source reads the next page
+/// while the destination upserts the current one, and never more than this many
+/// wait, so memory stays flat in the number of records (back-pressure).
+pub const READ_AHEAD_PAGES: usize = 2;
+
+/// One page as the loop needs it.
+struct Page {
+    records: Batch,
+    rejected: Vec<weir_types::Rejected>,
+    next_cursor: Option<String>,
+    done: bool,
+}
+
 fn pump(
     run: &mut TaskRun<'_, '_, '_>,
     mappings: &CompiledMappings,
@@ -519,70 +533,134 @@ fn pump(
     observer: &mut dyn Observer,
     resume: Option<String>,
 ) -> Result<(), String> {
-    let mut writer = run.open(plugins.destination)?;
-    // A re-run of failed records sends stored copies; otherwise pages are read.
-    let mut copies: Option<std::vec::IntoIter<Batch>> = match &options.records {
-        Some(by_task) => {
-            let records = by_task
-                .get(&run.task.name)
-                .map(Vec::as_slice)
-                .unwrap_or(&[]);
-            Some(
-                batches_from_copies(records, source_schema, run.project.batch_size as usize)?
-                    .into_iter(),
-            )
-        }
-        None => None,
-    };
-    let mut cursor = resume;
-    let mut since_checkpoint = 0usize;
-    loop {
-        let (records, done) = match copies.as_mut() {
-            Some(batches) => match batches.next() {
-                Some(b) => {
-                    let done = batches.len() == 0;
-                    (b, done)
+    let source: &mut ConnectorInstance = plugins.source;
+    let destination: &mut ConnectorInstance = plugins.destination;
+    let transforms: &mut [TransformInstance] = plugins.transforms;
+    let mut writer = Some(run.open(destination)?);
+    if let Some(by_task) = &options.records {
+        // A re-run of failed records sends stored copies instead of reading.
+        let records = by_task
+            .get(&run.task.name)
+            .map(Vec::as_slice)
+            .unwrap_or(&[]);
+        let batches = batches_from_copies(records, source_schema, run.project.batch_size as usize)?;
+        let pages = batches.into_iter().map(|records| {
+            Ok(Page {
+                records,
+                rejected: Vec::new(),
+                next_cursor: None,
+                done: false,
+            })
+        });
+        consume(
+            run,
+            mappings,
+            destination,
+            transforms,
+            &mut writer,
+            options,
+            observer,
+            pages,
+            false,
+        )?;
+        run.checkpoint(destination, writer.take().expect("open"), false)?;
+        return Ok(());
+    }
+    let (project, task) = (run.project, run.task);
+    let queued = std::sync::atomic::AtomicUsize::new(0);
+    let peak = std::sync::atomic::AtomicUsize::new(0);
+    let result = std::thread::scope(|scope| {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Page, String>>(READ_AHEAD_PAGES);
+        let (queued, peak) = (&queued, &peak);
+        scope.spawn(move || {
+            let mut cursor = resume;
+            loop {
+                let page = read_page(project, task, source, &cursor).map(|p| Page {
+                    records: p.records,
+                    rejected: p.rejected,
+                    next_cursor: p.next_cursor,
+                    done: p.done,
+                });
+                let stop = page.as_ref().map_or(true, |p| p.done);
+                if let Ok(p) = &page {
+                    cursor = p.next_cursor.clone();
                 }
-                None => (Batch::default(), true),
-            },
-            None => {
-                let page = read_page(run.project, run.task, plugins.source, &cursor)?;
-                for r in page.rejected {
-                    run.fail(
-                        RecordFailure {
-                            stage: Stage::Pull,
-                            key: r.key,
-                            position: Some(r.position),
-                            field: r.error.field,
-                            message: r.error.message,
-                        },
-                        None,
-                    );
-                    run.report.counts.read += 1;
+                let waiting = queued.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+                peak.fetch_max(waiting, std::sync::atomic::Ordering::SeqCst);
+                // A closed channel means the loop stopped (an error downstream).
+                if tx.send(page).is_err() || stop {
+                    break;
                 }
-                cursor = page.next_cursor;
-                (page.records, page.done)
             }
-        };
-        run.report.counts.read += records.len() as u64;
-        if !records.is_empty() {
-            run.process(records, mappings, plugins, &writer)?;
+        });
+        let pages = rx.into_iter().inspect(|_| {
+            queued.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        });
+        consume(
+            run,
+            mappings,
+            destination,
+            transforms,
+            &mut writer,
+            options,
+            observer,
+            pages,
+            true,
+        )
+    });
+    run.report.read_ahead_peak = peak.load(std::sync::atomic::Ordering::SeqCst);
+    result?;
+    run.checkpoint(destination, writer.take().expect("open"), false)?;
+    Ok(())
+}
+
+/// The loop over pages: map, transform, upsert, checkpoint.
+#[allow(clippy::too_many_arguments)]
+fn consume(
+    run: &mut TaskRun<'_, '_, '_>,
+    mappings: &CompiledMappings,
+    destination: &mut ConnectorInstance,
+    transforms: &mut [TransformInstance],
+    writer: &mut Option<WriterHandle>,
+    options: &RunOptions,
+    observer: &mut dyn Observer,
+    pages: impl Iterator<Item = Result<Page, String>>,
+    track_cursor: bool,
+) -> Result<(), String> {
+    let mut since_checkpoint = 0usize;
+    for page in pages {
+        let page = page?;
+        for r in page.rejected {
+            run.fail(
+                RecordFailure {
+                    stage: Stage::Pull,
+                    key: r.key,
+                    position: Some(r.position),
+                    field: r.error.field,
+                    message: r.error.message,
+                },
+                None,
+            );
+            run.report.counts.read += 1;
         }
-        if copies.is_none() {
-            run.report.cursor = cursor.clone();
+        run.report.counts.read += page.records.len() as u64;
+        if !page.records.is_empty() {
+            let open = writer.as_ref().expect("a writer is open");
+            run.process(page.records, mappings, destination, transforms, open)?;
+        }
+        if track_cursor {
+            run.report.cursor = page.next_cursor;
         }
         observer.batch_done(&run.task.name, &run.report.counts);
-        if done {
+        if page.done {
             break;
         }
         since_checkpoint += 1;
         if options.checkpoint_every > 0 && since_checkpoint >= options.checkpoint_every {
-            writer = run
-                .checkpoint(plugins.destination, writer, true)?
-                .expect("reopened");
+            let open = writer.take().expect("a writer is open between checkpoints");
+            *writer = run.checkpoint(destination, open, true)?;
             since_checkpoint = 0;
         }
     }
-    run.checkpoint(plugins.destination, writer, false)?;
     Ok(())
 }

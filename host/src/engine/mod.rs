@@ -20,7 +20,9 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::Instant;
 
-pub use execute::{Checkpoint, NoRecorder, RecordCopy, Recorder, RunOptions, TaskProgress};
+pub use execute::{
+    Checkpoint, NoRecorder, READ_AHEAD_PAGES, RecordCopy, Recorder, RunOptions, TaskProgress,
+};
 pub use mapping::{CompiledMappings, MappingError};
 pub use preview::{Prediction, PreviewRecord, PreviewReport};
 pub use report::{Counts, ExecutionReport, RecordFailure, Stage, Status, TaskReport};

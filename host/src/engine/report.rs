@@ -110,6 +110,10 @@ pub struct TaskReport {
     pub error: Option<String>,
     /// Where the source stood after the last batch upserted.
     pub cursor: Option<String>,
+    /// The most pages read but not yet taken by the writing side (bounded by
+    /// `READ_AHEAD_PAGES` + 2: the channel, the page the reader holds, and one in
+    /// hand-off).
+    pub read_ahead_peak: usize,
 }
 
 /// How an execution went.

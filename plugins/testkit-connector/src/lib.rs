@@ -201,6 +201,7 @@ impl Connector for Testkit {
         .option(ConfigField::new("required", "More fields of `people` to declare mandatory (comma-separated)."))
         .option(ConfigField::new("extra_fields", "More fields of `people`, as `name:type` (comma-separated)."))
         .option(ConfigField::new("broken", "Break the contract on purpose: `non-idempotent` or `outcome-count`."))
+        .option(ConfigField::new("upsert_spin", "Busy-loop iterations per upserted batch (slows the destination down)."))
         .option(ConfigField::new("read_spin", "Busy-loop iterations per page read (slows the source down)."))
         .option(ConfigField::new("mode_calls", "Where `mode` acts: a comma list of check, read, upsert (default all)."))
         .option(ConfigField::new("refuse_check", "Fail `check` with this reason, as a refused login would."))
