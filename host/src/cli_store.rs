@@ -339,6 +339,30 @@ pub fn run_named(
     Ok(report.status)
 }
 
+/// Prints one page of a paged listing, as text lines or as JSON.
+fn print_page<T: serde::Serialize>(
+    title: &str,
+    field: &str,
+    offset: u64,
+    total: u64,
+    items: &[T],
+    json: bool,
+    line: impl Fn(&T) -> Result<String>,
+) -> Result<()> {
+    if json {
+        let mut out = serde_json::json!({ "total": total, "offset": offset });
+        out[field] = serde_json::to_value(items)?;
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(());
+    }
+    let first = if items.is_empty() { offset } else { offset + 1 };
+    println!("{title} {first}–{} of {total}", offset + items.len() as u64);
+    for item in items {
+        println!("{}", line(item)?);
+    }
+    Ok(())
+}
+
 pub fn executions(
     service: &Service<'_>,
     cmd: ExecutionsCmd,
@@ -448,45 +472,33 @@ pub fn executions(
             limit,
             json,
         } => {
-            let (page, total) = store.record_errors(id, offset, limit)?;
-            if json {
-                let page: Vec<_> = page
-                    .into_iter()
-                    .map(|mut e| {
-                        e.record = redact_record(&e.record);
-                        e
-                    })
-                    .collect();
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(
-                        &serde_json::json!({ "total": total, "offset": offset, "errors": page })
-                    )?
+            let (mut page, total) = store.record_errors(id, offset, limit)?;
+            page.iter_mut()
+                .for_each(|e| e.record = redact_record(&e.record));
+            print_page("record errors", "errors", offset, total, &page, json, |e| {
+                let mut line = format!(
+                    "[{}] task {} key {}{}{}: {}",
+                    e.stage,
+                    e.task,
+                    e.key.as_deref().unwrap_or("-"),
+                    e.position
+                        .as_ref()
+                        .map(|p| format!(" ({p})"))
+                        .unwrap_or_default(),
+                    e.field
+                        .as_ref()
+                        .map(|f| format!(" field `{f}`"))
+                        .unwrap_or_default(),
+                    e.message
                 );
-            } else {
-                println!(
-                    "record errors {}–{} of {total}",
-                    offset + 1.min(page.len() as u64),
-                    offset + page.len() as u64
-                );
-                for e in page {
-                    println!(
-                        "[{}] task {} key {}{}{}: {}",
-                        e.stage,
-                        e.task,
-                        e.key.as_deref().unwrap_or("-"),
-                        e.position.map(|p| format!(" ({p})")).unwrap_or_default(),
-                        e.field.map(|f| format!(" field `{f}`")).unwrap_or_default(),
-                        e.message
-                    );
-                    if !e.record.is_empty() {
-                        println!(
-                            "    record: {}",
-                            serde_json::to_string(&redact_record(&e.record))?
-                        );
-                    }
+                if !e.record.is_empty() {
+                    line.push_str(&format!(
+                        "\n    record: {}",
+                        serde_json::to_string(&e.record)?
+                    ));
                 }
-            }
+                Ok(line)
+            })?;
         }
         ExecutionsCmd::Staging {
             id,
@@ -494,36 +506,25 @@ pub fn executions(
             limit,
             json,
         } => {
-            let (page, total) = store.staged(id, offset, limit)?;
-            if json {
-                let page: Vec<_> = page
-                    .into_iter()
-                    .map(|mut s| {
-                        s.record = redact_record(&s.record);
-                        s
-                    })
-                    .collect();
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(
-                        &serde_json::json!({ "total": total, "offset": offset, "records": page })
-                    )?
-                );
-            } else {
-                println!(
-                    "staged records {}–{} of {total}",
-                    offset + 1.min(page.len() as u64),
-                    offset + page.len() as u64
-                );
-                for s in page {
-                    println!(
+            let (mut page, total) = store.staged(id, offset, limit)?;
+            page.iter_mut()
+                .for_each(|s| s.record = redact_record(&s.record));
+            print_page(
+                "staged records",
+                "records",
+                offset,
+                total,
+                &page,
+                json,
+                |s| {
+                    Ok(format!(
                         "{} {}: {}",
                         s.task,
                         s.key.as_deref().unwrap_or("-"),
-                        serde_json::to_string(&redact_record(&s.record))?
-                    );
-                }
-            }
+                        serde_json::to_string(&s.record)?
+                    ))
+                },
+            )?;
         }
         ExecutionsCmd::Rerun { id, failed_only } => {
             let (new_id, report, skipped) = service.rerun(id, failed_only, observer)?;

@@ -516,14 +516,6 @@ pub(crate) fn run_task(
 /// wait, so memory stays flat in the number of records (back-pressure).
 pub const READ_AHEAD_PAGES: usize = 2;
 
-/// One page as the loop needs it.
-struct Page {
-    records: Batch,
-    rejected: Vec<weir_types::Rejected>,
-    next_cursor: Option<String>,
-    done: bool,
-}
-
 fn pump(
     run: &mut TaskRun<'_, '_, '_>,
     mappings: &CompiledMappings,
@@ -545,7 +537,7 @@ fn pump(
             .unwrap_or(&[]);
         let batches = batches_from_copies(records, source_schema, run.project.batch_size as usize)?;
         let pages = batches.into_iter().map(|records| {
-            Ok(Page {
+            Ok(ReadPage {
                 records,
                 rejected: Vec::new(),
                 next_cursor: None,
@@ -570,17 +562,12 @@ fn pump(
     let queued = std::sync::atomic::AtomicUsize::new(0);
     let peak = std::sync::atomic::AtomicUsize::new(0);
     let result = std::thread::scope(|scope| {
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Page, String>>(READ_AHEAD_PAGES);
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Result<ReadPage, String>>(READ_AHEAD_PAGES);
         let (queued, peak) = (&queued, &peak);
         scope.spawn(move || {
             let mut cursor = resume;
             loop {
-                let page = read_page(project, task, source, &cursor).map(|p| Page {
-                    records: p.records,
-                    rejected: p.rejected,
-                    next_cursor: p.next_cursor,
-                    done: p.done,
-                });
+                let page = read_page(project, task, source, &cursor);
                 let stop = page.as_ref().map_or(true, |p| p.done);
                 if let Ok(p) = &page {
                     cursor = p.next_cursor.clone();
@@ -624,7 +611,7 @@ fn consume(
     writer: &mut Option<WriterHandle>,
     options: &RunOptions,
     observer: &mut dyn Observer,
-    pages: impl Iterator<Item = Result<Page, String>>,
+    pages: impl Iterator<Item = Result<ReadPage, String>>,
     track_cursor: bool,
 ) -> Result<(), String> {
     let mut since_checkpoint = 0usize;
