@@ -90,6 +90,19 @@ fn scaffolded_plugins_build_and_pass_the_conformance_suite() {
                 && inspected.contains(&format!("name:         {name} 0.1.0")),
             "{inspected}"
         );
+        assert!(
+            inspected.contains("(stamped 0.1.0 by weir-sdk)"),
+            "{inspected}"
+        );
+        let world = if kind == "transform" {
+            "transform-plugin"
+        } else {
+            "connector-plugin"
+        };
+        assert!(
+            inspected.contains(&format!("world:        weir:plugin/{world}")),
+            "{inspected}"
+        );
     }
     // Install two versions side by side; projects pick one with name@version.
     let items = root.path().join("items");

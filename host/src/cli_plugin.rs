@@ -142,6 +142,13 @@ pub fn plugin(
                     )
                 );
                 println!("kind:         {:?}", plugin.kind());
+                println!(
+                    "world:        weir:plugin/{}",
+                    match plugin.kind() {
+                        PluginKind::Connector => "connector-plugin",
+                        PluginKind::Transform => "transform-plugin",
+                    }
+                );
                 println!("name:         {} {}", info.name, info.version);
                 println!("description:  {}", info.description);
                 println!("sha256:       {}", plugin.digest());
