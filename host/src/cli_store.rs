@@ -383,8 +383,9 @@ pub fn executions(
                     "completed" => Ok(ExecStatus::Completed),
                     "warning" => Ok(ExecStatus::Warning),
                     "error" => Ok(ExecStatus::Error),
+                    "skipped" => Ok(ExecStatus::Skipped),
                     other => Err(anyhow::anyhow!(
-                        "--status `{other}`: use running, completed, warning or error"
+                        "--status `{other}`: use running, completed, warning, error or skipped"
                     )),
                 })
                 .transpose()?;
@@ -393,6 +394,7 @@ pub fn executions(
                 project,
                 status,
                 since,
+                until: None,
                 limit,
             })?;
             if json {

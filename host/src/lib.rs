@@ -13,6 +13,10 @@
 //! - [`store`] keeps connections (secrets encrypted), versioned projects and the
 //!   execution history in an embedded sled database (knows no engine or wasmtime);
 //! - [`service`] joins engine and store: recorded runs, resume, re-runs;
+//! - [`daemon`] schedules projects (cron, retries, auto-pause, alerts) for `weir serve`;
+//! - [`notify`] sends alerts by mail (SMTP, lettre) and webhooks, grouped and retried;
+//! - [`api`] is the daemon's HTTP API and dashboard (axum; the only module that
+//!   knows HTTP serving);
 //! - [`bundled`] holds the plugins and demo files shipped inside the binary.
 //!
 //! ```no_run
@@ -25,11 +29,11 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
-//! What it is not (yet): a scheduler or an HTTP API.
 
 pub mod bundled;
 pub mod conformance;
 pub mod engine;
+pub mod notify;
 pub mod project;
 pub mod runtime;
 pub mod scaffold;

@@ -174,15 +174,26 @@ impl<'r> Service<'r> {
             path: file.to_owned(),
             source,
         })?;
-        let (known, _) = self.known_connections()?;
-        let project = Project::parse_with(file, &text, &known)?;
         let base = std::path::absolute(
             file.parent()
                 .filter(|p| !p.as_os_str().is_empty())
                 .unwrap_or(Path::new(".")),
         )
         .map_err(|e| ServiceError::Invalid(format!("{}: {e}", file.display())))?;
-        let (version, changed) = self.store.apply_project(&project.name, &text, &base)?;
+        self.apply_project_text(file, &text, &base)
+    }
+
+    /// Stores a project from its text (the API's way in). `label` names it in
+    /// errors (a file name); relative paths in it resolve against `base_dir`.
+    pub fn apply_project_text(
+        &self,
+        label: &Path,
+        text: &str,
+        base_dir: &Path,
+    ) -> Result<(String, u32, bool), ServiceError> {
+        let (known, _) = self.known_connections()?;
+        let project = Project::parse_with(label, text, &known)?;
+        let (version, changed) = self.store.apply_project(&project.name, text, base_dir)?;
         Ok((project.name, version, changed))
     }
 
@@ -303,20 +314,35 @@ impl<'r> Service<'r> {
         trigger: Trigger,
         observer: &mut dyn Observer,
     ) -> Result<(ExecutionId, ExecutionReport), ServiceError> {
+        let mut request = RunRequest::new(trigger);
+        self.run_with(name, &mut request, observer)
+    }
+
+    /// [`Service::run`] with the daemon's extras (see [`RunRequest`]). A `Scheduled`
+    /// run after an execution that ended in Error is recorded as a `Retry` of it.
+    pub fn run_with(
+        &self,
+        name: &str,
+        request: &mut RunRequest,
+        observer: &mut dyn Observer,
+    ) -> Result<(ExecutionId, ExecutionReport), ServiceError> {
         let (project, version, secrets) = self.load_project(name, None)?;
         let mut options = RunOptions {
             checkpoint_every: CHECKPOINT_BATCHES,
             capture: true,
+            stop: request.stop.clone(),
             ..RunOptions::default()
         };
         let mut parent = None;
-        if let Some(last) = self.store.last_execution(name)? {
-            if last.status == ExecStatus::Error
-                && last
-                    .error
+        let mut trigger = request.trigger;
+        request.previous = self.last_outcome(name)?;
+        if let Some((last_id, ExecStatus::Error)) = request.previous {
+            let last = self.store.execution(last_id)?;
+            if let Some(last) = last.filter(|l| {
+                l.error
                     .as_deref()
-                    .is_some_and(|e| e.starts_with("interrupted"))
-            {
+                    .is_some_and(|e| e.starts_with(engine::INTERRUPTED_PREFIX))
+            }) {
                 parent = Some(last.id);
                 for t in &last.tasks {
                     if let Some(c) = &t.cursor {
@@ -324,10 +350,38 @@ impl<'r> Service<'r> {
                     }
                 }
             }
+            if trigger == Trigger::Scheduled {
+                trigger = Trigger::Retry;
+                parent = Some(last_id);
+            }
         }
+        request.trigger = trigger;
         self.execute(
-            &project, version, trigger, parent, &options, observer, &secrets,
+            &project,
+            version,
+            trigger,
+            parent,
+            &options,
+            observer,
+            &secrets,
+            &mut *request.started,
         )
+    }
+
+    /// The newest finished (not skipped) execution of a project and its status.
+    pub fn last_outcome(
+        &self,
+        project: &str,
+    ) -> Result<Option<(ExecutionId, ExecStatus)>, ServiceError> {
+        let recent = self.store.executions(&store::ExecutionFilter {
+            project: Some(project.to_owned()),
+            limit: 50,
+            ..Default::default()
+        })?;
+        Ok(recent
+            .iter()
+            .find(|e| !matches!(e.status, ExecStatus::Skipped | ExecStatus::Running))
+            .map(|e| (e.id, e.status)))
     }
 
     /// Runs execution `id`'s project again (latest version) as a new execution
@@ -338,6 +392,26 @@ impl<'r> Service<'r> {
         id: ExecutionId,
         failed_only: bool,
         observer: &mut dyn Observer,
+    ) -> Result<(ExecutionId, ExecutionReport, u64), ServiceError> {
+        self.rerun_observed(id, failed_only, observer, &mut |_| {})
+    }
+
+    /// [`Service::rerun`] telling `started` the new execution's id before it runs.
+    pub fn rerun_with(
+        &self,
+        id: ExecutionId,
+        failed_only: bool,
+        started: &mut dyn FnMut(ExecutionId),
+    ) -> Result<(ExecutionId, ExecutionReport, u64), ServiceError> {
+        self.rerun_observed(id, failed_only, &mut engine::Quiet, started)
+    }
+
+    fn rerun_observed(
+        &self,
+        id: ExecutionId,
+        failed_only: bool,
+        observer: &mut dyn Observer,
+        started: &mut dyn FnMut(ExecutionId),
     ) -> Result<(ExecutionId, ExecutionReport, u64), ServiceError> {
         let old = self
             .store
@@ -386,6 +460,7 @@ impl<'r> Service<'r> {
             &options,
             observer,
             &secrets,
+            started,
         )?;
         Ok((new_id, report, not_resendable))
     }
@@ -400,6 +475,7 @@ impl<'r> Service<'r> {
         options: &RunOptions,
         observer: &mut dyn Observer,
         secrets: &[String],
+        started: &mut dyn FnMut(ExecutionId),
     ) -> Result<(ExecutionId, ExecutionReport), ServiceError> {
         let id = self.store.begin_execution(NewExecution {
             project: project.name.clone(),
@@ -408,6 +484,7 @@ impl<'r> Service<'r> {
             parent,
             tasks: project.tasks.iter().map(|t| t.name.clone()).collect(),
         })?;
+        started(id);
         let mut recorder = StoreRecorder {
             store: &self.store,
             id,
@@ -431,7 +508,7 @@ impl<'r> Service<'r> {
                 return Err(e.into());
             }
         };
-        let status = match report.status {
+        let mut status = match report.status {
             Status::Completed => ExecStatus::Completed,
             Status::Warning => ExecStatus::Warning,
             Status::Error => ExecStatus::Error,
@@ -441,11 +518,43 @@ impl<'r> Service<'r> {
             .iter()
             .find_map(|t| t.error.as_ref())
             .map(|e| scrub(e, secrets));
+        // Stopped on request: whatever was upserted, the execution did not finish, and
+        // only an Error "interrupted" makes the next run resume from its cursors.
+        if error
+            .as_deref()
+            .is_some_and(|e| e.starts_with(engine::INTERRUPTED_PREFIX))
+        {
+            status = ExecStatus::Error;
+        }
         self.store.finish_execution(id, status, error)?;
         self.store
             .prune(&Retention::default(), store::now_millis())?;
         self.store.flush()?;
         Ok((id, report))
+    }
+}
+
+/// What the daemon adds to a run: a stop flag (shutdown), the execution id as soon as
+/// it exists (to answer "run now" at once), and what came before.
+pub struct RunRequest {
+    /// `Scheduled` becomes `Retry` after an execution that ended in Error; read it
+    /// back after the run for the trigger recorded.
+    pub trigger: Trigger,
+    pub stop: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
+    /// Called once with the new execution's id, before anything runs.
+    pub started: Box<dyn FnMut(ExecutionId) + Send>,
+    /// Set by the run: the project's previous finished execution and its status.
+    pub previous: Option<(ExecutionId, ExecStatus)>,
+}
+
+impl RunRequest {
+    pub fn new(trigger: Trigger) -> RunRequest {
+        RunRequest {
+            trigger,
+            stop: None,
+            started: Box::new(|_| {}),
+            previous: None,
+        }
     }
 }
 

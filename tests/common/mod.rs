@@ -50,6 +50,9 @@ pub fn testkit_project(count: usize) -> Project {
         organization: None,
         lookups: Default::default(),
         batch_size: 100,
+        schedule: None,
+        retry: Default::default(),
+        notify: Default::default(),
         tasks: vec![EntityTask {
             name: "people".into(),
             source_entity: "people".into(),

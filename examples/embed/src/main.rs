@@ -41,6 +41,9 @@ fn main() -> Result<()> {
         organization: None,
         lookups: Default::default(),
         batch_size: 500,
+        schedule: None,
+        retry: Default::default(),
+        notify: Default::default(),
         tasks: vec![EntityTask {
             name: "contacts".into(),
             source_entity: "contacts".into(),

@@ -16,6 +16,7 @@ use weir_types::{
 };
 
 use super::mapping::CompiledMappings;
+use super::retry::with_retry;
 use super::{Counts, MAX_KEPT_FAILURES, Observer, RecordFailure, Stage, TaskReport};
 use crate::project::{EntityTask, Project};
 use crate::runtime::{
@@ -39,6 +40,21 @@ pub struct RunOptions {
     /// Keep source copies of failed records and the staged records for the
     /// recorder (costs a copy of each batch).
     pub capture: bool,
+    /// A stop request (the daemon shutting down): each task finishes the batch in
+    /// hand, commits, and ends with an error starting with [`INTERRUPTED_PREFIX`], so
+    /// the next run resumes from the committed cursor.
+    pub stop: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
+}
+
+/// How a task's error starts when it was stopped on request; a run after it resumes.
+pub const INTERRUPTED_PREFIX: &str = "interrupted";
+
+impl RunOptions {
+    fn stop_requested(&self) -> bool {
+        self.stop
+            .as_ref()
+            .is_some_and(|s| s.load(std::sync::atomic::Ordering::SeqCst))
+    }
 }
 
 /// One task's state at a checkpoint.
@@ -132,6 +148,7 @@ struct TaskRun<'a, 'p, 'r> {
     report: TaskReport,
     progress: &'p mut Progress<'r>,
     capture: bool,
+    stop: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
 }
 
 fn copy_row(batch: &Batch, i: usize) -> RecordCopy {
@@ -196,21 +213,26 @@ impl TaskRun<'_, '_, '_> {
         }
     }
 
-    fn open(&self, destination: &mut ConnectorInstance) -> Result<WriterHandle, String> {
-        destination
-            .open_writer(
-                &self.project.destination.config,
-                &WriteRequest {
-                    entity: self.task.destination_entity.clone(),
-                    organization: self
-                        .project
-                        .organization
-                        .as_ref()
-                        .map(|o| o.destination.clone()),
-                    key_fields: self.task.key.clone(),
-                },
-            )
-            .map_err(|e| e.to_string())
+    fn open(&mut self, destination: &mut ConnectorInstance) -> Result<WriterHandle, String> {
+        let request = WriteRequest {
+            entity: self.task.destination_entity.clone(),
+            organization: self
+                .project
+                .organization
+                .as_ref()
+                .map(|o| o.destination.clone()),
+            key_fields: self.task.key.clone(),
+        };
+        let (project, stop) = (self.project, self.stop.clone());
+        let progress = &mut *self.progress;
+        with_retry(
+            &project.retry,
+            stop.as_deref(),
+            &format!("destination `{}` open-writer", project.destination.name),
+            |line| progress.log(line),
+            || destination.open_writer(&project.destination.config, &request),
+        )
+        .map_err(|e| e.to_string())
     }
 
     /// Maps, transforms and upserts one page.
@@ -337,18 +359,23 @@ fn read_page(
     task: &EntityTask,
     source: &mut ConnectorInstance,
     cursor: &Option<String>,
+    stop: Option<&std::sync::atomic::AtomicBool>,
+    note: impl FnMut(String),
 ) -> Result<ReadPage, String> {
-    let page = source
-        .read(
-            &project.source.config,
-            &ReadRequest {
-                entity: task.source_entity.clone(),
-                organization: project.organization.as_ref().map(|o| o.source.clone()),
-                cursor: cursor.clone(),
-                max_records: project.batch_size,
-            },
-        )
-        .map_err(|e: CallError| e.to_string())?;
+    let request = ReadRequest {
+        entity: task.source_entity.clone(),
+        organization: project.organization.as_ref().map(|o| o.source.clone()),
+        cursor: cursor.clone(),
+        max_records: project.batch_size,
+    };
+    let page = with_retry(
+        &project.retry,
+        stop,
+        &format!("source `{}` read", project.source.name),
+        note,
+        || source.read(&project.source.config, &request),
+    )
+    .map_err(|e: CallError| e.to_string())?;
     if page.records.len() > project.batch_size as usize {
         return Err(format!(
             "source plugin `{}` returned {} records for a page of at most {}",
@@ -485,6 +512,7 @@ pub(crate) fn run_task(
         },
         progress,
         capture: options.capture,
+        stop: options.stop.clone(),
     };
     let result = pump(
         &mut run,
@@ -510,6 +538,9 @@ pub(crate) fn run_task(
     }
     run.report
 }
+
+/// A value with the log lines produced while getting it.
+type Noted<T> = (Vec<String>, T);
 
 /// Pages read ahead of the batch being written: the source reads the next page
 /// while the destination upserts the current one, and never more than this many
@@ -537,12 +568,13 @@ fn pump(
             .unwrap_or(&[]);
         let batches = batches_from_copies(records, source_schema, run.project.batch_size as usize)?;
         let pages = batches.into_iter().map(|records| {
-            Ok(ReadPage {
+            let page = ReadPage {
                 records,
                 rejected: Vec::new(),
                 next_cursor: None,
                 done: false,
-            })
+            };
+            (Vec::new(), Ok(page))
         });
         consume(
             run,
@@ -561,13 +593,19 @@ fn pump(
     let (project, task) = (run.project, run.task);
     let queued = std::sync::atomic::AtomicUsize::new(0);
     let peak = std::sync::atomic::AtomicUsize::new(0);
+    let stop = options.stop.clone();
     let result = std::thread::scope(|scope| {
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Result<ReadPage, String>>(READ_AHEAD_PAGES);
+        // Each page travels with the retry notes its read produced, for the log.
+        let (tx, rx) =
+            std::sync::mpsc::sync_channel::<Noted<Result<ReadPage, String>>>(READ_AHEAD_PAGES);
         let (queued, peak) = (&queued, &peak);
         scope.spawn(move || {
             let mut cursor = resume;
             loop {
-                let page = read_page(project, task, source, &cursor);
+                let mut notes = Vec::new();
+                let page = read_page(project, task, source, &cursor, stop.as_deref(), |n| {
+                    notes.push(n)
+                });
                 let stop = page.as_ref().map_or(true, |p| p.done);
                 if let Ok(p) = &page {
                     cursor = p.next_cursor.clone();
@@ -575,7 +613,7 @@ fn pump(
                 let waiting = queued.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
                 peak.fetch_max(waiting, std::sync::atomic::Ordering::SeqCst);
                 // A closed channel means the loop stopped (an error downstream).
-                if tx.send(page).is_err() || stop {
+                if tx.send((notes, page)).is_err() || stop {
                     break;
                 }
             }
@@ -611,11 +649,14 @@ fn consume(
     writer: &mut Option<WriterHandle>,
     options: &RunOptions,
     observer: &mut dyn Observer,
-    pages: impl Iterator<Item = Result<ReadPage, String>>,
+    pages: impl Iterator<Item = Noted<Result<ReadPage, String>>>,
     track_cursor: bool,
 ) -> Result<(), String> {
     let mut since_checkpoint = 0usize;
-    for page in pages {
+    for (notes, page) in pages {
+        for line in notes {
+            run.progress.log(line);
+        }
         let page = page?;
         for r in page.rejected {
             run.fail(
@@ -643,6 +684,15 @@ fn consume(
             break;
         }
         since_checkpoint += 1;
+        if options.stop_requested() {
+            // Commit what is done, so the next run resumes right after it.
+            let open = writer.take().expect("a writer is open between checkpoints");
+            run.checkpoint(destination, open, false)?;
+            return Err(format!(
+                "{INTERRUPTED_PREFIX}: stopped on request after {} records; the next run resumes from the last checkpoint",
+                run.report.counts.read
+            ));
+        }
         if options.checkpoint_every > 0 && since_checkpoint >= options.checkpoint_every {
             let open = writer.take().expect("a writer is open between checkpoints");
             *writer = run.checkpoint(destination, open, true)?;

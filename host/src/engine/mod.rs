@@ -13,6 +13,7 @@ mod execute;
 pub mod mapping;
 mod preview;
 mod report;
+mod retry;
 pub mod validate;
 
 use std::collections::HashMap;
@@ -21,7 +22,8 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 pub use execute::{
-    Checkpoint, NoRecorder, READ_AHEAD_PAGES, RecordCopy, Recorder, RunOptions, TaskProgress,
+    Checkpoint, INTERRUPTED_PREFIX, NoRecorder, READ_AHEAD_PAGES, RecordCopy, Recorder, RunOptions,
+    TaskProgress,
 };
 pub use mapping::{CompiledMappings, MappingError};
 pub use preview::{Prediction, PreviewRecord, PreviewReport};
@@ -237,14 +239,14 @@ impl<'r> Engine<'r> {
     /// keys, transforms. Every problem at once; nothing is written.
     pub fn validate(&self, project: &Project) -> Result<ValidationReport, EngineError> {
         let mut prepared = self.prepare(project)?;
-        Ok(validate::validate(project, &mut prepared).report)
+        Ok(validate::validate(project, &mut prepared, None).report)
     }
 
     /// Pulls up to `limit` source records of each task, maps and transforms
     /// them, and predicts what the destination would do — writing nothing.
     pub fn preview(&self, project: &Project, limit: u32) -> Result<PreviewReport, EngineError> {
         let mut prepared = self.prepare(project)?;
-        let validated = validate::validate(project, &mut prepared);
+        let validated = validate::validate(project, &mut prepared, None);
         if !validated.report.valid {
             return Err(EngineError::Invalid(Box::new(validated.report)));
         }
@@ -279,16 +281,23 @@ impl<'r> Engine<'r> {
     ) -> Result<ExecutionReport, EngineError> {
         let started = Instant::now();
         let mut prepared = self.prepare(project)?;
-        let validated = validate::validate(project, &mut prepared);
-        if !validated.report.valid {
-            return Err(EngineError::Invalid(Box::new(validated.report)));
-        }
-        let mut compiled = validated.mappings;
+        let validated = validate::validate(project, &mut prepared, options.stop.as_deref());
         let mut progress = execute::Progress {
             tasks: Vec::new(),
             pending: Checkpoint::default(),
             recorder,
         };
+        for note in &validated.notes {
+            progress.log(note.clone());
+        }
+        if !validated.report.valid {
+            // Keep the retry notes: they explain how long the run tried.
+            if !validated.notes.is_empty() {
+                let _ = progress.commit();
+            }
+            return Err(EngineError::Invalid(Box::new(validated.report)));
+        }
+        let mut compiled = validated.mappings;
         for p in &validated.report.problems {
             progress.log(format!("warn validation [{}]: {}", p.code, p.message));
         }

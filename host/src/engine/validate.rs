@@ -112,6 +112,8 @@ pub(crate) struct Validated {
     pub mappings: Vec<Option<CompiledMappings>>,
     /// Per task, the source entity's schema when it was discovered.
     pub sources: Vec<Option<EntitySchema>>,
+    /// Retries of transient connection failures, for the execution log.
+    pub notes: Vec<String>,
 }
 
 struct Collector {
@@ -162,10 +164,15 @@ fn list(names: &[&str]) -> String {
 
 /// Checks the connections, organizations, entities, mappings, keys and
 /// transforms of `project` with its plugins.
-pub(crate) fn validate(project: &Project, prepared: &mut Prepared) -> Validated {
+pub(crate) fn validate(
+    project: &Project,
+    prepared: &mut Prepared,
+    stop: Option<&std::sync::atomic::AtomicBool>,
+) -> Validated {
     let mut c = Collector {
         problems: Vec::new(),
     };
+    let mut notes = Vec::new();
     let org = project.organization.as_ref();
 
     // Connections, then organizations, then entities: each needs the one before.
@@ -184,7 +191,16 @@ pub(crate) fn validate(project: &Project, prepared: &mut Prepared) -> Validated 
             org.map(|o| o.destination.as_str()),
         ),
     ] {
-        if let Err(e) = instance.check(&conn.config) {
+        // A server that is briefly down is retried (the project's retry policy)
+        // before the connection is declared as needing fixing.
+        let checked = super::retry::with_retry(
+            &project.retry,
+            stop,
+            &format!("{role} `{}` check", conn.name),
+            |n| notes.push(n),
+            || instance.check(&conn.config),
+        );
+        if let Err(e) = checked {
             c.error(
                 "connection-not-connected",
                 None,
@@ -324,6 +340,7 @@ pub(crate) fn validate(project: &Project, prepared: &mut Prepared) -> Validated 
     }
     let valid = !c.problems.iter().any(|p| p.severity == Severity::Error);
     Validated {
+        notes,
         report: ValidationReport {
             project: project.name.clone(),
             valid,

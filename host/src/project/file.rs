@@ -107,7 +107,37 @@ pub struct ProjectSpec {
     /// Lookup tables for `lookup("table", key)` in mapping expressions.
     #[serde(default)]
     pub lookups: BTreeMap<String, BTreeMap<String, String>>,
+    /// A cron expression: when `weir serve` runs the project (none = on demand only).
+    pub schedule: Option<Spanned<String>>,
+    /// The schedule's IANA time zone (default UTC).
+    pub timezone: Option<Spanned<String>>,
+    #[serde(default)]
+    pub retry: RetrySpec,
+    #[serde(default)]
+    pub notify: NotifySpec,
     pub tasks: Spanned<Vec<TaskSpec>>,
+}
+
+/// `[project.retry]`: transient failures and automatic pausing.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetrySpec {
+    /// Tries per call on a transient connection error, the first included.
+    pub attempts: Option<Spanned<u32>>,
+    pub backoff_secs: Option<Spanned<f64>>,
+    pub max_backoff_secs: Option<Spanned<f64>>,
+    /// Pause the schedule after this many consecutive Error executions (0 = never).
+    pub pause_after_errors: Option<Spanned<u32>>,
+}
+
+/// `[project.notify]`: who hears about Warning, Error and recovery.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotifySpec {
+    /// Comma-separated email addresses.
+    pub emails: Option<Spanned<String>>,
+    #[serde(default)]
+    pub webhooks: Vec<Spanned<String>>,
 }
 
 /// One entity task: source entity → destination entity.

@@ -7,6 +7,7 @@
 //! this module names no wasmtime type.
 
 pub mod file;
+pub mod schedule;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -16,8 +17,10 @@ use std::time::Duration;
 use toml::Spanned;
 use weir_types::Config;
 
+use crate::notify::{check_webhook_url, parse_email_list};
 use crate::runtime::{Grants, Limits};
 use file::{ConfigValue, LimitsSpec, ProjectFile};
+pub use schedule::{Notify, RetryPolicy, Schedule};
 
 /// The largest batch a project may ask for.
 pub const MAX_BATCH_SIZE: u32 = 10_000;
@@ -233,6 +236,10 @@ pub struct Project {
     /// Lookup tables for `lookup("table", key)` in mapping expressions.
     pub lookups: BTreeMap<String, BTreeMap<String, String>>,
     pub tasks: Vec<EntityTask>,
+    /// When the daemon runs it; `None` = on demand only.
+    pub schedule: Option<Schedule>,
+    pub retry: RetryPolicy,
+    pub notify: Notify,
 }
 
 /// Turns byte offsets in one file into places.
@@ -469,7 +476,52 @@ impl Project {
             });
         }
 
+        let schedule = match &spec.schedule {
+            None => {
+                if let Some(tz) = &spec.timezone {
+                    return loc.err(
+                        tz.span().start,
+                        "project.timezone is set but project.schedule is not",
+                    );
+                }
+                None
+            }
+            Some(expr) => {
+                let tz = spec.timezone.as_ref();
+                match Schedule::parse(expr.get_ref(), tz.map(|t| t.get_ref().as_str())) {
+                    Ok(s) => Some(s),
+                    Err(e) => {
+                        let at = if e.starts_with("timezone") {
+                            tz.map_or(expr.span().start, |t| t.span().start)
+                        } else {
+                            expr.span().start
+                        };
+                        return loc.err(at, format!("project.{e}"));
+                    }
+                }
+            }
+        };
+        let retry = retry_policy(&loc, &spec.retry)?;
+        let mut notify = Notify::default();
+        if let Some(emails) = &spec.notify.emails {
+            notify.emails = match parse_email_list(emails.get_ref()) {
+                Ok(list) => list,
+                Err(e) => {
+                    return loc.err(emails.span().start, format!("project.notify.emails: {e}"));
+                }
+            };
+        }
+        for hook in &spec.notify.webhooks {
+            if let Err(e) = check_webhook_url(hook.get_ref()) {
+                return loc.err(hook.span().start, format!("project.notify.webhooks: {e}"));
+            }
+            notify.webhooks.push(hook.get_ref().clone());
+        }
+
         Ok(Project {
+            schedule,
+            retry,
+            notify,
             name: spec.name.get_ref().clone(),
             connection_set: set_name.clone(),
             source,
@@ -480,6 +532,50 @@ impl Project {
             tasks,
         })
     }
+}
+
+fn retry_policy(loc: &Locator<'_>, spec: &file::RetrySpec) -> Result<RetryPolicy, ProjectError> {
+    let mut policy = RetryPolicy::default();
+    if let Some(a) = &spec.attempts {
+        if !(1..=20).contains(a.get_ref()) {
+            return loc.err(
+                a.span().start,
+                format!(
+                    "project.retry.attempts: {} is out of range (1 to 20)",
+                    a.get_ref()
+                ),
+            );
+        }
+        policy.attempts = *a.get_ref();
+    }
+    let secs = |v: &Option<Spanned<f64>>, name: &str| -> Result<Option<Duration>, ProjectError> {
+        match v {
+            None => Ok(None),
+            Some(s) if s.get_ref().is_finite() && (0.0..=3600.0).contains(s.get_ref()) => {
+                Ok(Some(Duration::from_secs_f64(*s.get_ref())))
+            }
+            Some(s) => loc.err(
+                s.span().start,
+                format!(
+                    "project.retry.{name}: {} is out of range (0 to 3600 seconds)",
+                    s.get_ref()
+                ),
+            ),
+        }
+    };
+    if let Some(d) = secs(&spec.backoff_secs, "backoff_secs")? {
+        policy.backoff = d;
+    }
+    if let Some(d) = secs(&spec.max_backoff_secs, "max_backoff_secs")? {
+        policy.max_backoff = d;
+    }
+    if policy.max_backoff < policy.backoff {
+        policy.max_backoff = policy.backoff;
+    }
+    if let Some(n) = &spec.pause_after_errors {
+        policy.pause_after_errors = *n.get_ref();
+    }
+    Ok(policy)
 }
 
 fn plugin_ref(

@@ -463,6 +463,7 @@ pub struct Store {
     exec_errors: sled::Tree,
     exec_staged: sled::Tree,
     plugins: sled::Tree,
+    project_state: sled::Tree,
     key: Option<SecretKey>,
     limits: StoreLimits,
     interrupted: Vec<ExecutionId>,
@@ -514,6 +515,7 @@ impl Store {
             exec_errors: tree("exec_errors")?,
             exec_staged: tree("exec_staged")?,
             plugins: tree("plugins")?,
+            project_state: tree("project_state")?,
             db,
             dir: dir.to_path_buf(),
             key,
@@ -852,9 +854,11 @@ impl Store {
         Ok(out)
     }
 
-    /// Removes every version of a project (its executions stay). False if there was none.
+    /// Removes every version of a project and its schedule state (its executions stay).
+    /// False if there was none.
     pub fn delete_project(&self, name: &str) -> Result<bool, StoreError> {
         let now = now_millis();
+        self.project_state.remove(name.as_bytes()).map_err(db_err)?;
         (&self.projects, &self.project_heads)
             .transaction(|(projects, heads)| {
                 let Some(b) = heads.get(name.as_bytes())? else {
@@ -1080,6 +1084,14 @@ impl Store {
         let wanted = |s: &ExecutionSummary| {
             filter.status.is_none_or(|st| s.status == st)
                 && filter.since.is_none_or(|since| s.started_at >= since)
+                && filter.until.is_none_or(|until| s.started_at < until)
+        };
+        // Ids grow with start time, so reading newest first can stop at the first
+        // execution older than `since` (allowing a minute for clocks set back).
+        let past = |s: &ExecutionSummary| {
+            filter
+                .since
+                .is_some_and(|since| s.started_at < since.saturating_sub(60_000))
         };
         let mut out = Vec::new();
         if let Some(project) = &filter.project {
@@ -1093,6 +1105,9 @@ impl Store {
                     },
                     &v,
                 )?;
+                if past(&s) {
+                    break;
+                }
                 if wanted(&s) {
                     out.push(s);
                     if out.len() >= limit {
@@ -1108,6 +1123,9 @@ impl Store {
                     &v,
                 )?;
                 let s = rec.summary();
+                if past(&s) {
+                    break;
+                }
                 if wanted(&s) {
                     out.push(s);
                     if out.len() >= limit {
@@ -1151,6 +1169,50 @@ impl Store {
         let total = rec.staged_stored;
         let page = page(&self.exec_staged, "exec_staged", id, offset, limit, total)?;
         Ok((page, total))
+    }
+
+    /// Records a run that did not start, as a finished `Skipped` execution saying why.
+    pub fn record_skipped(
+        &self,
+        new: NewExecution,
+        reason: &str,
+    ) -> Result<ExecutionId, StoreError> {
+        let id = self.begin_execution(new)?;
+        self.finish_execution(id, ExecStatus::Skipped, Some(reason.to_string()))?;
+        Ok(id)
+    }
+
+    /// A project's schedule state (default: not paused).
+    pub fn project_state(&self, name: &str) -> Result<ProjectState, StoreError> {
+        match self.project_state.get(name.as_bytes()).map_err(db_err)? {
+            None => Ok(ProjectState::default()),
+            Some(b) => decode(|| format!("project_state/{name}"), &b),
+        }
+    }
+
+    /// Pauses or resumes a project's schedule; `changed_at` is set to now. The project
+    /// must exist.
+    pub fn set_project_state(
+        &self,
+        name: &str,
+        paused: bool,
+        reason: Option<String>,
+    ) -> Result<ProjectState, StoreError> {
+        if self.project_head(name)?.is_none() {
+            return Err(StoreError::NotFound {
+                what: "project",
+                name: name.to_string(),
+            });
+        }
+        let state = ProjectState {
+            paused,
+            reason,
+            changed_at: now_millis(),
+        };
+        self.project_state
+            .insert(name.as_bytes(), encode(&state)?)
+            .map_err(db_err)?;
+        Ok(state)
     }
 
     /// The latest execution of `project` (any status), for resume/retry decisions.

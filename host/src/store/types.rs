@@ -28,6 +28,9 @@ pub enum ExecStatus {
     Completed,
     Warning,
     Error,
+    /// A scheduled run that did not start (the project was still running); the
+    /// execution's `error` says why. Moved no record.
+    Skipped,
 }
 
 impl fmt::Display for ExecStatus {
@@ -37,6 +40,7 @@ impl fmt::Display for ExecStatus {
             ExecStatus::Completed => "Completed",
             ExecStatus::Warning => "Warning",
             ExecStatus::Error => "Error",
+            ExecStatus::Skipped => "Skipped",
         })
     }
 }
@@ -244,8 +248,21 @@ pub struct ExecutionFilter {
     pub status: Option<ExecStatus>,
     /// Only executions started at or after this (unix millis).
     pub since: Option<i64>,
+    /// Only executions started before this (unix millis).
+    pub until: Option<i64>,
     /// At most this many; 0 = no limit.
     pub limit: usize,
+}
+
+/// A project's schedule state, kept apart from its versions: pausing is not a new
+/// version of the project file, and applying a new version keeps the pause.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProjectState {
+    pub paused: bool,
+    /// Why (by whom, or "paused automatically after 5 consecutive Error executions").
+    pub reason: Option<String>,
+    /// Unix millis of the last change; 0 = never changed.
+    pub changed_at: i64,
 }
 
 /// What `Store::prune` keeps.

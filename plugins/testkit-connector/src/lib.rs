@@ -205,11 +205,13 @@ impl Connector for Testkit {
         .option(ConfigField::new("read_spin", "Busy-loop iterations per page read (slows the source down)."))
         .option(ConfigField::new("mode_calls", "Where `mode` acts: a comma list of check, read, upsert (default all)."))
         .option(ConfigField::new("refuse_check", "Fail `check` with this reason, as a refused login would."))
+        .option(ConfigField::new("down_if", "While this file exists under `/data`, fail check, read and open_writer with a transient connection error, as an unreachable server would."))
         .capability(Capability::Files)
     }
 
     fn check(config: &Config) -> Result<(), Error> {
         let options = Options::from_config(config)?;
+        down_if(config)?;
         if let Some(reason) = config.get("refuse_check") {
             return Err(Error::connection(reason.to_owned()));
         }
@@ -235,6 +237,7 @@ impl Connector for Testkit {
 
     fn read(config: &Config, request: ReadRequest) -> Result<ReadPage, Error> {
         let options = Options::from_config(config)?;
+        down_if(config)?;
         act(mode_for(config, "read", options.mode), config)?;
         // `read_spin`: busy work per page, so a test can kill a run midway (the
         // sandbox has no clock to sleep on).
@@ -258,6 +261,7 @@ impl Connector for Testkit {
     }
 
     fn open_writer(config: &Config, request: WriteRequest) -> Result<Box<dyn Writer>, Error> {
+        down_if(config)?;
         let e = &request.entity;
         if e.is_empty() || e.contains('/') || e.contains('\\') || e.contains("..") {
             return Err(Error::config(format!(
@@ -270,6 +274,17 @@ impl Connector for Testkit {
             key_fields: request.key_fields,
             keys: HashSet::new(),
         }))
+    }
+}
+
+/// `down_if`: a marker file under the granted directory stands for "the server is
+/// unreachable", so a test can take a system down and bring it back.
+fn down_if(config: &Config) -> Result<(), Error> {
+    match config.get("down_if") {
+        Some(name) if std::path::Path::new("/data").join(name).exists() => Err(Error::transient(
+            format!("connection refused: the server is down (/data/{name} exists)"),
+        )),
+        _ => Ok(()),
     }
 }
 
