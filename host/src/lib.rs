@@ -30,8 +30,10 @@
 //! ```
 //!
 
+pub mod api;
 pub mod bundled;
 pub mod conformance;
+pub mod daemon;
 pub mod engine;
 pub mod notify;
 pub mod project;

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 mod cli_plugin;
+mod cli_serve;
 mod cli_store;
 
 use anyhow::{Context, Result};
@@ -89,6 +90,9 @@ enum Command {
     Plugin(cli_plugin::PluginCmd),
     /// List the bundled plugins.
     Plugins,
+    /// Run the daemon: schedules, HTTP API and dashboard, alerts. Stops gracefully
+    /// on SIGTERM or Ctrl-C.
+    Serve(cli_serve::ServeArgs),
 }
 
 fn main() -> ExitCode {
@@ -182,6 +186,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Serve(args) => cli_serve::serve(&cli.data_dir, cli.key_file.as_deref(), args),
         Command::Plugins => {
             let runtime = Runtime::new(RuntimeConfig::default())?;
             for name in bundled::plugin_names() {

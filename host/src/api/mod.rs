@@ -1,0 +1,798 @@
+//! The daemon's HTTP API and dashboard (axum): JSON for everything the CLI does, an
+//! OpenAPI description at `/api/v1/openapi.json`, and the dashboard page at `/`.
+//!
+//! Every route but `GET /health` needs the administrator's token: header
+//! `Authorization: Bearer TOKEN`, or the `weir_session` cookie the login form sets
+//! (HttpOnly, SameSite=Strict, so another site cannot ride on it). A missing or
+//! wrong token is a bare 401. Errors are JSON `{code, message}` ([`ApiError`]).
+//! Secret values never leave: connections show secret *names* only, and logs and
+//! record copies are scrubbed by `service` before they are stored.
+//!
+//! What it is not: scheduling or running (that is `daemon` and `service`). Use
+//! [`router`] to test the API without a socket.
+
+mod error;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use axum::extract::{Path as UrlPath, Query, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Form, Json, Router};
+use chrono::{DateTime, Datelike, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+pub use error::ApiError;
+
+use crate::daemon::Daemon;
+use crate::service::redact_record;
+use crate::store::{ConnectionState, ExecStatus, ExecutionFilter, ExecutionId, StoredConnection};
+
+const COOKIE: &str = "weir_session";
+const DASHBOARD: &str = include_str!("dashboard.html");
+const LOGIN: &str = include_str!("login.html");
+const OPENAPI: &str = include_str!("openapi.json");
+
+/// What every handler sees.
+#[derive(Clone)]
+pub struct ApiState {
+    pub daemon: Daemon,
+    token: Arc<str>,
+    /// Where relative paths of projects applied through the API resolve by default.
+    pub base_dir: PathBuf,
+}
+
+impl ApiState {
+    pub fn new(daemon: Daemon, token: &str, base_dir: PathBuf) -> ApiState {
+        ApiState {
+            daemon,
+            token: Arc::from(token),
+            base_dir,
+        }
+    }
+}
+
+/// The whole HTTP surface.
+pub fn router(state: ApiState) -> Router {
+    let api = Router::new()
+        .route("/api/v1/openapi.json", get(openapi))
+        .route("/api/v1/summary", get(summary))
+        .route("/api/v1/scheduler", get(scheduler_stats))
+        .route("/api/v1/projects", get(list_projects))
+        .route(
+            "/api/v1/projects/{name}",
+            get(get_project).put(put_project).delete(delete_project),
+        )
+        .route("/api/v1/projects/{name}/pause", post(pause_project))
+        .route("/api/v1/projects/{name}/resume", post(resume_project))
+        .route("/api/v1/projects/{name}/run", post(run_project))
+        .route("/api/v1/projects/{name}/validate", post(validate_project))
+        .route("/api/v1/projects/{name}/preview", get(preview_project))
+        .route("/api/v1/executions", get(list_executions))
+        .route("/api/v1/executions/{id}", get(get_execution))
+        .route("/api/v1/executions/{id}/errors", get(execution_errors))
+        .route("/api/v1/executions/{id}/staging", get(execution_staging))
+        .route("/api/v1/executions/{id}/log", get(execution_log))
+        .route("/api/v1/executions/{id}/rerun", post(rerun_execution))
+        .route("/api/v1/connections", get(list_connections))
+        .route(
+            "/api/v1/connections/{name}",
+            get(get_connection)
+                .put(put_connection)
+                .delete(delete_connection),
+        )
+        .route("/api/v1/connections/{name}/check", post(check_connection))
+        .route("/logout", post(logout))
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
+    Router::new()
+        .route("/health", get(|| async { Json(json!({"status": "ok"})) }))
+        .route("/", get(dashboard))
+        .route("/login", post(login))
+        .merge(api)
+        .with_state(state)
+}
+
+/// Compares without stopping at the first different byte, so response time does not
+/// tell how much of a guessed token was right.
+fn same(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
+fn presented_token(headers: &HeaderMap) -> Option<String> {
+    if let Some(v) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    {
+        return v.strip_prefix("Bearer ").map(|t| t.trim().to_owned());
+    }
+    let cookies = headers.get(header::COOKIE)?.to_str().ok()?;
+    cookies.split(';').find_map(|c| {
+        let (k, v) = c.trim().split_once('=')?;
+        (k == COOKIE).then(|| v.to_owned())
+    })
+}
+
+fn authorized(state: &ApiState, headers: &HeaderMap) -> bool {
+    presented_token(headers).is_some_and(|t| same(&t, &state.token))
+}
+
+async fn require_token(State(state): State<ApiState>, request: Request, next: Next) -> Response {
+    if authorized(&state, request.headers()) {
+        next.run(request).await
+    } else {
+        ApiError::unauthorized().into_response()
+    }
+}
+
+fn login_page(message: Option<&str>) -> Response {
+    let page = LOGIN.replace(
+        "<!--MESSAGE-->",
+        &message.map_or(String::new(), |m| {
+            format!("<p class=\"login-error\" role=\"alert\">{m}</p>")
+        }),
+    );
+    (StatusCode::UNAUTHORIZED, Html(page)).into_response()
+}
+
+async fn dashboard(State(state): State<ApiState>, headers: HeaderMap) -> Response {
+    if authorized(&state, &headers) {
+        Html(DASHBOARD).into_response()
+    } else {
+        login_page(None)
+    }
+}
+
+#[derive(Deserialize)]
+struct LoginForm {
+    token: String,
+}
+
+async fn login(State(state): State<ApiState>, Form(form): Form<LoginForm>) -> Response {
+    if !same(form.token.trim(), &state.token) {
+        tracing::warn!("dashboard login refused");
+        return login_page(Some("That token is not the administrator's token."));
+    }
+    let cookie = format!(
+        "{COOKIE}={}; HttpOnly; SameSite=Strict; Path=/",
+        form.token.trim()
+    );
+    ([(header::SET_COOKIE, cookie)], Redirect::to("/")).into_response()
+}
+
+async fn logout() -> Response {
+    let cookie = format!("{COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0");
+    ([(header::SET_COOKIE, cookie)], Redirect::to("/")).into_response()
+}
+
+async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+}
+
+/// Runs blocking work (plugins, store scans) off the async threads.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(ApiError::internal)?
+}
+
+// ---------------------------------------------------------------------------------
+// Summary
+
+#[derive(Deserialize)]
+struct SummaryQuery {
+    days: Option<u32>,
+}
+
+#[derive(Default, Serialize, Clone)]
+struct Counts {
+    #[serde(rename = "Completed")]
+    completed: u64,
+    #[serde(rename = "Warning")]
+    warning: u64,
+    #[serde(rename = "Error")]
+    error: u64,
+    #[serde(rename = "Running")]
+    running: u64,
+    #[serde(rename = "Skipped")]
+    skipped: u64,
+}
+
+impl Counts {
+    fn add(&mut self, s: ExecStatus) {
+        match s {
+            ExecStatus::Completed => self.completed += 1,
+            ExecStatus::Warning => self.warning += 1,
+            ExecStatus::Error => self.error += 1,
+            ExecStatus::Running => self.running += 1,
+            ExecStatus::Skipped => self.skipped += 1,
+        }
+    }
+}
+
+fn day_of(millis: i64) -> String {
+    DateTime::<Utc>::from_timestamp_millis(millis)
+        .unwrap_or_default()
+        .format("%Y-%m-%d")
+        .to_string()
+}
+
+/// Executions per status: in all, per UTC day and per project and day, over the
+/// last `days` days (default 14, at most 366).
+async fn summary(
+    State(state): State<ApiState>,
+    Query(q): Query<SummaryQuery>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let days = q.days.unwrap_or(14).clamp(1, 366);
+    blocking(move || {
+        let today = Utc::now().date_naive();
+        let first = today - chrono::Days::new(u64::from(days) - 1);
+        let since = first
+            .and_hms_opt(0, 0, 0)
+            .unwrap()
+            .and_utc()
+            .timestamp_millis();
+        let list = state.daemon.service().store.executions(&ExecutionFilter {
+            since: Some(since),
+            ..Default::default()
+        })?;
+        let mut totals = Counts::default();
+        let mut by_day: std::collections::BTreeMap<String, Counts> = (0..days)
+            .map(|i| {
+                let d = first + chrono::Days::new(u64::from(i));
+                (d.format("%Y-%m-%d").to_string(), Counts::default())
+            })
+            .collect();
+        let mut by_project: std::collections::BTreeMap<(String, String), Counts> =
+            Default::default();
+        for e in &list {
+            let day = day_of(e.started_at);
+            totals.add(e.status);
+            by_day.entry(day.clone()).or_default().add(e.status);
+            by_project
+                .entry((e.project.clone(), day))
+                .or_default()
+                .add(e.status);
+        }
+        let days_json: Vec<serde_json::Value> = by_day
+            .into_iter()
+            .map(|(day, c)| {
+                let mut v = serde_json::to_value(c).unwrap();
+                v["day"] = json!(day);
+                v
+            })
+            .collect();
+        let projects_json: Vec<serde_json::Value> = by_project
+            .into_iter()
+            .map(|((project, day), c)| {
+                let mut v = serde_json::to_value(c).unwrap();
+                v["project"] = json!(project);
+                v["day"] = json!(day);
+                v
+            })
+            .collect();
+        Ok(Json(json!({
+            "days_back": days,
+            "totals": totals,
+            "days": days_json,
+            "by_project": projects_json,
+        })))
+    })
+    .await
+}
+
+async fn scheduler_stats(State(state): State<ApiState>) -> Json<serde_json::Value> {
+    Json(json!({
+        "stats": state.daemon.stats(),
+        "active": state.daemon.active(),
+    }))
+}
+
+// ---------------------------------------------------------------------------------
+// Projects
+
+async fn list_projects(State(state): State<ApiState>) -> Result<Json<serde_json::Value>, ApiError> {
+    blocking(move || Ok(Json(json!({ "items": state.daemon.projects()? })))).await
+}
+
+async fn get_project(
+    State(state): State<ApiState>,
+    UrlPath(name): UrlPath<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    blocking(move || {
+        let view = state
+            .daemon
+            .project(&name)?
+            .ok_or_else(|| ApiError::not_found("project", &name))?;
+        let stored = state
+            .daemon
+            .service()
+            .store
+            .project(&name, None)?
+            .ok_or_else(|| ApiError::not_found("project", &name))?;
+        let mut v = serde_json::to_value(view).map_err(ApiError::internal)?;
+        v["text"] = json!(stored.text);
+        v["base_dir"] = json!(stored.base_dir);
+        Ok(Json(v))
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+struct ApplyQuery {
+    /// Where the project's relative paths resolve (absolute).
+    base_dir: Option<PathBuf>,
+}
+
+/// Applies a project file (TOML in the body). The name in the URL must be the
+/// project's name.
+async fn put_project(
+    State(state): State<ApiState>,
+    UrlPath(name): UrlPath<String>,
+    Query(q): Query<ApplyQuery>,
+    body: String,
+) -> Result<Response, ApiError> {
+    let base = q.base_dir.unwrap_or_else(|| state.base_dir.clone());
+    if !base.is_absolute() {
+        return Err(ApiError::bad_request(format!(
+            "base_dir {}: give an absolute path",
+            base.display()
+        )));
+    }
+    blocking(move || {
+        let label = Path::new(&format!("{name}.toml")).to_path_buf();
+        let svc = state.daemon.service();
+        // A file that does not parse gets its full error (with line) from the apply.
+        let file_name = body
+            .parse::<toml::Table>()
+            .ok()
+            .and_then(|t| t.get("project")?.get("name")?.as_str().map(str::to_owned));
+        if let Some(file_name) = file_name
+            && file_name != name
+        {
+            return Err(ApiError::bad_request(format!(
+                "the URL names project `{name}` but the file's project.name is `{file_name}`"
+            )));
+        }
+        let (name, version, changed) = svc.apply_project_text(&label, &body, &base)?;
+        state.daemon.reload(&name)?;
+        let status = if changed {
+            StatusCode::CREATED
+        } else {
+            StatusCode::OK
+        };
+        Ok((
+            status,
+            Json(json!({"name": name, "version": version, "changed": changed})),
+        )
+            .into_response())
+    })
+    .await
+}
+
+async fn delete_project(
+    State(state): State<ApiState>,
+    UrlPath(name): UrlPath<String>,
+) -> Result<Response, ApiError> {
+    blocking(move || {
+        if !state.daemon.service().store.delete_project(&name)? {
+            return Err(ApiError::not_found("project", &name));
+        }
+        state.daemon.reload(&name)?;
+        Ok(StatusCode::NO_CONTENT.into_response())
+    })
+    .await
+}
+
+#[derive(Deserialize, Default)]
+struct PauseBody {
+    reason: Option<String>,
+}
+
+async fn pause_project(
+    State(state): State<ApiState>,
+    UrlPath(name): UrlPath<String>,
+    body: Option<Json<PauseBody>>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let reason = body
+        .and_then(|b| b.0.reason)
+        .unwrap_or_else(|| "paused by an administrator".to_owned());
+    set_paused(state, name, Some(reason)).await
+}
+
+async fn resume_project(
+    State(state): State<ApiState>,
+    UrlPath(name): UrlPath<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    set_paused(state, name, None).await
+}
+
+/// Pauses (with a reason) or resumes; answers with the project's new view.
+async fn set_paused(
+    state: ApiState,
+    name: String,
+    pause_reason: Option<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    blocking(move || {
+        let paused = pause_reason.is_some();
+        state.daemon.set_paused(&name, paused, pause_reason)?;
+        let view = state.daemon.project(&name)?;
+        Ok(Json(
+            serde_json::to_value(view).map_err(ApiError::internal)?,
+        ))
+    })
+    .await
+}
+
+async fn run_project(
+    State(state): State<ApiState>,
+    UrlPath(name): UrlPath<String>,
+) -> Result<Response, ApiError> {
+    let id = state.daemon.run_now(&name).await?;
+    Ok((StatusCode::ACCEPTED, Json(json!({"execution": id}))).into_response())
+}
+
+async fn validate_project(
+    State(state): State<ApiState>,
+    UrlPath(name): UrlPath<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    blocking(move || {
+        let svc = state.daemon.service();
+        let (project, _, _) = svc.load_project(&name, None)?;
+        let report = svc
+            .engine()
+            .validate(&project)
+            .map_err(crate::service::ServiceError::from)?;
+        Ok(Json(
+            serde_json::to_value(report).map_err(ApiError::internal)?,
+        ))
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+struct PreviewQuery {
+    limit: Option<u32>,
+}
+
+async fn preview_project(
+    State(state): State<ApiState>,
+    UrlPath(name): UrlPath<String>,
+    Query(q): Query<PreviewQuery>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let limit = q.limit.unwrap_or(20).clamp(1, 1000);
+    blocking(move || {
+        let svc = state.daemon.service();
+        let (project, _, _) = svc.load_project(&name, None)?;
+        let report = svc
+            .engine()
+            .preview(&project, limit)
+            .map_err(crate::service::ServiceError::from)?;
+        let mut v = serde_json::to_value(&report).map_err(ApiError::internal)?;
+        // Same redaction as the CLI's: values of password-like fields are hidden.
+        if let Some(records) = v["records"].as_array_mut() {
+            for r in records {
+                if let Some(fields) = r["fields"].as_array() {
+                    let pairs: Vec<(String, serde_json::Value)> = fields
+                        .iter()
+                        .filter_map(|p| Some((p.get(0)?.as_str()?.to_owned(), p.get(1)?.clone())))
+                        .collect();
+                    r["fields"] = json!(redact_record(&pairs));
+                }
+            }
+        }
+        Ok(Json(v))
+    })
+    .await
+}
+
+// ---------------------------------------------------------------------------------
+// Executions
+
+#[derive(Deserialize)]
+struct ExecutionsQuery {
+    project: Option<String>,
+    status: Option<String>,
+    /// A UTC day, `YYYY-MM-DD`.
+    day: Option<String>,
+    limit: Option<usize>,
+    offset: Option<usize>,
+}
+
+fn parse_status(s: &str) -> Result<ExecStatus, ApiError> {
+    match s.to_ascii_lowercase().as_str() {
+        "running" => Ok(ExecStatus::Running),
+        "completed" => Ok(ExecStatus::Completed),
+        "warning" => Ok(ExecStatus::Warning),
+        "error" => Ok(ExecStatus::Error),
+        "skipped" => Ok(ExecStatus::Skipped),
+        _ => Err(ApiError::bad_request(format!(
+            "status `{s}`: use Running, Completed, Warning, Error or Skipped"
+        ))),
+    }
+}
+
+async fn list_executions(
+    State(state): State<ApiState>,
+    Query(q): Query<ExecutionsQuery>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let status = q.status.as_deref().map(parse_status).transpose()?;
+    let (since, until) = match &q.day {
+        None => (None, None),
+        Some(d) => {
+            let day = NaiveDate::parse_from_str(d, "%Y-%m-%d")
+                .map_err(|_| ApiError::bad_request(format!("day `{d}`: use YYYY-MM-DD")))?;
+            let start = day.and_hms_opt(0, 0, 0).unwrap().and_utc();
+            let _ = start.year();
+            (
+                Some(start.timestamp_millis()),
+                Some((start + chrono::Days::new(1)).timestamp_millis()),
+            )
+        }
+    };
+    let limit = q.limit.unwrap_or(50).clamp(1, 1000);
+    let offset = q.offset.unwrap_or(0);
+    blocking(move || {
+        let all = state.daemon.service().store.executions(&ExecutionFilter {
+            project: q.project,
+            status,
+            since,
+            until,
+            limit: 0,
+        })?;
+        let total = all.len();
+        let items: Vec<_> = all.into_iter().skip(offset).take(limit).collect();
+        Ok(Json(json!({"total": total, "items": items})))
+    })
+    .await
+}
+
+fn parse_id(id: &str) -> Result<ExecutionId, ApiError> {
+    id.parse()
+        .map_err(|_| ApiError::bad_request(format!("execution id `{id}`: not a number")))
+}
+
+fn load_execution(state: &ApiState, id: ExecutionId) -> Result<crate::store::Execution, ApiError> {
+    state
+        .daemon
+        .service()
+        .store
+        .execution(id)?
+        .ok_or_else(|| ApiError::not_found("execution", &id.to_string()))
+}
+
+async fn get_execution(
+    State(state): State<ApiState>,
+    UrlPath(id): UrlPath<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let id = parse_id(&id)?;
+    blocking(move || {
+        let e = load_execution(&state, id)?;
+        Ok(Json(serde_json::to_value(e).map_err(ApiError::internal)?))
+    })
+    .await
+}
+
+async fn execution_log(
+    State(state): State<ApiState>,
+    UrlPath(id): UrlPath<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let id = parse_id(&id)?;
+    blocking(move || {
+        let e = load_execution(&state, id)?;
+        Ok(Json(json!({"log": e.log, "dropped": e.log_dropped})))
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+struct PageQuery {
+    offset: Option<u64>,
+    limit: Option<u64>,
+}
+
+/// One page of an execution's stored items (record errors or staged records), with
+/// the password-like fields of their record copies redacted.
+async fn execution_page<T: Serialize + Send + 'static>(
+    state: ApiState,
+    id: String,
+    q: PageQuery,
+    fetch: fn(
+        &crate::store::Store,
+        ExecutionId,
+        u64,
+        u64,
+    ) -> Result<(Vec<T>, u64), crate::store::StoreError>,
+    record: fn(&mut T) -> &mut Vec<(String, serde_json::Value)>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let id = parse_id(&id)?;
+    blocking(move || {
+        let store = &state.daemon.service().store;
+        let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+        let (mut items, total) = fetch(store, id, q.offset.unwrap_or(0), limit)?;
+        for item in &mut items {
+            let r = record(item);
+            *r = redact_record(r);
+        }
+        Ok(Json(json!({"total": total, "items": items})))
+    })
+    .await
+}
+
+async fn execution_errors(
+    State(state): State<ApiState>,
+    UrlPath(id): UrlPath<String>,
+    Query(q): Query<PageQuery>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    execution_page(state, id, q, crate::store::Store::record_errors, |e| {
+        &mut e.record
+    })
+    .await
+}
+
+async fn execution_staging(
+    State(state): State<ApiState>,
+    UrlPath(id): UrlPath<String>,
+    Query(q): Query<PageQuery>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    execution_page(state, id, q, crate::store::Store::staged, |s| &mut s.record).await
+}
+
+#[derive(Deserialize, Default)]
+struct RerunBody {
+    #[serde(default)]
+    failed_only: bool,
+}
+
+async fn rerun_execution(
+    State(state): State<ApiState>,
+    UrlPath(id): UrlPath<String>,
+    body: Option<Json<RerunBody>>,
+) -> Result<Response, ApiError> {
+    let id = parse_id(&id)?;
+    let failed_only = body.is_some_and(|b| b.0.failed_only);
+    let new = state.daemon.rerun(id, failed_only).await?;
+    Ok((StatusCode::ACCEPTED, Json(json!({"execution": new}))).into_response())
+}
+
+// ---------------------------------------------------------------------------------
+// Connections
+
+/// A connection as the API shows it: secret names, never their values.
+#[derive(Serialize)]
+struct ConnectionView {
+    name: String,
+    plugin: String,
+    config: std::collections::BTreeMap<String, String>,
+    secret_names: Vec<String>,
+    directory: Option<PathBuf>,
+    http_hosts: Vec<String>,
+    state: ConnectionState,
+    updated_at: i64,
+}
+
+impl From<StoredConnection> for ConnectionView {
+    fn from(c: StoredConnection) -> ConnectionView {
+        ConnectionView {
+            name: c.name,
+            plugin: c.plugin,
+            config: c.config.into_iter().collect(),
+            secret_names: c.secrets.into_iter().map(|(n, _)| n).collect(),
+            directory: c.directory,
+            http_hosts: c.http_hosts,
+            state: c.state,
+            updated_at: c.updated_at,
+        }
+    }
+}
+
+async fn list_connections(
+    State(state): State<ApiState>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    blocking(move || {
+        Ok(Json(
+            json!({"items": state.daemon.service().store.connections()?}),
+        ))
+    })
+    .await
+}
+
+async fn get_connection(
+    State(state): State<ApiState>,
+    UrlPath(name): UrlPath<String>,
+) -> Result<Json<ConnectionView>, ApiError> {
+    blocking(move || {
+        let c = state
+            .daemon
+            .service()
+            .store
+            .connection(&name)?
+            .ok_or_else(|| ApiError::not_found("connection", &name))?;
+        Ok(Json(c.into()))
+    })
+    .await
+}
+
+/// A connection to store: secrets are write-only.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConnectionBody {
+    plugin: String,
+    #[serde(default)]
+    config: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    secrets: std::collections::BTreeMap<String, String>,
+    directory: Option<PathBuf>,
+    #[serde(default)]
+    http_hosts: Vec<String>,
+}
+
+/// Creates or replaces a connection, then checks it (the answer carries the state).
+async fn put_connection(
+    State(state): State<ApiState>,
+    UrlPath(name): UrlPath<String>,
+    Json(body): Json<ConnectionBody>,
+) -> Result<Json<ConnectionView>, ApiError> {
+    if let Some(d) = &body.directory
+        && !d.is_absolute()
+    {
+        return Err(ApiError::bad_request(format!(
+            "directory {}: give an absolute path",
+            d.display()
+        )));
+    }
+    blocking(move || {
+        let svc = state.daemon.service();
+        svc.store.put_connection(&StoredConnection {
+            name: name.clone(),
+            plugin: body.plugin,
+            config: body.config.into_iter().collect(),
+            secrets: body.secrets.into_iter().collect(),
+            directory: body.directory,
+            http_hosts: body.http_hosts,
+            state: ConnectionState::Unchecked,
+            updated_at: 0,
+        })?;
+        svc.check_connection(&name)?;
+        let c = svc
+            .store
+            .connection(&name)?
+            .ok_or_else(|| ApiError::not_found("connection", &name))?;
+        Ok(Json(c.into()))
+    })
+    .await
+}
+
+async fn delete_connection(
+    State(state): State<ApiState>,
+    UrlPath(name): UrlPath<String>,
+) -> Result<StatusCode, ApiError> {
+    blocking(move || {
+        if state.daemon.service().store.delete_connection(&name)? {
+            Ok(StatusCode::NO_CONTENT)
+        } else {
+            Err(ApiError::not_found("connection", &name))
+        }
+    })
+    .await
+}
+
+async fn check_connection(
+    State(state): State<ApiState>,
+    UrlPath(name): UrlPath<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    blocking(move || {
+        let s = state.daemon.service().check_connection(&name)?;
+        Ok(Json(json!({"name": name, "state": s})))
+    })
+    .await
+}

@@ -1,0 +1,153 @@
+//! `weir serve`: wires the store, the daemon, notifications and the HTTP API
+//! together, and turns SIGTERM / Ctrl-C into a graceful shutdown.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use weir_host::api::{ApiState, router};
+use weir_host::daemon::config::ServeConfig;
+use weir_host::daemon::{Alerter, Daemon};
+use weir_host::notify::Notifier;
+use weir_host::service::Service;
+
+#[derive(clap::Args)]
+pub struct ServeArgs {
+    /// Address to listen on (default 127.0.0.1:8080; port 0 picks a free one).
+    #[arg(long)]
+    listen: Option<String>,
+    /// The daemon's configuration file (TOML: concurrency, SMTP, alerts).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// A file holding the administrator's API token (else WEIR_ADMIN_TOKEN; else one
+    /// is generated into <data-dir>/admin-token).
+    #[arg(long)]
+    token_file: Option<PathBuf>,
+}
+
+/// The administrator token: given, or generated once and kept (mode 0600).
+fn admin_token(data_dir: &Path, token_file: Option<&Path>) -> Result<String> {
+    if let Some(f) = token_file {
+        let t = std::fs::read_to_string(f)
+            .with_context(|| format!("reading the token file {}", f.display()))?;
+        return checked(t.trim(), &f.display().to_string());
+    }
+    if let Ok(t) = std::env::var("WEIR_ADMIN_TOKEN") {
+        return checked(t.trim(), "WEIR_ADMIN_TOKEN");
+    }
+    let path = data_dir.join("admin-token");
+    if let Ok(t) = std::fs::read_to_string(&path) {
+        return checked(t.trim(), &path.display().to_string());
+    }
+    let mut bytes = [0u8; 24];
+    getrandom(&mut bytes)?;
+    let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    std::fs::create_dir_all(data_dir)?;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut f = options
+        .open(&path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    writeln!(f, "{token}")?;
+    eprintln!(
+        "weir serve: generated an administrator token in {} (keep it secret)",
+        path.display()
+    );
+    Ok(token)
+}
+
+fn checked(token: &str, origin: &str) -> Result<String> {
+    if token.len() < 16 {
+        anyhow::bail!(
+            "the administrator token from {origin} is too short: use at least 16 characters"
+        );
+    }
+    Ok(token.to_owned())
+}
+
+fn getrandom(buf: &mut [u8]) -> Result<()> {
+    use std::io::Read;
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(buf))
+        .context("reading /dev/urandom for a token")
+}
+
+pub fn serve(data_dir: &Path, key_file: Option<&Path>, args: ServeArgs) -> Result<ExitCode> {
+    let config = ServeConfig::load(args.config.as_deref(), args.listen.as_deref())
+        .map_err(|e| anyhow::anyhow!(e))?;
+    let token = admin_token(data_dir, args.token_file.as_deref())?;
+    // One runtime for the daemon's life: leaking it gives the 'static borrow the
+    // service and its tasks share.
+    let runtime: &'static weir_host::runtime::Runtime =
+        Box::leak(Box::new(crate::runtime(data_dir)?));
+    let store = crate::cli_store::open_store(data_dir, key_file)?;
+    for id in store.interrupted_on_open() {
+        tracing::warn!(
+            execution = id,
+            "found interrupted at start; its next run resumes it"
+        );
+    }
+    let service = Service::new(store, runtime);
+    let tokio = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    tokio.block_on(async move {
+        let notifier = Notifier::start(config.notify.clone());
+        let alerter: Arc<dyn Alerter> = Arc::new(notifier.clone());
+        let daemon = Daemon::new(service, config.daemon.clone(), Some(alerter))?;
+        let base_dir = std::path::absolute(data_dir)?;
+        let app = router(ApiState::new(daemon.clone(), &token, base_dir));
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("listening on {}", config.listen))?;
+        let addr = listener.local_addr()?;
+        // Tests and scripts read the port from this first line.
+        println!("weir serve: listening on http://{addr}");
+        std::io::stdout().flush()?;
+        tracing::info!(%addr, projects = daemon.projects()?.len(), "daemon started");
+        let scheduler = daemon.start();
+        let stopping = daemon.clone();
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                shutdown_signal().await;
+                eprintln!("weir serve: stopping (no new runs; running executions stop after their current batch)");
+                let left = stopping.shutdown(config.shutdown_grace).await;
+                notifier.flush(std::time::Duration::from_secs(10)).await;
+                if left > 0 {
+                    eprintln!("weir serve: {left} executions still running at the deadline; they are marked interrupted at the next start");
+                }
+            })
+            .await?;
+        scheduler.abort();
+        daemon.service().store.flush()?;
+        eprintln!("weir serve: stopped");
+        Ok::<_, anyhow::Error>(())
+    })?;
+    // Blocking threads still inside a plugin call past the deadline are abandoned.
+    std::process::exit(0)
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}

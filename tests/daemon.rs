@@ -1,0 +1,434 @@
+//! The daemon's scheduler end to end, in process: cron schedules every second or
+//! two, real plugins (testkit), the real store, and alerts through a real SMTP server
+//! (aiosmtpd) — destination down → Error → a scheduled retry → mail with the link →
+//! destination back → Completed → recovery mail. Also: a run due while the previous
+//! one is still going is recorded as skipped; too many Errors pause the schedule;
+//! shutdown interrupts at a batch boundary and the next run resumes.
+
+mod common;
+#[path = "common/smtp.rs"]
+mod smtp;
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::plugin_path;
+use weir_host::daemon::{Alert, AlertKind, Alerter, Daemon, DaemonSettings};
+use weir_host::notify::{Notifier, NotifySettings, SmtpSettings, TlsMode};
+use weir_host::project::Notify;
+use weir_host::service::Service;
+use weir_host::store::{ExecStatus, ExecutionFilter, ExecutionSummary, Store, Trigger};
+
+fn project_text(
+    name: &str,
+    dir: &Path,
+    schedule: &str,
+    extra_project: &str,
+    source_config: &str,
+) -> String {
+    let testkit = plugin_path("testkit-connector");
+    format!(
+        r#"
+[connections.src]
+plugin = "{testkit}"
+config = {{ {source_config} }}
+
+[connections.dst]
+plugin = "{testkit}"
+grants = {{ directory = "{dir}" }}
+config = {{ down_if = "down" }}
+
+[connection_sets.s]
+source = "src"
+destination = "dst"
+
+[project]
+name = "{name}"
+connection_set = "s"
+batch_size = 10
+schedule = "{schedule}"
+{extra_project}
+
+[[project.tasks]]
+source_entity = "people"
+destination_entity = "people"
+key = ["id"]
+mappings = [
+  {{ destination = "id", source = "id" }},
+  {{ destination = "name", source = "name" }},
+  {{ destination = "email", source = "email" }},
+]
+"#,
+        testkit = testkit.display(),
+        dir = dir.display(),
+    )
+}
+
+/// A temporary folder with a destination directory (`dst`, optionally "down") and a
+/// store holding one applied project.
+struct Fixture {
+    tmp: tempfile::TempDir,
+    dir: std::path::PathBuf,
+}
+
+impl Fixture {
+    fn new(down: bool) -> Fixture {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("dst");
+        std::fs::create_dir_all(&dir).unwrap();
+        if down {
+            std::fs::write(dir.join("down"), "").unwrap();
+        }
+        Fixture { tmp, dir }
+    }
+
+    fn data(&self) -> std::path::PathBuf {
+        self.tmp.path().join("data")
+    }
+
+    /// A service over the fixture's store with project `name` applied.
+    fn service_with(
+        &self,
+        name: &str,
+        schedule: &str,
+        extra: &str,
+        source: &str,
+    ) -> Service<'static> {
+        let svc = service(&self.data());
+        let text = project_text(name, &self.dir, schedule, extra, source);
+        svc.apply_project_text(&self.tmp.path().join("p.toml"), &text, self.tmp.path())
+            .unwrap();
+        svc
+    }
+}
+
+fn service(data: &Path) -> Service<'static> {
+    Service::new(Store::open(data, None).unwrap(), common::runtime())
+}
+
+fn finished(daemon: &Daemon, project: &str) -> Vec<ExecutionSummary> {
+    let mut list = daemon
+        .service()
+        .store
+        .executions(&ExecutionFilter {
+            project: Some(project.into()),
+            ..Default::default()
+        })
+        .unwrap();
+    list.retain(|e| e.status != ExecStatus::Running);
+    list.reverse(); // oldest first
+    list
+}
+
+async fn wait_until<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let end = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < end, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn settings() -> DaemonSettings {
+    DaemonSettings {
+        concurrency: 2,
+        tick: Duration::from_millis(200),
+    }
+}
+
+/// Collects alerts (for the tests that do not need mail).
+#[derive(Default)]
+struct Collected(Mutex<Vec<Alert>>);
+impl Alerter for Collected {
+    fn alert(&self, _: &Notify, a: Alert) {
+        self.0.lock().unwrap().push(a);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn destination_down_then_back_retries_and_mails_error_and_recovery() {
+    let Some(smtp) = smtp::SmtpServer::start() else {
+        return;
+    };
+    let fx = Fixture::new(true);
+    let dir = fx.dir.clone();
+    let svc = fx.service_with(
+        "nightly",
+        "*/2 * * * * *",
+        r#"notify = { emails = "ops@example.com" }
+retry = { attempts = 2, backoff_secs = 0.1, pause_after_errors = 0 }"#,
+        "count = 20",
+    );
+    let notifier = Notifier::start(NotifySettings {
+        smtp: Some(SmtpSettings {
+            host: "127.0.0.1".into(),
+            port: smtp.port(),
+            tls: TlsMode::None,
+            username: None,
+            password: None,
+            from: "weir@example.com".into(),
+            timeout: Duration::from_secs(10),
+        }),
+        base_url: "http://dash.example:8080".into(),
+        group_window: Duration::from_secs(3600),
+        attempts: 3,
+        backoff: Duration::from_millis(200),
+    });
+    let daemon = Daemon::new(svc, settings(), Some(Arc::new(notifier.clone()))).unwrap();
+    let scheduler = daemon.start();
+
+    // Down: Error, then the next scheduled run is a retry of it.
+    let errors = wait_until("two Error executions", Duration::from_secs(20), || {
+        let f = finished(&daemon, "nightly");
+        (f.len() >= 2).then_some(f)
+    })
+    .await;
+    let (first, second) = (&errors[0], &errors[1]);
+    assert_eq!(first.status, ExecStatus::Error, "{first:?}");
+    assert_eq!(first.trigger, Trigger::Scheduled);
+    assert!(
+        first
+            .error
+            .as_deref()
+            .unwrap_or("")
+            .contains("connection refused"),
+        "{first:?}"
+    );
+    assert_eq!(second.status, ExecStatus::Error);
+    assert_eq!(
+        second.trigger,
+        Trigger::Retry,
+        "the run after an Error is a retry"
+    );
+    assert_eq!(second.parent, Some(first.id), "linked to the failed one");
+    let log = daemon
+        .service()
+        .store
+        .execution(first.id)
+        .unwrap()
+        .unwrap()
+        .log;
+    assert!(
+        log.iter()
+            .any(|l| l.contains("transient failure (attempt 1 of 2)")),
+        "the transient failure was retried within the run: {log:#?}"
+    );
+
+    let mails = smtp.wait_for(1, Duration::from_secs(15));
+    let link = format!("http://dash.example:8080/#/executions/{}", first.id);
+    assert!(
+        mails[0].subject().contains("Error"),
+        "{}",
+        mails[0].subject()
+    );
+    assert!(mails[0].body.contains(&link), "{}", mails[0].body);
+    assert_eq!(mails[0].envelope_to(), ["ops@example.com"]);
+
+    // Back up: the next run completes (still a retry of the last Error) → recovery mail.
+    std::fs::remove_file(dir.join("down")).unwrap();
+    let done = wait_until("a Completed execution", Duration::from_secs(20), || {
+        finished(&daemon, "nightly")
+            .into_iter()
+            .find(|e| e.status == ExecStatus::Completed)
+    })
+    .await;
+    assert_eq!(done.trigger, Trigger::Retry);
+    assert_eq!(done.inserted + done.updated, 20);
+    let recovered_link = format!("http://dash.example:8080/#/executions/{}", done.id);
+    let mails = wait_until("the recovery mail", Duration::from_secs(15), || {
+        let m = smtp.messages();
+        m.iter()
+            .any(|m| m.body.contains(&recovered_link))
+            .then_some(m)
+    })
+    .await;
+    let recovery = mails
+        .iter()
+        .find(|m| m.body.contains(&recovered_link))
+        .unwrap();
+    assert!(
+        recovery.subject().to_lowercase().contains("recover"),
+        "{}",
+        recovery.subject()
+    );
+    // The failures after the first were grouped, not one mail per run, and the
+    // digest came before the recovery.
+    let errors_before = finished(&daemon, "nightly")
+        .iter()
+        .filter(|e| e.status == ExecStatus::Error && e.id < done.id)
+        .count();
+    assert!(errors_before >= 2);
+    assert!(
+        mails.len() <= 3,
+        "{} errors became at most one mail, one digest and the recovery: {:#?}",
+        errors_before,
+        mails
+            .iter()
+            .map(|m| m.subject().to_owned())
+            .collect::<Vec<_>>()
+    );
+    scheduler.abort();
+    daemon.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_due_while_the_last_is_running_is_recorded_as_skipped() {
+    let fx = Fixture::new(false);
+    let svc = fx.service_with(
+        "slow",
+        "* * * * * *",
+        "",
+        "count = 200, read_spin = 300000000",
+    );
+    let daemon = Daemon::new(svc, settings(), None).unwrap();
+    let scheduler = daemon.start();
+    let skipped = wait_until("a skipped execution", Duration::from_secs(30), || {
+        finished(&daemon, "slow")
+            .into_iter()
+            .find(|e| e.status == ExecStatus::Skipped)
+    })
+    .await;
+    let reason = skipped.error.clone().unwrap_or_default();
+    assert!(reason.contains("still running"), "{reason}");
+    let running = skipped
+        .parent
+        .expect("the skip names the running execution");
+    let r = daemon.service().store.execution(running).unwrap().unwrap();
+    assert_eq!(r.project, "slow");
+    assert!(daemon.stats().skipped >= 1);
+    scheduler.abort();
+    daemon.shutdown(Duration::from_secs(30)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consecutive_errors_pause_the_schedule_and_say_so() {
+    let fx = Fixture::new(true);
+    let dir = fx.dir.clone();
+    let svc = fx.service_with(
+        "flaky",
+        "* * * * * *",
+        "retry = { attempts = 1, pause_after_errors = 2 }",
+        "count = 20",
+    );
+    let alerts = Arc::new(Collected::default());
+    let daemon = Daemon::new(svc, settings(), Some(alerts.clone())).unwrap();
+    let scheduler = daemon.start();
+    let view = wait_until("the project to be paused", Duration::from_secs(20), || {
+        daemon.project("flaky").unwrap().filter(|p| p.paused)
+    })
+    .await;
+    assert!(
+        view.paused_reason
+            .as_deref()
+            .unwrap_or("")
+            .contains("2 consecutive executions ended in Error"),
+        "{view:?}"
+    );
+    assert_eq!(view.next_run, None);
+    let kinds: Vec<AlertKind> = alerts.0.lock().unwrap().iter().map(|a| a.kind).collect();
+    assert!(kinds.contains(&AlertKind::AutoPaused), "{kinds:?}");
+    // Paused means no more runs, and the pause is durable.
+    let count = finished(&daemon, "flaky").len();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(finished(&daemon, "flaky").len(), count);
+    assert!(
+        daemon
+            .service()
+            .store
+            .project_state("flaky")
+            .unwrap()
+            .paused
+    );
+    // Resuming schedules it again.
+    std::fs::remove_file(dir.join("down")).unwrap();
+    daemon.set_paused("flaky", false, None).unwrap();
+    wait_until(
+        "a Completed run after resume",
+        Duration::from_secs(10),
+        || {
+            finished(&daemon, "flaky")
+                .into_iter()
+                .find(|e| e.status == ExecStatus::Completed)
+        },
+    )
+    .await;
+    assert!(
+        alerts
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|a| a.kind == AlertKind::Recovered),
+        "a Completed run after Errors is a recovery"
+    );
+    scheduler.abort();
+    daemon.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_interrupts_at_a_batch_and_a_restart_resumes_and_reschedules() {
+    let fx = Fixture::new(false);
+    let svc = fx.service_with(
+        "long",
+        "0 * * * *",
+        "",
+        "count = 200, read_spin = 300000000",
+    );
+    let daemon = Daemon::new(svc, settings(), None).unwrap();
+    let scheduler = daemon.start();
+    let id = daemon.run_now("long").await.unwrap();
+    wait_until("some records written", Duration::from_secs(20), || {
+        let e = daemon.service().store.execution(id).unwrap().unwrap();
+        (e.tasks.iter().map(|t| t.read).sum::<u64>() > 0).then_some(())
+    })
+    .await;
+    let left = daemon.shutdown(Duration::from_secs(30)).await;
+    assert_eq!(
+        left, 0,
+        "the run stopped at a batch boundary within the grace"
+    );
+    assert!(matches!(
+        daemon.run_now("long").await,
+        Err(weir_host::daemon::DaemonError::ShuttingDown)
+    ));
+    let e = daemon.service().store.execution(id).unwrap().unwrap();
+    assert_eq!(e.status, ExecStatus::Error);
+    assert!(
+        e.error.as_deref().unwrap_or("").starts_with("interrupted"),
+        "{e:?}"
+    );
+    let read_before: u64 = e.tasks.iter().map(|t| t.read).sum();
+    assert!(read_before < 200, "stopped early: read {read_before}");
+    scheduler.abort();
+    drop(daemon);
+
+    // A new daemon over the same store: the schedule is back, and the next run
+    // resumes from the interrupted one's cursor.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let daemon = Daemon::new(service(&fx.data()), settings(), None).unwrap();
+    let view = daemon.project("long").unwrap().unwrap();
+    assert!(view.next_run.is_some(), "{view:?}");
+    let again = daemon.run_now("long").await.unwrap();
+    let done = wait_until("the resumed run to finish", Duration::from_secs(60), || {
+        let e = daemon.service().store.execution(again).unwrap().unwrap();
+        (e.status != ExecStatus::Running).then_some(e)
+    })
+    .await;
+    assert_eq!(done.status, ExecStatus::Completed, "{done:?}");
+    assert_eq!(done.parent, Some(id));
+    assert!(
+        done.log.iter().any(|l| l.contains("resuming from cursor")),
+        "{:#?}",
+        done.log
+    );
+    let read_after: u64 = done.tasks.iter().map(|t| t.read).sum();
+    assert_eq!(
+        read_before + read_after,
+        200,
+        "nothing read twice, nothing lost"
+    );
+    daemon.shutdown(Duration::from_secs(5)).await;
+}

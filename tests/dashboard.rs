@@ -1,0 +1,611 @@
+//! The admin dashboard in a real headless Chromium against a real `weir serve`:
+//! login, summary counts and colours against the API and the store's truth, the
+//! chart, the project list, drill-down to an execution's record errors and staged
+//! records, and a Run that appears without reloading the page.
+//!
+//! Needs `/usr/bin/chromium` and `/usr/bin/chromedriver` (Debian: `apt-get install -y
+//! chromium chromium-driver`). Without them the test prints a note and passes,
+//! unless `CI` is set. Screenshots go to `$WEIR_TEST_OUTPUT` (default
+//! `target/test-output/`).
+
+#[path = "common/browser.rs"]
+mod browser;
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use browser::Browser;
+use serde_json::Value;
+
+const TOKEN: &str = "dashboard-test-token-5d1e";
+const KEY: &str = "dashboard test secret key";
+const WAIT: Duration = Duration::from_secs(20);
+
+fn weir(data: &Path, dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_weir"))
+        .arg("--data-dir")
+        .arg(data)
+        .args(args)
+        .current_dir(dir)
+        .env("WEIR_SECRET_KEY", KEY)
+        .env_remove("WEIR_DATA_DIR")
+        .output()
+        .expect("run weir")
+}
+
+/// Runs a stored project; returns (exit code, execution id, stdout).
+fn run(data: &Path, dir: &Path, name: &str) -> (Option<i32>, u64, String) {
+    let out = weir(data, dir, &["run", name]);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let id = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("execution: "))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| {
+            panic!(
+                "weir run {name}: no execution id\n{stdout}{}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+    (out.status.code(), id, stdout)
+}
+
+/// A csv → jsonl project over `src/people.csv`, writing to its own folder, with
+/// `extra` mapping rows and `schedule` lines.
+fn project(name: &str, extra_mapping: &str, schedule: &str) -> String {
+    format!(
+        r#"[connections.src]
+plugin = "csv"
+grants = {{ directory = "src" }}
+config = {{ types = "id:integer" }}
+
+[connections.out]
+plugin = "jsonl"
+grants = {{ directory = "out-{name}" }}
+
+[connection_sets.main]
+source = "src"
+destination = "out"
+
+[project]
+name = "{name}"
+connection_set = "main"
+{schedule}
+
+[[project.tasks]]
+name = "people"
+source_entity = "people"
+destination_entity = "people"
+key = ["id"]
+mappings = [
+  {{ destination = "id", source = "id" }},
+  {{ destination = "name", source = "name" }},
+  {{ destination = "email", source = "email" }},
+  {extra_mapping}
+]
+"#
+    )
+}
+
+/// `weir serve` on a free port; killed on drop (its stderr is printed if the test failed).
+struct Daemon {
+    child: Child,
+    base: String,
+    log: PathBuf,
+}
+
+impl Daemon {
+    fn start(data: &Path, dir: &Path) -> Daemon {
+        let log = dir.join("serve.log");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_weir"))
+            .arg("--data-dir")
+            .arg(data)
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .current_dir(dir)
+            .env("WEIR_ADMIN_TOKEN", TOKEN)
+            .env("WEIR_SECRET_KEY", KEY)
+            .env_remove("WEIR_DATA_DIR")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("start weir serve");
+        // Read stdout on a thread (and keep draining it so the daemon never blocks).
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                let _ = tx.send(line);
+            }
+        });
+        let mut daemon = Daemon {
+            child,
+            base: String::new(),
+            log,
+        };
+        let first = rx
+            .recv_timeout(Duration::from_secs(60))
+            .unwrap_or_else(|_| panic!("weir serve printed no first line within 60 s"));
+        let url = first
+            .strip_prefix("weir serve: listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line from weir serve: {first:?}"));
+        assert!(
+            url.starts_with("http://127.0.0.1:") && !url.ends_with(":0"),
+            "{first}"
+        );
+        daemon.base = url.trim_end_matches('/').to_string();
+        daemon
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(60).collect();
+            eprintln!("--- weir serve stderr (last lines) ---");
+            for line in tail.iter().rev() {
+                eprintln!("{line}");
+            }
+        }
+    }
+}
+
+/// The API as a client with the administrator token.
+struct Api {
+    http: reqwest::blocking::Client,
+    base: String,
+}
+
+impl Api {
+    fn get(&self, path: &str) -> Value {
+        let response = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(TOKEN)
+            .send()
+            .unwrap_or_else(|e| panic!("GET {path}: {e}"));
+        let status = response.status();
+        let body = response.text().unwrap();
+        assert!(status.is_success(), "GET {path}: {status} {body}");
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {path}: {e}: {body}"))
+    }
+}
+
+/// Hue (degrees) and saturation of a computed CSS colour `rgb(a)(r, g, b[, a])`.
+fn hue(css: &str) -> Option<(f64, f64)> {
+    let inner = css.split_once('(')?.1.trim_end_matches(')');
+    let parts: Vec<f64> = inner
+        .split(',')
+        .map(|p| p.trim().parse::<f64>())
+        .collect::<Result<_, _>>()
+        .ok()?;
+    if parts.len() == 4 && parts[3] == 0.0 {
+        return None; // transparent
+    }
+    let (r, g, b) = (parts[0] / 255.0, parts[1] / 255.0, parts[2] / 255.0);
+    let max = r.max(g).max(b);
+    let min = r.min(g).min(b);
+    let delta = max - min;
+    if delta < 1e-9 {
+        return Some((0.0, 0.0));
+    }
+    let h = if max == r {
+        60.0 * (((g - b) / delta).rem_euclid(6.0))
+    } else if max == g {
+        60.0 * ((b - r) / delta + 2.0)
+    } else {
+        60.0 * ((r - g) / delta + 4.0)
+    };
+    let l = (max + min) / 2.0;
+    let s = delta / (1.0 - (2.0 * l - 1.0).abs());
+    Some((h, s))
+}
+
+/// Whether a computed colour reads as the status's colour: green, yellow/amber, red.
+fn colour_is(status: &str, css: &str) -> bool {
+    let Some((h, s)) = hue(css) else { return false };
+    if s < 0.3 {
+        return false;
+    }
+    match status {
+        "Completed" => (90.0..=170.0).contains(&h),
+        "Warning" => (25.0..=65.0).contains(&h),
+        "Error" => !(15.0..=340.0).contains(&h),
+        _ => true,
+    }
+}
+
+fn output_dir() -> PathBuf {
+    let dir = std::env::var_os("WEIR_TEST_OUTPUT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../target/test-output"
+            ))
+        });
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// The count on a summary tile, read in one script (the live page may replace the
+/// tile between two WebDriver calls).
+fn tile_count(b: &Browser, status: &str) -> Option<u64> {
+    let text = b.execute(
+        "const n = document.querySelector(`.tile[data-status=${arguments[0]}] .count`); \
+         return n ? n.textContent : null;",
+        vec![Value::from(status)],
+    );
+    text.as_str()?.replace(',', "").trim().parse().ok()
+}
+
+/// The (id, status) of each `tr.execution` row, in page order, read in one script.
+fn execution_rows(b: &Browser) -> Vec<(u64, String)> {
+    let rows = b.execute(
+        "return [...document.querySelectorAll('tr.execution')].map(r => [r.dataset.id, r.dataset.status]);",
+        vec![],
+    );
+    rows.as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r[0].as_str().unwrap().parse().unwrap(),
+                r[1].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn dashboard_in_headless_chromium() {
+    if !browser::available() {
+        if std::env::var_os("CI").is_some() {
+            panic!(
+                "{} or {} is missing; install them with `apt-get install -y chromium chromium-driver`",
+                browser::CHROMIUM,
+                browser::CHROMEDRIVER
+            );
+        }
+        eprintln!(
+            "note: skipping the dashboard browser test: {} or {} is missing \
+             (apt-get install -y chromium chromium-driver)",
+            browser::CHROMIUM,
+            browser::CHROMEDRIVER
+        );
+        return;
+    }
+
+    // ---- Seed the store with the CLI (sled: one process at a time) ----
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let data = dir.join("data");
+    std::fs::create_dir(dir.join("src")).unwrap();
+    // Row 3 fails `to_int!(.age)`; its name is markup that must show as text.
+    std::fs::write(
+        dir.join("src/people.csv"),
+        "id,name,email,age\n\
+         1,Ada,ada@example.com,36\n\
+         2,Grace,grace@example.com,45\n\
+         3,<b>Linus</b>,linus@example,x\n\
+         4,Ken,ken@example.com,70\n",
+    )
+    .unwrap();
+    let projects = [
+        (
+            "people-ok",
+            "",
+            // Far away (1 January, 03:00 Paris): a next run to show, never reached in the test.
+            "schedule = \"0 3 1 1 *\"\ntimezone = \"Europe/Paris\"",
+        ),
+        (
+            "people-warn",
+            "{ destination = \"age\", expr = 'to_int!(.age)' },",
+            "",
+        ),
+        (
+            "people-err",
+            "{ destination = \"age\", expr = 'to_int!(.name)' },",
+            "",
+        ),
+    ];
+    for (name, extra, schedule) in projects {
+        let file = format!("{name}.toml");
+        std::fs::write(dir.join(&file), project(name, extra, schedule)).unwrap();
+        let out = weir(&data, dir, &["project", "apply", "-f", &file]);
+        assert!(
+            out.status.success(),
+            "apply {name}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let mut truth: BTreeMap<&str, u64> = BTreeMap::new();
+    let mut last: BTreeMap<&str, (u64, &str)> = BTreeMap::new();
+    for (name, expected, code) in [
+        ("people-ok", "Completed", 0),
+        ("people-ok", "Completed", 0),
+        ("people-warn", "Warning", 1),
+        ("people-err", "Error", 3),
+    ] {
+        let (exit, id, stdout) = run(&data, dir, name);
+        assert!(
+            stdout.contains(&format!("status:   {expected}")),
+            "{name}: expected {expected}\n{stdout}"
+        );
+        assert_eq!(exit, Some(code), "exit code of a {expected} run\n{stdout}");
+        *truth.entry(expected).or_default() += 1;
+        last.insert(name, (id, expected));
+    }
+    let warn_id = last["people-warn"].0;
+    let err_id = last["people-err"].0;
+
+    // ---- The daemon ----
+    let daemon = Daemon::start(&data, dir);
+    let base = daemon.base.clone();
+    let api = Api {
+        http: reqwest::blocking::Client::builder()
+            .no_proxy()
+            .timeout(Duration::from_secs(30))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap(),
+        base: base.clone(),
+    };
+    let health = api.http.get(format!("{base}/health")).send().unwrap();
+    assert!(health.status().is_success(), "GET /health without a token");
+    let denied = api
+        .http
+        .get(format!("{base}/api/v1/summary"))
+        .send()
+        .unwrap();
+    assert_eq!(denied.status().as_u16(), 401, "the API without a token");
+
+    let summary = api.get("/api/v1/summary?days=14");
+    for status in ["Completed", "Warning", "Error"] {
+        assert_eq!(
+            summary["totals"][status].as_u64(),
+            Some(truth[status]),
+            "API total {status} vs executions created: {summary}"
+        );
+    }
+    assert_eq!(summary["totals"]["Running"].as_u64(), Some(0), "{summary}");
+    let days = summary["days"].as_array().expect("days");
+    assert_eq!(days.len(), 14, "every day present: {summary}");
+    let today = days.last().unwrap()["day"].as_str().unwrap().to_string();
+
+    // ---- Login ----
+    let b = Browser::start();
+    b.goto(&format!("{base}/"));
+    b.wait_for("form[action='/login'] input[name=token]", WAIT)
+        .type_text("not the token");
+    b.click("form[action='/login'] button[type=submit]");
+    let error = b.wait_for(".login-error", WAIT);
+    assert!(
+        !error.text().trim().is_empty(),
+        "the login error says something"
+    );
+    b.find("input[name=token]").type_text(TOKEN);
+    b.click("form[action='/login'] button[type=submit]");
+
+    // ---- Summary tiles: page = API = store, coloured by status ----
+    b.wait_for(".tile[data-status=Completed]", WAIT);
+    for status in ["Completed", "Warning", "Error", "Running"] {
+        let expected = summary["totals"][status].as_u64().unwrap();
+        b.wait_until(&format!("the {status} tile shows {expected}"), WAIT, |b| {
+            (tile_count(b, status) == Some(expected)).then_some(())
+        });
+    }
+    for status in ["Completed", "Warning", "Error"] {
+        let tile = b.find(&format!(".tile[data-status={status}]"));
+        let (bg, fg) = (tile.css_value("background-color"), tile.css_value("color"));
+        assert!(
+            colour_is(status, &bg) || colour_is(status, &fg),
+            "{status} tile colours: background {bg}, color {fg}"
+        );
+    }
+
+    // ---- Chart: one group per day, stacked bars by status ----
+    b.wait_for("svg.chart rect.bar", WAIT);
+    assert_eq!(
+        b.find_all("svg.chart g.day[data-day]").len(),
+        days.len(),
+        "one column per day"
+    );
+    let mut charted = 0;
+    for bar in b.find_all("svg.chart rect.bar") {
+        let status = bar.attr("data-status").unwrap();
+        assert!(bar.attr("data-day").is_some_and(|d| d.len() == 10));
+        charted += bar.attr("data-count").unwrap().parse::<u64>().unwrap();
+        let fill = bar.css_value("fill");
+        assert!(colour_is(&status, &fill), "{status} bar fill {fill}");
+    }
+    assert_eq!(
+        charted,
+        truth.values().sum::<u64>(),
+        "bars add up to every execution"
+    );
+    for status in ["Completed", "Warning", "Error"] {
+        // Every run happened just now: on today's bar (or yesterday's, right after midnight UTC).
+        assert!(
+            b.try_find(&format!("svg.chart rect.bar[data-status={status}]"))
+                .is_some(),
+            "a {status} bar segment"
+        );
+    }
+
+    // ---- Project list: last status, next run, Run button ----
+    let projects_api = api.get("/api/v1/projects")["items"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(projects_api.len(), 3, "{projects_api:?}");
+    for (name, (id, status)) in &last {
+        let row = b.wait_for(&format!("tr.project[data-project='{name}']"), WAIT);
+        let dot = row.find(".dot[data-status]");
+        assert_eq!(dot.attr("data-status").as_deref(), Some(*status), "{name}");
+        let title = dot.attr("title").unwrap_or_default();
+        assert!(
+            title.contains(&format!("#{id}")),
+            "{name} status icon title: {title}"
+        );
+        assert!(
+            colour_is(status, &dot.css_value("background-color")),
+            "{name} dot colour"
+        );
+        assert!(
+            row.try_find(&format!("button.run[data-project='{name}']"))
+                .is_some()
+        );
+        let text = row.text();
+        if *name == "people-ok" {
+            assert!(
+                !text.contains("not scheduled"),
+                "people-ok has a next run: {text}"
+            );
+            let next = row.find(".next-run");
+            let item = projects_api
+                .iter()
+                .find(|p| p["name"] == *name)
+                .unwrap_or_else(|| panic!("{name} in /api/v1/projects"));
+            let next_ms = item["next_run"].as_u64().expect("people-ok's next_run");
+            assert_eq!(next.attr("data-next-run"), Some(next_ms.to_string()));
+            assert!(!next.text().trim().is_empty());
+        } else {
+            assert!(text.contains("not scheduled"), "{name}: {text}");
+        }
+    }
+    let out = output_dir();
+    let overview_png = out.join("dashboard.png");
+    b.screenshot_full(&overview_png, 4000);
+    println!("screenshot: {}", overview_png.display());
+
+    // ---- Drill down: the Error bar → the history of that day's Error executions ----
+    b.click("svg.chart rect.bar[data-status=Error]");
+    b.wait_until("the history filtered by Error", WAIT, |b| {
+        let url = b.current_url();
+        (url.contains("#/executions?") && url.contains("status=Error")).then_some(())
+    });
+    let row = b.wait_for(&format!("tr.execution[data-id='{err_id}']"), WAIT);
+    assert!(row.text().contains("people-err"));
+    b.wait_until("only the Error execution listed", WAIT, |b| {
+        (execution_rows(b) == [(err_id, "Error".to_string())]).then_some(())
+    });
+    let filtered = api.get(&format!("/api/v1/executions?status=Error&day={today}"));
+    if filtered["total"] == 1 {
+        assert_eq!(filtered["items"][0]["id"].as_u64(), Some(err_id));
+    }
+
+    // A project → its history; an execution → its detail.
+    b.click("a.brand");
+    b.click("tr.project[data-project='people-warn'] a.name");
+    b.wait_for(&format!("tr.execution[data-id='{warn_id}']"), WAIT);
+    assert_eq!(b.find_all("tr.execution").len(), 1, "people-warn ran once");
+    b.click(&format!(
+        "tr.execution[data-id='{warn_id}'] td:nth-child(3)"
+    ));
+    b.wait_until("the execution detail", WAIT, |b| {
+        b.current_url()
+            .ends_with(&format!("#/executions/{warn_id}"))
+            .then_some(())
+    });
+    let failure = b.wait_for("tr.record-error", WAIT);
+    assert_eq!(
+        failure.find("td.key").text(),
+        "3",
+        "the failed record's key"
+    );
+    assert_eq!(failure.find("td.field").text(), "age");
+    let message = failure.find("td.msg").text();
+    assert!(message.contains("to_int"), "the reason: {message}");
+    // Record values are data, not markup.
+    let record = failure.text();
+    assert!(
+        record.contains("<b>Linus</b>"),
+        "the source record as text: {record}"
+    );
+    assert!(
+        failure.try_find("b").is_none(),
+        "record values were inserted as HTML"
+    );
+    let detail = api.get(&format!("/api/v1/executions/{warn_id}"));
+    for (count, expected) in [("read", 4), ("inserted", 3), ("failed", 1)] {
+        let shown = b.find(&format!("[data-count={count}] b")).text();
+        assert_eq!(shown, expected.to_string(), "{count} shown");
+        let api_total: u64 = detail["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t[count].as_u64().unwrap())
+            .sum();
+        assert_eq!(api_total, expected, "{count} in the API");
+    }
+    assert!(
+        b.find("tr.task[data-task='people']")
+            .text()
+            .contains("people"),
+        "the task row"
+    );
+    assert!(!b.find_all("ol.log li").is_empty(), "log lines shown");
+    let staged = b.find_all("tr.staged");
+    assert_eq!(staged.len(), 3, "three records staged");
+    assert!(b.find("#staging").text().contains("ada@example.com"));
+    assert!(b.try_find("button.rerun").is_some() && b.try_find("button.rerun-failed").is_some());
+    let detail_png = out.join("dashboard-execution.png");
+    b.screenshot_full(&detail_png, 4000);
+    println!("screenshot: {}", detail_png.display());
+
+    // ---- Live: Run from the overview; the new execution appears without a reload ----
+    b.click("a.brand");
+    b.wait_for("button.run[data-project='people-ok']", WAIT);
+    b.execute("window.__notReloaded = 42; return null;", vec![]);
+    let before = api.get("/api/v1/executions?limit=1");
+    let newest_before = before["items"][0]["id"].as_u64().unwrap();
+    b.click("button.run[data-project='people-ok']");
+    let new_id = b.wait_until("a new execution in Recent executions", WAIT, |b| {
+        execution_rows(b)
+            .first()
+            .map(|(id, _)| *id)
+            .filter(|id| *id > newest_before)
+    });
+    b.wait_until(
+        "the new execution completes on the page",
+        Duration::from_secs(60),
+        |b| {
+            execution_rows(b)
+                .iter()
+                .any(|(id, status)| *id == new_id && status == "Completed")
+                .then_some(())
+        },
+    );
+    let expected = truth["Completed"] + 1;
+    b.wait_until("the Completed tile counts the new run", WAIT, |b| {
+        (tile_count(b, "Completed") == Some(expected)).then_some(())
+    });
+    assert_eq!(
+        api.get("/api/v1/summary?days=14")["totals"]["Completed"].as_u64(),
+        Some(expected)
+    );
+    assert_eq!(
+        b.execute("return window.__notReloaded === 42;", vec![]),
+        Value::Bool(true),
+        "the page updated itself without reloading"
+    );
+    let updated = b.find("#updated").text();
+    assert!(updated.starts_with("updated "), "live indicator: {updated}");
+
+    // ---- Logout returns to the login page ----
+    b.click("button.logout");
+    b.wait_for("form[action='/login'] input[name=token]", WAIT);
+    drop(b);
+    drop(daemon);
+}
