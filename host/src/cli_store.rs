@@ -68,6 +68,15 @@ pub enum ProjectCmd {
     },
     /// Delete a project (its executions stay in the history).
     Delete { name: String },
+    /// Pause a project's schedule (`weir serve` skips it until resumed). Applies to a
+    /// running daemon at its next start; use the API to pause one that is running.
+    Pause {
+        name: String,
+        #[arg(long, default_value = "paused by an administrator")]
+        reason: String,
+    },
+    /// Resume a paused project's schedule.
+    Resume { name: String },
 }
 
 #[derive(Subcommand)]
@@ -313,6 +322,14 @@ pub fn project(service: &Service<'_>, cmd: ProjectCmd) -> Result<ExitCode> {
                 bail!("no project named `{name}`");
             }
             println!("project {name}: deleted (its executions stay in the history)");
+        }
+        ProjectCmd::Pause { name, reason } => {
+            service.store.set_project_state(&name, true, Some(reason))?;
+            println!("project {name}: schedule paused");
+        }
+        ProjectCmd::Resume { name } => {
+            service.store.set_project_state(&name, false, None)?;
+            println!("project {name}: schedule resumed");
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -42,6 +42,9 @@ const OPENAPI: &str = include_str!("openapi.json");
 pub struct ApiState {
     pub daemon: Daemon,
     token: Arc<str>,
+    /// Dashboard sessions: random ids handed out by the login form, so the cookie never
+    /// holds the token itself. In memory: a restart logs everyone out.
+    sessions: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
     /// Where relative paths of projects applied through the API resolve by default.
     pub base_dir: PathBuf,
 }
@@ -51,6 +54,7 @@ impl ApiState {
         ApiState {
             daemon,
             token: Arc::from(token),
+            sessions: Default::default(),
             base_dir,
         }
     }
@@ -106,13 +110,7 @@ fn same(a: &str, b: &str) -> bool {
             == 0
 }
 
-fn presented_token(headers: &HeaderMap) -> Option<String> {
-    if let Some(v) = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-    {
-        return v.strip_prefix("Bearer ").map(|t| t.trim().to_owned());
-    }
+fn session_cookie(headers: &HeaderMap) -> Option<String> {
     let cookies = headers.get(header::COOKIE)?.to_str().ok()?;
     cookies.split(';').find_map(|c| {
         let (k, v) = c.trim().split_once('=')?;
@@ -120,8 +118,29 @@ fn presented_token(headers: &HeaderMap) -> Option<String> {
     })
 }
 
+/// The bearer token, or a session the login form opened.
 fn authorized(state: &ApiState, headers: &HeaderMap) -> bool {
-    presented_token(headers).is_some_and(|t| same(&t, &state.token))
+    if let Some(v) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    {
+        return v
+            .strip_prefix("Bearer ")
+            .is_some_and(|t| same(t.trim(), &state.token));
+    }
+    session_cookie(headers).is_some_and(|id| {
+        let sessions = state.sessions.lock().unwrap();
+        sessions.iter().any(|s| same(s, &id))
+    })
+}
+
+fn new_session_id() -> Result<String, ApiError> {
+    use std::io::Read;
+    let mut bytes = [0u8; 24];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .map_err(ApiError::internal)?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 async fn require_token(State(state): State<ApiState>, request: Request, next: Next) -> Response {
@@ -160,14 +179,19 @@ async fn login(State(state): State<ApiState>, Form(form): Form<LoginForm>) -> Re
         tracing::warn!("dashboard login refused");
         return login_page(Some("That token is not the administrator's token."));
     }
-    let cookie = format!(
-        "{COOKIE}={}; HttpOnly; SameSite=Strict; Path=/",
-        form.token.trim()
-    );
+    let id = match new_session_id() {
+        Ok(id) => id,
+        Err(e) => return e.into_response(),
+    };
+    state.sessions.lock().unwrap().insert(id.clone());
+    let cookie = format!("{COOKIE}={id}; HttpOnly; SameSite=Strict; Path=/");
     ([(header::SET_COOKIE, cookie)], Redirect::to("/")).into_response()
 }
 
-async fn logout() -> Response {
+async fn logout(State(state): State<ApiState>, headers: HeaderMap) -> Response {
+    if let Some(id) = session_cookie(&headers) {
+        state.sessions.lock().unwrap().remove(&id);
+    }
     let cookie = format!("{COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0");
     ([(header::SET_COOKIE, cookie)], Redirect::to("/")).into_response()
 }
