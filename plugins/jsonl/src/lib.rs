@@ -11,8 +11,8 @@
 //!
 //! What it is not: a database or a JSON schema tool. A writer keeps a key index
 //! in memory (a few bytes per key, not the records); there is no locking against
-//! other writers; keys beyond the sample are not discovered; nested objects and arrays are read as their JSON
-//! text. JSON has no timestamp, bytes or exact decimal: the writer stores them as
+//! other writers; keys beyond the sample are not discovered; nested objects and
+//! arrays are read as their JSON text. JSON has no timestamp, bytes or exact decimal: the writer stores them as
 //! RFC 3339 UTC text, lowercase hex and decimal text.
 
 mod convert;
