@@ -8,8 +8,9 @@
 //! inference, so every page and every run agree on the schema); an empty cell is
 //! null.
 //!
-//! What it is not: a database. A writer holds the whole file in memory and
-//! rewrites it, which suits exports of thousands of rows, not gigabytes; there is
+//! What it is not: a database. A writer keeps a key index in memory (a few bytes
+//! per key, not the rows), appends, and copies the file once per session when it
+//! existed or keys were updated; there is
 //! no locking against other writers of the same file; timestamps and bytes are
 //! written as [`weir_sdk::Value::to_text`] gives them (microseconds, hex) and read
 //! back as text.
@@ -68,7 +69,7 @@ impl Connector for Csv {
     }
 
     fn open_writer(config: &Config, request: WriteRequest) -> Result<Box<dyn Writer>, Error> {
-        let writer = write::CsvWriter::open(
+        let writer = write::open(
             Path::new(DATA_DIR),
             &Options::from_config(config)?,
             &request.entity,

@@ -1,88 +1,165 @@
-//! The destination side: upsert into a CSV file, replaced atomically on finish.
+//! The destination side: upsert into a CSV file through the SDK's
+//! [`KeyedFileWriter`], which keeps only a key index in memory, appends, and
+//! replaces the file atomically on finish. This module is the CSV format.
 
-use std::collections::HashMap;
-use std::fs::File;
-use std::io::{self, BufWriter};
-use std::path::{Path, PathBuf};
+use std::io::BufRead;
+use std::path::Path;
 
-use weir_sdk::{Batch, Column, ColumnData, Error, RecordError, UpsertOutcome, Writer};
+use weir_sdk::files::{KeyedFileWriter, RecordFormat};
+use weir_sdk::{Batch, Column, ColumnData, Error, RecordError};
 
 use crate::options::Options;
-use crate::read::{Tracked, csv_error, read_header, reader};
-use weir_sdk::files::{entity_path, io_error, temp_path};
+use crate::read::{Tracked, csv_error, read_header};
 
-/// A write session on one CSV file. A CSV file cannot be updated in place, so the
-/// whole file lives in memory (files here are exports of thousands of rows, not
-/// gigabytes) and `finish` writes it anew.
-pub struct CsvWriter {
-    entity: String,
-    dir: PathBuf,
-    path: PathBuf,
-    delimiter: u8,
+/// A write session on one CSV file.
+pub type CsvWriter = KeyedFileWriter<CsvFormat>;
+
+/// Opens a write session on `<dir>/<entity>.csv`.
+pub fn open(
+    dir: &Path,
+    options: &Options,
+    entity: &str,
     key_fields: Vec<String>,
-    /// Whether the file existed at open: if it did not and no record was
-    /// written, `finish` creates no file.
-    existed: bool,
-    header: Vec<String>,
-    /// Rows in first-seen order. A row may be shorter than the header when columns
-    /// were added after it; the missing cells are empty.
-    rows: Vec<Vec<String>>,
-    /// Key text → index in `rows`.
-    index: HashMap<String, usize>,
+) -> Result<CsvWriter, Error> {
+    let format = CsvFormat {
+        entity: entity.to_owned(),
+        delimiter: options.delimiter,
+        key_fields: key_fields.clone(),
+        header: Vec::new(),
+        data_line: 1,
+        written: None,
+        key_pos: Vec::new(),
+        key_cols: Vec::new(),
+        by_pos: Vec::new(),
+    };
+    KeyedFileWriter::open(dir, entity, "csv", &key_fields, format)
 }
 
-impl CsvWriter {
-    pub fn open(
-        dir: &Path,
-        options: &Options,
-        entity: &str,
-        key_fields: Vec<String>,
-    ) -> Result<CsvWriter, Error> {
-        let path = entity_path(dir, entity, "csv")?;
-        if key_fields.is_empty() {
-            return Err(Error::config(format!(
-                "entity `{entity}`: upsert needs key fields"
-            )));
-        }
-        let mut w = CsvWriter {
-            entity: entity.to_owned(),
-            dir: dir.to_owned(),
-            path,
-            delimiter: options.delimiter,
-            key_fields,
-            existed: false,
-            header: Vec::new(),
-            rows: Vec::new(),
-            index: HashMap::new(),
-        };
-        match File::open(&w.path) {
-            Ok(file) => {
-                w.existed = true;
-                w.load(options, file)?;
+/// CSV rows under a header that grows when batches bring new columns (rows
+/// written before are padded with empty cells when the file is rewritten).
+pub struct CsvFormat {
+    entity: String,
+    delimiter: u8,
+    key_fields: Vec<String>,
+    header: Vec<String>,
+    /// The line where the file's records start (for line numbers in errors).
+    data_line: u64,
+    /// The width of the header in the file or first written, if any.
+    written: Option<usize>,
+    /// The header position of each key field, if it has one.
+    key_pos: Vec<Option<usize>>,
+    /// The batch column of each key field (current batch).
+    key_cols: Vec<usize>,
+    /// The batch column at each header position (current batch).
+    by_pos: Vec<Option<usize>>,
+}
+
+impl CsvFormat {
+    fn update_key_pos(&mut self) {
+        self.key_pos = self
+            .key_fields
+            .iter()
+            .map(|k| self.header.iter().position(|h| h == k))
+            .collect();
+    }
+
+    fn csv_reader<R: std::io::Read>(&self, input: R) -> csv::Reader<R> {
+        csv::ReaderBuilder::new()
+            .delimiter(self.delimiter)
+            .has_headers(false)
+            .flexible(true)
+            .buffer_capacity(4096)
+            .from_reader(input)
+    }
+
+    /// Appends one row of cells, quoted where needed, ending in `\n`.
+    fn write_row<'a>(&self, cells: impl Iterator<Item = &'a str>, out: &mut Vec<u8>) {
+        let mut n = 0;
+        let start = out.len();
+        for cell in cells {
+            if n > 0 {
+                out.push(self.delimiter);
             }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(io_error(entity, &w.path, e)),
+            n += 1;
+            let needs_quotes = cell
+                .bytes()
+                .any(|b| b == self.delimiter || b == b'"' || b == b'\n' || b == b'\r');
+            if needs_quotes {
+                out.push(b'"');
+                for b in cell.bytes() {
+                    if b == b'"' {
+                        out.push(b'"');
+                    }
+                    out.push(b);
+                }
+                out.push(b'"');
+            } else {
+                out.extend_from_slice(cell.as_bytes());
+            }
         }
-        Ok(w)
+        // A lone empty cell would be a blank line, which readers skip.
+        if n == 1 && out.len() == start {
+            out.extend_from_slice(b"\"\"");
+        }
+        out.push(b'\n');
+    }
+}
+
+impl RecordFormat for CsvFormat {
+    type Stored = Vec<String>;
+
+    fn read_preamble(&mut self, input: &mut dyn BufRead) -> Result<u64, Error> {
+        let mut rdr = csv::ReaderBuilder::new()
+            .delimiter(self.delimiter)
+            .has_headers(true)
+            .flexible(true)
+            .from_reader(Tracked::new(input));
+        self.header = read_header(&self.entity, &mut rdr)?;
+        self.written = Some(self.header.len());
+        self.update_key_pos();
+        // Where the header ended (the rest of a `\r\n` may follow: the copy of
+        // the preamble and of records drops line breaks at their ends).
+        let end = rdr.position().byte();
+        self.data_line = rdr.get_mut().line_at(end);
+        Ok(end)
+    }
+
+    fn write_preamble(&mut self, out: &mut Vec<u8>) {
+        self.written.get_or_insert(self.header.len());
+        let header = std::mem::take(&mut self.header);
+        self.write_row(header.iter().map(String::as_str), out);
+        self.header = header;
+    }
+
+    fn preamble_changed(&self) -> bool {
+        self.written.is_some_and(|w| w != self.header.len())
     }
 
     /// Loads an existing file. Anything we could not write back faithfully (rows
     /// of the wrong length, bytes that are not UTF-8) is an error: better to refuse
     /// the session than to rewrite someone's file with data lost.
-    fn load(&mut self, options: &Options, file: File) -> Result<(), Error> {
-        let entity = self.entity.clone();
-        let mut rdr = reader(options, Tracked::new(file));
-        self.header = read_header(&entity, &mut rdr)?;
-        let key_pos: Vec<Option<usize>> = self
-            .key_fields
-            .iter()
-            .map(|k| self.header.iter().position(|h| h == k))
-            .collect();
+    fn scan(
+        &self,
+        input: &mut dyn BufRead,
+        at: u64,
+        keys: bool,
+        visit: &mut dyn FnMut(u64, Option<&str>) -> Result<(), Error>,
+    ) -> Result<(), Error> {
+        let entity = &self.entity;
+        let mut tracked = Tracked::new(input);
+        tracked.set_line(0, self.data_line);
+        let mut rdr = self.csv_reader(tracked);
         let mut record = csv::ByteRecord::new();
+        let mut key = String::new();
         while rdr
             .read_byte_record(&mut record)
-            .map_err(|e| csv_error(&entity, e))?
+            .map_err(|e| csv_error(entity, e))?
         {
+            let pos = record.position().expect("a record read has a position");
+            if !keys {
+                visit(at + pos.byte(), None)?;
+                continue;
+            }
             let line = rdr.get_mut().line_of(&record);
             if record.len() != self.header.len() {
                 return Err(Error::config(format!(
@@ -91,183 +168,178 @@ impl CsvWriter {
                     self.header.len()
                 )));
             }
-            let row = record
-                .iter()
-                .map(|cell| std::str::from_utf8(cell).map(str::to_owned))
-                .collect::<Result<Vec<String>, _>>()
-                .map_err(|_| {
-                    Error::config(format!(
-                        "entity `{entity}`: line {line} is not UTF-8 text; not rewriting the file"
-                    ))
-                })?;
-            // A row whose key is incomplete cannot be matched; it is kept as is.
-            if let Some(key) = key_of_row(&row, &key_pos) {
-                // A key repeated in the file: the first row is the one updated.
-                self.index.entry(key).or_insert(self.rows.len());
+            if std::str::from_utf8(record.as_slice()).is_err() {
+                return Err(Error::config(format!(
+                    "entity `{entity}`: line {line} is not UTF-8 text; not rewriting the file"
+                )));
             }
-            self.rows.push(row);
+            // A row whose key is incomplete cannot be matched; it is kept as is.
+            let complete = key_of(
+                |p| std::str::from_utf8(record.get(p)?).ok(),
+                &self.key_pos,
+                &mut key,
+            );
+            visit(at + pos.byte(), complete.then_some(key.as_str()))?;
         }
         Ok(())
     }
 
-    /// The header position of `name`, appended if new.
-    fn position(&mut self, name: &str) -> usize {
-        match self.header.iter().position(|h| h == name) {
-            Some(p) => p,
-            None => {
-                self.header.push(name.to_owned());
-                self.header.len() - 1
+    fn read_stored(&self, input: &mut dyn BufRead) -> Result<Vec<String>, Error> {
+        let mut rdr = self.csv_reader(input);
+        let mut record = csv::StringRecord::new();
+        rdr.read_record(&mut record)
+            .map_err(|e| csv_error(&self.entity, e))?;
+        Ok(record.iter().map(str::to_owned).collect())
+    }
+
+    fn stored_key(&self, stored: &Vec<String>, key: &mut String) -> bool {
+        key_of(|p| stored.get(p).map(String::as_str), &self.key_pos, key)
+    }
+
+    fn begin_batch(&mut self, records: &Batch) -> Result<(), Error> {
+        self.key_cols = key_columns(&self.entity, records, &self.key_fields)?;
+        let mut grew = false;
+        self.by_pos = vec![None; self.header.len()];
+        for (c, col) in records.columns.iter().enumerate() {
+            match self.header.iter().position(|h| *h == col.name) {
+                Some(p) => self.by_pos[p] = Some(c),
+                None => {
+                    self.header.push(col.name.clone());
+                    self.by_pos.push(Some(c));
+                    grew = true;
+                }
             }
         }
+        if grew {
+            self.update_key_pos();
+        }
+        Ok(())
     }
 
-    /// Writes the file to a temporary sibling and renames it over the original, so
-    /// a reader (or a crash) sees the old file or the new one, never half of one.
-    fn write_file(&self) -> Result<(), Error> {
-        let tmp = temp_path(&self.dir, &self.entity, "csv");
-        let result = self.write_to(&tmp).and_then(|()| {
-            std::fs::rename(&tmp, &self.path).map_err(|e| io_error(&self.entity, &self.path, e))
-        });
-        if result.is_err() {
-            let _ = std::fs::remove_file(&tmp);
+    fn batch_key(
+        &mut self,
+        records: &Batch,
+        i: usize,
+        key: &mut String,
+    ) -> Result<(), RecordError> {
+        for (n, &c) in self.key_cols.iter().enumerate() {
+            let col = &records.columns[c];
+            let text = cell_text(col, i);
+            if text.is_empty() {
+                let name = &col.name;
+                return Err(RecordError::field(
+                    name,
+                    format!("key field `{name}` is empty"),
+                ));
+            }
+            if n > 0 {
+                key.push('|');
+            }
+            key.push_str(&text);
         }
-        result
+        Ok(())
     }
 
-    fn write_to(&self, tmp: &Path) -> Result<(), Error> {
-        let err = |e: io::Error| io_error(&self.entity, tmp, e);
-        let file = File::create(tmp).map_err(err)?;
-        let mut out = csv::WriterBuilder::new()
-            .delimiter(self.delimiter)
-            .from_writer(BufWriter::new(file));
-        let csv_err = |e| csv_error(&self.entity, e);
-        out.write_record(&self.header).map_err(csv_err)?;
-        let width = self.header.len();
-        for row in &self.rows {
-            let pad = width.saturating_sub(row.len());
-            out.write_record(
-                row.iter()
-                    .map(String::as_str)
-                    .chain(std::iter::repeat_n("", pad)),
-            )
-            .map_err(csv_err)?;
+    fn encode_new(&mut self, records: &Batch, i: usize, out: &mut Vec<u8>) {
+        let cells: Vec<Option<String>> = self
+            .by_pos
+            .iter()
+            .map(|c| c.map(|c| cell_text(&records.columns[c], i)))
+            .collect();
+        self.write_row(cells.iter().map(|c| c.as_deref().unwrap_or("")), out);
+    }
+
+    fn encode_update(
+        &mut self,
+        mut row: Vec<String>,
+        records: &Batch,
+        i: usize,
+        out: &mut Vec<u8>,
+    ) {
+        if row.len() < self.header.len() {
+            row.resize(self.header.len(), String::new());
         }
-        let file = out
-            .into_inner()
-            .map_err(|e| err(io::Error::other(e.to_string())))?
-            .into_inner()
-            .map_err(|e| err(e.into_error()))?;
-        // Durable before the rename makes it visible. A host without fsync support
-        // still gets the atomic replace.
-        match file.sync_all() {
-            Err(e) if e.kind() != io::ErrorKind::Unsupported => Err(err(e)),
-            _ => Ok(()),
+        // Only the batch's columns change; the row's other cells stay.
+        for (p, c) in self.by_pos.iter().enumerate() {
+            if let Some(c) = c {
+                row[p] = cell_text(&records.columns[*c], i);
+            }
         }
+        self.write_row(row.iter().map(String::as_str), out);
+    }
+
+    /// A record's bytes run from the end of the one before (the csv crate's
+    /// positions), so line breaks are dropped at both ends and one `\n` put back.
+    fn copy_record(&self, raw: &[u8], out: &mut Vec<u8>) {
+        let is_break = |b: &u8| *b == b'\n' || *b == b'\r';
+        let start = raw.iter().position(|b| !is_break(b)).unwrap_or(raw.len());
+        let end = raw.iter().rposition(|b| !is_break(b)).map_or(0, |p| p + 1);
+        if end <= start {
+            return;
+        }
+        let raw = &raw[..end];
+        out.extend_from_slice(&raw[start..]);
+        if self.preamble_changed() {
+            // A row written under a narrower header gets empty cells.
+            let mut record = csv::ByteRecord::new();
+            let width = match self.csv_reader(raw).read_byte_record(&mut record) {
+                Ok(true) => record.len(),
+                _ => self.header.len(),
+            };
+            for _ in width..self.header.len() {
+                out.push(self.delimiter);
+            }
+        }
+        out.push(b'\n');
     }
 }
 
-impl Writer for CsvWriter {
-    fn upsert(&mut self, records: Batch) -> Result<Vec<UpsertOutcome>, Error> {
-        let key_cols = key_columns(&self.entity, &records, &self.key_fields)?;
-        let positions: Vec<usize> = records
-            .columns
-            .iter()
-            .map(|c| self.position(&c.name))
-            .collect();
-        let width = self.header.len();
-        let mut outcomes = Vec::with_capacity(records.len());
-        for i in 0..records.len() {
-            let key = match key_text(&key_cols, i) {
-                Ok(key) => key,
-                Err(failure) => {
-                    outcomes.push(UpsertOutcome::Failed(failure));
-                    continue;
+/// The key of a stored row from its cells by header position (`|`-joined), into
+/// `key`; `false` if a part is missing or empty.
+fn key_of<'a>(
+    cell: impl Fn(usize) -> Option<&'a str>,
+    key_pos: &[Option<usize>],
+    key: &mut String,
+) -> bool {
+    key.clear();
+    for (n, p) in key_pos.iter().enumerate() {
+        match p.and_then(&cell) {
+            Some(c) if !c.is_empty() => {
+                if n > 0 {
+                    key.push('|');
                 }
-            };
-            let (row, outcome) = match self.index.get(&key) {
-                Some(&r) => (r, UpsertOutcome::Updated),
-                None => {
-                    self.index.insert(key, self.rows.len());
-                    self.rows.push(Vec::with_capacity(width));
-                    (self.rows.len() - 1, UpsertOutcome::Inserted)
-                }
-            };
-            let row = &mut self.rows[row];
-            if row.len() < width {
-                row.resize(width, String::new());
+                key.push_str(c);
             }
-            // Only the batch's columns change; the row's other cells stay.
-            for (col, &pos) in records.columns.iter().zip(&positions) {
-                row[pos] = cell_text(col, i);
-            }
-            outcomes.push(outcome);
+            _ => return false,
         }
-        Ok(outcomes)
     }
-
-    fn finish(&mut self) -> Result<(), Error> {
-        // Nothing written to a file that did not exist: create none (not even a
-        // header from a batch whose every record failed).
-        if !self.existed && self.rows.is_empty() {
-            return Ok(());
-        }
-        self.write_file()
-    }
+    true
 }
 
 /// The batch's key columns, in key order. A batch without a key column is a
 /// mapping mistake, not a bad record: it fails the call, naming what is there.
-pub fn key_columns<'a>(
+pub fn key_columns(
     entity: &str,
-    records: &'a Batch,
+    records: &Batch,
     key_fields: &[String],
-) -> Result<Vec<&'a Column>, Error> {
+) -> Result<Vec<usize>, Error> {
     key_fields
         .iter()
         .map(|k| {
-            records.column(k).ok_or_else(|| {
-                let fields: Vec<&str> = records.columns.iter().map(|c| c.name.as_str()).collect();
-                Error::config(format!(
-                    "entity `{entity}`: the records have no key field `{k}` (they have: {})",
-                    fields.join(", ")
-                ))
-            })
+            records
+                .columns
+                .iter()
+                .position(|c| c.name == *k)
+                .ok_or_else(|| {
+                    let fields: Vec<&str> =
+                        records.columns.iter().map(|c| c.name.as_str()).collect();
+                    Error::config(format!(
+                        "entity `{entity}`: the records have no key field `{k}` (they have: {})",
+                        fields.join(", ")
+                    ))
+                })
         })
         .collect()
-}
-
-/// The key of record `i`: its key fields as text, joined by `|`. A null or empty
-/// part fails the record, since it would match nothing or everything.
-pub fn key_text(key_cols: &[&Column], i: usize) -> Result<String, RecordError> {
-    let mut key = String::new();
-    for (n, col) in key_cols.iter().enumerate() {
-        let text = cell_text(col, i);
-        if text.is_empty() {
-            let name = &col.name;
-            return Err(RecordError::field(
-                name,
-                format!("key field `{name}` is empty"),
-            ));
-        }
-        if n > 0 {
-            key.push('|');
-        }
-        key.push_str(&text);
-    }
-    Ok(key)
-}
-
-/// The key of a loaded row, if every part is there and non-empty.
-fn key_of_row(row: &[String], key_pos: &[Option<usize>]) -> Option<String> {
-    let mut parts = Vec::with_capacity(key_pos.len());
-    for p in key_pos {
-        let cell = row.get((*p)?)?;
-        if cell.is_empty() {
-            return None;
-        }
-        parts.push(cell.as_str());
-    }
-    Some(parts.join("|"))
 }
 
 /// A cell as CSV text: [`weir_sdk::Value::to_text`], null as empty, without
@@ -287,6 +359,7 @@ mod tests {
     use super::*;
     use weir_sdk::testing::TestDir;
     use weir_sdk::{BatchBuilder, FieldType, Value};
+    use weir_sdk::{UpsertOutcome, Writer};
 
     fn people(rows: &[(i64, Option<&str>)]) -> Batch {
         let mut b = BatchBuilder::new(&[("id", FieldType::Integer), ("name", FieldType::Text)]);
@@ -301,7 +374,7 @@ mod tests {
     }
 
     fn open(dir: &TestDir, keys: &[&str]) -> Result<CsvWriter, Error> {
-        CsvWriter::open(
+        super::open(
             dir.path(),
             &Options::parse(None, None).unwrap(),
             "people",
@@ -386,7 +459,7 @@ mod tests {
             err,
             Error::config("entity `people`: upsert needs key fields")
         );
-        let bad = CsvWriter::open(
+        let bad = super::open(
             dir.path(),
             &Options::parse(None, None).unwrap(),
             "../x",
@@ -430,7 +503,7 @@ mod tests {
         assert!(!dir.path().join("people.csv").exists());
         dir.write("people.csv", "id;name\n1;Ada\n");
         let o = Options::parse(Some(";"), None).unwrap();
-        let mut w = CsvWriter::open(dir.path(), &o, "people", vec!["id".into()]).unwrap();
+        let mut w = super::open(dir.path(), &o, "people", vec!["id".into()]).unwrap();
         w.upsert(people(&[(2, Some("Bo;Li"))])).unwrap();
         w.finish().unwrap();
         assert_eq!(dir.read("people.csv"), "id;name\n1;Ada\n2;\"Bo;Li\"\n");
@@ -449,5 +522,42 @@ mod tests {
         assert_eq!(p.records.row(0).text("name"), Some("quote \" and\nnewline"));
         // An empty text is written as an empty cell, which reads back as null.
         assert_eq!(p.records.row(1).get("name"), Some(Value::Null));
+    }
+
+    #[test]
+    fn sessions_grow_the_header_and_crlf_files_are_rewritten_cleanly() {
+        let dir = TestDir::new();
+        dir.write("people.csv", "id,name\r\n1,Ada\r\n\r\n2,Bo\r\n");
+        let mut w = open(&dir, &["id"]).unwrap();
+        let out = w.upsert(people(&[(3, Some("Cy"))])).unwrap();
+        assert_eq!(out, vec![UpsertOutcome::Inserted]);
+        w.finish().unwrap();
+        // Only appends: the old bytes are kept as they were.
+        assert_eq!(
+            dir.read("people.csv"),
+            "id,name\r\n1,Ada\r\n\r\n2,Bo\r\n3,Cy\n"
+        );
+        let mut w = open(&dir, &["id"]).unwrap();
+        let mut b = BatchBuilder::new(&[("id", FieldType::Integer), ("email", FieldType::Text)]);
+        b.push_row(&[Value::Integer(2), Value::Text("bo@x".into())])
+            .unwrap();
+        b.push_row(&[Value::Integer(4), Value::Text("d@x".into())])
+            .unwrap();
+        b.push_row(&[Value::Integer(4), Value::Text("d2@x".into())])
+            .unwrap();
+        let out = w.upsert(b.finish()).unwrap();
+        assert_eq!(
+            out,
+            vec![
+                UpsertOutcome::Updated,
+                UpsertOutcome::Inserted,
+                UpsertOutcome::Updated
+            ]
+        );
+        w.finish().unwrap();
+        assert_eq!(
+            dir.read("people.csv"),
+            "id,name,email\n1,Ada,\n2,Bo,bo@x\n3,Cy,\n4,,d2@x\n"
+        );
     }
 }

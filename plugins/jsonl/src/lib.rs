@@ -9,10 +9,10 @@
 //! writing upserts by key fields, merging into existing objects, and atomically
 //! replaces the file on `finish`.
 //!
-//! What it is not: a database or a JSON schema tool. A writer holds the whole
-//! file in memory; there is no locking against other writers; keys beyond the
-//! sample are not discovered; nested objects and arrays are read as their JSON
-//! text. JSON has no timestamp, bytes or exact decimal: the writer stores them as
+//! What it is not: a database or a JSON schema tool. A writer keeps a key index
+//! in memory (a few bytes per key, not the records); there is no locking against
+//! other writers; keys beyond the sample are not discovered; nested objects and
+//! arrays are read as their JSON text. JSON has no timestamp, bytes or exact decimal: the writer stores them as
 //! RFC 3339 UTC text, lowercase hex and decimal text.
 
 mod convert;
@@ -65,8 +65,7 @@ impl Connector for Jsonl {
     }
 
     fn open_writer(_config: &Config, request: WriteRequest) -> Result<Box<dyn Writer>, Error> {
-        let writer =
-            write::JsonlWriter::open(Path::new(DATA_DIR), &request.entity, request.key_fields)?;
+        let writer = write::open(Path::new(DATA_DIR), &request.entity, request.key_fields)?;
         Ok(Box::new(writer))
     }
 }

@@ -1,221 +1,193 @@
-//! The destination side: upsert into a JSON Lines file, replaced atomically on
-//! finish.
+//! The destination side: upsert into a JSON Lines file through the SDK's
+//! [`KeyedFileWriter`], which keeps only a key index in memory, appends, and
+//! replaces the file atomically on finish. This module is the JSON Lines format.
+//! Objects keep their field order (`serde_json`'s `preserve_order`), so an update
+//! changes only what it touches.
 
-use std::collections::HashMap;
-use std::fs::File;
-use std::io::{self, BufRead, BufReader, BufWriter, Write};
-use std::path::{Path, PathBuf};
+use std::io::BufRead;
+use std::path::Path;
 
 use serde_json::{Map, Value as Json};
-use weir_sdk::{Batch, Column, Error, RecordError, UpsertOutcome, Writer};
+use weir_sdk::files::{KeyedFileWriter, RecordFormat};
+use weir_sdk::{Batch, Error, RecordError};
 
 use crate::convert::{key_part, to_json};
 use crate::schema::is_blank;
-use weir_sdk::files::{entity_path, io_error, temp_path};
 
 type Object = Map<String, Json>;
 
-/// A write session on one JSON Lines file. Lines cannot be updated in place, so
-/// the whole file lives in memory (files here hold thousands of records, not
-/// gigabytes) and `finish` writes it anew. Objects keep their field order
-/// (`serde_json`'s `preserve_order`), so an update changes only what it touches.
-pub struct JsonlWriter {
-    entity: String,
-    dir: PathBuf,
-    path: PathBuf,
-    key_fields: Vec<String>,
-    /// Whether the file existed at open: if it did not and nothing was written,
-    /// `finish` creates no file.
-    existed: bool,
-    /// Records in first-seen order.
-    rows: Vec<Object>,
-    /// Key text → index in `rows`.
-    index: HashMap<String, usize>,
+/// A write session on one JSON Lines file.
+pub type JsonlWriter = KeyedFileWriter<JsonlFormat>;
+
+/// Opens a write session on `<dir>/<entity>.jsonl`.
+pub fn open(dir: &Path, entity: &str, key_fields: Vec<String>) -> Result<JsonlWriter, Error> {
+    let format = JsonlFormat {
+        entity: entity.to_owned(),
+        key_fields: key_fields.clone(),
+        key_cols: Vec::new(),
+    };
+    KeyedFileWriter::open(dir, entity, "jsonl", &key_fields, format)
 }
 
-impl JsonlWriter {
-    pub fn open(dir: &Path, entity: &str, key_fields: Vec<String>) -> Result<JsonlWriter, Error> {
-        let path = entity_path(dir, entity, "jsonl")?;
-        if key_fields.is_empty() {
-            return Err(Error::config(format!(
-                "entity `{entity}`: upsert needs key fields"
-            )));
-        }
-        let mut w = JsonlWriter {
-            entity: entity.to_owned(),
-            dir: dir.to_owned(),
-            path,
-            key_fields,
-            existed: false,
-            rows: Vec::new(),
-            index: HashMap::new(),
-        };
-        match File::open(&w.path) {
-            Ok(file) => {
-                w.existed = true;
-                w.load(BufReader::new(file))?;
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(io_error(entity, &w.path, e)),
-        }
-        Ok(w)
-    }
+/// One JSON object per line.
+pub struct JsonlFormat {
+    entity: String,
+    key_fields: Vec<String>,
+    /// The batch column of each key field (current batch).
+    key_cols: Vec<usize>,
+}
 
-    /// Loads an existing file. A line that is not a JSON object is an error:
-    /// better to refuse the session than to rewrite someone's file without it.
-    /// Blank lines are dropped.
-    fn load<R: BufRead>(&mut self, mut input: R) -> Result<(), Error> {
+fn not_an_object(entity: &str, number: u64) -> Error {
+    Error::config(format!(
+        "entity `{entity}`: line {number} is not a JSON object; not rewriting the file"
+    ))
+}
+
+impl RecordFormat for JsonlFormat {
+    type Stored = Object;
+
+    /// A line that is not a JSON object is an error: better to refuse the
+    /// session than to rewrite someone's file without it. Blank lines are
+    /// skipped (and dropped when the file is rewritten).
+    fn scan(
+        &self,
+        input: &mut dyn BufRead,
+        at: u64,
+        keys: bool,
+        visit: &mut dyn FnMut(u64, Option<&str>) -> Result<(), Error>,
+    ) -> Result<(), Error> {
         let mut line = Vec::new();
         let mut number = 0u64;
+        let mut pos = at;
+        let mut key = String::new();
         loop {
             line.clear();
             let n = input
                 .read_until(b'\n', &mut line)
-                .map_err(|e| io_error(&self.entity, &self.path, e))?;
+                .map_err(|e| Error::io(&format!("entity `{}`", self.entity), e))?;
             if n == 0 {
                 return Ok(());
             }
             number += 1;
+            let start = pos;
+            pos += n as u64;
             if is_blank(&line) {
+                continue;
+            }
+            if !keys {
+                visit(start, None)?;
                 continue;
             }
             let object = match serde_json::from_slice::<Json>(&line) {
                 Ok(Json::Object(object)) => object,
-                _ => {
-                    return Err(Error::config(format!(
-                        "entity `{}`: line {number} is not a JSON object; not rewriting the file",
-                        self.entity
-                    )));
-                }
+                _ => return Err(not_an_object(&self.entity, number)),
             };
             // A record whose key is incomplete cannot be matched; it is kept as is.
-            if let Some(key) = key_of_object(&object, &self.key_fields) {
-                // A key repeated in the file: the first record is the one updated.
-                self.index.entry(key).or_insert(self.rows.len());
-            }
-            self.rows.push(object);
+            let complete = self.stored_key(&object, &mut key);
+            visit(start, complete.then_some(key.as_str()))?;
         }
     }
 
-    /// Writes the file to a temporary sibling and renames it over the original, so
-    /// a reader (or a crash) sees the old file or the new one, never half of one.
-    fn write_file(&self) -> Result<(), Error> {
-        let tmp = temp_path(&self.dir, &self.entity, "jsonl");
-        let result = self.write_to(&tmp).and_then(|()| {
-            std::fs::rename(&tmp, &self.path).map_err(|e| io_error(&self.entity, &self.path, e))
-        });
-        if result.is_err() {
-            let _ = std::fs::remove_file(&tmp);
-        }
-        result
-    }
-
-    fn write_to(&self, tmp: &Path) -> Result<(), Error> {
-        let err = |e: io::Error| io_error(&self.entity, tmp, e);
-        let mut out = BufWriter::new(File::create(tmp).map_err(err)?);
-        for row in &self.rows {
-            serde_json::to_writer(&mut out, row).map_err(|e| err(e.into()))?;
-            out.write_all(b"\n").map_err(err)?;
-        }
-        let file = out.into_inner().map_err(|e| err(e.into_error()))?;
-        // Durable before the rename makes it visible. A host without fsync support
-        // still gets the atomic replace.
-        match file.sync_all() {
-            Err(e) if e.kind() != io::ErrorKind::Unsupported => Err(err(e)),
-            _ => Ok(()),
+    fn read_stored(&self, input: &mut dyn BufRead) -> Result<Object, Error> {
+        let mut line = Vec::new();
+        input
+            .read_until(b'\n', &mut line)
+            .map_err(|e| Error::io(&format!("entity `{}`", self.entity), e))?;
+        match serde_json::from_slice::<Json>(&line) {
+            Ok(Json::Object(object)) => Ok(object),
+            _ => Err(Error::internal(format!(
+                "entity `{}`: a record read back is not a JSON object",
+                self.entity
+            ))),
         }
     }
-}
 
-impl Writer for JsonlWriter {
-    fn upsert(&mut self, records: Batch) -> Result<Vec<UpsertOutcome>, Error> {
-        let key_cols = key_columns(&self.entity, &records, &self.key_fields)?;
-        let mut outcomes = Vec::with_capacity(records.len());
-        let mut key_values = Vec::with_capacity(key_cols.len());
-        for i in 0..records.len() {
-            // The key is taken from the values as they will be stored, so a batch
-            // matches the file whatever the types (a timestamp key is compared as
-            // the RFC 3339 text the file holds).
-            key_values.clear();
-            key_values.extend(key_cols.iter().map(|c| to_json(c, i)));
-            let key = match key_text(&key_cols, &key_values) {
-                Ok(key) => key,
-                Err(failure) => {
-                    outcomes.push(UpsertOutcome::Failed(failure));
-                    continue;
-                }
+    fn stored_key(&self, object: &Object, key: &mut String) -> bool {
+        key.clear();
+        for (n, k) in self.key_fields.iter().enumerate() {
+            let Some(part) = key_part(object.get(k)) else {
+                return false;
             };
-            let (row, outcome) = match self.index.get(&key) {
-                Some(&r) => (r, UpsertOutcome::Updated),
-                None => {
-                    self.index.insert(key, self.rows.len());
-                    self.rows.push(Object::with_capacity(records.columns.len()));
-                    (self.rows.len() - 1, UpsertOutcome::Inserted)
-                }
-            };
-            // Batch fields overwrite (a null too); the record's other fields stay,
-            // in their place.
-            let row = &mut self.rows[row];
-            for col in &records.columns {
-                row.insert(col.name.clone(), to_json(col, i));
+            if n > 0 {
+                key.push('|');
             }
-            outcomes.push(outcome);
+            key.push_str(&part);
         }
-        Ok(outcomes)
+        true
     }
 
-    fn finish(&mut self) -> Result<(), Error> {
-        if !self.existed && self.rows.is_empty() {
-            return Ok(());
+    fn begin_batch(&mut self, records: &Batch) -> Result<(), Error> {
+        self.key_cols = key_columns(&self.entity, records, &self.key_fields)?;
+        Ok(())
+    }
+
+    /// The key is taken from the values as they will be stored, so a batch
+    /// matches the file whatever the types (a timestamp key is compared as the
+    /// RFC 3339 text the file holds).
+    fn batch_key(
+        &mut self,
+        records: &Batch,
+        i: usize,
+        key: &mut String,
+    ) -> Result<(), RecordError> {
+        for (n, &c) in self.key_cols.iter().enumerate() {
+            let col = &records.columns[c];
+            let name = &col.name;
+            let part = key_part(Some(&to_json(col, i)))
+                .ok_or_else(|| RecordError::field(name, format!("key field `{name}` is empty")))?;
+            if n > 0 {
+                key.push('|');
+            }
+            key.push_str(&part);
         }
-        self.write_file()
+        Ok(())
+    }
+
+    fn encode_new(&mut self, records: &Batch, i: usize, out: &mut Vec<u8>) {
+        out.push(b'{');
+        for (n, col) in records.columns.iter().enumerate() {
+            if n > 0 {
+                out.push(b',');
+            }
+            // Writing to a Vec cannot fail, and every value here is valid JSON.
+            let _ = serde_json::to_writer(&mut *out, &col.name);
+            out.push(b':');
+            let _ = serde_json::to_writer(&mut *out, &to_json(col, i));
+        }
+        out.extend_from_slice(b"}\n");
+    }
+
+    fn encode_update(&mut self, mut object: Object, records: &Batch, i: usize, out: &mut Vec<u8>) {
+        // Batch fields overwrite (a null too); the record's other fields stay, in
+        // their place.
+        for col in &records.columns {
+            object.insert(col.name.clone(), to_json(col, i));
+        }
+        let _ = serde_json::to_writer(&mut *out, &object);
+        out.push(b'\n');
     }
 }
 
 /// The batch's key columns, in key order. A batch without a key column is a
 /// mapping mistake, not a bad record: it fails the call, naming what is there.
-fn key_columns<'a>(
-    entity: &str,
-    records: &'a Batch,
-    key_fields: &[String],
-) -> Result<Vec<&'a Column>, Error> {
+fn key_columns(entity: &str, records: &Batch, key_fields: &[String]) -> Result<Vec<usize>, Error> {
     key_fields
         .iter()
         .map(|k| {
-            records.column(k).ok_or_else(|| {
-                let fields: Vec<&str> = records.columns.iter().map(|c| c.name.as_str()).collect();
-                Error::config(format!(
-                    "entity `{entity}`: the records have no key field `{k}` (they have: {})",
-                    fields.join(", ")
-                ))
-            })
+            records
+                .columns
+                .iter()
+                .position(|c| c.name == *k)
+                .ok_or_else(|| {
+                    let fields: Vec<&str> =
+                        records.columns.iter().map(|c| c.name.as_str()).collect();
+                    Error::config(format!(
+                        "entity `{entity}`: the records have no key field `{k}` (they have: {})",
+                        fields.join(", ")
+                    ))
+                })
         })
         .collect()
-}
-
-/// The key of one record from its key values: each as text, joined by `|`. A null
-/// or empty part fails the record, since it would match nothing or everything.
-fn key_text(key_cols: &[&Column], values: &[Json]) -> Result<String, RecordError> {
-    let mut key = String::new();
-    for (n, (col, value)) in key_cols.iter().zip(values).enumerate() {
-        let name = &col.name;
-        let part = key_part(Some(value))
-            .ok_or_else(|| RecordError::field(name, format!("key field `{name}` is empty")))?;
-        if n > 0 {
-            key.push('|');
-        }
-        key.push_str(&part);
-    }
-    Ok(key)
-}
-
-/// The key of a loaded object, if every part is there and non-empty.
-fn key_of_object(object: &Object, key_fields: &[String]) -> Option<String> {
-    let parts = key_fields
-        .iter()
-        .map(|k| key_part(object.get(k)))
-        .collect::<Option<Vec<String>>>()?;
-    Some(parts.join("|"))
 }
 
 #[cfg(test)]
@@ -223,9 +195,10 @@ mod tests {
     use super::*;
     use weir_sdk::testing::TestDir;
     use weir_sdk::{BatchBuilder, FieldType, Value};
+    use weir_sdk::{UpsertOutcome, Writer};
 
     fn open(dir: &TestDir, keys: &[&str]) -> Result<JsonlWriter, Error> {
-        JsonlWriter::open(
+        super::open(
             dir.path(),
             "people",
             keys.iter().map(|k| (*k).to_owned()).collect(),
@@ -332,7 +305,7 @@ mod tests {
             Error::config("entity `people`: upsert needs key fields")
         );
         assert!(matches!(
-            JsonlWriter::open(dir.path(), "a\\b", vec!["id".into()]),
+            super::open(dir.path(), "a\\b", vec!["id".into()]),
             Err(Error::InvalidConfig(m)) if m.contains("`a\\b`")
         ));
         open(&dir, &["id"]).unwrap().finish().unwrap();
@@ -387,5 +360,59 @@ mod tests {
         assert_eq!(p.records.row(0).get("score"), Some(Value::Float(0.1)));
         assert_eq!(p.records.row(1).get("score"), Some(Value::Null));
         assert_eq!(p.records.row(0).text("note"), Some("line\nbreak \"q\""));
+    }
+
+    #[test]
+    fn file_from_an_older_version_and_two_sessions() {
+        let dir = TestDir::new();
+        // As earlier versions (or people) wrote it: spaces, a blank line, no
+        // final line break.
+        dir.write(
+            "people.jsonl",
+            "{\"id\": 1, \"name\": \"Ada\"}\n\n{\"id\": 2}",
+        );
+        let fields = [("id", FieldType::Integer), ("name", FieldType::Text)];
+        let mut w = open(&dir, &["id"]).unwrap();
+        let out = w
+            .upsert(batch(
+                &fields,
+                vec![vec![Value::Integer(3), Value::Text("Cy".into())]],
+            ))
+            .unwrap();
+        assert_eq!(out, vec![UpsertOutcome::Inserted]);
+        w.finish().unwrap();
+        assert_eq!(
+            dir.read("people.jsonl"),
+            "{\"id\": 1, \"name\": \"Ada\"}\n\n{\"id\": 2}\n{\"id\":3,\"name\":\"Cy\"}\n"
+        );
+        let mut w = open(&dir, &["id"]).unwrap();
+        let out = w
+            .upsert(batch(
+                &fields,
+                vec![
+                    vec![Value::Integer(2), Value::Text("Bo".into())],
+                    vec![Value::Integer(3), Value::Text("Cy2".into())],
+                    vec![Value::Integer(4), Value::Null],
+                ],
+            ))
+            .unwrap();
+        assert_eq!(
+            out,
+            vec![
+                UpsertOutcome::Updated,
+                UpsertOutcome::Updated,
+                UpsertOutcome::Inserted
+            ]
+        );
+        w.finish().unwrap();
+        assert_eq!(
+            dir.read("people.jsonl"),
+            concat!(
+                "{\"id\": 1, \"name\": \"Ada\"}\n",
+                "{\"id\":2,\"name\":\"Bo\"}\n",
+                "{\"id\":3,\"name\":\"Cy2\"}\n",
+                "{\"id\":4,\"name\":null}\n"
+            )
+        );
     }
 }

@@ -1,11 +1,17 @@
 //! Helpers for connectors whose entities are files in the granted directory
 //! (`/data/<entity>.<extension>`): entity-name checks, paths, atomic replace, I/O
-//! errors, and a byte-offset cursor that resumes in a fresh instance.
+//! errors, a byte-offset cursor that resumes in a fresh instance, and an upserting
+//! writer that keeps only a key index in memory ([`KeyedFileWriter`]).
 
 use std::io;
 use std::path::{Path, PathBuf};
 
 use crate::Error;
+
+mod keyed;
+#[doc(hidden)]
+pub use keyed::__test_format;
+pub use keyed::{KeyedFileWriter, RecordFormat};
 
 /// The directory a connection's granted folder appears as inside the sandbox.
 /// Every call works under it; the functions below take it as a parameter only so
