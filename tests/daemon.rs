@@ -432,3 +432,58 @@ async fn shutdown_interrupts_at_a_batch_and_a_restart_resumes_and_reschedules() 
     );
     daemon.shutdown(Duration::from_secs(5)).await;
 }
+
+/// The binary: `weir serve` answers on loopback, and SIGTERM stops it cleanly
+/// (exit 0), after which the store opens again with nothing left running.
+#[test]
+fn weir_serve_stops_cleanly_on_sigterm() {
+    use std::io::{BufRead, BufReader};
+    let fx = Fixture::new(false);
+    // The CLI keeps its store in <data-dir>/store.
+    let svc = Service::new(
+        Store::open(&fx.data().join("store"), None).unwrap(),
+        common::runtime(),
+    );
+    let text = project_text("nightly", &fx.dir, "0 3 * * *", "", "count = 20");
+    svc.apply_project_text(&fx.dir.join("p.toml"), &text, &fx.dir)
+        .unwrap();
+    svc.store.flush().unwrap();
+    drop(svc);
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(["--data-dir"])
+        .arg(fx.data())
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("WEIR_ADMIN_TOKEN", "a-token-for-the-sigterm-test")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    let addr = first
+        .trim()
+        .strip_prefix("weir serve: listening on http://")
+        .unwrap_or_else(|| panic!("unexpected first line {first:?}"))
+        .to_owned();
+    let health = reqwest::blocking::get(format!("http://{addr}/health")).unwrap();
+    assert!(health.status().is_success());
+    let projects = reqwest::blocking::Client::new()
+        .get(format!("http://{addr}/api/v1/projects"))
+        .bearer_auth("a-token-for-the-sigterm-test")
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(projects.contains("\"nightly\""), "{projects}");
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGTERM);
+    }
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{:?}: {stderr}", out.status);
+    assert!(stderr.contains("weir serve: stopped"), "{stderr}");
+    let store = Store::open(&fx.data().join("store"), None).unwrap();
+    assert!(store.interrupted_on_open().is_empty());
+}

@@ -93,6 +93,9 @@ fn project(dir: &Path) -> Project {
             .with_directory(dir.join("out")),
         organization: None,
         batch_size: 1_000,
+        schedule: None,
+        retry: Default::default(),
+        notify: Default::default(),
         lookups: Default::default(),
         tasks: vec![EntityTask {
             name: "contacts".into(),
