@@ -6,6 +6,10 @@
 //!
 //! `cargo bench -p weir-host --bench schedule -- [projects] [seconds] [period_secs]`
 //! (defaults 1000 projects, 30 s, every 10 s: 100 runs due per second).
+//!
+//! Then the daemon's cold start: the `weir serve` binary over a data directory with 20
+//! projects naming 20 distinct plugins already in the compiled-component cache, from
+//! process start until it answers (it loads every plugin before listening).
 
 use std::time::{Duration, Instant};
 
@@ -28,6 +32,108 @@ fn rss_kib(field: &str) -> u64 {
                 .ok()
         })
         .unwrap_or(0)
+}
+
+/// A copy of a component that hashes differently (a custom section appended), so the
+/// cache holds one compiled entry per copy.
+fn distinct_copy(wasm: &[u8], i: usize) -> Vec<u8> {
+    let name = b"weir-bench-copy";
+    let payload = format!("{i}");
+    let mut body = vec![name.len() as u8];
+    body.extend_from_slice(name);
+    body.extend_from_slice(payload.as_bytes());
+    let mut out = wasm.to_vec();
+    out.push(0); // custom section
+    out.push(body.len() as u8); // < 128: one LEB byte
+    out.extend_from_slice(&body);
+    out
+}
+
+fn cold_start() {
+    use std::io::{BufRead, BufReader};
+    let weir = env!("CARGO_BIN_EXE_weir");
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let testkit =
+        std::fs::read(format!("{PLUGIN_BUILD_DIR}/weir_plugin_testkit_connector.wasm")).unwrap();
+    for i in 0..20 {
+        let plugin = tmp.path().join(format!("plugin{i}.wasm"));
+        std::fs::write(&plugin, distinct_copy(&testkit, i)).unwrap();
+        let project = tmp.path().join(format!("p{i}.toml"));
+        std::fs::write(
+            &project,
+            format!(
+                r#"
+[connections.src]
+plugin = "plugin{i}.wasm"
+[connections.dst]
+plugin = "plugin{i}.wasm"
+[connection_sets.s]
+source = "src"
+destination = "dst"
+[project]
+name = "cold{i:02}"
+connection_set = "s"
+schedule = "0 3 * * *"
+[[project.tasks]]
+source_entity = "people"
+destination_entity = "people"
+key = ["id"]
+mappings = [{{ destination = "id", source = "id" }}]
+"#
+            ),
+        )
+        .unwrap();
+        let ok = std::process::Command::new(weir)
+            .arg("--data-dir")
+            .arg(&data)
+            .args(["project", "apply", "-f"])
+            .arg(&project)
+            .output()
+            .unwrap();
+        assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    }
+    let start = || -> (Duration, Duration) {
+        let t0 = Instant::now();
+        let mut child = std::process::Command::new(weir)
+            .arg("--data-dir")
+            .arg(&data)
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .env("WEIR_ADMIN_TOKEN", "cold-start-bench-token")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let listening = t0.elapsed();
+        let addr = line.trim().rsplit("http://").next().unwrap().to_owned();
+        let mut s = std::net::TcpStream::connect(&addr).unwrap();
+        use std::io::{Read, Write};
+        s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let mut answer = String::new();
+        s.read_to_string(&mut answer).unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        let answered = t0.elapsed();
+        unsafe {
+            libc::kill(child.id() as i32, libc::SIGTERM);
+        }
+        child.wait().unwrap();
+        (listening, answered)
+    };
+    let (first, _) = start(); // compiles the 20 plugins into the cache
+    let mut runs: Vec<(Duration, Duration)> = (0..5).map(|_| start()).collect();
+    runs.sort();
+    let (listening, answered) = runs[runs.len() / 2];
+    println!(
+        "  serve cold start, 20 projects with 20 distinct cached plugins (median of 5): listening after {} ms, /health answered after {} ms (first start, compiling them: {} ms)",
+        listening.as_millis(),
+        answered.as_millis(),
+        first.as_millis()
+    );
 }
 
 fn main() {
@@ -133,4 +239,5 @@ mappings = [{{ destination = "id", source = "id" }}, {{ destination = "email", s
             hwm as f64 / 1024.0
         );
     });
+    cold_start();
 }

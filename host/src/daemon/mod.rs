@@ -233,6 +233,23 @@ impl Daemon {
         };
         match service.load_project(name, None) {
             Ok((project, _, _)) => {
+                // Load (from the compiled-component cache) every plugin the project
+                // names now, so its first run does not pay for it and a plugin that
+                // no longer loads shows up at once as the project's problem.
+                let registry = service.engine().registry();
+                let plugins = std::iter::once(&project.source.plugin)
+                    .chain(std::iter::once(&project.destination.plugin))
+                    .chain(
+                        project
+                            .tasks
+                            .iter()
+                            .flat_map(|t| t.transforms.iter().map(|s| &s.plugin)),
+                    );
+                for plugin in plugins {
+                    if let Err(e) = registry.get(plugin) {
+                        entry.problem = Some(e.to_string());
+                    }
+                }
                 entry.next = project
                     .schedule
                     .as_ref()
