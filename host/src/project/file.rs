@@ -32,6 +32,8 @@ pub struct ConnectionSpec {
     pub config: BTreeMap<String, Spanned<ConfigValue>>,
     #[serde(default)]
     pub grants: GrantsSpec,
+    /// Credentials the host adds to the plugin's HTTP requests.
+    pub auth: Option<AuthSpec>,
     #[serde(default)]
     pub limits: LimitsSpec,
 }
@@ -63,9 +65,43 @@ impl ConfigValue {
 pub struct GrantsSpec {
     /// A directory, relative to the project file, seen by the plugin as `/data`.
     pub directory: Option<Spanned<String>>,
-    /// Hosts the plugin may reach through the host's HTTP import.
+    /// Hosts the plugin may reach through the host's HTTP import:
+    /// `host[:port][/path-prefix]`.
     #[serde(default)]
-    pub http_hosts: Vec<String>,
+    pub http_hosts: Vec<Spanned<String>>,
+    /// The longest one HTTP request may take (default 30 s).
+    pub http_timeout_secs: Option<Spanned<f64>>,
+    /// The largest HTTP response body accepted, in MiB (default 16).
+    pub http_max_response_mb: Option<Spanned<u64>>,
+}
+
+/// `[connections.x.auth]`: credentials the host injects into the plugin's HTTP
+/// requests, so the plugin never holds them. Secret values are never written in
+/// the file: they are named by environment variable (`token_env = "CRM_TOKEN"`)
+/// and read when the project is loaded.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSpec {
+    /// `bearer`, `basic`, `api_key` or `oauth2_client_credentials`.
+    pub kind: Spanned<String>,
+    /// bearer: the variable holding the token.
+    pub token_env: Option<Spanned<String>>,
+    /// basic: the user name.
+    pub username: Option<Spanned<String>>,
+    /// basic: the variable holding the password.
+    pub password_env: Option<Spanned<String>>,
+    /// api_key: the header to send (default `X-API-Key`).
+    pub header: Option<Spanned<String>>,
+    /// api_key: the variable holding the key.
+    pub key_env: Option<Spanned<String>>,
+    /// oauth2_client_credentials: the token endpoint (must be in `http_hosts`).
+    pub token_url: Option<Spanned<String>>,
+    /// oauth2_client_credentials: the client id.
+    pub client_id: Option<Spanned<String>>,
+    /// oauth2_client_credentials: the variable holding the client secret.
+    pub client_secret_env: Option<Spanned<String>>,
+    /// oauth2_client_credentials: the scope to ask for (optional).
+    pub scope: Option<Spanned<String>>,
 }
 
 /// Per-call limits; unset values take the runtime's defaults.

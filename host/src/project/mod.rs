@@ -18,8 +18,9 @@ use toml::Spanned;
 use weir_types::Config;
 
 use crate::notify::{check_webhook_url, parse_email_list};
-use crate::runtime::{Grants, Limits};
-use file::{ConfigValue, LimitsSpec, ProjectFile};
+use crate::runtime::capabilities::validate_host_grant;
+use crate::runtime::{Grants, HttpAuth, HttpLimits, Limits, Secret};
+use file::{AuthSpec, ConfigValue, GrantsSpec, LimitsSpec, ProjectFile};
 pub use schedule::{Notify, RetryPolicy, Schedule};
 
 /// The largest batch a project may ask for.
@@ -368,7 +369,12 @@ impl Project {
                 config: config(&conn.config),
                 grants: Grants {
                     directory,
-                    http_hosts: conn.grants.http_hosts.clone(),
+                    http_hosts: http_hosts(&loc, &conn.grants)?,
+                    http_auth: match &conn.auth {
+                        Some(auth) => Some(http_auth(&loc, auth)?),
+                        None => None,
+                    },
+                    http_limits: http_limits(&loc, &conn.grants)?,
                 },
                 limits: limits(&loc, &conn.limits)?,
             })
@@ -608,22 +614,256 @@ fn config(values: &BTreeMap<String, Spanned<ConfigValue>>) -> Config {
 fn limits(loc: &Locator<'_>, spec: &LimitsSpec) -> Result<Limits, ProjectError> {
     let mut limits = Limits::default();
     if let Some(mb) = &spec.memory_mb {
-        if !(1..=1024).contains(mb.get_ref()) {
-            return loc.err(mb.span().start, "limits.memory_mb: must be 1 to 1024");
-        }
-        limits.memory_bytes = (*mb.get_ref() as usize) << 20;
+        limits.memory_bytes = mebibytes(loc, "limits.memory_mb", mb)? as usize;
     }
     if let Some(secs) = &spec.call_timeout_secs {
-        let s = *secs.get_ref();
-        if !(0.01..=3600.0).contains(&s) {
-            return loc.err(
-                secs.span().start,
-                "limits.call_timeout_secs: must be 0.01 to 3600",
-            );
-        }
-        limits.call_timeout = Duration::from_secs_f64(s);
+        limits.call_timeout = seconds(loc, "limits.call_timeout_secs", secs)?;
     }
     Ok(limits)
+}
+
+/// A time limit of 0.01 to 3600 seconds.
+fn seconds(loc: &Locator<'_>, name: &str, secs: &Spanned<f64>) -> Result<Duration, ProjectError> {
+    let s = *secs.get_ref();
+    if !(0.01..=3600.0).contains(&s) {
+        return loc.err(secs.span().start, format!("{name}: must be 0.01 to 3600"));
+    }
+    Ok(Duration::from_secs_f64(s))
+}
+
+/// A size of 1 to 1024 MiB, in bytes.
+fn mebibytes(loc: &Locator<'_>, name: &str, mb: &Spanned<u64>) -> Result<u64, ProjectError> {
+    if !(1..=1024).contains(mb.get_ref()) {
+        return loc.err(mb.span().start, format!("{name}: must be 1 to 1024"));
+    }
+    Ok(*mb.get_ref() << 20)
+}
+
+fn http_hosts(loc: &Locator<'_>, spec: &GrantsSpec) -> Result<Vec<String>, ProjectError> {
+    let mut hosts = Vec::new();
+    for h in &spec.http_hosts {
+        if let Err(e) = validate_host_grant(h.get_ref()) {
+            return loc.err(h.span().start, format!("grants.http_hosts: {e}"));
+        }
+        hosts.push(h.get_ref().clone());
+    }
+    Ok(hosts)
+}
+
+fn http_limits(loc: &Locator<'_>, spec: &GrantsSpec) -> Result<HttpLimits, ProjectError> {
+    let mut limits = HttpLimits::default();
+    if let Some(secs) = &spec.http_timeout_secs {
+        limits.timeout = seconds(loc, "grants.http_timeout_secs", secs)?;
+    }
+    if let Some(mb) = &spec.http_max_response_mb {
+        limits.max_response_bytes = mebibytes(loc, "grants.http_max_response_mb", mb)?;
+    }
+    Ok(limits)
+}
+
+/// The kinds of `[connections.x.auth]` and the keys each one takes.
+const AUTH_KINDS: &[(&str, &[&str])] = &[
+    ("bearer", &["token_env"]),
+    ("basic", &["username", "password_env"]),
+    ("api_key", &["header", "key_env"]),
+    (
+        "oauth2_client_credentials",
+        &["token_url", "client_id", "client_secret_env", "scope"],
+    ),
+];
+
+/// `[connections.x.auth]` into the credential the host injects; secrets are
+/// read from the environment variables the table names.
+fn http_auth(loc: &Locator<'_>, spec: &AuthSpec) -> Result<HttpAuth, ProjectError> {
+    let kind = spec.kind.get_ref().as_str();
+    let Some((_, allowed)) = AUTH_KINDS.iter().find(|(k, _)| *k == kind) else {
+        let kinds: Vec<&str> = AUTH_KINDS.iter().map(|(k, _)| *k).collect();
+        return loc.err(
+            spec.kind.span().start,
+            format!(
+                "auth.kind: unknown kind `{kind}` (one of: {})",
+                kinds.join(", ")
+            ),
+        );
+    };
+    let given = [
+        ("token_env", &spec.token_env),
+        ("username", &spec.username),
+        ("password_env", &spec.password_env),
+        ("header", &spec.header),
+        ("key_env", &spec.key_env),
+        ("token_url", &spec.token_url),
+        ("client_id", &spec.client_id),
+        ("client_secret_env", &spec.client_secret_env),
+        ("scope", &spec.scope),
+    ];
+    for (name, value) in given {
+        if let Some(v) = value {
+            if !allowed.contains(&name) {
+                return loc.err(
+                    v.span().start,
+                    format!(
+                        "auth.{name}: not used by kind `{kind}` (it takes: {})",
+                        allowed.join(", ")
+                    ),
+                );
+            }
+        }
+    }
+    let required = |name: &str, value: &Option<Spanned<String>>| -> Result<String, ProjectError> {
+        match value {
+            Some(v) if !v.get_ref().trim().is_empty() => Ok(v.get_ref().clone()),
+            Some(v) => loc.err(v.span().start, format!("auth.{name}: must not be empty")),
+            None => loc.err(
+                spec.kind.span().start,
+                format!("auth: kind `{kind}` needs `{name}`"),
+            ),
+        }
+    };
+    let secret = |name: &str, value: &Option<Spanned<String>>| -> Result<Secret, ProjectError> {
+        let var = required(name, value)?;
+        let at = value.as_ref().map_or(0, |v| v.span().start);
+        match std::env::var(&var) {
+            Ok(v) if !v.is_empty() => Ok(Secret::new(v)),
+            Ok(_) => loc.err(
+                at,
+                format!("auth.{name}: environment variable `{var}` is empty"),
+            ),
+            Err(_) => loc.err(
+                at,
+                format!("auth.{name}: environment variable `{var}` is not set"),
+            ),
+        }
+    };
+    Ok(match kind {
+        "bearer" => HttpAuth::Bearer {
+            token: secret("token_env", &spec.token_env)?,
+        },
+        "basic" => HttpAuth::Basic {
+            username: required("username", &spec.username)?,
+            password: secret("password_env", &spec.password_env)?,
+        },
+        "api_key" => {
+            let header = spec
+                .header
+                .as_ref()
+                .map_or_else(|| "X-API-Key".to_owned(), |h| h.get_ref().clone());
+            if let Err(e) = check_auth_header(&header) {
+                let at = spec.header.as_ref().map_or(0, |h| h.span().start);
+                return loc.err(at, format!("auth.header: {e}"));
+            }
+            HttpAuth::ApiKey {
+                header,
+                key: secret("key_env", &spec.key_env)?,
+            }
+        }
+        _ => {
+            let token_url = required("token_url", &spec.token_url)?;
+            if !token_url.starts_with("https://") && !token_url.starts_with("http://") {
+                let at = spec.token_url.as_ref().map_or(0, |u| u.span().start);
+                return loc.err(at, "auth.token_url: must be an http(s) URL");
+            }
+            HttpAuth::OAuth2ClientCredentials {
+                token_url,
+                client_id: required("client_id", &spec.client_id)?,
+                client_secret: secret("client_secret_env", &spec.client_secret_env)?,
+                scope: spec.scope.as_ref().map(|s| s.get_ref().clone()),
+            }
+        }
+    })
+}
+
+fn check_auth_header(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("`{name}` is not a header name"))
+    }
+}
+
+/// Option names of a *stored* connection that configure the host's HTTP
+/// credentials rather than the plugin (the plugin never receives them):
+/// `auth.kind` (`bearer`, `basic`, `api_key`, `oauth2_client_credentials`);
+/// the secrets `auth.token`, `auth.password`, `auth.key`, `auth.client_secret`
+/// (which must be stored as secrets); and `auth.username`, `auth.header`,
+/// `auth.token_url`, `auth.client_id`, `auth.scope`.
+pub const STORED_AUTH_PREFIX: &str = "auth.";
+
+/// The credential a stored connection's `auth.*` options describe (`None` when
+/// it has none). `options` are the plain options, `secrets` the decrypted ones.
+pub fn http_auth_from_stored(
+    options: &[(String, String)],
+    secrets: &[(String, String)],
+) -> Result<Option<HttpAuth>, String> {
+    let option = |name: &str| {
+        options
+            .iter()
+            .chain(secrets)
+            .find(|(k, _)| k == &format!("{STORED_AUTH_PREFIX}{name}"))
+            .map(|(_, v)| v.clone())
+    };
+    let secret = |name: &str| -> Result<Secret, String> {
+        let key = format!("{STORED_AUTH_PREFIX}{name}");
+        if options.iter().any(|(k, _)| k == &key) {
+            return Err(format!(
+                "`{key}` must be stored as a secret, not as an option"
+            ));
+        }
+        secrets
+            .iter()
+            .find(|(k, _)| k == &key)
+            .map(|(_, v)| Secret::new(v.clone()))
+            .ok_or_else(|| format!("`{STORED_AUTH_PREFIX}kind` needs the secret `{key}`"))
+    };
+    let needed = |name: &str| {
+        option(name).ok_or_else(|| {
+            format!("`{STORED_AUTH_PREFIX}kind` needs the option `{STORED_AUTH_PREFIX}{name}`")
+        })
+    };
+    let Some(kind) = option("kind") else {
+        let stray = options
+            .iter()
+            .chain(secrets)
+            .find(|(k, _)| k.starts_with(STORED_AUTH_PREFIX));
+        return match stray {
+            Some((k, _)) => Err(format!(
+                "`{k}` is set but `{STORED_AUTH_PREFIX}kind` is not"
+            )),
+            None => Ok(None),
+        };
+    };
+    Ok(Some(match kind.as_str() {
+        "bearer" => HttpAuth::Bearer {
+            token: secret("token")?,
+        },
+        "basic" => HttpAuth::Basic {
+            username: needed("username")?,
+            password: secret("password")?,
+        },
+        "api_key" => {
+            let header = option("header").unwrap_or_else(|| "X-API-Key".to_owned());
+            check_auth_header(&header)?;
+            HttpAuth::ApiKey {
+                header,
+                key: secret("key")?,
+            }
+        }
+        "oauth2_client_credentials" => HttpAuth::OAuth2ClientCredentials {
+            token_url: needed("token_url")?,
+            client_id: needed("client_id")?,
+            client_secret: secret("client_secret")?,
+            scope: option("scope"),
+        },
+        other => {
+            return Err(format!(
+                "`{STORED_AUTH_PREFIX}kind`: unknown kind `{other}` (one of: bearer, basic, api_key, oauth2_client_credentials)"
+            ));
+        }
+    }))
 }
 
 #[cfg(test)]
@@ -710,5 +950,87 @@ mappings = [
     fn batch_size_out_of_range_is_refused() {
         let text = GOOD.replace("name = \"p\"", "name = \"p\"\nbatch_size = 0");
         assert!(err(&text).contains("project.batch_size: 0 is out of range"));
+    }
+
+    #[test]
+    fn auth_reads_secrets_from_the_environment_only() {
+        let with = |auth: &str| {
+            GOOD.replace(
+                "config = { delimiter = \";\", retries = 3 }",
+                &format!(
+                    "config = {{ delimiter = \";\" }}\ngrants = {{ http_hosts = [\"api.example.com/v2/\"], http_timeout_secs = 5 }}\nauth = {auth}"
+                ),
+            )
+        };
+        // PATH is set wherever the tests run; its value stands in for a token.
+        let p = parse(&with("{ kind = \"bearer\", token_env = \"PATH\" }")).unwrap();
+        let path = std::env::var("PATH").unwrap();
+        assert_eq!(
+            p.destination.grants.http_auth,
+            Some(HttpAuth::Bearer {
+                token: Secret::new(path.clone())
+            })
+        );
+        assert_eq!(p.destination.grants.http_hosts, vec!["api.example.com/v2/"]);
+        assert_eq!(
+            p.destination.grants.http_limits.timeout,
+            Duration::from_secs(5)
+        );
+        assert!(!format!("{:?}", p.destination).contains(&path));
+        let e = err(&with(
+            "{ kind = \"bearer\", token_env = \"WEIR_TEST_SURELY_UNSET_VAR\" }",
+        ));
+        assert!(
+            e.contains("environment variable `WEIR_TEST_SURELY_UNSET_VAR` is not set"),
+            "{e}"
+        );
+        // A literal secret is an unknown key, not a silently accepted one.
+        let e = err(&with("{ kind = \"bearer\", token = \"abc\" }"));
+        assert!(e.contains("unknown field `token`"), "{e}");
+        let e = err(&with("{ kind = \"basic\", token_env = \"PATH\" }"));
+        assert!(
+            e.contains("auth.token_env: not used by kind `basic`"),
+            "{e}"
+        );
+        let e = err(&with("{ kind = \"magic\" }"));
+        assert!(e.contains("auth.kind: unknown kind `magic`"), "{e}");
+        let e = err(&with(
+            "{ kind = \"oauth2_client_credentials\", client_id = \"c\", client_secret_env = \"PATH\" }",
+        ));
+        assert!(e.contains("needs `token_url`"), "{e}");
+        let bad_host = GOOD.replace(
+            "grants = { directory = \"in\" }",
+            "grants = { directory = \"in\", http_hosts = [\"https://x.com\"] }",
+        );
+        assert!(err(&bad_host).contains("grants.http_hosts: http host grant `https://x.com`"));
+    }
+
+    #[test]
+    fn stored_auth_options_need_their_secrets() {
+        let o = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect()
+        };
+        assert_eq!(http_auth_from_stored(&o(&[("x", "1")]), &[]), Ok(None));
+        assert_eq!(
+            http_auth_from_stored(
+                &o(&[("auth.kind", "api_key"), ("auth.header", "X-Token")]),
+                &o(&[("auth.key", "k-123")])
+            ),
+            Ok(Some(HttpAuth::ApiKey {
+                header: "X-Token".into(),
+                key: Secret::new("k-123")
+            }))
+        );
+        let e = http_auth_from_stored(&o(&[("auth.kind", "bearer"), ("auth.token", "t")]), &[])
+            .unwrap_err();
+        assert!(e.contains("must be stored as a secret"), "{e}");
+        let e = http_auth_from_stored(&[], &o(&[("auth.token", "t")])).unwrap_err();
+        assert!(e.contains("`auth.kind` is not"), "{e}");
+        let e = http_auth_from_stored(&o(&[("auth.kind", "oauth2_client_credentials")]), &[])
+            .unwrap_err();
+        assert!(e.contains("auth.token_url"), "{e}");
     }
 }

@@ -18,9 +18,15 @@ pub const GUEST_DATA_DIR: &str = "/data";
 pub struct Grants {
     /// A host directory the plugin sees as [`GUEST_DATA_DIR`], read-write.
     pub directory: Option<PathBuf>,
-    /// Hosts (`api.example.com`, optionally `host:port`) the plugin may call through
-    /// the `http` import. Empty: no HTTP at all.
+    /// What the plugin may call through the `http` import: `api.example.com`
+    /// (any port), `api.example.com:8443` (that port only), optionally followed by
+    /// a path prefix (`api.example.com/v2/`). Empty: no HTTP at all.
     pub http_hosts: Vec<String>,
+    /// Credentials the host adds to the plugin's requests (the plugin never sees
+    /// them).
+    pub http_auth: Option<HttpAuth>,
+    /// Timeouts and size caps of the plugin's requests.
+    pub http_limits: HttpLimits,
 }
 
 impl Grants {
@@ -33,7 +39,105 @@ impl Grants {
     pub fn directory(dir: impl Into<PathBuf>) -> Grants {
         Grants {
             directory: Some(dir.into()),
-            http_hosts: Vec::new(),
+            ..Grants::default()
+        }
+    }
+
+    /// The secret values in these grants, to scrub from any text shown or logged.
+    pub fn secrets(&self) -> Vec<&str> {
+        self.http_auth
+            .as_ref()
+            .map_or_else(Vec::new, HttpAuth::secrets)
+    }
+}
+
+/// A secret value (a token, a password). Its `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(value.into())
+    }
+
+    /// The value itself, for the one place that sends it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(..)")
+    }
+}
+
+/// Credentials the host injects into every request a connection's plugin sends
+/// to a granted host (and drops when a redirect leaves the request's origin).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HttpAuth {
+    /// `Authorization: Bearer <token>`.
+    Bearer { token: Secret },
+    /// `Authorization: Basic base64(username:password)`.
+    Basic { username: String, password: Secret },
+    /// `<header>: <key>` (e.g. `X-API-Key`).
+    ApiKey { header: String, key: Secret },
+    /// OAuth2 client credentials: the host fetches a token from `token_url`
+    /// (which must be granted too), caches it until it expires and sends it as a
+    /// bearer token.
+    OAuth2ClientCredentials {
+        token_url: String,
+        client_id: String,
+        client_secret: Secret,
+        scope: Option<String>,
+    },
+}
+
+impl HttpAuth {
+    /// The secret values, to scrub from text.
+    pub fn secrets(&self) -> Vec<&str> {
+        match self {
+            HttpAuth::Bearer { token } => vec![token.expose()],
+            HttpAuth::Basic { password, .. } => vec![password.expose()],
+            HttpAuth::ApiKey { key, .. } => vec![key.expose()],
+            HttpAuth::OAuth2ClientCredentials { client_secret, .. } => {
+                vec![client_secret.expose()]
+            }
+        }
+    }
+
+    /// What kind of credential it is, for messages.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            HttpAuth::Bearer { .. } => "bearer",
+            HttpAuth::Basic { .. } => "basic",
+            HttpAuth::ApiKey { .. } => "api_key",
+            HttpAuth::OAuth2ClientCredentials { .. } => "oauth2_client_credentials",
+        }
+    }
+}
+
+/// Bounds on one outgoing request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HttpLimits {
+    /// The longest one request (connect, send, read the whole body) may take
+    /// (default 30 s). Never longer than what is left of the plugin call's own
+    /// time limit.
+    pub timeout: Duration,
+    /// The largest response body accepted (default 16 MiB); a larger one is cut
+    /// off and reported as `too-large`.
+    pub max_response_bytes: u64,
+    /// Redirects followed per request (default 5); each hop is checked against
+    /// the allow-list.
+    pub max_redirects: u32,
+}
+
+impl Default for HttpLimits {
+    fn default() -> HttpLimits {
+        HttpLimits {
+            timeout: Duration::from_secs(30),
+            max_response_bytes: 16 << 20,
+            max_redirects: 5,
         }
     }
 }
@@ -84,34 +188,138 @@ pub(crate) fn wasi_ctx(
     Ok(builder.build())
 }
 
-/// Decides whether a plugin may send a request to `url`. `Err` names the reason;
-/// nothing is sent then.
-pub(crate) fn check_http(grants: &Grants, url: &str) -> Result<(), String> {
-    let Some(rest) = url
-        .strip_prefix("https://")
-        .or_else(|| url.strip_prefix("http://"))
-    else {
-        return Err(format!("`{url}` is not an http(s) URL"));
+/// One parsed `http_hosts` entry: `host[:port][/path-prefix]`.
+struct HostGrant {
+    host: String,
+    port: Option<u16>,
+    /// Starts with `/`; `None` allows every path.
+    path: Option<String>,
+}
+
+fn parse_host_grant(grant: &str) -> Result<HostGrant, String> {
+    let bad = |why: &str| Err(format!("http host grant `{grant}`: {why}"));
+    if grant.contains("://") {
+        return bad("write the host without a scheme (`api.example.com/v2/`)");
+    }
+    if grant.contains(['@', '?', '#', ' ']) {
+        return bad("only `host[:port][/path-prefix]` is allowed");
+    }
+    let (authority, path) = match grant.find('/') {
+        Some(i) => (&grant[..i], Some(grant[i..].to_owned())),
+        None => (grant, None),
     };
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-    if authority.contains('@') {
+    let (host, port) = if let Some(rest) = authority.strip_prefix('[') {
+        // An IPv6 literal: `[::1]:8080`.
+        let Some((h, tail)) = rest.split_once(']') else {
+            return bad("unclosed `[`");
+        };
+        (format!("[{h}]"), tail.strip_prefix(':'))
+    } else {
+        match authority.rsplit_once(':') {
+            Some((h, p)) => (h.to_owned(), Some(p)),
+            None => (authority.to_owned(), None),
+        }
+    };
+    if host.is_empty() || host == "[]" {
+        return bad("no host");
+    }
+    let port = match port {
+        None => None,
+        Some(p) => match p.parse::<u16>() {
+            Ok(p) => Some(p),
+            Err(_) => return bad("the port is not a number"),
+        },
+    };
+    if path.as_deref().is_some_and(|p| p.contains("..")) {
+        return bad("a path prefix cannot contain `..`");
+    }
+    Ok(HostGrant {
+        host: host.to_ascii_lowercase(),
+        port,
+        path,
+    })
+}
+
+/// Checks an `http_hosts` entry's syntax (for project validation).
+pub fn validate_host_grant(grant: &str) -> Result<(), String> {
+    parse_host_grant(grant).map(drop)
+}
+
+fn path_allowed(prefix: &str, path: &str) -> bool {
+    let bare = prefix.trim_end_matches('/');
+    if bare.is_empty() {
+        return true;
+    }
+    path == bare || path.starts_with(&format!("{bare}/"))
+}
+
+/// Decides whether a plugin may send a request to `url` (also every redirect
+/// hop and the OAuth2 token URL). `Err` names the reason; nothing is sent then.
+///
+/// The URL is parsed and normalised (WHATWG rules: case, default ports, `.` and
+/// `..` segments, also percent-encoded ones) before it is compared, so the host
+/// and path checked are the ones the request goes to. Only `http` and `https`
+/// pass; a URL with credentials is refused; with a path-prefix grant, a path with
+/// an encoded `/` or `\` is refused (a server could decode it into `..`).
+/// Names are not resolved here: DNS rebinding (a granted name that resolves to an
+/// internal address) is out of scope.
+pub(crate) fn check_http(grants: &Grants, url: &str) -> Result<reqwest::Url, String> {
+    let parsed =
+        reqwest::Url::parse(url).map_err(|e| format!("`{url}` is not a valid URL: {e}"))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(format!("`{url}` is not an http(s) URL"));
+    }
+    if !parsed.username().is_empty() || parsed.password().is_some() {
         return Err(format!("`{url}`: credentials in URLs are refused"));
     }
-    let host = authority.to_ascii_lowercase();
-    let host_only = host.rsplit_once(':').map_or(host.as_str(), |(h, _)| h);
-    let granted = grants
-        .http_hosts
-        .iter()
-        .any(|g| g.eq_ignore_ascii_case(&host) || g.eq_ignore_ascii_case(host_only));
-    if granted {
-        Ok(())
-    } else if grants.http_hosts.is_empty() {
-        Err("this connection grants no HTTP access".to_owned())
+    let Some(host) = parsed.host_str().map(str::to_ascii_lowercase) else {
+        return Err(format!("`{url}` names no host"));
+    };
+    let port = parsed.port_or_known_default();
+    let path = parsed.path();
+    if grants.http_hosts.is_empty() {
+        return Err("host not in allow-list: this connection grants no HTTP access".to_owned());
+    }
+    let mut host_matched = false;
+    for grant in &grants.http_hosts {
+        let Ok(g) = parse_host_grant(grant) else {
+            continue;
+        };
+        if g.host != host || g.port.is_some_and(|p| Some(p) != port) {
+            continue;
+        }
+        host_matched = true;
+        match &g.path {
+            None => return Ok(parsed),
+            Some(prefix) => {
+                let lower = path.to_ascii_lowercase();
+                if !lower.contains("%2f") && !lower.contains("%5c") && path_allowed(prefix, path) {
+                    return Ok(parsed);
+                }
+            }
+        }
+    }
+    let granted = grants.http_hosts.join(", ");
+    let shown = match port {
+        Some(p) if Some(p) != default_port(parsed.scheme()) => format!("{host}:{p}"),
+        _ => host,
+    };
+    if host_matched {
+        Err(format!(
+            "path not in allow-list: `{shown}{path}` is outside the paths granted to this connection (granted: {granted})"
+        ))
     } else {
         Err(format!(
-            "host `{host}` is not granted to this connection (granted: {})",
-            grants.http_hosts.join(", ")
+            "host not in allow-list: `{shown}` is not granted to this connection (granted: {granted})"
         ))
+    }
+}
+
+fn default_port(scheme: &str) -> Option<u16> {
+    match scheme {
+        "http" => Some(80),
+        "https" => Some(443),
+        _ => None,
     }
 }
 
@@ -136,15 +344,61 @@ mod tests {
         let none = Grants::none();
         assert!(check_http(&none, "https://api.example.com/x").is_err());
         let grants = Grants {
-            directory: None,
             http_hosts: vec!["api.example.com".into()],
+            ..Grants::none()
         };
         assert!(check_http(&grants, "https://api.example.com/v1/items?x=1").is_ok());
         assert!(check_http(&grants, "https://API.example.com:443/").is_ok());
         let err = check_http(&grants, "https://evil.example.com/").unwrap_err();
         assert!(err.contains("evil.example.com"), "{err}");
+        assert!(err.starts_with("host not in allow-list"), "{err}");
         // A userinfo trick must not pass as the granted host.
         assert!(check_http(&grants, "https://api.example.com@evil.com/").is_err());
+        assert!(check_http(&grants, "https://evil.com#@api.example.com/").is_err());
+        assert!(check_http(&grants, "https://evil.com\\@api.example.com/").is_err());
         assert!(check_http(&grants, "file:///etc/passwd").is_err());
+        assert!(check_http(&grants, "ftp://api.example.com/").is_err());
+    }
+
+    #[test]
+    fn ports_and_path_prefixes_narrow_a_grant() {
+        let grants = Grants {
+            http_hosts: vec!["api.example.com/v2/".into(), "127.0.0.1:8080".into()],
+            ..Grants::none()
+        };
+        assert!(check_http(&grants, "https://api.example.com/v2/items").is_ok());
+        assert!(check_http(&grants, "https://api.example.com/v2").is_ok());
+        for refused in [
+            "https://api.example.com/v2admin",
+            "https://api.example.com/admin",
+            "https://api.example.com/v2/../admin",
+            "https://api.example.com/v2/%2e%2e/admin",
+            "https://api.example.com/v2/..%2Fadmin",
+        ] {
+            let err = check_http(&grants, refused).unwrap_err();
+            assert!(
+                err.starts_with("path not in allow-list"),
+                "{refused}: {err}"
+            );
+        }
+        assert!(check_http(&grants, "http://127.0.0.1:8080/x").is_ok());
+        assert!(check_http(&grants, "http://127.0.0.1:8081/x").is_err());
+        assert!(check_http(&grants, "http://127.0.0.1/x").is_err());
+        assert!(validate_host_grant("https://api.example.com").is_err());
+        assert!(validate_host_grant("api.example.com:x").is_err());
+        assert!(validate_host_grant("[::1]:80/a/").is_ok());
+    }
+
+    #[test]
+    fn secrets_never_show_in_debug() {
+        let grants = Grants {
+            http_auth: Some(HttpAuth::Basic {
+                username: "u".into(),
+                password: Secret::new("hunter2-secret"),
+            }),
+            ..Grants::none()
+        };
+        assert!(!format!("{grants:?}").contains("hunter2"));
+        assert_eq!(grants.secrets(), vec!["hunter2-secret"]);
     }
 }

@@ -1,12 +1,16 @@
 //! The host state of one plugin instance and the host side of the contract's
 //! imports (`log`, `http`).
 
+use std::sync::Arc;
+use std::time::Instant;
+
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::{http, log, types};
 use super::capabilities::{self, Grants};
+use super::http::{HttpClient, HttpFailure, HttpRequest};
 use super::limits::{Limiter, Limits};
 
 /// A line a plugin logged, kept for the execution's detailed log.
@@ -30,10 +34,20 @@ pub(crate) struct HostState {
     pub log_lines: Vec<PluginLogLine>,
     /// Lines dropped during the current call.
     pub log_dropped: usize,
+    /// The runtime's HTTP client (`None`: this instance cannot send HTTP).
+    pub http: Option<Arc<HttpClient>>,
+    /// When the current call's time limit runs out (set by each call), so a
+    /// blocking host function can stop in time.
+    pub call_deadline: Option<Instant>,
 }
 
 impl HostState {
-    pub fn new(plugin: &str, grants: &Grants, limits: &Limits) -> std::io::Result<HostState> {
+    pub fn new(
+        plugin: &str,
+        grants: &Grants,
+        limits: &Limits,
+        http: Option<Arc<HttpClient>>,
+    ) -> std::io::Result<HostState> {
         let stderr = MemoryOutputPipe::new(limits.stderr_bytes);
         Ok(HostState {
             plugin: plugin.to_owned(),
@@ -48,6 +62,8 @@ impl HostState {
             stderr,
             log_lines: Vec::new(),
             log_dropped: 0,
+            http,
+            call_deadline: None,
         })
     }
 
@@ -138,14 +154,36 @@ impl log::Host for HostState {
 
 impl http::Host for HostState {
     fn send(&mut self, request: http::Request) -> Result<http::Response, http::HttpError> {
-        if let Err(reason) = capabilities::check_http(&self.grants, &request.url) {
-            tracing::warn!(plugin = %self.plugin, url = %request.url, %reason, "HTTP request denied");
-            return Err(http::HttpError::Denied(reason));
+        let deadline = self
+            .call_deadline
+            .unwrap_or_else(|| Instant::now() + self.limits.call_timeout);
+        let request = HttpRequest {
+            method: request.method,
+            url: request.url,
+            headers: request.headers,
+            body: request.body,
+        };
+        let result = match &self.http {
+            Some(client) => client.send(&self.plugin, &self.grants, deadline, request),
+            None => capabilities::check_http(&self.grants, &request.url)
+                .map_err(HttpFailure::Denied)
+                .and_then(|_| {
+                    Err(HttpFailure::Transport(
+                        "outgoing HTTP is not available to this plugin".to_owned(),
+                    ))
+                }),
+        };
+        match result {
+            Ok(r) => Ok(http::Response {
+                status: r.status,
+                headers: r.headers,
+                body: r.body,
+            }),
+            Err(HttpFailure::Denied(m)) => Err(http::HttpError::Denied(m)),
+            Err(HttpFailure::InvalidRequest(m)) => Err(http::HttpError::InvalidRequest(m)),
+            Err(HttpFailure::Timeout) => Err(http::HttpError::Timeout),
+            Err(HttpFailure::Transport(m)) => Err(http::HttpError::Transport(m)),
+            Err(HttpFailure::TooLarge(n)) => Err(http::HttpError::TooLarge(n)),
         }
-        // The allow-list is enforced above so the contract's behaviour is fixed now;
-        // the transport itself lands with the REST connector.
-        Err(http::HttpError::Transport(
-            "outgoing HTTP is not available in this weir build yet".to_owned(),
-        ))
     }
 }

@@ -6,7 +6,8 @@
 //! trap poisons the instance, so it is dropped and the next call instantiates a
 //! fresh one from the pre-instantiated component.
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use wasmtime::component::ResourceAny;
 use wasmtime::{Store, Trap};
@@ -21,6 +22,7 @@ use super::bindings::{
 use super::capabilities::Grants;
 use super::convert;
 use super::host::{HostState, PluginLogLine};
+use super::http::HttpClient;
 use super::limits::Limits;
 use super::{EPOCH_TICK, PluginKind};
 
@@ -116,6 +118,8 @@ struct Slot<B> {
     plugin: String,
     grants: Grants,
     limits: Limits,
+    /// The runtime's HTTP client; only connectors get one.
+    http: Option<Arc<HttpClient>>,
     live: Option<Live<B>>,
     /// Bumped whenever the live instance is dropped, so resources of a dead
     /// instance (writers) are recognised.
@@ -125,11 +129,17 @@ struct Slot<B> {
 }
 
 impl<B> Slot<B> {
-    fn new(plugin: String, grants: Grants, limits: Limits) -> Slot<B> {
+    fn new(
+        plugin: String,
+        grants: Grants,
+        limits: Limits,
+        http: Option<Arc<HttpClient>>,
+    ) -> Slot<B> {
         Slot {
             plugin,
             grants,
             limits,
+            http,
             live: None,
             generation: 0,
             logs: Vec::new(),
@@ -152,7 +162,7 @@ impl<B> Slot<B> {
         if self.live.is_some() {
             return Ok(());
         }
-        let state = HostState::new(&self.plugin, &self.grants, &self.limits)
+        let state = HostState::new(&self.plugin, &self.grants, &self.limits, self.http.clone())
             .map_err(|e| self.host_err(e.to_string()))?;
         let mut store = Store::new(engine, state);
         store.limiter(|s| &mut s.limiter);
@@ -186,6 +196,7 @@ impl<B> Slot<B> {
         let ticks = self.deadline_ticks();
         let live = self.live.as_mut().expect("ensure_live ran");
         live.store.set_epoch_deadline(ticks);
+        live.store.data_mut().call_deadline = Some(Instant::now() + self.limits.call_timeout);
         let result = f(&mut live.store, &live.bindings);
         let state = live.store.data_mut();
         self.logs.append(&mut state.log_lines);
@@ -283,10 +294,11 @@ impl ConnectorInstance {
         pre: ConnectorPluginPre<HostState>,
         grants: Grants,
         limits: Limits,
+        http: Arc<HttpClient>,
     ) -> ConnectorInstance {
         ConnectorInstance {
             pre,
-            slot: Slot::new(plugin, grants, limits),
+            slot: Slot::new(plugin, grants, limits, Some(http)),
         }
     }
 
@@ -471,7 +483,7 @@ impl TransformInstance {
     ) -> TransformInstance {
         TransformInstance {
             pre,
-            slot: Slot::new(plugin, Grants::none(), limits),
+            slot: Slot::new(plugin, Grants::none(), limits, None),
         }
     }
 

@@ -15,6 +15,7 @@ mod cache;
 pub mod capabilities;
 mod convert;
 mod host;
+mod http;
 mod instance;
 mod limits;
 
@@ -27,7 +28,7 @@ use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 pub use cache::CacheOutcome;
-pub use capabilities::Grants;
+pub use capabilities::{Grants, HttpAuth, HttpLimits, Secret};
 pub use host::PluginLogLine;
 pub use instance::{CallError, ConnectorInstance, TransformInstance, TrapKind, WriterHandle};
 pub use limits::Limits;
@@ -168,6 +169,8 @@ pub struct Runtime {
     linker: Linker<HostState>,
     cache: cache::ComponentCache,
     pooling: bool,
+    /// One HTTP client (connection pool, OAuth2 token cache) for every plugin.
+    http: Arc<http::HttpClient>,
     _ticker: EpochTicker,
 }
 
@@ -207,6 +210,7 @@ impl Runtime {
             linker,
             cache,
             pooling,
+            http: Arc::new(http::HttpClient::new()),
             _ticker: ticker,
         })
     }
@@ -281,6 +285,7 @@ impl Runtime {
                 kind,
                 pre,
                 cache: outcome,
+                http: self.http.clone(),
             }),
         })
     }
@@ -341,6 +346,7 @@ struct PluginInner {
     kind: PluginKind,
     pre: instance::Pre,
     cache: CacheOutcome,
+    http: Arc<http::HttpClient>,
 }
 
 /// A loaded plugin: compiled, linked, ready to instantiate. Cheap to clone.
@@ -391,6 +397,7 @@ impl Plugin {
                 pre.clone(),
                 grants,
                 limits,
+                self.inner.http.clone(),
             )),
             instance::Pre::Transform(_) => Err(CallError::WrongKind {
                 plugin: self.inner.label.clone(),
