@@ -303,11 +303,113 @@ pub mod log {
 
 /// Outgoing HTTP through the host (connector plugins only). The host refuses hosts
 /// the connection does not grant, and adds the connection's credentials.
+///
+/// What the host does for a plugin: it checks the URL against the connection's
+/// allow-list before anything is sent, injects the connection's credentials
+/// (bearer, basic, API key, OAuth2 client credentials; the plugin never sees
+/// them), follows redirects within the allow-list, bounds time and response size,
+/// and waits out a `429`/`503` with a short `Retry-After` by itself. Anything else
+/// comes back to the plugin: use [`http::error`] and [`http::check_status`] to
+/// turn failures into the [`Error`] the engine understands (transient ones are
+/// retried by the project's retry policy).
+///
+/// ```no_run
+/// use weir_sdk::{Error, http};
+///
+/// fn fetch(url: &str) -> Result<Vec<u8>, Error> {
+///     let response = http::send(&http::Request::get(url)).map_err(http::error)?;
+///     http::check_status(&response)?;
+///     Ok(response.body)
+/// }
+/// ```
 pub mod http {
     pub use crate::bindings::connector::weir::plugin::http::{HttpError, Request, Response};
+
+    use crate::Error;
 
     /// Sends a request through the host.
     pub fn send(request: &Request) -> Result<Response, HttpError> {
         crate::bindings::connector::weir::plugin::http::send(request)
+    }
+
+    impl Request {
+        /// A request with no headers and no body.
+        pub fn new(method: &str, url: &str) -> Request {
+            Request {
+                method: method.to_owned(),
+                url: url.to_owned(),
+                headers: Vec::new(),
+                body: Vec::new(),
+            }
+        }
+
+        /// A `GET` of `url`.
+        pub fn get(url: &str) -> Request {
+            Request::new("GET", url)
+        }
+
+        /// Adds a header.
+        pub fn header(mut self, name: &str, value: &str) -> Request {
+            self.headers.push((name.to_owned(), value.to_owned()));
+            self
+        }
+
+        /// Sets the body.
+        pub fn body(mut self, body: impl Into<Vec<u8>>) -> Request {
+            self.body = body.into();
+            self
+        }
+    }
+
+    impl Response {
+        /// The first header called `name` (case-insensitive).
+        pub fn header(&self, name: &str) -> Option<&str> {
+            self.headers
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.as_str())
+        }
+    }
+
+    /// Whether trying again later may succeed: `timeout` and `transport` are
+    /// retryable; `denied`, `invalid-request` and `too-large` are not.
+    pub fn is_retryable(error: &HttpError) -> bool {
+        matches!(error, HttpError::Timeout | HttpError::Transport(_))
+    }
+
+    /// A failed send as an [`Error`]: retryable failures become
+    /// [`Error::transient`], a refused URL a connection error, a malformed request
+    /// a configuration error.
+    pub fn error(error: HttpError) -> Error {
+        match error {
+            HttpError::Denied(reason) => Error::connection(reason),
+            HttpError::InvalidRequest(reason) => {
+                Error::config(format!("invalid HTTP request: {reason}"))
+            }
+            HttpError::Timeout => Error::transient("the HTTP request timed out"),
+            HttpError::Transport(reason) => Error::transient(reason),
+            HttpError::TooLarge(limit) => Error::connection(format!(
+                "the HTTP response is larger than the host accepts ({limit} bytes)"
+            )),
+        }
+    }
+
+    /// `Ok` for a 1xx–3xx status. Otherwise: 401 and 403 are "authentication
+    /// refused", 429 and 5xx transient (retried by the engine), any other status a
+    /// connection error; the message names the status.
+    pub fn check_status(response: &Response) -> Result<(), Error> {
+        let status = response.status;
+        match status {
+            100..=399 => Ok(()),
+            401 | 403 => Err(Error::connection(format!(
+                "authentication refused (HTTP {status})"
+            ))),
+            429 | 500..=599 => Err(Error::transient(format!(
+                "the server answered HTTP {status}"
+            ))),
+            _ => Err(Error::connection(format!(
+                "the server answered HTTP {status}"
+            ))),
+        }
     }
 }

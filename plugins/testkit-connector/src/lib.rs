@@ -6,7 +6,10 @@
 //! keys in memory to answer inserted/updated and rejects records on demand, and a
 //! set of hostile `mode`s (endless loop, unbounded memory, unbounded recursion,
 //! panic, reading or writing files, a log flood) acted out in `check`, `read` and
-//! `upsert`, so the host can prove its sandbox holds.
+//! `upsert`, so the host can prove its sandbox holds. With `fetch_url`, `check`
+//! and `read` also fetch a URL through the host's `http` import and log what came
+//! back, so the host can prove its HTTP capability (allow-list, credentials,
+//! limits).
 //!
 //! What it is not: a real connector. It reads no system and its writer stores
 //! nothing.
@@ -206,12 +209,19 @@ impl Connector for Testkit {
         .option(ConfigField::new("mode_calls", "Where `mode` acts: a comma list of check, read, upsert (default all)."))
         .option(ConfigField::new("refuse_check", "Fail `check` with this reason, as a refused login would."))
         .option(ConfigField::new("down_if", "While this file exists under `/data`, fail check, read and open_writer with a transient connection error, as an unreachable server would."))
+        .option(ConfigField::new("fetch_url", "In check and read, send a request to this URL through the host's `http` import and log the response (`http response`: status, headers, body)."))
+        .option(ConfigField::new("fetch_method", "The method of the `fetch_url` request.").default_value("GET"))
+        .option(ConfigField::new("fetch_headers", "Headers of the `fetch_url` request: `Name: value` pairs separated by `|`."))
+        .option(ConfigField::new("fetch_body", "The body of the `fetch_url` request."))
+        .option(ConfigField::new("fetch_times", "How many requests each check or read sends.").default_value("1"))
         .capability(Capability::Files)
+        .capability(Capability::Http)
     }
 
     fn check(config: &Config) -> Result<(), Error> {
         let options = Options::from_config(config)?;
         down_if(config)?;
+        fetch(config)?;
         if let Some(reason) = config.get("refuse_check") {
             return Err(Error::connection(reason.to_owned()));
         }
@@ -238,6 +248,7 @@ impl Connector for Testkit {
     fn read(config: &Config, request: ReadRequest) -> Result<ReadPage, Error> {
         let options = Options::from_config(config)?;
         down_if(config)?;
+        fetch(config)?;
         act(mode_for(config, "read", options.mode), config)?;
         // `read_spin`: busy work per page, so a test can kill a run midway (the
         // sandbox has no clock to sleep on).
@@ -286,6 +297,52 @@ fn down_if(config: &Config) -> Result<(), Error> {
         )),
         _ => Ok(()),
     }
+}
+
+/// `fetch_url`: sends `fetch_times` requests through the host and logs each
+/// response; a failed send or a status the SDK calls an error fails the call.
+fn fetch(config: &Config) -> Result<(), Error> {
+    let Some(url) = config.get("fetch_url") else {
+        return Ok(());
+    };
+    let times: u32 = config.parse_or("fetch_times", 1)?;
+    for _ in 0..times {
+        let mut request = http::Request::new(config.get_or("fetch_method", "GET"), url);
+        for pair in config.get_or("fetch_headers", "").split('|') {
+            if let Some((name, value)) = pair.split_once(':') {
+                request = request.header(name.trim(), value.trim());
+            }
+        }
+        if let Some(body) = config.get("fetch_body") {
+            request = request.body(body.as_bytes());
+        }
+        let response = match http::send(&request) {
+            Ok(r) => r,
+            Err(e) => {
+                let error = http::error(e);
+                log::warn("http failed", &[("error", &error.to_string())]);
+                return Err(error);
+            }
+        };
+        let headers: Vec<String> = response
+            .headers
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        let body = String::from_utf8_lossy(&response.body);
+        let shown: String = body.chars().take(2000).collect();
+        log::info(
+            "http response",
+            &[
+                ("status", &response.status.to_string()),
+                ("headers", &headers.join(";")),
+                ("bytes", &response.body.len().to_string()),
+                ("body", &shown),
+            ],
+        );
+        http::check_status(&response)?;
+    }
+    Ok(())
 }
 
 export_connector!(Testkit);
