@@ -54,8 +54,10 @@ fn cold_start() {
     let weir = env!("CARGO_BIN_EXE_weir");
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
-    let testkit =
-        std::fs::read(format!("{PLUGIN_BUILD_DIR}/weir_plugin_testkit_connector.wasm")).unwrap();
+    let testkit = std::fs::read(format!(
+        "{PLUGIN_BUILD_DIR}/weir_plugin_testkit_connector.wasm"
+    ))
+    .unwrap();
     for i in 0..20 {
         let plugin = tmp.path().join(format!("plugin{i}.wasm"));
         std::fs::write(&plugin, distinct_copy(&testkit, i)).unwrap();
@@ -91,7 +93,11 @@ mappings = [{{ destination = "id", source = "id" }}]
             .arg(&project)
             .output()
             .unwrap();
-        assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+        assert!(
+            ok.status.success(),
+            "{}",
+            String::from_utf8_lossy(&ok.stderr)
+        );
     }
     let start = || -> (Duration, Duration) {
         let t0 = Instant::now();

@@ -178,11 +178,6 @@ impl TaskRun<'_, '_, '_> {
         }
     }
 
-    fn key_of(&self, batch: &Batch, i: usize) -> Option<String> {
-        let key = batch.row(i).key(&self.task.key);
-        (!key.is_empty()).then_some(key)
-    }
-
     /// Copies the task's state into the progress; the cursor only when the
     /// destination has just committed (`committed`), so a recorded cursor never
     /// runs ahead of what the destination holds.
@@ -235,89 +230,26 @@ impl TaskRun<'_, '_, '_> {
         .map_err(|e| e.to_string())
     }
 
-    /// Maps, transforms and upserts one page.
-    fn process(
+    /// Applies a prepared page's map and transform failures, then upserts its batch.
+    fn upsert(
         &mut self,
-        page_records: Batch,
-        mappings: &CompiledMappings,
+        prepared: Prepared,
         destination: &mut ConnectorInstance,
-        transforms: &mut [TransformInstance],
         writer: &WriterHandle,
     ) -> Result<(), String> {
-        let source_copy = self.capture.then(|| page_records.clone());
-        let source_row = |origin: usize| source_copy.as_ref().map(|b| copy_row(b, origin));
-        let mapped = mappings.apply(page_records).map_err(|e| e.to_string())?;
-        let mut batch = mapped.batch;
-        // For each current row, its row in the source page (rows drop out as they fail).
-        let mut origin: Vec<usize> = (0..batch.len()).collect();
-        if !mapped.failures.is_empty() {
-            let mut keep = vec![true; batch.len()];
-            for f in mapped.failures {
-                keep[f.record] = false;
-                let key = self.key_of(&batch, f.record);
-                let record = source_row(f.record);
-                self.fail(
-                    RecordFailure {
-                        stage: Stage::Map,
-                        key,
-                        position: None,
-                        field: Some(f.destination),
-                        message: f.message,
-                    },
-                    record,
-                );
-            }
-            batch = batch.filter(&keep);
-            origin = origin
-                .into_iter()
-                .zip(&keep)
-                .filter(|(_, k)| **k)
-                .map(|(o, _)| o)
-                .collect();
+        for (failure, record) in prepared.failures {
+            self.fail(failure, record);
         }
-        for (step, t) in transforms.iter_mut().enumerate() {
-            if batch.is_empty() {
-                break;
-            }
-            let out = t
-                .transform(&self.task.transforms[step].config, batch)
-                .map_err(|e| e.to_string())?;
-            if out.failures.is_empty() {
-                batch = out.records;
-                continue;
-            }
-            let mut keep = vec![true; out.records.len()];
-            for (index, error) in out.failures {
-                let i = index as usize;
-                if !keep[i] {
-                    continue;
-                }
-                keep[i] = false;
-                let key = self.key_of(&out.records, i);
-                let record = source_row(origin[i]);
-                self.fail(
-                    RecordFailure {
-                        stage: Stage::Transform,
-                        key,
-                        position: None,
-                        field: error.field,
-                        message: format!("{}: {}", t.plugin(), error.message),
-                    },
-                    record,
-                );
-            }
-            batch = out.records.filter(&keep);
-            origin = origin
-                .into_iter()
-                .zip(&keep)
-                .filter(|(_, k)| **k)
-                .map(|(o, _)| o)
-                .collect();
-        }
+        let batch = prepared.batch;
         if batch.is_empty() {
             return Ok(());
         }
-        let keys: Vec<Option<String>> = (0..batch.len()).map(|i| self.key_of(&batch, i)).collect();
+        let source_copy = prepared.source_copy;
+        let origin = prepared.origin;
+        let source_row = |origin: usize| source_copy.as_ref().map(|b| copy_row(b, origin));
+        let keys: Vec<Option<String>> = (0..batch.len())
+            .map(|i| key_of(&self.task.key, &batch, i))
+            .collect();
         let staged: Option<Vec<RecordCopy>> = self
             .capture
             .then(|| (0..batch.len()).map(|i| copy_row(&batch, i)).collect());
@@ -352,6 +284,106 @@ impl TaskRun<'_, '_, '_> {
         }
         Ok(())
     }
+}
+
+fn key_of(key: &[String], batch: &Batch, i: usize) -> Option<String> {
+    let key = batch.row(i).key(key);
+    (!key.is_empty()).then_some(key)
+}
+
+/// A page mapped and transformed, ready to upsert: the stage between reading and
+/// writing, run on its own thread so the three overlap.
+pub(crate) struct Prepared {
+    batch: Batch,
+    /// For each row of `batch`, its row in the source page.
+    origin: Vec<usize>,
+    /// The source page, when failures need their source records.
+    source_copy: Option<Batch>,
+    /// Map and transform failures, with their source records.
+    failures: Vec<(RecordFailure, Option<RecordCopy>)>,
+}
+
+/// Maps and transforms one page (no state of the run is touched: failures travel
+/// with the result).
+fn prepare(
+    task: &EntityTask,
+    page_records: Batch,
+    mappings: &CompiledMappings,
+    transforms: &mut [TransformInstance],
+    capture: bool,
+) -> Result<Prepared, String> {
+    let source_copy = capture.then(|| page_records.clone());
+    let source_row = |origin: usize| source_copy.as_ref().map(|b| copy_row(b, origin));
+    let mut failures = Vec::new();
+    let mapped = mappings.apply(page_records).map_err(|e| e.to_string())?;
+    let mut batch = mapped.batch;
+    let mut origin: Vec<usize> = (0..batch.len()).collect();
+    if !mapped.failures.is_empty() {
+        let mut keep = vec![true; batch.len()];
+        for f in mapped.failures {
+            keep[f.record] = false;
+            failures.push((
+                RecordFailure {
+                    stage: Stage::Map,
+                    key: key_of(&task.key, &batch, f.record),
+                    position: None,
+                    field: Some(f.destination),
+                    message: f.message,
+                },
+                source_row(f.record),
+            ));
+        }
+        batch = batch.filter(&keep);
+        origin = origin
+            .into_iter()
+            .zip(&keep)
+            .filter(|(_, k)| **k)
+            .map(|(o, _)| o)
+            .collect();
+    }
+    for (step, t) in transforms.iter_mut().enumerate() {
+        if batch.is_empty() {
+            break;
+        }
+        let out = t
+            .transform(&task.transforms[step].config, batch)
+            .map_err(|e| e.to_string())?;
+        if out.failures.is_empty() {
+            batch = out.records;
+            continue;
+        }
+        let mut keep = vec![true; out.records.len()];
+        for (index, error) in out.failures {
+            let i = index as usize;
+            if !keep[i] {
+                continue;
+            }
+            keep[i] = false;
+            failures.push((
+                RecordFailure {
+                    stage: Stage::Transform,
+                    key: key_of(&task.key, &out.records, i),
+                    position: None,
+                    field: error.field,
+                    message: format!("{}: {}", t.plugin(), error.message),
+                },
+                source_row(origin[i]),
+            ));
+        }
+        batch = out.records.filter(&keep);
+        origin = origin
+            .into_iter()
+            .zip(&keep)
+            .filter(|(_, k)| **k)
+            .map(|(o, _)| o)
+            .collect();
+    }
+    Ok(Prepared {
+        batch,
+        origin,
+        source_copy,
+        failures,
+    })
 }
 
 fn read_page(
@@ -559,6 +591,7 @@ fn pump(
     let source: &mut ConnectorInstance = plugins.source;
     let destination: &mut ConnectorInstance = plugins.destination;
     let transforms: &mut [TransformInstance] = plugins.transforms;
+    let (project, task, capture) = (run.project, run.task, run.capture);
     let mut writer = Some(run.open(destination)?);
     if let Some(by_task) = &options.records {
         // A re-run of failed records sends stored copies instead of reading.
@@ -574,13 +607,14 @@ fn pump(
                 next_cursor: None,
                 done: false,
             };
-            (Vec::new(), Ok(page))
+            (
+                Vec::new(),
+                prepare_page(task, page, mappings, transforms, capture),
+            )
         });
         consume(
             run,
-            mappings,
             destination,
-            transforms,
             &mut writer,
             options,
             observer,
@@ -590,14 +624,18 @@ fn pump(
         run.checkpoint(destination, writer.take().expect("open"), false)?;
         return Ok(());
     }
-    let (project, task) = (run.project, run.task);
+    // Three stages on three threads, joined by bounded channels: the source reads,
+    // mappings and transforms prepare, the destination upserts. They overlap, and no
+    // more than READ_AHEAD_PAGES wait between two stages (back-pressure).
     let queued = std::sync::atomic::AtomicUsize::new(0);
     let peak = std::sync::atomic::AtomicUsize::new(0);
     let stop = options.stop.clone();
     let result = std::thread::scope(|scope| {
         // Each page travels with the retry notes its read produced, for the log.
-        let (tx, rx) =
+        let (read_tx, read_rx) =
             std::sync::mpsc::sync_channel::<Noted<Result<ReadPage, String>>>(READ_AHEAD_PAGES);
+        let (ready_tx, ready_rx) =
+            std::sync::mpsc::sync_channel::<Noted<Result<PreparedPage, String>>>(READ_AHEAD_PAGES);
         let (queued, peak) = (&queued, &peak);
         scope.spawn(move || {
             let mut cursor = resume;
@@ -612,20 +650,27 @@ fn pump(
                 }
                 let waiting = queued.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
                 peak.fetch_max(waiting, std::sync::atomic::Ordering::SeqCst);
-                // A closed channel means the loop stopped (an error downstream).
-                if tx.send((notes, page)).is_err() || stop {
+                // A closed channel means the next stage stopped (an error downstream).
+                if read_tx.send((notes, page)).is_err() || stop {
                     break;
                 }
             }
         });
-        let pages = rx.into_iter().inspect(|_| {
+        scope.spawn(move || {
+            for (notes, page) in read_rx {
+                let ready = page.and_then(|p| prepare_page(task, p, mappings, transforms, capture));
+                let stop = ready.as_ref().map_or(true, |p| p.done);
+                if ready_tx.send((notes, ready)).is_err() || stop {
+                    break;
+                }
+            }
+        });
+        let pages = ready_rx.into_iter().inspect(|_| {
             queued.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
         });
         consume(
             run,
-            mappings,
             destination,
-            transforms,
             &mut writer,
             options,
             observer,
@@ -639,17 +684,45 @@ fn pump(
     Ok(())
 }
 
-/// The loop over pages: map, transform, upsert, checkpoint.
-#[allow(clippy::too_many_arguments)]
+/// A source page after the prepare stage.
+pub(crate) struct PreparedPage {
+    rejected: Vec<weir_types::Rejected>,
+    records: usize,
+    next_cursor: Option<String>,
+    done: bool,
+    prepared: Option<Prepared>,
+}
+
+fn prepare_page(
+    task: &EntityTask,
+    page: ReadPage,
+    mappings: &CompiledMappings,
+    transforms: &mut [TransformInstance],
+    capture: bool,
+) -> Result<PreparedPage, String> {
+    let records = page.records.len();
+    let prepared = if records > 0 {
+        Some(prepare(task, page.records, mappings, transforms, capture)?)
+    } else {
+        None
+    };
+    Ok(PreparedPage {
+        rejected: page.rejected,
+        records,
+        next_cursor: page.next_cursor,
+        done: page.done,
+        prepared,
+    })
+}
+
+/// The loop over prepared pages: upsert, checkpoint.
 fn consume(
     run: &mut TaskRun<'_, '_, '_>,
-    mappings: &CompiledMappings,
     destination: &mut ConnectorInstance,
-    transforms: &mut [TransformInstance],
     writer: &mut Option<WriterHandle>,
     options: &RunOptions,
     observer: &mut dyn Observer,
-    pages: impl Iterator<Item = Noted<Result<ReadPage, String>>>,
+    pages: impl Iterator<Item = Noted<Result<PreparedPage, String>>>,
     track_cursor: bool,
 ) -> Result<(), String> {
     let mut since_checkpoint = 0usize;
@@ -671,10 +744,10 @@ fn consume(
             );
             run.report.counts.read += 1;
         }
-        run.report.counts.read += page.records.len() as u64;
-        if !page.records.is_empty() {
+        run.report.counts.read += page.records as u64;
+        if let Some(prepared) = page.prepared {
             let open = writer.as_ref().expect("a writer is open");
-            run.process(page.records, mappings, destination, transforms, open)?;
+            run.upsert(prepared, destination, open)?;
         }
         if track_cursor {
             run.report.cursor = page.next_cursor;
