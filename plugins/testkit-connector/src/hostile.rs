@@ -8,6 +8,7 @@
 //! `std::hint::black_box` keeps them real.
 
 use std::hint::black_box;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use weir_sdk::{Config, Error};
 
@@ -21,9 +22,19 @@ pub enum Mode {
     Open,
     WriteOutside,
     LogFlood,
+    Busy,
+    Hold,
+    RecurseTo,
+    PanicAfter,
+    Env,
+    Clock,
+    Connect,
+    Resolve,
+    StderrFlood,
+    HugeError,
 }
 
-pub const MODES: &str = "ok, loop, alloc, recurse, panic, open, write-outside, log-flood";
+pub const MODES: &str = "ok, loop, alloc, recurse, panic, open, write-outside, log-flood, busy, hold, recurse-to, panic-after, env, clock, connect, resolve, stderr-flood, huge-error";
 
 impl Mode {
     pub fn from_config(config: &Config) -> Result<Mode, Error> {
@@ -37,6 +48,16 @@ impl Mode {
             "open" => Mode::Open,
             "write-outside" => Mode::WriteOutside,
             "log-flood" => Mode::LogFlood,
+            "busy" => Mode::Busy,
+            "hold" => Mode::Hold,
+            "recurse-to" => Mode::RecurseTo,
+            "panic-after" => Mode::PanicAfter,
+            "env" => Mode::Env,
+            "clock" => Mode::Clock,
+            "connect" => Mode::Connect,
+            "resolve" => Mode::Resolve,
+            "stderr-flood" => Mode::StderrFlood,
+            "huge-error" => Mode::HugeError,
             _ => {
                 return Err(Error::config(format!(
                     "option `mode`: unknown mode `{text}` (one of: {MODES})"
@@ -72,6 +93,132 @@ pub fn act(mode: Mode, config: &Config) -> Result<(), Error> {
             flood();
             Ok(())
         }
+        Mode::Busy => {
+            busy(config.parse_or("iterations", 100_000_000)?);
+            Ok(())
+        }
+        Mode::Hold => hold(config.parse_or("mb", 1)?),
+        Mode::RecurseTo => {
+            let target: u64 = config.parse_or("depth", 1_000)?;
+            let reached = recurse_to(black_box(0), target);
+            black_box(reached);
+            Ok(())
+        }
+        Mode::PanicAfter => {
+            let after: u32 = config.parse_or("after", 1)?;
+            let calls = CALLS.fetch_add(1, Ordering::SeqCst) + 1;
+            if calls > after {
+                panic!("testkit panics on purpose at call {calls}");
+            }
+            Ok(())
+        }
+        Mode::Env => Err(env()),
+        Mode::Clock => Err(clock()),
+        Mode::Connect => Err(connect(config.get_or("addr", "127.0.0.1:9"))),
+        Mode::Resolve => Err(resolve(config.get_or("host", "localhost"))),
+        Mode::StderrFlood => {
+            stderr_flood(config.parse_or("mb", 10)?);
+            panic!("testkit panics after flooding stderr");
+        }
+        Mode::HugeError => {
+            let mb: usize = config.parse_or("mb", 16)?;
+            Err(Error::internal("e".repeat(mb << 20)))
+        }
+    }
+}
+
+/// Calls of [`Mode::PanicAfter`] so far in this instance (a fresh instance starts
+/// at zero: its memory is new).
+static CALLS: AtomicU32 = AtomicU32::new(0);
+
+/// Busy work of a known size, then a normal answer: the obeyed half of a time
+/// limit pair (the same work under a shorter limit is the violated half).
+fn busy(iterations: u64) {
+    let mut acc = 0u64;
+    for i in 0..iterations {
+        acc = black_box(acc.wrapping_add(i));
+    }
+    black_box(acc);
+}
+
+/// Allocates `mb` MiB, touches every page, then answers normally; an allocation
+/// the limit refuses aborts (Rust's allocation failure), which the host reports
+/// as its memory limit.
+fn hold(mb: usize) -> Result<(), Error> {
+    let held = vec![0x5au8; mb << 20];
+    black_box(&held);
+    Ok(())
+}
+
+/// Recurses exactly `target` frames: the obeyed half of the stack pair.
+#[inline(never)]
+fn recurse_to(depth: u64, target: u64) -> u64 {
+    if black_box(depth) >= target {
+        return depth;
+    }
+    let below = recurse_to(depth + 1, target);
+    below.wrapping_mul(31).wrapping_add(depth)
+}
+
+/// What the environment shows: variable names (never values) and arguments.
+/// Always an error; `Internal` if anything was visible.
+pub fn env() -> Error {
+    let names: Vec<String> = std::env::vars_os()
+        .map(|(k, _)| k.to_string_lossy().into_owned())
+        .collect();
+    let args = std::env::args_os().count();
+    let cwd = std::env::current_dir().map(|p| p.display().to_string());
+    let text = format!(
+        "env: {} variables [{}], {args} arguments, cwd {cwd:?}",
+        names.len(),
+        names.join(",")
+    );
+    if names.is_empty() && args == 0 {
+        Error::config(text)
+    } else {
+        Error::internal(text)
+    }
+}
+
+/// What the clocks say: seconds since the Unix epoch, and how far the monotonic
+/// clock moved over some busy work. Always an error, with both numbers.
+pub fn clock() -> Error {
+    let wall = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let start = std::time::Instant::now();
+    busy(10_000_000);
+    let moved = start.elapsed().as_nanos();
+    Error::config(format!(
+        "clock: wall {wall} s since the epoch, monotonic moved {moved} ns"
+    ))
+}
+
+/// Opens a TCP connection to `addr`. Always an error: `Internal` if it connected.
+pub fn connect(addr: &str) -> Error {
+    match std::net::TcpStream::connect(addr) {
+        Ok(_) => Error::internal(format!("connected to {addr}")),
+        Err(err) => Error::config(format!("cannot connect to {addr}: {err}")),
+    }
+}
+
+/// Resolves `host` by DNS. Always an error: `Internal` if it resolved.
+pub fn resolve(host: &str) -> Error {
+    use std::net::ToSocketAddrs;
+    match (host, 80).to_socket_addrs() {
+        Ok(addrs) => Error::internal(format!("resolved {host}: {:?}", addrs.collect::<Vec<_>>())),
+        Err(err) => Error::config(format!("cannot resolve {host}: {err}")),
+    }
+}
+
+/// Writes `mb` MiB to stderr, 64 KiB at a time.
+fn stderr_flood(mb: usize) {
+    use std::io::Write;
+    let chunk = vec![b'e'; 64 << 10];
+    let mut err = std::io::stderr();
+    for _ in 0..(mb * 16) {
+        let _ = err.write_all(&chunk);
     }
 }
 

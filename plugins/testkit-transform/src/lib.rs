@@ -72,6 +72,10 @@ impl Transform for TestkitTransform {
             "add_field",
             "Add a text column of this name, every value `x`.",
         ))
+        .option(ConfigField::new(
+            "malform",
+            "Break the contract in the output: offsets-past-end, offsets-backwards, column-length, utf8, nulls-length, duplicate-column, batch-length, drop-record, failure-index.",
+        ))
     }
 
     fn output_schema(
@@ -136,8 +140,75 @@ impl Transform for TestkitTransform {
                 nulls: Vec::new(),
             });
         }
+        if let Some(how) = config.get("malform") {
+            return malform(how, records, failures);
+        }
         Ok(Transformed { records, failures })
     }
+}
+
+/// `malform`: answers something the contract forbids, so the host can prove it
+/// checks what plugins return. The first text column (or the last record) is
+/// broken in the named way.
+fn malform(
+    how: &str,
+    mut records: Batch,
+    mut failures: Vec<(u32, RecordError)>,
+) -> Result<Transformed, Error> {
+    let n = records.len();
+    let text = records.columns.iter_mut().find_map(|c| match &mut c.data {
+        ColumnData::Text(v) => Some(v),
+        _ => None,
+    });
+    match (how, text) {
+        // An offset past the end of the text buffer.
+        ("offsets-past-end", Some(v)) => {
+            if let Some(last) = v.offsets.last_mut() {
+                *last = u32::MAX;
+            }
+        }
+        // Offsets that go backwards.
+        ("offsets-backwards", Some(v)) if v.offsets.len() > 2 => v.offsets.swap(1, 2),
+        // One offset too few: the column is a record short.
+        ("column-length", Some(v)) => {
+            v.offsets.pop();
+        }
+        // Bytes that are not UTF-8 in a text column.
+        ("utf8", Some(v)) => {
+            if let Some(b) = v.data.first_mut() {
+                *b = 0xff;
+            }
+        }
+        // A nulls list of the wrong length.
+        ("nulls-length", _) => {
+            if let Some(c) = records.columns.first_mut() {
+                c.nulls = vec![false; n + 7];
+            }
+        }
+        // The same column twice.
+        ("duplicate-column", _) => {
+            if let Some(c) = records.columns.first().cloned() {
+                records.columns.push(c);
+            }
+        }
+        // A batch that claims more records than its columns hold.
+        ("batch-length", _) => records.len = n + 1,
+        // Fewer records out than in.
+        ("drop-record", _) => {
+            records = records.filter(&(0..n).map(|i| i + 1 < n).collect::<Vec<_>>());
+        }
+        // A failure for a record that does not exist.
+        ("failure-index", _) => failures.push((
+            n as u32 + 1000,
+            RecordError::field("id", "failed by testkit-transform: no such record"),
+        )),
+        (other, _) => {
+            return Err(Error::config(format!(
+                "option `malform`: unknown or inapplicable `{other}`"
+            )));
+        }
+    }
+    Ok(Transformed { records, failures })
 }
 
 export_transform!(TestkitTransform);
