@@ -95,3 +95,22 @@ pub fn task_error(report: &ExecutionReport) -> String {
         .clone()
         .unwrap_or_else(|| panic!("expected a task error, got {report}"))
 }
+
+/// Starts the daemon (started, default settings) and the API router on a loopback
+/// port over a store in `data` (with a secret key); returns `http://127.0.0.1:PORT`.
+/// The caller must be inside a multi-threaded tokio runtime.
+pub async fn serve_api(data: &Path, base_dir: &Path, token: &str) -> String {
+    use weir_host::api::{ApiState, router};
+    use weir_host::daemon::{Daemon, DaemonSettings};
+    use weir_host::service::Service;
+    use weir_host::store::{SecretKey, Store};
+    let key = SecretKey::from_material("a test key that is long enough for the store").unwrap();
+    let service = Service::new(Store::open(data, Some(key)).unwrap(), runtime());
+    let daemon = Daemon::new(service, DaemonSettings::default(), None).unwrap();
+    daemon.start();
+    let app = router(ApiState::new(daemon, token, base_dir.to_path_buf()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    format!("http://{addr}")
+}
