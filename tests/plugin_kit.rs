@@ -9,8 +9,13 @@ use std::process::{Command, Output};
 use common::plugin_path;
 
 fn weir(args: &[&str]) -> Output {
+    // Commands without --data-dir keep their compiled-component cache in a temporary
+    // folder, not in ./weir-data of the source tree (the tests run in host/).
+    static DATA: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+    let data = DATA.get_or_init(|| tempfile::tempdir().unwrap());
     Command::new(env!("CARGO_BIN_EXE_weir"))
         .args(args)
+        .env("WEIR_DATA_DIR", data.path())
         .output()
         .expect("run weir")
 }
