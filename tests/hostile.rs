@@ -503,6 +503,42 @@ fn malformed_transform_output_is_a_contract_error_and_costs_only_that_call() {
 }
 
 #[test]
+fn malformed_source_pages_are_refused_and_cost_only_that_execution() {
+    let plugin = runtime()
+        .load_file(&plugin_path("testkit-connector"))
+        .unwrap();
+    let mut c = plugin.connector(Grants::none(), Limits::default()).unwrap();
+    for (how, expect) in [("utf8", "not UTF-8"), ("offsets", "malformed offsets")] {
+        let err = c
+            .read(&config(&[("malform_read", how)]), &read_request())
+            .unwrap_err();
+        let text = err.to_string();
+        assert!(matches!(err, CallError::Contract { .. }), "{how}: {err:?}");
+        assert!(text.contains(expect), "{how}: {text}");
+        eprintln!("malform_read {how}: {text}");
+        c.read(&Config::default(), &read_request()).unwrap();
+    }
+    // A page that claims 4,294,967,295 records and has no columns is well formed
+    // as a batch; the engine refuses it against the page size it asked for.
+    for how in ["utf8", "offsets", "huge-len"] {
+        let mut project = testkit_project(50);
+        project.source = project.source.clone().with_config("malform_read", how);
+        let report = run(&project);
+        assert_eq!(report.status, Status::Error, "{how}: {report}");
+        assert_eq!(report.totals().upserted(), 0, "{how}: {report}");
+        let error = task_error(&report);
+        if how == "huge-len" {
+            assert!(
+                error.contains("returned 4294967295 records for a page of at most 100"),
+                "{error}"
+            );
+        }
+        eprintln!("malform_read {how} in an execution: {error}");
+    }
+    next_project_runs_normally();
+}
+
+#[test]
 fn the_wrong_number_of_outcomes_is_a_contract_error() {
     let plugin = runtime()
         .load_file(&plugin_path("testkit-connector"))

@@ -206,6 +206,7 @@ impl Connector for Testkit {
         .option(ConfigField::new("broken", "Break the contract on purpose: `non-idempotent` or `outcome-count`."))
         .option(ConfigField::new("upsert_spin", "Busy-loop iterations per upserted batch (slows the destination down)."))
         .option(ConfigField::new("read_spin", "Busy-loop iterations per page read (slows the source down)."))
+        .option(ConfigField::new("malform_read", "Break the contract in read's page: utf8, offsets, huge-len."))
         .option(ConfigField::new("mode_calls", "Where `mode` acts: a comma list of check, read, upsert (default all)."))
         .option(ConfigField::new("refuse_check", "Fail `check` with this reason, as a refused login would."))
         .option(ConfigField::new("down_if", "While this file exists under `/data`, fail check, read and open_writer with a transient connection error, as an unreachable server would."))
@@ -264,11 +265,12 @@ impl Connector for Testkit {
                 request.entity
             )));
         }
-        page(
+        let page = page(
             options.count,
             request.cursor.as_deref(),
             request.max_records,
-        )
+        )?;
+        Ok(malform_read(config, page))
     }
 
     fn open_writer(config: &Config, request: WriteRequest) -> Result<Box<dyn Writer>, Error> {
@@ -286,6 +288,34 @@ impl Connector for Testkit {
             keys: HashSet::new(),
         }))
     }
+}
+
+/// `malform_read`: a page the contract forbids, so the host can prove it checks
+/// what a source returns: `utf8` (text that is not UTF-8), `offsets` (an offset
+/// past the end), `huge-len` (4,294,967,295 records and no columns).
+fn malform_read(config: &Config, mut page: ReadPage) -> ReadPage {
+    let text = page
+        .records
+        .columns
+        .iter_mut()
+        .find_map(|c| match &mut c.data {
+            ColumnData::Text(v) => Some(v),
+            _ => None,
+        });
+    match (config.get("malform_read"), text) {
+        (Some("utf8"), Some(v)) if !v.data.is_empty() => v.data[0] = 0xff,
+        (Some("offsets"), Some(v)) => {
+            if let Some(last) = v.offsets.last_mut() {
+                *last = u32::MAX;
+            }
+        }
+        (Some("huge-len"), _) => {
+            page.records.columns.clear();
+            page.records.len = u32::MAX as usize;
+        }
+        _ => {}
+    }
+    page
 }
 
 /// `down_if`: a marker file under the granted directory stands for "the server is
