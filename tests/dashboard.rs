@@ -509,7 +509,11 @@ fn dashboard_in_headless_chromium() {
     b.click("a.brand");
     b.click("tr.project[data-project='people-warn'] a.name");
     b.wait_for(&format!("tr.execution[data-id='{warn_id}']"), WAIT);
-    assert_eq!(b.find_all("tr.execution").len(), 1, "people-warn ran once");
+    // The page re-renders while polling: wait for the list to settle rather than
+    // reading it at one instant.
+    b.wait_until("people-warn's history: its one execution", WAIT, |b| {
+        (b.find_all("tr.execution").len() == 1).then_some(())
+    });
     b.click(&format!(
         "tr.execution[data-id='{warn_id}'] td:nth-child(3)"
     ));
