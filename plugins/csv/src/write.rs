@@ -131,6 +131,12 @@ impl RecordFormat for CsvFormat {
         self.header = header;
     }
 
+    /// The delimiter decides where records and keys are: an index made with
+    /// another is not reused.
+    fn index_tag(&self) -> Vec<u8> {
+        vec![self.delimiter]
+    }
+
     fn preamble_changed(&self) -> bool {
         self.written.is_some_and(|w| w != self.header.len())
     }

@@ -10,7 +10,7 @@ use crate::Error;
 
 mod keyed;
 #[doc(hidden)]
-pub use keyed::__test_format;
+pub use keyed::{__crash_during_append, __forget_kept_index, __set_index_slots, __test_format};
 pub use keyed::{KeyedFileWriter, RecordFormat};
 
 /// The directory a connection's granted folder appears as inside the sandbox.
