@@ -1,6 +1,6 @@
 //! The destination side: upsert into a CSV file through the SDK's
-//! [`KeyedFileWriter`], which keeps only a key index in memory, appends, and
-//! replaces the file atomically on finish. This module is the CSV format.
+//! [`KeyedFileWriter`], which keeps only a key index of bounded size in memory,
+//! appends, and appends to or atomically replaces the file on finish. This module is the CSV format.
 
 use std::io::BufRead;
 use std::path::Path;

@@ -1,7 +1,7 @@
 //! Helpers for connectors whose entities are files in the granted directory
 //! (`/data/<entity>.<extension>`): entity-name checks, paths, atomic replace, I/O
 //! errors, a byte-offset cursor that resumes in a fresh instance, and an upserting
-//! writer that keeps only a key index in memory ([`KeyedFileWriter`]).
+//! writer that keeps only a key index of bounded size in memory ([`KeyedFileWriter`]).
 
 use std::io;
 use std::path::{Path, PathBuf};

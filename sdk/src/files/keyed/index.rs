@@ -1,7 +1,7 @@
 //! The key index of [`super::KeyedFileWriter`] in bounded memory: a hash table of
 //! recent keys that spills into sorted runs on disk, a Bloom filter over the runs,
 //! and the manifest that lets the next session (or the next instance) reuse the
-//! runs. See the writer's module documentation for the design and the argument.
+//! runs. The design and the crash-safety argument are on `KeyedFileWriter`.
 
 use std::cell::RefCell;
 use std::fs::{self, File, OpenOptions};
@@ -206,10 +206,6 @@ impl IndexFiles {
         self.dir.join(format!("{}.index", self.stem))
     }
 
-    fn manifest_tmp(&self) -> PathBuf {
-        self.dir.join(format!("{}.index.tmp", self.stem))
-    }
-
     fn run(&self, id: u64) -> PathBuf {
         self.dir.join(format!("{}.run{id}", self.stem))
     }
@@ -247,7 +243,6 @@ impl IndexFiles {
         if fs::remove_file(&manifest).is_ok() {
             sync_dir(&self.dir);
         }
-        let _ = fs::remove_file(self.manifest_tmp());
         self.remove_runs_except(&[]);
     }
 }
@@ -351,15 +346,26 @@ impl Manifest {
         Manifest::parse(&fs::read_to_string(path).ok()?)
     }
 
-    /// Written beside, made durable, renamed over the manifest.
-    fn write(&self, files: &IndexFiles) -> io::Result<()> {
-        let tmp = files.manifest_tmp();
-        let mut f = File::create(&tmp)?;
-        f.write_all(self.to_text().as_bytes())?;
-        sync(&f)?;
-        drop(f);
-        fs::rename(&tmp, files.manifest())?;
-        sync_dir(&files.dir);
+    /// Written in place (a torn write fails the check line: no manifest, the
+    /// file is scanned). `durable`: fsync'ed before returning, and the directory
+    /// too when the manifest is new.
+    fn write(&self, files: &IndexFiles, durable: bool) -> io::Result<()> {
+        let path = files.manifest();
+        let new = !path.exists();
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)?;
+        let text = self.to_text();
+        f.write_all(text.as_bytes())?;
+        f.set_len(text.len() as u64)?;
+        if durable {
+            sync(&f)?;
+            if new {
+                sync_dir(&files.dir);
+            }
+        }
         Ok(())
     }
 }
@@ -602,7 +608,7 @@ impl RunWriter {
     }
 
     fn push(&mut self, hash: u64, packed: u64) -> io::Result<()> {
-        if self.count % PAGE_ENTRIES as u64 == 0 {
+        if self.count.is_multiple_of(PAGE_ENTRIES as u64) {
             self.fences.push(hash);
         }
         let mut e = [0u8; ENTRY];
@@ -869,7 +875,9 @@ impl Index {
         } else {
             let m = self.manifest(file);
             if self.committed.as_ref() != Some(&m) {
-                m.write(&self.files).map_err(self.ioe())?;
+                // Not made durable: if it is lost, the append manifest before it
+                // is still there, and the appended bytes prove the append done.
+                m.write(&self.files, false).map_err(self.ioe())?;
                 self.committed = Some(m);
             }
         }
@@ -902,7 +910,7 @@ impl Index {
         m.file = before;
         m.next = m.next.max(self.next_id);
         m.append = Some((len, pad, sum));
-        m.write(&self.files).map_err(self.ioe())?;
+        m.write(&self.files, true).map_err(self.ioe())?;
         // The manifest on disk names the same runs as before.
         Ok(())
     }
@@ -970,7 +978,6 @@ impl Index {
         }
         ix.files
             .remove_runs_except(&m.runs.iter().map(|r| r.0).collect::<Vec<_>>());
-        let _ = fs::remove_file(ix.files.manifest_tmp());
         ix.committed = Some(m);
         if ix.committed.as_ref().is_some_and(|m| m.file.len != len) || ix.runs.is_empty() {
             // After an interrupted append: a manifest for the file as it is now.
@@ -1000,7 +1007,7 @@ impl Index {
             if h < last {
                 return Ok(false);
             }
-            if n % PAGE_ENTRIES as u64 == 0 {
+            if n.is_multiple_of(PAGE_ENTRIES as u64) {
                 fences.push(h);
             }
             let mut e = [0u8; ENTRY];

@@ -2,107 +2,8 @@
 //! never holds the records in memory, and whose key index has a fixed memory
 //! budget whatever the number of keys.
 //!
-//! # Records
-//!
-//! [`KeyedFileWriter`] appends:
-//!
-//! * a new key's record goes to a log of new records (a dot file next to the
-//!   entity file), in the file's own format;
-//! * an updated key's record is read back from where it is (the entity file, the
-//!   log of new records or the log of updates), merged by the [`RecordFormat`],
-//!   and appended to a log of updates, after its *home* (the position of the
-//!   key's first record, where the latest version will go);
-//! * whenever an index entry's hash matches, the record it points to is read back
-//!   and its real key compared, so a hash collision never merges two keys.
-//!
-//! # The key index (memory: at most ~25 MiB, plus 1 byte per 32 keys)
-//!
-//! The index maps a key's 64-bit hash to the *place* of its latest record:
-//!
-//! * **a hash table of recent keys** (16-byte slots, growing to 4 MiB, 196,608
-//!   keys). When it is full it *spills*: its entries, sorted by hash, are written
-//!   to a new **run** file (`.<entity>.<ext>.run<n>`, 16 bytes per key), and the
-//!   table starts empty. Runs merge in pairs like a binary counter (a run is
-//!   merged into the one before while it is over half its size): O(log n) runs,
-//!   each key rewritten O(log n) times, all sequential I/O.
-//! * **a Bloom filter over the runs** (16 MiB, split blocks: one cache line per
-//!   query), allocated with the first run. A key in no run — a new key, the
-//!   common case — is answered by the table and the filter without I/O. At 10M
-//!   keys the filter has 13 bits per key and ~0.3% false positives; past that it
-//!   degrades gracefully (a false positive costs a page read per run).
-//! * **fences**: the first hash of each 4 KiB page of each run, so a lookup that
-//!   passes the filter reads one page (sometimes two) per run, newest run first.
-//!
-//! An updated key found in a run gets a newer entry in the table (runs are never
-//! changed in place). The list of updates to write at `finish` — (home, latest
-//! entry) pairs — is kept in sorted chunks of 2 MiB spilled to a temporary file
-//! and merged at `finish`. Hot-path cost of a new key: hashing, one table probe,
-//! one filter probe, encoding into a buffer.
-//!
-//! # Finish
-//!
-//! [`Writer::finish`] makes the result durable and visible:
-//!
-//! * entity file missing or empty, no update: the log of new records *is* the
-//!   result and is renamed over the entity file;
-//! * entity file under 1 MiB, no update, same preamble: the file and the log are
-//!   copied into a sibling, renamed over the entity file;
-//! * entity file of 1 MiB or more, no update, same preamble: the new records are
-//!   **appended** to the entity file (below); the cost is the session's records,
-//!   not the file;
-//! * otherwise (updates, or a CSV header that grew): the entity file and the log
-//!   of new records are copied in one sequential pass into a sibling, each updated
-//!   key's first record replaced in place by its latest version, renamed over the
-//!   entity file. Each key appears once, where it first appeared.
-//!
-//! In the first three cases every record keeps its position, so the index stays
-//! true: its manifest is written and the index is **kept in memory** for the next
-//! session on the same file in this instance (the engine finishes and reopens the
-//! writer at each checkpoint: reopening then costs nothing). A fresh instance
-//! reads the manifest (`.<entity>.<ext>.index`: the runs, their hashes, up to
-//! which position they cover, and a fingerprint of the entity file: length,
-//! modification time, hashes of its first and last 4 KiB), rebuilds the filter and
-//! fences by reading the runs (16 bytes per key, sequentially), and scans only
-//! the records after the covered position (at most one table's worth). A manifest
-//! that does not match (another program changed the file, other key fields or
-//! format options, a run's count or hash wrong) is deleted with its runs and the
-//! file is scanned whole, as without one. In the last case positions move: the
-//! manifest and runs are deleted before the rename, and the next session scans
-//! the file.
-//!
-//! # Crash safety
-//!
-//! Until `finish`, the entity file is not touched: an interrupted session leaves
-//! it as it was (its logs and new runs are removed by `drop`, or overwritten by
-//! the next session after a crash; runs no manifest names are deleted at open).
-//! A rename replaces the file atomically, after the sibling was made durable.
-//!
-//! An append is bracketed by the manifest. Before the first appended byte, a
-//! manifest is made durable (written beside, fsync, rename, directory fsync where
-//! the platform allows it) that records the file as it was (length, hashes of its
-//! ends), the runs that index it, and what the append will make it: the new
-//! length and the hash of the appended bytes. Then the records are appended and
-//! fsync'ed, and only then does `finish` return (and the engine record its
-//! checkpoint); the manifest is then rewritten for the new file. A session that
-//! opens the file and finds an append manifest decides from the file alone:
-//!
-//! * the file has the announced length and the appended bytes hash as announced:
-//!   the append completed (perhaps `finish` even returned, so it must stay); it is
-//!   kept, and its records are scanned into the index;
-//! * otherwise the append did not complete, so `finish` did not return and no
-//!   checkpoint counts on it: the file is truncated back to its length before,
-//!   and no half record is ever read. The engine re-sends those records.
-//!
-//! Both decisions require the file's prefix to match the manifest's hashes; if it
-//! does not (another program rewrote the file) nothing is truncated and the
-//! manifest is dropped. What an append does *not* give: a program reading the
-//! file while `finish` appends, or after a crash before the next session, may see
-//! the start of the appended records, the last one cut short.
-//!
-//! The index files are derived data: any doubt about them (bad hash, wrong
-//! length, unknown version) means they are deleted and the file scanned. A stale
-//! index can never merge two keys, because every match is confirmed by reading the
-//! record back.
+//! The design, its memory budget and its crash-safety argument are documented
+//! on [`KeyedFileWriter`]; the index itself is in `index.rs`.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -525,10 +426,118 @@ impl Merged {
 
 /// A write session on one entity file that upserts by key, with a key index of
 /// bounded memory and never the records in memory; the file format is a
-/// [`RecordFormat`]. The design and its crash-safety argument are in the
-/// [module documentation](self).
+/// [`RecordFormat`].
 ///
-/// Semantics: a record whose key is already in the file (or was written earlier
+/// # Records
+///
+/// [`KeyedFileWriter`] appends:
+///
+/// * a new key's record goes to a log of new records (a dot file next to the
+///   entity file), in the file's own format;
+/// * an updated key's record is read back from where it is (the entity file, the
+///   log of new records or the log of updates), merged by the [`RecordFormat`],
+///   and appended to a log of updates, after its *home* (the position of the
+///   key's first record, where the latest version will go);
+/// * whenever an index entry's hash matches, the record it points to is read back
+///   and its real key compared, so a hash collision never merges two keys.
+///
+/// # The key index (memory: at most ~25 MiB, plus 1 byte per 32 keys)
+///
+/// The index maps a key's 64-bit hash to the *place* of its latest record:
+///
+/// * **a hash table of recent keys** (16-byte slots, growing to 4 MiB, 196,608
+///   keys). When it is full it *spills*: its entries, sorted by hash, are written
+///   to a new **run** file (`.<entity>.<ext>.run<n>`, 16 bytes per key), and the
+///   table starts empty. Runs merge in pairs like a binary counter (a run is
+///   merged into the one before while it is over half its size): O(log n) runs,
+///   each key rewritten O(log n) times, all sequential I/O.
+/// * **a Bloom filter over the runs** (16 MiB, split blocks: one cache line per
+///   query), allocated with the first run. A key in no run — a new key, the
+///   common case — is answered by the table and the filter without I/O. At 10M
+///   keys the filter has 13 bits per key and ~0.3% false positives; past that it
+///   degrades gracefully (a false positive costs a page read per run).
+/// * **fences**: the first hash of each 4 KiB page of each run, so a lookup that
+///   passes the filter reads one page (sometimes two) per run, newest run first.
+///
+/// An updated key found in a run gets a newer entry in the table (runs are never
+/// changed in place). The list of updates to write at `finish` — (home, latest
+/// entry) pairs — is kept in sorted chunks of 2 MiB spilled to a temporary file
+/// and merged at `finish`. Hot-path cost of a new key: hashing, one table probe,
+/// one filter probe, encoding into a buffer.
+///
+/// # Finish
+///
+/// [`Writer::finish`] makes the result durable and visible:
+///
+/// * entity file missing or empty, no update: the log of new records *is* the
+///   result and is renamed over the entity file;
+/// * entity file under 1 MiB, no update, same preamble: the file and the log are
+///   copied into a sibling, renamed over the entity file;
+/// * entity file of 1 MiB or more, no update, same preamble: the new records are
+///   **appended** to the entity file (below); the cost is the session's records,
+///   not the file;
+/// * otherwise (updates, or a CSV header that grew): the entity file and the log
+///   of new records are copied in one sequential pass into a sibling, each updated
+///   key's first record replaced in place by its latest version, renamed over the
+///   entity file. Each key appears once, where it first appeared.
+///
+/// In the first three cases every record keeps its position, so the index stays
+/// true: its manifest is written and the index is **kept in memory** for the next
+/// session on the same file in this instance (the engine finishes and reopens the
+/// writer at each checkpoint: reopening then costs nothing). A fresh instance
+/// reads the manifest (`.<entity>.<ext>.index`: the runs, their hashes, up to
+/// which position they cover, and a fingerprint of the entity file: length,
+/// modification time, hashes of its first and last 4 KiB), rebuilds the filter and
+/// fences by reading the runs (16 bytes per key, sequentially), and scans only
+/// the records after the covered position (at most one table's worth). A manifest
+/// that does not match (another program changed the file, other key fields or
+/// format options, a run's count or hash wrong) is deleted with its runs and the
+/// file is scanned whole, as without one. In the last case positions move: the
+/// manifest and runs are deleted before the rename, and the next session scans
+/// the file.
+///
+/// # Crash safety
+///
+/// Until `finish`, the entity file is not touched: an interrupted session leaves
+/// it as it was (its logs and new runs are removed by `drop`, or overwritten by
+/// the next session after a crash; runs no manifest names are deleted at open).
+/// A rename replaces the file atomically, after the sibling was made durable.
+///
+/// An append is bracketed by the manifest. Before the first appended byte, a
+/// manifest is made durable (written in place and fsync'ed; the directory too
+/// when the manifest is new, where the platform allows it) that records the file
+/// as it was (length, hashes of its ends), the runs that index it, and what the
+/// append will make it: the new length and the hash of the appended bytes. Then
+/// the records are appended and fsync'ed, and only then does `finish` return (and
+/// the engine record its checkpoint). The manifest is then rewritten for the new
+/// file without an fsync: if that write is lost or torn, the append manifest (or
+/// none: a torn manifest fails its check line and the file is scanned) is what the
+/// next session finds, and the appended bytes themselves prove the append
+/// complete. Two fsyncs per append (the old copy-and-rename had one, plus the
+/// copy). A session that opens the file and finds an append manifest decides from
+/// the file alone:
+///
+/// * the file has the announced length and the appended bytes hash as announced:
+///   the append completed (perhaps `finish` even returned, so it must stay); it is
+///   kept, and its records are scanned into the index;
+/// * otherwise the append did not complete, so `finish` did not return and no
+///   checkpoint counts on it: the file is truncated back to its length before,
+///   and no half record is ever read. The engine re-sends those records.
+///
+/// Both decisions require the file's prefix to match the manifest's hashes; if it
+/// does not (another program rewrote the file) nothing is truncated and the
+/// manifest is dropped. What an append does *not* give: a program reading the
+/// file while `finish` appends, or after a crash before the next session, may see
+/// the start of the appended records, the last one cut short.
+///
+/// The index files are derived data: any doubt about them (bad hash, wrong
+/// length, unknown version) means they are deleted and the file scanned. A stale
+/// index can never merge two keys, because every match is confirmed by reading the
+/// record back.
+///
+/// # Semantics
+///
+/// A record whose key is already in the file (or was written earlier
 /// in the session) is [`UpsertOutcome::Updated`] — merged into the stored record
 /// by [`RecordFormat::encode_update`] — else [`UpsertOutcome::Inserted`]; a key
 /// repeated in an existing file matches its first record, the others are kept as
