@@ -60,10 +60,12 @@ fn heap_is_bounded_by_keys_not_records() {
     let peak = PEAK.load(Ordering::Relaxed) - base;
     let written = std::fs::metadata(dir.path().join("t.txt")).unwrap().len() as usize;
     assert!(written > 100_000_000, "{written}");
-    // The index (8 bytes per slot, at most 4/3 empty) plus one entry per updated
-    // key, the logs' buffers and one batch: a few MB against 200 MB of records
-    // written (100 MB kept). Whole records in memory would be over 100 MB.
-    assert!(peak < 16 << 20, "peak heap {} MiB", peak >> 20);
+    // The index at its fixed budget (a 4 MiB table of recent keys, past which it
+    // spills into runs on disk and allocates its 16 MiB filter), the sorted chunk
+    // of updates (2 MiB), the logs' buffers and one batch: ~25 MB against 200 MB
+    // of records written (100 MB kept). Whole records in memory would be over
+    // 100 MB.
+    assert!(peak < 28 << 20, "peak heap {} MiB", peak >> 20);
     println!(
         "peak heap {:.1} MiB for {written} bytes written",
         peak as f64 / (1 << 20) as f64

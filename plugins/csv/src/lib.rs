@@ -8,9 +8,11 @@
 //! inference, so every page and every run agree on the schema); an empty cell is
 //! null.
 //!
-//! What it is not: a database. A writer keeps a key index in memory (a few bytes
-//! per key, not the rows), appends, and copies the file once per session when it
-//! existed or keys were updated; there is
+//! What it is not: a database. A writer keeps a key index of bounded size in
+//! memory (~25 MiB at most; past ~200,000 keys it spills to dot files beside the
+//! entity file), not the rows; it appends new rows to a file of 1 MiB or more, and
+//! copies the file once per session when it is smaller, keys were updated or the
+//! header grew; there is
 //! no locking against other writers of the same file; timestamps and bytes are
 //! written as [`weir_sdk::Value::to_text`] gives them (microseconds, hex) and read
 //! back as text.

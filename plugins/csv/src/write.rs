@@ -1,6 +1,6 @@
 //! The destination side: upsert into a CSV file through the SDK's
-//! [`KeyedFileWriter`], which keeps only a key index in memory, appends, and
-//! replaces the file atomically on finish. This module is the CSV format.
+//! [`KeyedFileWriter`], which keeps only a key index of bounded size in memory,
+//! appends, and appends to or atomically replaces the file on finish. This module is the CSV format.
 
 use std::io::BufRead;
 use std::path::Path;
@@ -129,6 +129,12 @@ impl RecordFormat for CsvFormat {
         let header = std::mem::take(&mut self.header);
         self.write_row(header.iter().map(String::as_str), out);
         self.header = header;
+    }
+
+    /// The delimiter decides where records and keys are: an index made with
+    /// another is not reused.
+    fn index_tag(&self) -> Vec<u8> {
+        vec![self.delimiter]
     }
 
     fn preamble_changed(&self) -> bool {

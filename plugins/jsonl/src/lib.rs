@@ -6,11 +6,12 @@
 //! non-empty lines (the union of their keys; booleans, integers, floats, else
 //! text) and inferred again the same way on every page, so pages agree without
 //! any state. Reading goes page by page from a `"<byte offset>:<line>"` cursor;
-//! writing upserts by key fields, merging into existing objects, and atomically
-//! replaces the file on `finish`.
+//! writing upserts by key fields, merging into existing objects, and on `finish`
+//! appends new records to a large file or atomically replaces it.
 //!
 //! What it is not: a database or a JSON schema tool. A writer keeps a key index
-//! in memory (a few bytes per key, not the records); there is no locking against
+//! of bounded size in memory (~25 MiB at most; past ~200,000 keys it spills to
+//! dot files beside the entity file), not the records; there is no locking against
 //! other writers; keys beyond the sample are not discovered; nested objects and
 //! arrays are read as their JSON text. JSON has no timestamp, bytes or exact decimal: the writer stores them as
 //! RFC 3339 UTC text, lowercase hex and decimal text.

@@ -1,6 +1,6 @@
 //! The destination side: upsert into a JSON Lines file through the SDK's
-//! [`KeyedFileWriter`], which keeps only a key index in memory, appends, and
-//! replaces the file atomically on finish. This module is the JSON Lines format.
+//! [`KeyedFileWriter`], which keeps only a key index of bounded size in memory,
+//! appends, and appends to or atomically replaces the file on finish. This module is the JSON Lines format.
 //! Objects keep their field order (`serde_json`'s `preserve_order`), so an update
 //! changes only what it touches.
 

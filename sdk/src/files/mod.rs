@@ -1,7 +1,7 @@
 //! Helpers for connectors whose entities are files in the granted directory
 //! (`/data/<entity>.<extension>`): entity-name checks, paths, atomic replace, I/O
 //! errors, a byte-offset cursor that resumes in a fresh instance, and an upserting
-//! writer that keeps only a key index in memory ([`KeyedFileWriter`]).
+//! writer that keeps only a key index of bounded size in memory ([`KeyedFileWriter`]).
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -10,7 +10,7 @@ use crate::Error;
 
 mod keyed;
 #[doc(hidden)]
-pub use keyed::__test_format;
+pub use keyed::{__crash_during_append, __forget_kept_index, __set_index_slots, __test_format};
 pub use keyed::{KeyedFileWriter, RecordFormat};
 
 /// The directory a connection's granted folder appears as inside the sandbox.
