@@ -412,4 +412,86 @@ pub mod http {
             ))),
         }
     }
+
+    impl Response {
+        /// The target of the RFC 8288 (RFC 5988) `Link` header's entry with
+        /// relation `rel` (`next`, `prev`, ...), as written: usually absolute;
+        /// resolve a relative one against the request's URL. Every `Link` header
+        /// is searched, and an entry may name several relations (`rel="next last"`).
+        ///
+        /// ```
+        /// # use weir_sdk::http::Response;
+        /// let r = Response { status: 200, body: vec![], headers: vec![(
+        ///     "Link".into(),
+        ///     r#"<https://api.test/c?page=1>; rel="first", <https://api.test/c?page=3>; rel="next""#.into(),
+        /// )] };
+        /// assert_eq!(r.link("next").as_deref(), Some("https://api.test/c?page=3"));
+        /// assert_eq!(r.link("prev"), None);
+        /// ```
+        pub fn link(&self, rel: &str) -> Option<String> {
+            self.headers
+                .iter()
+                .filter(|(k, _)| k.eq_ignore_ascii_case("link"))
+                .flat_map(|(_, v)| split_links(v))
+                .find(|(_, params)| {
+                    params.split(';').any(|p| {
+                        let Some((name, value)) = p.split_once('=') else {
+                            return false;
+                        };
+                        name.trim().eq_ignore_ascii_case("rel")
+                            && value
+                                .trim()
+                                .trim_matches('"')
+                                .split_ascii_whitespace()
+                                .any(|r| r.eq_ignore_ascii_case(rel))
+                    })
+                })
+                .map(|(target, _)| target.to_owned())
+        }
+    }
+
+    /// `<target>; params, <target>; params` as (target, params) pairs; commas
+    /// inside `<...>` or quotes do not split.
+    fn split_links(value: &str) -> Vec<(&str, &str)> {
+        let mut out = Vec::new();
+        let mut rest = value;
+        while let Some(open) = rest.find('<') {
+            let Some(close) = rest[open..].find('>').map(|c| open + c) else {
+                break;
+            };
+            let target = &rest[open + 1..close];
+            let after = &rest[close + 1..];
+            let mut quoted = false;
+            let end = after
+                .char_indices()
+                .find(|&(_, c)| {
+                    if c == '"' {
+                        quoted = !quoted;
+                    }
+                    c == ',' && !quoted
+                })
+                .map_or(after.len(), |(i, _)| i);
+            out.push((target.trim(), &after[..end]));
+            rest = &after[end..];
+        }
+        out
+    }
+
+    /// Percent-encodes `text` for a URL path segment or query component: every
+    /// byte but the unreserved `A-Z a-z 0-9 - . _ ~`.
+    ///
+    /// ```
+    /// assert_eq!(weir_sdk::http::encode("a b/c&d=é"), "a%20b%2Fc%26d%3D%C3%A9");
+    /// ```
+    pub fn encode(text: &str) -> String {
+        let mut out = String::with_capacity(text.len());
+        for b in text.bytes() {
+            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+                out.push(b as char);
+            } else {
+                out.push_str(&format!("%{b:02X}"));
+            }
+        }
+        out
+    }
 }
