@@ -41,8 +41,8 @@ pub const CONNECTION_OPTIONS: &[(&str, &str, Option<&str>)] = &[
     ),
     (
         "organizations_records",
-        "Where the organizations are in that response (dotted path; empty = the root array).",
-        Some(""),
+        "Where the organizations are in that response (dotted path; unset = the root array).",
+        None,
     ),
     (
         "organizations_id_field",
@@ -86,8 +86,8 @@ pub const ENTITY_OPTIONS: &[(&str, &str, Option<&str>)] = &[
     ),
     (
         "records",
-        "Where the records are in a list response: a dotted path (`data.items`); empty = the response is the array.",
-        Some(""),
+        "Where the records are in a list response: a dotted path (`data.items`); unset = the response is the array.",
+        None,
     ),
     (
         "key",
