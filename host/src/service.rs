@@ -75,9 +75,12 @@ pub fn redact_record(record: &[(String, serde_json::Value)]) -> Vec<(String, ser
 /// A stored connection as the engine wants it (secrets merged into the config).
 pub fn to_connection(c: &StoredConnection) -> Connection {
     let mut conn = Connection::new(&c.name, PluginRef::parse(&c.plugin, Path::new(".")));
-    // `auth.*` options are the host's HTTP credentials: never handed to the plugin.
+    // `auth.*` options are the host's HTTP credentials and `postgres.*` its
+    // database grant: never handed to the plugin.
     for (k, v) in c.config.iter().chain(&c.secrets) {
-        if !k.starts_with(crate::project::STORED_AUTH_PREFIX) {
+        if !k.starts_with(crate::project::STORED_AUTH_PREFIX)
+            && !k.starts_with(crate::project::STORED_POSTGRES_PREFIX)
+        {
             conn.config.set(k, v);
         }
     }
@@ -86,10 +89,16 @@ pub fn to_connection(c: &StoredConnection) -> Connection {
             tracing::warn!(connection = %c.name, %reason, "HTTP credentials ignored");
             None
         });
+    let postgres = crate::project::postgres_grant_from_stored(&c.config, &c.secrets)
+        .unwrap_or_else(|reason| {
+            tracing::warn!(connection = %c.name, %reason, "PostgreSQL grant ignored");
+            None
+        });
     conn.grants = Grants {
         directory: c.directory.clone(),
         http_hosts: c.http_hosts.clone(),
         http_auth,
+        postgres,
         ..Grants::none()
     };
     conn.limits = Limits::default();

@@ -73,6 +73,24 @@ pub struct GrantsSpec {
     pub http_timeout_secs: Option<Spanned<f64>>,
     /// The largest HTTP response body accepted, in MiB (default 16).
     pub http_max_response_mb: Option<Spanned<u64>>,
+    /// The one PostgreSQL database the plugin may use (`weir:sql/postgres`).
+    pub postgres: Option<PostgresGrantSpec>,
+}
+
+/// `[connections.x.grants.postgres]`: the database the host connects the plugin
+/// to. The plugin names no address and never sees the password, which is named
+/// by environment variable (`password_env = "CRM_PG_PASSWORD"`) and read when
+/// the project is loaded.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresGrantSpec {
+    pub host: Spanned<String>,
+    /// Default 5432.
+    pub port: Option<Spanned<u16>>,
+    pub dbname: Spanned<String>,
+    pub user: Spanned<String>,
+    /// The variable holding the password (none: connect without one).
+    pub password_env: Option<Spanned<String>>,
 }
 
 /// `[connections.x.auth]`: credentials the host injects into the plugin's HTTP

@@ -19,8 +19,8 @@ use weir_types::Config;
 
 use crate::notify::{check_webhook_url, parse_email_list};
 use crate::runtime::capabilities::validate_host_grant;
-use crate::runtime::{Grants, HttpAuth, HttpLimits, Limits, Secret};
-use file::{AuthSpec, ConfigValue, GrantsSpec, LimitsSpec, ProjectFile};
+use crate::runtime::{Grants, HttpAuth, HttpLimits, Limits, PostgresGrant, Secret};
+use file::{AuthSpec, ConfigValue, GrantsSpec, LimitsSpec, PostgresGrantSpec, ProjectFile};
 pub use schedule::{Notify, RetryPolicy, Schedule};
 
 /// The largest batch a project may ask for.
@@ -375,6 +375,10 @@ impl Project {
                         None => None,
                     },
                     http_limits: http_limits(&loc, &conn.grants)?,
+                    postgres: match &conn.grants.postgres {
+                        Some(spec) => Some(postgres_grant(&loc, spec)?),
+                        None => None,
+                    },
                 },
                 limits: limits(&loc, &conn.limits)?,
             })
@@ -659,6 +663,119 @@ fn http_limits(loc: &Locator<'_>, spec: &GrantsSpec) -> Result<HttpLimits, Proje
         limits.max_response_bytes = mebibytes(loc, "grants.http_max_response_mb", mb)?;
     }
     Ok(limits)
+}
+
+/// The default PostgreSQL port.
+const POSTGRES_PORT: u16 = 5432;
+
+/// `[connections.x.grants.postgres]` into the grant; the password is read from
+/// the environment variable the table names.
+fn postgres_grant(
+    loc: &Locator<'_>,
+    spec: &PostgresGrantSpec,
+) -> Result<PostgresGrant, ProjectError> {
+    let password = match &spec.password_env {
+        None => None,
+        Some(var) => match std::env::var(var.get_ref()) {
+            Ok(v) if !v.is_empty() => Some(Secret::new(v)),
+            Ok(_) => {
+                return loc.err(
+                    var.span().start,
+                    format!(
+                        "grants.postgres.password_env: environment variable `{}` is empty",
+                        var.get_ref()
+                    ),
+                );
+            }
+            Err(_) => {
+                return loc.err(
+                    var.span().start,
+                    format!(
+                        "grants.postgres.password_env: environment variable `{}` is not set",
+                        var.get_ref()
+                    ),
+                );
+            }
+        },
+    };
+    let grant = PostgresGrant {
+        host: spec.host.get_ref().clone(),
+        port: spec.port.as_ref().map_or(POSTGRES_PORT, |p| *p.get_ref()),
+        dbname: spec.dbname.get_ref().clone(),
+        user: spec.user.get_ref().clone(),
+        password,
+    };
+    if let Err(e) = grant.validate() {
+        let at = if e.starts_with("postgres.dbname") {
+            spec.dbname.span().start
+        } else if e.starts_with("postgres.user") {
+            spec.user.span().start
+        } else if e.starts_with("postgres.port") {
+            spec.port
+                .as_ref()
+                .map_or(spec.host.span().start, |p| p.span().start)
+        } else {
+            spec.host.span().start
+        };
+        return loc.err(at, format!("grants.{e}"));
+    }
+    Ok(grant)
+}
+
+/// Option names of a *stored* connection that grant a PostgreSQL database
+/// rather than configure the plugin (the plugin never receives them):
+/// `postgres.host`, `postgres.port` (default 5432), `postgres.dbname`,
+/// `postgres.user`, and the secret `postgres.password`.
+pub const STORED_POSTGRES_PREFIX: &str = "postgres.";
+
+/// The PostgreSQL grant a stored connection's `postgres.*` options describe
+/// (`None` when it has none). `options` are the plain options, `secrets` the
+/// decrypted ones.
+pub fn postgres_grant_from_stored(
+    options: &[(String, String)],
+    secrets: &[(String, String)],
+) -> Result<Option<PostgresGrant>, String> {
+    let key = |name: &str| format!("{STORED_POSTGRES_PREFIX}{name}");
+    let option = |name: &str| {
+        options
+            .iter()
+            .find(|(k, _)| *k == key(name))
+            .map(|(_, v)| v.clone())
+    };
+    if options.iter().any(|(k, _)| *k == key("password")) {
+        return Err(format!(
+            "`{}` must be stored as a secret, not as an option",
+            key("password")
+        ));
+    }
+    let any = options
+        .iter()
+        .chain(secrets)
+        .any(|(k, _)| k.starts_with(STORED_POSTGRES_PREFIX));
+    if !any {
+        return Ok(None);
+    }
+    let needed = |name: &str| {
+        option(name).ok_or_else(|| format!("a PostgreSQL grant needs the option `{}`", key(name)))
+    };
+    let port = match option("port") {
+        None => POSTGRES_PORT,
+        Some(p) => p
+            .parse()
+            .map_err(|_| format!("`{}`: `{p}` is not a port number", key("port")))?,
+    };
+    let grant = PostgresGrant {
+        host: needed("host")?,
+        port,
+        dbname: needed("dbname")?,
+        user: needed("user")?,
+        password: secrets
+            .iter()
+            .find(|(k, _)| *k == key("password"))
+            .map(|(_, v)| Secret::new(v.clone())),
+    };
+    grant.validate()?;
+    Ok(Some(grant))
 }
 
 /// The kinds of `[connections.x.auth]` and the keys each one takes.

@@ -32,8 +32,21 @@ pub mod since_v0_1_0 {
     pub const TRANSFORM_EXPORT: &str = "weir:plugin/transform@0.1.0";
 }
 
+/// `weir:sql@0.1.0`: capabilities a connector may import beside the contract
+/// (a package of its own, so the frozen `weir:plugin@0.1.0` does not change).
+/// Linked into the same linker as the contract: any connector may import them,
+/// and the grants decide what a call gets.
+pub mod sql_v0_1_0 {
+    wasmtime::component::bindgen!({
+        path: "../wit/sql/since_v0.1.0",
+        world: "postgres-client",
+    });
+}
+
 pub use since_v0_1_0::connector::exports::weir::plugin::connector as connector_api;
 pub use since_v0_1_0::connector::weir::plugin::{http, log, types};
 pub use since_v0_1_0::connector::{ConnectorPlugin, ConnectorPluginPre};
 pub use since_v0_1_0::transform::exports::weir::plugin::transform as transform_api;
 pub use since_v0_1_0::transform::{TransformPlugin, TransformPluginPre};
+pub use sql_v0_1_0::PostgresClient;
+pub use sql_v0_1_0::weir::sql::postgres;

@@ -27,6 +27,9 @@ pub struct Grants {
     pub http_auth: Option<HttpAuth>,
     /// Timeouts and size caps of the plugin's requests.
     pub http_limits: HttpLimits,
+    /// The one PostgreSQL database the plugin may use through the
+    /// `weir:sql/postgres` import. `None`: every call of it is denied.
+    pub postgres: Option<PostgresGrant>,
 }
 
 impl Grants {
@@ -45,10 +48,65 @@ impl Grants {
 
     /// The secret values in these grants, to scrub from any text shown or logged.
     pub fn secrets(&self) -> Vec<&str> {
-        self.http_auth
+        let mut secrets = self
+            .http_auth
             .as_ref()
-            .map_or_else(Vec::new, HttpAuth::secrets)
+            .map_or_else(Vec::new, HttpAuth::secrets);
+        if let Some(password) = self.postgres.as_ref().and_then(|p| p.password.as_ref()) {
+            secrets.push(password.expose());
+        }
+        secrets
     }
+}
+
+/// The PostgreSQL database a connection's plugin may reach: the host connects
+/// here and nowhere else, with these credentials; the plugin names no address
+/// and never sees the password.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PostgresGrant {
+    /// A host name or IP address (or, starting with `/`, a Unix socket
+    /// directory).
+    pub host: String,
+    pub port: u16,
+    pub dbname: String,
+    pub user: String,
+    pub password: Option<Secret>,
+}
+
+impl PostgresGrant {
+    /// `host:port/dbname`, for messages (no user, no password).
+    pub fn address(&self) -> String {
+        format!("{}:{}/{}", self.host, self.port, self.dbname)
+    }
+
+    /// Checks the grant's values (for project validation).
+    pub fn validate(&self) -> Result<(), String> {
+        for (what, value) in [
+            ("host", &self.host),
+            ("dbname", &self.dbname),
+            ("user", &self.user),
+        ] {
+            if value.trim().is_empty() || value.contains('\0') {
+                return Err(format!("postgres.{what}: must not be empty"));
+            }
+        }
+        if self.host.contains(char::is_whitespace) {
+            return Err(format!("postgres.host: `{}` is not a host name", self.host));
+        }
+        if self.port == 0 {
+            return Err("postgres.port: must be 1 to 65535".to_owned());
+        }
+        Ok(())
+    }
+}
+
+/// Decides whether a plugin may use the `weir:sql/postgres` import: only with a
+/// grant, and then only the granted database. `Err` names the reason; nothing
+/// is sent then.
+pub(crate) fn check_postgres(grants: &Grants) -> Result<&PostgresGrant, String> {
+    grants.postgres.as_ref().ok_or_else(|| {
+        "denied: this connection grants no PostgreSQL database (grants.postgres)".to_owned()
+    })
 }
 
 /// A secret value (a token, a password). Its `Debug` never shows it.
@@ -400,5 +458,37 @@ mod tests {
         };
         assert!(!format!("{grants:?}").contains("hunter2"));
         assert_eq!(grants.secrets(), vec!["hunter2-secret"]);
+    }
+
+    #[test]
+    fn postgres_is_denied_without_a_grant_and_its_password_is_a_secret() {
+        assert!(
+            check_postgres(&Grants::none())
+                .unwrap_err()
+                .starts_with("denied")
+        );
+        let grant = PostgresGrant {
+            host: "127.0.0.1".into(),
+            port: 5432,
+            dbname: "crm".into(),
+            user: "weir".into(),
+            password: Some(Secret::new("pg-password-1")),
+        };
+        let grants = Grants {
+            postgres: Some(grant.clone()),
+            ..Grants::none()
+        };
+        assert_eq!(
+            check_postgres(&grants).unwrap().address(),
+            "127.0.0.1:5432/crm"
+        );
+        assert!(!format!("{grants:?}").contains("pg-password-1"));
+        assert_eq!(grants.secrets(), vec!["pg-password-1"]);
+        assert!(grant.validate().is_ok());
+        let empty = PostgresGrant {
+            dbname: " ".into(),
+            ..grant
+        };
+        assert!(empty.validate().unwrap_err().starts_with("postgres.dbname"));
     }
 }

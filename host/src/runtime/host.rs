@@ -1,5 +1,5 @@
 //! The host state of one plugin instance and the host side of the contract's
-//! imports (`log`, `http`).
+//! imports (`log`, `http`, and `weir:sql/postgres`).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -8,10 +8,11 @@ use wasmtime::component::ResourceTable;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use super::bindings::{http, log, types};
+use super::bindings::{http, log, postgres as sql, types};
 use super::capabilities::{self, Grants};
 use super::http::{HttpClient, HttpFailure, HttpRequest};
 use super::limits::{Limiter, Limits};
+use super::postgres::{PgCall, PgSession};
 
 /// A line a plugin logged, kept for the execution's detailed log.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -39,6 +40,8 @@ pub(crate) struct HostState {
     /// When the current call's time limit runs out (set by each call), so a
     /// blocking host function can stop in time.
     pub call_deadline: Option<Instant>,
+    /// The instance's PostgreSQL session (opened on first use, if granted).
+    pub postgres: PgSession,
 }
 
 impl HostState {
@@ -64,7 +67,20 @@ impl HostState {
             log_dropped: 0,
             http,
             call_deadline: None,
+            postgres: PgSession::default(),
         })
+    }
+
+    /// One call of the `weir:sql/postgres` import, bounded by the call's deadline.
+    fn pg_call(&mut self) -> PgCall<'_> {
+        PgCall {
+            plugin: &self.plugin,
+            grants: &self.grants,
+            deadline: self
+                .call_deadline
+                .unwrap_or_else(|| Instant::now() + self.limits.call_timeout),
+            session: &mut self.postgres,
+        }
     }
 
     /// The tail of what the plugin wrote to stderr (a panic message, usually).
@@ -185,5 +201,27 @@ impl http::Host for HostState {
             Err(HttpFailure::Transport(m)) => Err(http::HttpError::Transport(m)),
             Err(HttpFailure::TooLarge(n)) => Err(http::HttpError::TooLarge(n)),
         }
+    }
+}
+
+impl sql::Host for HostState {
+    fn query(
+        &mut self,
+        statement: String,
+        params: Vec<sql::DbValue>,
+    ) -> Result<sql::RowSet, sql::Error> {
+        self.pg_call().query(&statement, params)
+    }
+
+    fn execute(&mut self, statement: String, params: Vec<sql::DbValue>) -> Result<u64, sql::Error> {
+        self.pg_call().execute(&statement, params)
+    }
+
+    fn execute_each(
+        &mut self,
+        statement: String,
+        rows: Vec<Vec<sql::DbValue>>,
+    ) -> Result<Vec<sql::RowOutcome>, sql::Error> {
+        self.pg_call().execute_each(&statement, rows)
     }
 }

@@ -18,6 +18,7 @@ mod host;
 mod http;
 mod instance;
 mod limits;
+mod postgres;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -28,7 +29,7 @@ use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 pub use cache::CacheOutcome;
-pub use capabilities::{Grants, HttpAuth, HttpLimits, Secret};
+pub use capabilities::{Grants, HttpAuth, HttpLimits, PostgresGrant, Secret};
 pub use host::PluginLogLine;
 pub use instance::{CallError, ConnectorInstance, TransformInstance, TrapKind, WriterHandle};
 pub use limits::Limits;
@@ -202,6 +203,10 @@ impl Runtime {
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
             .map_err(|e| RuntimeError::Engine(e.to_string()))?;
         bindings::ConnectorPlugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
+            .map_err(|e| RuntimeError::Engine(e.to_string()))?;
+        // `weir:sql/postgres`: any plugin may import it; without a grant every
+        // call is denied (see `capabilities::check_postgres`).
+        bindings::PostgresClient::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
             .map_err(|e| RuntimeError::Engine(e.to_string()))?;
         let cache = cache::ComponentCache::new(&engine, config.cache_dir);
         let ticker = EpochTicker::start(&engine);
