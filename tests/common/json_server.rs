@@ -99,10 +99,20 @@ impl JsonServer {
     }
 
     /// The requests it logged (`GET /contacts?_page=1&_limit=5 200 ...`), colour
-    /// codes removed; the tests' own requests included.
+    /// codes removed; the tests' own requests included. json-server logs a
+    /// request once its response has gone out, so a client may be done before
+    /// the line is written: this waits until the log has been still for 150 ms.
     pub fn requests(&self) -> Vec<String> {
-        self.log()
-            .lines()
+        let mut log = self.log();
+        loop {
+            std::thread::sleep(Duration::from_millis(150));
+            let now = self.log();
+            if now == log {
+                break;
+            }
+            log = now;
+        }
+        log.lines()
             .map(strip_ansi)
             .filter(|l| {
                 ["GET ", "POST ", "PUT ", "PATCH ", "DELETE ", "HEAD "]
