@@ -497,7 +497,16 @@ fn the_password_never_shows_in_reports_logs_errors_or_the_store() {
         return;
     };
     db.exec("CREATE TABLE contacts (id bigint PRIMARY KEY, name text NOT NULL, age int CHECK (age >= 0))");
-    let password = db.server.password.clone();
+    // A role of its own with a password found nowhere else (the server's may be
+    // as short as the user name).
+    let password = "pg-S3cret-never-shown-91".to_owned();
+    db.exec(&format!(
+        "DO $$ BEGIN CREATE ROLE weir_secret_owner LOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END $$;
+         ALTER ROLE weir_secret_owner PASSWORD '{password}';
+         GRANT CONNECT ON DATABASE {} TO weir_secret_owner;
+         ALTER TABLE contacts OWNER TO weir_secret_owner;",
+        db.name
+    ));
     let files = tempfile::tempdir().unwrap();
     write_csv(files.path(), &[(1, "ann", "30"), (2, "bob", "-1")]);
 
@@ -507,7 +516,11 @@ fn the_password_never_shows_in_reports_logs_errors_or_the_store() {
         Store::open(&data.path().join("store"), Some(key)).unwrap(),
         common::runtime(),
     );
-    let grant = db.grant();
+    let grant = PostgresGrant {
+        user: "weir_secret_owner".into(),
+        password: Some(Secret::new(password.clone())),
+        ..db.grant()
+    };
     let warehouse = StoredConnection {
         name: "warehouse".into(),
         plugin: common::plugin_path("postgres").display().to_string(),
@@ -591,7 +604,7 @@ mappings = [
     let refused = Engine::new(common::runtime())
         .run(
             &{
-                let mut p = csv_to_postgres(files.path(), db.grant());
+                let mut p = csv_to_postgres(files.path(), grant.clone());
                 p.destination.grants.postgres.as_mut().unwrap().password =
                     Some(Secret::new("wrong-password-1234"));
                 p
