@@ -487,3 +487,38 @@ fn weir_serve_stops_cleanly_on_sigterm() {
     let store = Store::open(&fx.data().join("store"), None).unwrap();
     assert!(store.interrupted_on_open().is_empty());
 }
+
+/// An incremental task starts each recorded run at the cursor the last one ended
+/// at: a second run reads nothing new, a grown source only its new records — also
+/// after an Error run in between (which recorded no cursor).
+#[test]
+fn incremental_tasks_read_only_what_is_new() {
+    use weir_host::engine::Quiet;
+    let fx = Fixture::new(false);
+    let svc = service(&fx.data());
+    let apply = |count: u32| {
+        let text = project_text("inc", &fx.dir, "0 3 * * *", "", &format!("count = {count}"))
+            .replace("key = [\"id\"]", "key = [\"id\"]\nincremental = true");
+        svc.apply_project_text(&fx.dir.join("p.toml"), &text, &fx.dir)
+            .unwrap();
+    };
+    let read = |id| -> u64 {
+        let e = svc.store.execution(id).unwrap().unwrap();
+        e.tasks.iter().map(|t| t.read).sum()
+    };
+    apply(20);
+    let (first, _) = svc.run("inc", Trigger::Manual, &mut Quiet).unwrap();
+    assert_eq!(read(first), 20);
+    let (second, _) = svc.run("inc", Trigger::Manual, &mut Quiet).unwrap();
+    assert_eq!(read(second), 0, "nothing new since the last cursor");
+    // An Error in between (destination down) records no cursor; the next run still
+    // starts from the last one recorded.
+    std::fs::write(fx.dir.join("down"), "").unwrap();
+    let down = svc.run("inc", Trigger::Manual, &mut Quiet);
+    assert!(down.is_err());
+    std::fs::remove_file(fx.dir.join("down")).unwrap();
+    apply(30);
+    let (third, report) = svc.run("inc", Trigger::Manual, &mut Quiet).unwrap();
+    assert_eq!(read(third), 10, "only the 10 new records: {report}");
+    assert_eq!(report.totals().inserted + report.totals().updated, 10);
+}

@@ -108,6 +108,7 @@ fn project(
         key: vec![key.into()],
         mappings,
         transforms: vec![],
+        incremental: false,
     }];
     p
 }

@@ -98,6 +98,7 @@ fn project(dir: &Path) -> Project {
         notify: Default::default(),
         lookups: Default::default(),
         tasks: vec![EntityTask {
+            incremental: false,
             name: "contacts".into(),
             source_entity: "contacts".into(),
             destination_entity: "contacts".into(),

@@ -355,6 +355,45 @@ impl<'r> Service<'r> {
         let mut parent = None;
         let mut trigger = request.trigger;
         request.previous = self.last_outcome(name)?;
+        // Incremental tasks start where the newest recorded cursor stopped: a cursor is
+        // only recorded once the destination committed what came before it, so this
+        // holds after an Error too (a run that failed at validation recorded none).
+        if project.tasks.iter().any(|t| t.incremental) {
+            let recent = self.store.executions(&store::ExecutionFilter {
+                project: Some(name.to_owned()),
+                limit: 50,
+                ..Default::default()
+            })?;
+            for summary in recent
+                .iter()
+                .filter(|e| !matches!(e.status, ExecStatus::Skipped | ExecStatus::Running))
+            {
+                let Some(e) = self.store.execution(summary.id)? else {
+                    continue;
+                };
+                for task in project.tasks.iter().filter(|t| t.incremental) {
+                    if options.resume.contains_key(&task.name) {
+                        continue;
+                    }
+                    if let Some(c) = e
+                        .tasks
+                        .iter()
+                        .find(|t| t.name == task.name)
+                        .and_then(|t| t.cursor.clone())
+                    {
+                        options.resume.insert(task.name.clone(), c);
+                    }
+                }
+                if project
+                    .tasks
+                    .iter()
+                    .filter(|t| t.incremental)
+                    .all(|t| options.resume.contains_key(&t.name))
+                {
+                    break;
+                }
+            }
+        }
         if let Some((last_id, ExecStatus::Error)) = request.previous {
             let last = self.store.execution(last_id)?;
             if let Some(last) = last.filter(|l| {

@@ -54,6 +54,7 @@ pub fn testkit_project(count: usize) -> Project {
         retry: Default::default(),
         notify: Default::default(),
         tasks: vec![EntityTask {
+            incremental: false,
             name: "people".into(),
             source_entity: "people".into(),
             destination_entity: "people".into(),

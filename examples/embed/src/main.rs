@@ -45,6 +45,7 @@ fn main() -> Result<()> {
         retry: Default::default(),
         notify: Default::default(),
         tasks: vec![EntityTask {
+            incremental: false,
             name: "contacts".into(),
             source_entity: "contacts".into(),
             destination_entity: "people".into(),

@@ -253,9 +253,18 @@ impl TaskRun<'_, '_, '_> {
         let staged: Option<Vec<RecordCopy>> = self
             .capture
             .then(|| (0..batch.len()).map(|i| copy_row(&batch, i)).collect());
-        let outcomes = destination
-            .upsert(writer, batch)
-            .map_err(|e| e.to_string())?;
+        // Upserts are by key, so sending a batch again after a transient failure
+        // (the plugin said retrying may succeed) gives the same destination state.
+        let (project, stop) = (self.project, self.stop.clone());
+        let progress = &mut *self.progress;
+        let outcomes = with_retry(
+            &project.retry,
+            stop.as_deref(),
+            &format!("destination `{}` upsert", project.destination.name),
+            |line| progress.log(line),
+            || destination.upsert(writer, batch.clone()),
+        )
+        .map_err(|e| e.to_string())?;
         for (i, (outcome, key)) in outcomes.into_iter().zip(keys).enumerate() {
             match outcome {
                 UpsertOutcome::Inserted => self.report.counts.inserted += 1,

@@ -3,10 +3,10 @@
 //! timeout). Data errors and traps are never retried here: the same input gives the
 //! same answer, and a trapped instance is gone.
 //!
-//! Only calls that are safe to repeat go through this: `check`, `read` (same cursor)
-//! and `open-writer`. An `upsert` that failed halfway left the writer in a state the
-//! host cannot know, so its failure ends the task and the execution's retry (the
-//! daemon's next scheduled run) starts again from the last committed cursor.
+//! The calls that go through this are safe to repeat: `check`, `read` (the same
+//! cursor), `open-writer`, and `upsert` — an upsert is by key, so sending the batch
+//! again gives the same destination state, and a plugin that answers `transient`
+//! says its writer can take the batch again.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};

@@ -206,6 +206,9 @@ pub struct TaskSpec {
     pub mappings: Spanned<Vec<Spanned<MappingSpec>>>,
     #[serde(default)]
     pub transforms: Vec<TransformSpec>,
+    /// Start each recorded run from the cursor the last finished run ended at.
+    #[serde(default)]
+    pub incremental: bool,
 }
 
 /// One mapping row: a destination field and where its value comes from — a

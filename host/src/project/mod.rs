@@ -222,6 +222,10 @@ pub struct EntityTask {
     pub key: Vec<String>,
     pub mappings: Vec<Mapping>,
     pub transforms: Vec<TransformStep>,
+    /// Each recorded run starts where the last finished one stopped (the source's
+    /// cursor), so only new or changed records are read. Off by default: a run reads
+    /// the whole entity.
+    pub incremental: bool,
 }
 
 /// A project ready to run.
@@ -477,6 +481,7 @@ impl Project {
                 });
             }
             tasks.push(EntityTask {
+                incremental: t.incremental,
                 name,
                 source_entity: t.source_entity.clone(),
                 destination_entity: t.destination_entity.clone(),
