@@ -219,7 +219,7 @@ fn an_unknown_bundled_plugin_lists_the_bundled_ones() {
     let err = refused(&PROJECT.replace("plugin = \"csv\"", "plugin = \"cvs\""));
     assert!(
         err.contains(
-            "project.toml:2:10: unknown bundled plugin `cvs` (bundled: csv, jsonl, normalize)"
+            "project.toml:2:10: unknown bundled plugin `cvs` (bundled: csv, jsonl, normalize, rest, postgres)"
         ),
         "{err}"
     );

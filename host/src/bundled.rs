@@ -21,6 +21,17 @@ pub const PLUGINS: &[(&str, &[u8])] = &[
             "/weir_plugin_normalize.wasm"
         )),
     ),
+    (
+        "rest",
+        include_bytes!(concat!(env!("WEIR_PLUGIN_DIR"), "/weir_plugin_rest.wasm")),
+    ),
+    (
+        "postgres",
+        include_bytes!(concat!(
+            env!("WEIR_PLUGIN_DIR"),
+            "/weir_plugin_postgres.wasm"
+        )),
+    ),
 ];
 
 /// The bytes of a bundled plugin.
