@@ -318,6 +318,40 @@ fn dashboard_in_headless_chromium() {
             "",
         ),
     ];
+    // Two stored connections: one that works, one whose directory is missing (its
+    // check fails when it is added, and the dashboard says why).
+    std::fs::create_dir_all(dir.join("ok-files")).unwrap();
+    let added = weir(
+        &data,
+        dir,
+        &[
+            "connection",
+            "add",
+            "files-ok",
+            "--plugin",
+            "csv",
+            "--directory",
+            "ok-files",
+        ],
+    );
+    assert!(
+        added.status.success(),
+        "{}",
+        String::from_utf8_lossy(&added.stderr)
+    );
+    let _ = weir(
+        &data,
+        dir,
+        &[
+            "connection",
+            "add",
+            "files-gone",
+            "--plugin",
+            "csv",
+            "--directory",
+            "no-such-dir",
+        ],
+    );
     for (name, extra, schedule) in projects {
         let file = format!("{name}.toml");
         std::fs::write(dir.join(&file), project(name, extra, schedule)).unwrap();
@@ -606,6 +640,26 @@ fn dashboard_in_headless_chromium() {
     );
     let updated = b.find("#updated").text();
     assert!(updated.starts_with("updated "), "live indicator: {updated}");
+
+    // ---- Connections: state and the reason in words; Check runs the check again ----
+    b.click("a.brand");
+    let ok = b.wait_for("tr.connection[data-connection='files-ok']", WAIT);
+    assert_eq!(ok.attr("data-state").as_deref(), Some("Connected"));
+    let gone = b.wait_for("tr.connection[data-connection='files-gone']", WAIT);
+    assert_eq!(gone.attr("data-state").as_deref(), Some("Needs fixing"));
+    let reason = b
+        .find("tr.connection[data-connection='files-gone'] .reason")
+        .text();
+    assert!(
+        reason.contains("no-such-dir"),
+        "the reason names the directory: {reason}"
+    );
+    std::fs::create_dir_all(dir.join("no-such-dir")).unwrap();
+    b.click("tr.connection[data-connection='files-gone'] button.check");
+    b.wait_until("files-gone to be Connected after Check", WAIT, |b| {
+        b.try_find("tr.connection[data-connection='files-gone'][data-state='Connected']")
+            .map(|_| ())
+    });
 
     // ---- Logout returns to the login page ----
     b.click("button.logout");
