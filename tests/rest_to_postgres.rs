@@ -42,8 +42,7 @@ fn rest_source_to_postgres_twice_updates_without_duplicates_and_keeps_refusals()
         "CREATE TABLE contacts (contact_id bigint PRIMARY KEY, full_name text NOT NULL, \
          email text, score int CHECK (score >= 0))",
     );
-    let Some(server) = JsonServer::start(&json!({ "contacts": contacts(23, false) }), None)
-    else {
+    let Some(server) = JsonServer::start(&json!({ "contacts": contacts(23, false) }), None) else {
         return;
     };
 
@@ -53,8 +52,10 @@ fn rest_source_to_postgres_twice_updates_without_duplicates_and_keeps_refusals()
     source.config.set("pagination", "link");
     source.config.set("page_size", "10");
     source.grants.http_hosts = vec![server.host()];
-    let mut destination =
-        Connection::new("warehouse", PluginRef::file(common::plugin_path("postgres")));
+    let mut destination = Connection::new(
+        "warehouse",
+        PluginRef::file(common::plugin_path("postgres")),
+    );
     destination.grants = Grants {
         postgres: Some(db.grant()),
         ..Grants::none()
@@ -82,7 +83,11 @@ fn rest_source_to_postgres_twice_updates_without_duplicates_and_keeps_refusals()
     let first = common::run(&project);
     assert_eq!(first.status, Status::Warning, "{first}");
     let c = first.tasks[0].counts;
-    assert_eq!((c.read, c.inserted, c.updated, c.failed), (23, 22, 0, 1), "{first}");
+    assert_eq!(
+        (c.read, c.inserted, c.updated, c.failed),
+        (23, 22, 0, 1),
+        "{first}"
+    );
     let refused = &first.tasks[0].failures[0];
     assert_eq!(refused.stage, Stage::Upsert);
     assert_eq!(refused.key.as_deref(), Some("7"));
@@ -97,7 +102,10 @@ fn rest_source_to_postgres_twice_updates_without_duplicates_and_keeps_refusals()
         .iter()
         .filter(|r| r.contains("/contacts"))
         .count();
-    assert!(pages >= 3, "23 records in pages of 10: {pages} list requests");
+    assert!(
+        pages >= 3,
+        "23 records in pages of 10: {pages} list requests"
+    );
 
     // The CRM changes every last name; the second run updates, never duplicates.
     for i in 1..=23 {
@@ -108,7 +116,11 @@ fn rest_source_to_postgres_twice_updates_without_duplicates_and_keeps_refusals()
     }
     let second = common::run(&project);
     let c = second.tasks[0].counts;
-    assert_eq!((c.read, c.inserted, c.updated, c.failed), (23, 0, 22, 1), "{second}");
+    assert_eq!(
+        (c.read, c.inserted, c.updated, c.failed),
+        (23, 0, 22, 1),
+        "{second}"
+    );
     assert_eq!(db.count("contacts"), 22, "no duplicates");
     let name: String = db
         .client()
