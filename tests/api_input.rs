@@ -332,7 +332,6 @@ async fn every_bad_input_is_a_4xx_without_internals_and_the_daemon_keeps_serving
 /// against (`<base_dir>/<name>.toml`), so `../../x` moves that base outside
 /// `base_dir`. Ignored until names refuse `/`, `\\` and `..`; run with `--ignored`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "finding: names may contain path separators and `..`"]
 async fn names_with_path_separators_are_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let base = common::serve_api(&tmp.path().join("data"), tmp.path(), TOKEN).await;

@@ -630,7 +630,6 @@ fn a_log_flood_in_an_execution_is_bounded_per_call() {
 /// the store and the API. Ignored until the runtime truncates it (as it does log
 /// lines and stderr); run with `--ignored` to see the size.
 #[test]
-#[ignore = "finding: plugin error messages are not truncated by the host"]
 fn a_huge_error_message_is_cut_to_a_bound() {
     let (result, _, mut handle) = provoke(
         Entry::Check,

@@ -134,22 +134,40 @@ pub(crate) fn organization_from_wit(o: wt::Organization) -> Organization {
     }
 }
 
+/// The longest error text kept from a plugin: a message travels on into reports,
+/// the store, logs and API answers, so a hostile plugin must not make it huge.
+pub const MAX_ERROR_MESSAGE_BYTES: usize = 8 << 10;
+
+/// Cuts `m` to [`MAX_ERROR_MESSAGE_BYTES`] at a character boundary, saying so.
+pub(crate) fn bounded(mut m: String) -> String {
+    if m.len() > MAX_ERROR_MESSAGE_BYTES {
+        let total = m.len();
+        let mut end = MAX_ERROR_MESSAGE_BYTES;
+        while !m.is_char_boundary(end) {
+            end -= 1;
+        }
+        m.truncate(end);
+        m.push_str(&format!("… ({} more bytes cut by the host)", total - end));
+    }
+    m
+}
+
 pub(crate) fn error_from_wit(e: wt::Error) -> PluginError {
     match e {
-        wt::Error::InvalidConfig(m) => PluginError::InvalidConfig(m),
+        wt::Error::InvalidConfig(m) => PluginError::InvalidConfig(bounded(m)),
         wt::Error::Connection(c) => PluginError::Connection {
-            message: c.message,
+            message: bounded(c.message),
             transient: c.transient,
             retry_after_ms: c.retry_after_ms,
         },
-        wt::Error::Internal(m) => PluginError::Internal(m),
+        wt::Error::Internal(m) => PluginError::Internal(bounded(m)),
     }
 }
 
 pub(crate) fn record_error_from_wit(e: wt::RecordError) -> RecordError {
     RecordError {
-        message: e.message,
-        field: e.field,
+        message: bounded(e.message),
+        field: e.field.map(bounded),
     }
 }
 

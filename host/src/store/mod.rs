@@ -352,8 +352,13 @@ fn check_name(what: &'static str, name: &str) -> Result<(), StoreError> {
         "it is empty"
     } else if name.len() > MAX_NAME_BYTES {
         "it is longer than 1024 bytes"
-    } else if name.contains('\0') {
-        "it contains a NUL character"
+    } else if name.chars().any(char::is_control) {
+        "it contains a control character"
+    } else if name.contains('/') || name.contains('\\') {
+        // Names become file names (a project's `<name>.toml`) and URL segments.
+        "it contains a path separator (/ or \\)"
+    } else if name == "." || name == ".." {
+        "it is a path component (. or ..)"
     } else {
         return Ok(());
     };
