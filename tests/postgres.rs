@@ -624,3 +624,53 @@ mappings = [
         "the store holds the password in clear"
     );
 }
+
+/// A role that may log in but holds no privilege on a table: reading it and writing it
+/// say "permission missing" (connection health's words), not a generic failure.
+#[test]
+fn a_table_the_role_may_not_use_says_permission_missing() {
+    let Some(db) = pg::database("perm") else {
+        return;
+    };
+    db.exec("CREATE TABLE locked (id bigint PRIMARY KEY, name text)");
+    let role = format!(
+        "weir_limited_{}",
+        db.name.replace(|c: char| !c.is_ascii_alphanumeric(), "_")
+    );
+    db.exec(&format!(
+        "DROP ROLE IF EXISTS {role}; CREATE ROLE {role} LOGIN PASSWORD 'limited-pass-7f3a'"
+    ));
+    let mut grant = db.grant();
+    grant.user = role.clone();
+    grant.password = Some(Secret::new("limited-pass-7f3a".to_string()));
+    let cfg = Config::default();
+    let mut inst = instance(granted(grant));
+    inst.check(&cfg).expect("the role may connect");
+    let read = inst
+        .read(
+            &cfg,
+            &ReadRequest {
+                entity: "locked".into(),
+                organization: None,
+                cursor: None,
+                max_records: 10,
+            },
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(read.contains("permission missing"), "{read}");
+    let write = inst
+        .open_writer(
+            &cfg,
+            &weir_types::WriteRequest {
+                entity: "locked".into(),
+                organization: None,
+                key_fields: vec!["id".into()],
+            },
+        )
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(write.contains("permission missing"), "{write}");
+    db.exec(&format!("DROP OWNED BY {role}; DROP ROLE {role}"));
+}
