@@ -234,7 +234,7 @@ fn main() {
     }
     let counts: Vec<usize> = args.iter().skip(1).filter_map(|a| a.parse().ok()).collect();
     let counts = if counts.is_empty() {
-        vec![100_000, 1_000_000]
+        vec![100_000, 1_000_000, 10_000_000]
     } else {
         counts
     };
