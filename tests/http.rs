@@ -599,6 +599,19 @@ fn health_reasons_name_what_is_wrong() {
         .local_addr()
         .unwrap();
     let refusing = TestServer::start(|_| Reply::new(403, "no"));
+    // A server that answers plain text at once to whatever arrives: an https://
+    // client's handshake gets no TLS back.
+    let plain = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let plain_addr = plain.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for conn in plain.incoming() {
+            if let Ok(mut c) = conn {
+                use std::io::Write;
+                let _ =
+                    c.write_all(b"HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\nnot tls");
+            }
+        }
+    });
     let cases = [
         (
             "not-granted",
@@ -617,6 +630,13 @@ fn health_reasons_name_what_is_wrong() {
             refusing.url("/"),
             vec![refusing.host()],
             "authentication refused (HTTP 403)",
+        ),
+        (
+            // https:// to a server that speaks plain HTTP: the handshake fails.
+            "tls",
+            format!("https://{plain_addr}/"),
+            vec![plain_addr.to_string()],
+            "TLS failure",
         ),
     ];
     for (name, url, hosts, reason) in cases {

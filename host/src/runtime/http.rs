@@ -636,7 +636,22 @@ fn classify(e: &reqwest::Error) -> HttpFailure {
     }
     let text = chain(e);
     let lower = text.to_ascii_lowercase();
-    if lower.contains("certificate") || lower.contains("tls") || lower.contains("handshake") {
+    // rustls reports a failed handshake as an io::Error of kind InvalidData (a
+    // certificate refused, or no TLS coming back at all: "received corrupt message").
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    let mut invalid_data = false;
+    while let Some(err) = source {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            invalid_data |= io.kind() == std::io::ErrorKind::InvalidData;
+        }
+        source = err.source();
+    }
+    if invalid_data
+        || lower.contains("certificate")
+        || lower.contains("tls")
+        || lower.contains("handshake")
+        || lower.contains("corrupt message")
+    {
         HttpFailure::Transport(format!("TLS failure: {text}"))
     } else if e.is_connect() {
         HttpFailure::Transport(format!("host unreachable: {text}"))
