@@ -247,9 +247,6 @@ impl TaskRun<'_, '_, '_> {
         let source_copy = prepared.source_copy;
         let origin = prepared.origin;
         let source_row = |origin: usize| source_copy.as_ref().map(|b| copy_row(b, origin));
-        let keys: Vec<Option<String>> = (0..batch.len())
-            .map(|i| key_of(&self.task.key, &batch, i))
-            .collect();
         let staged: Option<Vec<RecordCopy>> = self
             .capture
             .then(|| (0..batch.len()).map(|i| copy_row(&batch, i)).collect());
@@ -265,7 +262,8 @@ impl TaskRun<'_, '_, '_> {
             || destination.upsert(writer, batch.clone()),
         )
         .map_err(|e| e.to_string())?;
-        for (i, (outcome, key)) in outcomes.into_iter().zip(keys).enumerate() {
+        // Keys are text built per record: only for failures and staged copies.
+        for (i, outcome) in outcomes.into_iter().enumerate() {
             match outcome {
                 UpsertOutcome::Inserted => self.report.counts.inserted += 1,
                 UpsertOutcome::Updated => self.report.counts.updated += 1,
@@ -274,7 +272,7 @@ impl TaskRun<'_, '_, '_> {
                     self.fail(
                         RecordFailure {
                             stage: Stage::Upsert,
-                            key: key.clone(),
+                            key: key_of(&self.task.key, &batch, i),
                             position: None,
                             field: e.field,
                             message: e.message,
@@ -285,6 +283,7 @@ impl TaskRun<'_, '_, '_> {
                 }
             }
             if let Some(staged) = &staged {
+                let key = key_of(&self.task.key, &batch, i);
                 self.progress
                     .pending
                     .staged
