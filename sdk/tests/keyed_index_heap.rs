@@ -3,32 +3,13 @@
 //! of keys spread over every run — measured with a counting allocator, in its own
 //! test binary so no other test allocates at the same time.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
+#[path = "common/counting_alloc.rs"]
+mod counting_alloc;
 
 use weir_sdk::files::__test_format::Lines;
 use weir_sdk::files::KeyedFileWriter;
 use weir_sdk::testing::TestDir;
 use weir_sdk::{BatchBuilder, FieldType, UpsertOutcome, Value, Writer};
-
-struct Counting;
-static NOW: AtomicUsize = AtomicUsize::new(0);
-static PEAK: AtomicUsize = AtomicUsize::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let now = NOW.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
-        PEAK.fetch_max(now, Ordering::Relaxed);
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        NOW.fetch_sub(layout.size(), Ordering::Relaxed);
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
-#[global_allocator]
-static A: Counting = Counting;
 
 fn open(dir: &TestDir) -> KeyedFileWriter<Lines> {
     KeyedFileWriter::open(dir.path(), "t", "txt", &["key".to_owned()], Lines).unwrap()
@@ -47,8 +28,7 @@ fn rows(keys: impl Iterator<Item = u64>, value: &str) -> weir_sdk::Batch {
 fn heap_stays_within_the_budget_at_two_million_keys() {
     const KEYS: u64 = 2_000_000;
     let dir = TestDir::new();
-    let base = NOW.load(Ordering::Relaxed);
-    PEAK.store(base, Ordering::Relaxed);
+    let base = counting_alloc::mark();
     // Four sessions of 500,000 new keys (the index kept between them, appends).
     for session in 0..4 {
         let mut w = open(&dir);
@@ -60,7 +40,7 @@ fn heap_stays_within_the_budget_at_two_million_keys() {
         }
         w.finish().unwrap();
     }
-    let inserts_peak = PEAK.load(Ordering::Relaxed) - base;
+    let inserts_peak = counting_alloc::peak() - base;
     // 300,000 updates of keys spread over the whole range, i.e. over every run
     // (multiplying by a number coprime with the count visits them all once).
     let mut w = open(&dir);
@@ -72,7 +52,7 @@ fn heap_stays_within_the_budget_at_two_million_keys() {
         assert!(out.iter().all(|o| *o == UpsertOutcome::Updated));
     }
     w.finish().unwrap();
-    let peak = PEAK.load(Ordering::Relaxed) - base;
+    let peak = counting_alloc::peak() - base;
     let text = std::fs::read_to_string(dir.path().join("t.txt")).unwrap();
     assert_eq!(text.lines().count() as u64, KEYS);
     assert_eq!(text.matches("\tupdated\n").count(), 300_000);

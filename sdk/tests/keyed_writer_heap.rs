@@ -2,32 +2,13 @@
 //! bytes than that: measured with a counting allocator, in its own test binary
 //! so no other test allocates at the same time.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
+#[path = "common/counting_alloc.rs"]
+mod counting_alloc;
 
 use weir_sdk::files::__test_format::Lines;
 use weir_sdk::files::KeyedFileWriter;
 use weir_sdk::testing::TestDir;
 use weir_sdk::{BatchBuilder, FieldType, UpsertOutcome, Value, Writer};
-
-struct Counting;
-static NOW: AtomicUsize = AtomicUsize::new(0);
-static PEAK: AtomicUsize = AtomicUsize::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let now = NOW.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
-        PEAK.fetch_max(now, Ordering::Relaxed);
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        NOW.fetch_sub(layout.size(), Ordering::Relaxed);
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
-#[global_allocator]
-static A: Counting = Counting;
 
 #[test]
 fn heap_is_bounded_by_keys_not_records() {
@@ -35,8 +16,7 @@ fn heap_is_bounded_by_keys_not_records() {
     let dir = TestDir::new();
     let value = "v".repeat(500);
     let mut w = KeyedFileWriter::open(dir.path(), "t", "txt", &["key".to_owned()], Lines).unwrap();
-    let base = NOW.load(Ordering::Relaxed);
-    PEAK.store(base, Ordering::Relaxed);
+    let base = counting_alloc::mark();
     for round in 0..2 {
         for chunk in 0..RECORDS / 1000 {
             let mut b = BatchBuilder::new(&[("key", FieldType::Text), ("value", FieldType::Text)]);
@@ -57,7 +37,7 @@ fn heap_is_bounded_by_keys_not_records() {
         }
     }
     w.finish().unwrap();
-    let peak = PEAK.load(Ordering::Relaxed) - base;
+    let peak = counting_alloc::peak() - base;
     let written = std::fs::metadata(dir.path().join("t.txt")).unwrap().len() as usize;
     assert!(written > 100_000_000, "{written}");
     // The index at its fixed budget (a 4 MiB table of recent keys, past which it
