@@ -941,7 +941,8 @@ impl Store {
     /// Saves an execution's progress atomically (one sled transaction): replaces the
     /// named tasks' states, appends log lines, record errors and staged records — past the
     /// limits they are counted as dropped, not stored — and bumps `updated_at`. A crash
-    /// leaves the execution at its previous checkpoint or this one, never between.
+    /// leaves the execution at its previous checkpoint or this one, never between; it
+    /// returns only once the checkpoint is on disk.
     pub fn checkpoint(&self, id: ExecutionId, cp: Checkpoint) -> Result<(), StoreError> {
         // Encoded once, outside the transaction: sled may run the closure more than once.
         let log = cp
@@ -1011,7 +1012,11 @@ impl Store {
                 rec.updated_at = now;
                 tx_put_exec(executions, index, &rec)
             })
-            .map_err(tx_err)
+            .map_err(tx_err)?;
+        // The destination has already made this batch durable; the cursor must be too,
+        // or a crash within sled's half-second flush window would replay committed
+        // records (harmless for upserts, but counts and the log would go back in time).
+        self.flush()
     }
 
     /// Ends a `Running` execution with a final status (not `Running`).
