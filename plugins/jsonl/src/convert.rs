@@ -115,6 +115,156 @@ pub fn to_json(col: &Column, i: usize) -> Json {
     }
 }
 
+/// Appends value `i` of a batch column as the JSON text of [`to_json`]'s value,
+/// straight from the column: no `Json`, no `String` per value. Text without bytes
+/// that need escaping (the usual case) is copied as it is.
+pub fn write_json(col: &Column, i: usize, out: &mut Vec<u8>) {
+    if col.is_null(i) {
+        out.extend_from_slice(b"null");
+        return;
+    }
+    match &col.data {
+        ColumnData::Boolean(v) => out.extend_from_slice(if v[i] { b"true" } else { b"false" }),
+        ColumnData::Integer(v) => push_int(out, v[i]),
+        // JSON has no NaN or infinity; serde_json writes a finite f64 as the
+        // `Number` would be written.
+        ColumnData::Float(v) if v[i].is_finite() => {
+            let _ = serde_json::to_writer(&mut *out, &v[i]);
+        }
+        ColumnData::Float(_) => out.extend_from_slice(b"null"),
+        ColumnData::Text(v) | ColumnData::Decimal(v) => write_str(v.get(i), out),
+        ColumnData::Timestamp(v) => {
+            out.push(b'"');
+            let _ = write_timestamp(&mut ByteWriter(out), v[i]);
+            out.push(b'"');
+        }
+        ColumnData::Bytes(v) => {
+            out.push(b'"');
+            for b in v.get(i) {
+                out.push(HEX[usize::from(b >> 4)]);
+                out.push(HEX[usize::from(b & 15)]);
+            }
+            out.push(b'"');
+        }
+    }
+}
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+/// Appends `bytes` as a JSON string. Text that is not UTF-8 is written as `""`,
+/// as [`to_json`] reads it.
+pub fn write_str(bytes: &[u8], out: &mut Vec<u8>) {
+    if plain(bytes) {
+        out.reserve(bytes.len() + 2);
+        out.push(b'"');
+        out.extend_from_slice(bytes);
+        out.push(b'"');
+        return;
+    }
+    match std::str::from_utf8(bytes) {
+        // serde_json's escaping, so the output is the same either way.
+        Ok(s) => {
+            let _ = serde_json::to_writer(&mut *out, s);
+        }
+        Err(_) => out.extend_from_slice(b"\"\""),
+    }
+}
+
+/// Whether `bytes` is ASCII with nothing JSON escapes (`"`, `\\`, control
+/// characters): 8 bytes at a time.
+fn plain(bytes: &[u8]) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    // Bytes that are zero (after an xor), or below 0x20, set their high bit here;
+    // exact as a whole-word answer.
+    let flags = |w: u64| {
+        let quote = w ^ (ONES * u64::from(b'"'));
+        let backslash = w ^ (ONES * u64::from(b'\\'));
+        (w | (w.wrapping_sub(ONES * 0x20) & !w)
+            | (quote.wrapping_sub(ONES) & !quote)
+            | (backslash.wrapping_sub(ONES) & !backslash))
+            & HIGH
+    };
+    let mut chunks = bytes.chunks_exact(8);
+    let mut seen = 0;
+    for c in &mut chunks {
+        seen |= flags(u64::from_le_bytes(c.try_into().expect("8 bytes")));
+    }
+    let rest = chunks.remainder();
+    if !rest.is_empty() {
+        // Padded with spaces, which are plain.
+        let mut tail = [b' '; 8];
+        tail[..rest.len()].copy_from_slice(rest);
+        seen |= flags(u64::from_le_bytes(tail));
+    }
+    seen == 0
+}
+
+/// Appends an integer's decimal digits.
+pub fn push_int(out: &mut Vec<u8>, v: i64) {
+    let mut buf = [0u8; 20];
+    out.extend_from_slice(digits(v, &mut buf));
+}
+
+/// An integer's decimal digits (and sign), in `buf`.
+fn digits(v: i64, buf: &mut [u8; 20]) -> &[u8] {
+    let mut at = buf.len();
+    let mut n = v.unsigned_abs();
+    loop {
+        at -= 1;
+        buf[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    if v < 0 {
+        at -= 1;
+        buf[at] = b'-';
+    }
+    &buf[at..]
+}
+
+/// Appends value `i` as key text, what [`key_part`] makes of [`to_json`]'s
+/// value, without building it for integers and text; `false` (and nothing
+/// appended) for a null or empty value, which cannot be a key.
+pub fn push_key_part(col: &Column, i: usize, key: &mut String) -> bool {
+    if col.is_null(i) {
+        return false;
+    }
+    match &col.data {
+        ColumnData::Integer(v) => {
+            let mut buf = [0u8; 20];
+            key.push_str(std::str::from_utf8(digits(v[i], &mut buf)).expect("ASCII digits"));
+            true
+        }
+        ColumnData::Text(v) | ColumnData::Decimal(v) => match v.get_str(i) {
+            Some(s) if !s.is_empty() => {
+                key.push_str(s);
+                true
+            }
+            _ => false,
+        },
+        _ => match key_part(Some(&to_json(col, i))) {
+            Some(part) => {
+                key.push_str(&part);
+                true
+            }
+            None => false,
+        },
+    }
+}
+
+/// `fmt::Write` into a byte buffer.
+struct ByteWriter<'a>(&'a mut Vec<u8>);
+
+impl std::fmt::Write for ByteWriter<'_> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.0.extend_from_slice(s.as_bytes());
+        Ok(())
+    }
+}
+
 /// A JSON value as key text: strings as they are, other scalars as their JSON
 /// text; `None` for a missing, null or empty value, which cannot be a key.
 pub fn key_part(value: Option<&Json>) -> Option<String> {
@@ -139,28 +289,33 @@ pub fn hex(bytes: &[u8]) -> String {
 /// which RFC 3339 cannot write, get a sign and as many digits as they need (the
 /// ISO 8601 expanded form).
 pub fn format_timestamp(micros: i64) -> String {
+    let mut out = String::with_capacity(32);
+    let _ = write_timestamp(&mut out, micros);
+    out
+}
+
+/// [`format_timestamp`] into any writer.
+fn write_timestamp(out: &mut impl std::fmt::Write, micros: i64) -> std::fmt::Result {
     let secs = micros.div_euclid(1_000_000);
     let frac = micros.rem_euclid(1_000_000);
     let (days, sod) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
     let (y, m, d) = civil_from_days(days);
-    let mut out = String::with_capacity(32);
-    let _ = match y {
+    match y {
         0..=9999 => write!(out, "{y:04}"),
         y if y < 0 => write!(out, "-{:04}", -y),
         y => write!(out, "+{y}"),
-    };
-    let _ = write!(
+    }?;
+    write!(
         out,
         "-{m:02}-{d:02}T{:02}:{:02}:{:02}",
         sod / 3600,
         sod % 3600 / 60,
         sod % 60
-    );
+    )?;
     if frac != 0 {
-        let _ = write!(out, ".{frac:06}");
+        write!(out, ".{frac:06}")?;
     }
-    out.push('Z');
-    out
+    out.write_char('Z')
 }
 
 /// The proleptic Gregorian date of a day count since 1970-01-01 (Howard Hinnant's
@@ -183,7 +338,7 @@ pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
 mod tests {
     use super::*;
     use serde_json::json;
-    use weir_sdk::{BatchBuilder, Value};
+    use weir_sdk::{BatchBuilder, Value, VarData};
 
     #[test]
     fn timestamps() {
@@ -343,5 +498,90 @@ mod tests {
         assert_eq!(key_part(Some(&json!(""))), None);
         assert_eq!(key_part(Some(&json!(null))), None);
         assert_eq!(key_part(None), None);
+    }
+
+    /// `write_json` and `push_key_part` agree with the `Json` path they replace.
+    #[test]
+    fn direct_writing_matches_the_json_values() {
+        let mut texts: Vec<Vec<u8>> = (0..=255u8).map(|b| vec![b]).collect();
+        for t in [
+            "",
+            "plain",
+            "exactly8",
+            "sixteen bytes ok",
+            "q\"uote",
+            "back\\slash",
+            "tab\tnew\nline\r",
+            "\u{7f}del",
+            "\u{1}\u{1f}",
+            "é and ü",
+            "€uro sign",
+            "a long plain text that goes on for more than sixteen bytes",
+            "ends in a quote\"",
+        ] {
+            texts.push(t.as_bytes().to_vec());
+        }
+        texts.push(vec![b'a', 0xff, b'b']);
+        texts.push(vec![0xc3]);
+        let mut b = BatchBuilder::new(&[
+            ("s", FieldType::Text),
+            ("d", FieldType::Decimal),
+            ("i", FieldType::Integer),
+            ("f", FieldType::Float),
+            ("t", FieldType::Timestamp),
+            ("b", FieldType::Bytes),
+            ("o", FieldType::Boolean),
+        ]);
+        let ints = [0, 7, -1, 10, -10, 1234567890, i64::MAX, i64::MIN];
+        let floats = [0.0, -0.0, 0.1, 1.0, 1e300, -2.5e-8, f64::NAN, f64::INFINITY];
+        for (n, t) in texts.iter().enumerate() {
+            let text = String::from_utf8_lossy(t).into_owned();
+            b.push_row(&[
+                Value::Text(text.clone()),
+                if n % 3 == 0 {
+                    Value::Null
+                } else {
+                    Value::Decimal(text)
+                },
+                Value::Integer(ints[n % ints.len()]),
+                Value::Float(floats[n % floats.len()]),
+                Value::Timestamp(ints[n % ints.len()] / 3),
+                Value::Bytes(t.clone()),
+                if n % 3 == 1 {
+                    Value::Null
+                } else {
+                    Value::Boolean(n % 2 == 0)
+                },
+            ])
+            .unwrap();
+        }
+        let mut batch = b.finish();
+        // Text as it may arrive: the raw bytes, UTF-8 or not.
+        if let ColumnData::Text(v) = &mut batch.columns[0].data {
+            let mut raw = VarData::default();
+            for t in &texts {
+                raw.push(t);
+            }
+            *v = raw;
+        }
+        for col in &batch.columns {
+            for i in 0..batch.len() {
+                let mut out = Vec::new();
+                write_json(col, i, &mut out);
+                let want = serde_json::to_vec(&to_json(col, i)).unwrap();
+                assert_eq!(
+                    String::from_utf8_lossy(&out),
+                    String::from_utf8_lossy(&want),
+                    "column {} row {i}",
+                    col.name
+                );
+                let mut key = String::from("x|");
+                let pushed = push_key_part(col, i, &mut key);
+                match key_part(Some(&to_json(col, i))) {
+                    Some(part) => assert!(pushed && key == format!("x|{part}")),
+                    None => assert!(!pushed && key == "x|"),
+                }
+            }
+        }
     }
 }

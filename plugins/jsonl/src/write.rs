@@ -11,7 +11,7 @@ use serde_json::{Map, Value as Json};
 use weir_sdk::files::{KeyedFileWriter, RecordFormat};
 use weir_sdk::{Batch, Error, RecordError};
 
-use crate::convert::{key_part, to_json};
+use crate::convert::{key_part, push_key_part, to_json, write_json};
 use crate::schema::is_blank;
 
 type Object = Map<String, Json>;
@@ -25,6 +25,8 @@ pub fn open(dir: &Path, entity: &str, key_fields: Vec<String>) -> Result<JsonlWr
         entity: entity.to_owned(),
         key_fields: key_fields.clone(),
         key_cols: Vec::new(),
+        prefixes: Vec::new(),
+        prefix_ends: Vec::new(),
     };
     KeyedFileWriter::open(dir, entity, "jsonl", &key_fields, format)
 }
@@ -35,6 +37,11 @@ pub struct JsonlFormat {
     key_fields: Vec<String>,
     /// The batch column of each key field (current batch).
     key_cols: Vec<usize>,
+    /// What comes before each column's value in a line of the current batch
+    /// (`"name":`, after a comma but for the first), escaped once per batch;
+    /// column `c`'s ends at `prefix_ends[c]`.
+    prefixes: Vec<u8>,
+    prefix_ends: Vec<usize>,
 }
 
 fn not_an_object(entity: &str, number: u64) -> Error {
@@ -118,6 +125,16 @@ impl RecordFormat for JsonlFormat {
 
     fn begin_batch(&mut self, records: &Batch) -> Result<(), Error> {
         self.key_cols = key_columns(&self.entity, records, &self.key_fields)?;
+        self.prefixes.clear();
+        self.prefix_ends.clear();
+        for (n, col) in records.columns.iter().enumerate() {
+            if n > 0 {
+                self.prefixes.push(b',');
+            }
+            let _ = serde_json::to_writer(&mut self.prefixes, &col.name);
+            self.prefixes.push(b':');
+            self.prefix_ends.push(self.prefixes.len());
+        }
         Ok(())
     }
 
@@ -132,27 +149,28 @@ impl RecordFormat for JsonlFormat {
     ) -> Result<(), RecordError> {
         for (n, &c) in self.key_cols.iter().enumerate() {
             let col = &records.columns[c];
-            let name = &col.name;
-            let part = key_part(Some(&to_json(col, i)))
-                .ok_or_else(|| RecordError::field(name, format!("key field `{name}` is empty")))?;
             if n > 0 {
                 key.push('|');
             }
-            key.push_str(&part);
+            if !push_key_part(col, i, key) {
+                let name = &col.name;
+                return Err(RecordError::field(
+                    name,
+                    format!("key field `{name}` is empty"),
+                ));
+            }
         }
         Ok(())
     }
 
     fn encode_new(&mut self, records: &Batch, i: usize, out: &mut Vec<u8>) {
+        // Value by value from the columns, after their prefixes.
         out.push(b'{');
-        for (n, col) in records.columns.iter().enumerate() {
-            if n > 0 {
-                out.push(b',');
-            }
-            // Writing to a Vec cannot fail, and every value here is valid JSON.
-            let _ = serde_json::to_writer(&mut *out, &col.name);
-            out.push(b':');
-            let _ = serde_json::to_writer(&mut *out, &to_json(col, i));
+        let mut start = 0;
+        for (col, &end) in records.columns.iter().zip(&self.prefix_ends) {
+            out.extend_from_slice(&self.prefixes[start..end]);
+            start = end;
+            write_json(col, i, out);
         }
         out.extend_from_slice(b"}\n");
     }
