@@ -491,10 +491,16 @@ impl Filter {
         }
     }
 
+    fn block(&self, hash: u64) -> usize {
+        (hash >> (64 - self.blocks.len().trailing_zeros())) as usize
+    }
+
     fn at(&self, hash: u64) -> (usize, [u32; 8]) {
-        let block = (hash >> (64 - self.blocks.len().trailing_zeros())) as usize;
         let x = hash as u32;
-        (block, SALT.map(|s| 1 << (x.wrapping_mul(s) >> 27)))
+        (
+            self.block(hash),
+            SALT.map(|s| 1 << (x.wrapping_mul(s) >> 27)),
+        )
     }
 
     fn insert(&mut self, hash: u64) {
@@ -661,6 +667,8 @@ pub(super) struct Index {
     /// Runs merged away that the manifest on disk still names.
     retired: Vec<u64>,
     page: Vec<u8>,
+    /// What [`Index::prefetch`] read, kept so that its reads are not optimised away.
+    touched: u64,
     /// Bytes of run files read and written.
     pub(super) read: u64,
     pub(super) written: u64,
@@ -682,6 +690,7 @@ impl Index {
             committed: None,
             retired: Vec::new(),
             page: Vec::new(),
+            touched: 0,
             read: 0,
             written: 0,
         }
@@ -742,6 +751,23 @@ impl Index {
             }
         }
         Ok(None)
+    }
+
+    /// Reads the table slot and the filter block where a lookup of each hash
+    /// starts, so that the lookups find them in the cache: these reads do not
+    /// depend on each other, and their cache misses overlap.
+    pub(super) fn prefetch(&mut self, hashes: impl Iterator<Item = u64>) {
+        if self.mem.slots.is_empty() {
+            return;
+        }
+        let mut acc = 0;
+        for hash in hashes {
+            acc ^= self.mem.slots[self.mem.home(hash)][1];
+            if let Some(f) = &self.filter {
+                acc ^= u64::from(f.blocks[f.block(hash)][0]);
+            }
+        }
+        self.touched ^= acc;
     }
 
     /// Adds an entry for a key not in the hash table (new, or found in a run).

@@ -554,6 +554,10 @@ pub struct KeyedFileWriter<F: RecordFormat> {
     order: Order,
     key: String,
     other_key: String,
+    /// The current batch's keys, one after the other, and per record its key's
+    /// hash and end in `keys` or why it has none (reused between batches).
+    keys: String,
+    keyed: Vec<Result<(u64, usize), RecordError>>,
     finished: bool,
 }
 
@@ -662,6 +666,8 @@ impl<F: RecordFormat> KeyedFileWriter<F> {
             },
             key: String::new(),
             other_key: String::new(),
+            keys: String::new(),
+            keyed: Vec::new(),
             finished: false,
         };
         if let Some((mut file, len)) = existing {
@@ -771,17 +777,21 @@ impl<F: RecordFormat> KeyedFileWriter<F> {
         format.scan(&mut input, from, true, &mut visit)
     }
 
-    fn upsert_one(&mut self, records: &Batch, i: usize) -> Result<UpsertOutcome, Error> {
+    fn upsert_one(
+        &mut self,
+        records: &Batch,
+        i: usize,
+        key: &str,
+        hash: u64,
+    ) -> Result<UpsertOutcome, Error> {
         let Self {
             format,
             index,
             store,
             order,
-            key,
             other_key,
             ..
         } = self;
-        let hash = hash_key(key);
         let mut found = None;
         let hit = index.find(hash, &mut |place| {
             let (stored, home) = store.read_place(&*format, place)?;
@@ -1179,18 +1189,49 @@ impl<F: RecordFormat> Writer for KeyedFileWriter<F> {
             )));
         }
         self.format.begin_batch(&records)?;
-        let mut outcomes = Vec::with_capacity(records.len());
+        // First every record's key and hash, and the index's first reads for
+        // them ahead of the lookups: independent loads, whose cache misses
+        // overlap where lookup after lookup would wait for each.
+        let mut keys = std::mem::take(&mut self.keys);
+        let mut keyed = std::mem::take(&mut self.keyed);
+        keys.clear();
+        keyed.clear();
         for i in 0..records.len() {
             self.key.clear();
-            let mut key = std::mem::take(&mut self.key);
-            let keyed = self.format.batch_key(&records, i, &mut key);
-            self.key = key;
-            match keyed {
-                Ok(()) => outcomes.push(self.upsert_one(&records, i)?),
+            match self.format.batch_key(&records, i, &mut self.key) {
+                Ok(()) => {
+                    keys.push_str(&self.key);
+                    keyed.push(Ok((hash_key(&self.key), keys.len())));
+                }
+                Err(failure) => keyed.push(Err(failure)),
+            }
+        }
+        self.index.prefetch(
+            keyed
+                .iter()
+                .filter_map(|k| k.as_ref().ok().map(|(h, _)| *h)),
+        );
+        let mut outcomes = Vec::with_capacity(records.len());
+        let mut start = 0;
+        let mut result = Ok(());
+        for (i, k) in keyed.drain(..).enumerate() {
+            match k {
+                Ok((hash, end)) => {
+                    match self.upsert_one(&records, i, &keys[start..end], hash) {
+                        Ok(outcome) => outcomes.push(outcome),
+                        Err(e) => {
+                            result = Err(e);
+                            break;
+                        }
+                    }
+                    start = end;
+                }
                 Err(failure) => outcomes.push(UpsertOutcome::Failed(failure)),
             }
         }
-        Ok(outcomes)
+        keyed.clear();
+        (self.keys, self.keyed) = (keys, keyed);
+        result.map(|()| outcomes)
     }
 
     fn finish(&mut self) -> Result<(), Error> {
