@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::plugin_path;
+use common::{people_project_toml as project, plugin_path};
 
 const KEY: &str = "correct horse battery staple";
 const SECRET: &str = "S3cr3t-VALUE-7b1f";
@@ -41,32 +41,6 @@ fn ok(dir: &Path, args: &[&str]) -> String {
 
 fn testkit() -> String {
     plugin_path("testkit-connector").display().to_string()
-}
-
-/// A project between two stored connections, `src` and `dst`.
-fn project(name: &str, batch_size: u32) -> String {
-    format!(
-        r#"[connection_sets.main]
-source = "src"
-destination = "dst"
-
-[project]
-name = "{name}"
-connection_set = "main"
-batch_size = {batch_size}
-
-[[project.tasks]]
-name = "people"
-source_entity = "people"
-destination_entity = "people"
-key = ["id"]
-mappings = [
-  {{ destination = "id", source = "id" }},
-  {{ destination = "name", source = "name" }},
-  {{ destination = "email", source = "email" }},
-]
-"#
-    )
 }
 
 /// Every file under `dir`, read as bytes, does not contain `needle`.

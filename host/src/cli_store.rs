@@ -9,8 +9,8 @@ use clap::Subcommand;
 use weir_host::engine::Observer;
 use weir_host::service::{Service, redact_record};
 use weir_host::store::{
-    ConnectionState, ExecStatus, ExecutionFilter, Retention, SecretKey, Store, StoredConnection,
-    Trigger, now_millis,
+    ConnectionState, ExecStatus, ExecutionFilter, Retention, SecretKey, Store, StoreLimits,
+    StoredConnection, Trigger, now_millis,
 };
 
 #[derive(Subcommand)]
@@ -138,9 +138,21 @@ pub enum ExecutionsCmd {
     },
 }
 
+/// Free space (MiB) the store keeps on its disk; default 64.
+pub const MIN_FREE_ENV: &str = "WEIR_MIN_FREE_MB";
+
 pub fn open_store(data_dir: &Path, key_file: Option<&Path>) -> Result<Store> {
     let key = SecretKey::from_env_or_file(key_file)?;
-    let store = Store::open(&data_dir.join("store"), key)
+    let mut limits = StoreLimits::default();
+    if let Ok(mb) = std::env::var(MIN_FREE_ENV) {
+        let mb: u64 = mb.trim().parse().map_err(|_| {
+            anyhow::anyhow!(
+                "{MIN_FREE_ENV}=`{mb}`: expected a whole number of MiB (0 turns the check off)"
+            )
+        })?;
+        limits.min_free_bytes = mb.saturating_mul(1 << 20);
+    }
+    let store = Store::open_with(&data_dir.join("store"), key, limits)
         .with_context(|| format!("open the store in {}", data_dir.display()))?;
     for id in store.interrupted_on_open() {
         eprintln!("note: execution {id} was interrupted (the process stopped); marked Error");

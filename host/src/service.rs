@@ -676,6 +676,15 @@ impl Recorder for StoreRecorder<'_> {
         }
         self.store
             .checkpoint(self.id, checkpoint)
-            .map_err(|e| e.to_string())
+            .map_err(|e| match e {
+                // Nothing went wrong with the data: the execution stops at this batch
+                // boundary like a shutdown does, so the next run resumes from the last
+                // recorded checkpoint instead of starting over.
+                StoreError::LowSpace { .. } | StoreError::NotWritable { .. } => format!(
+                    "{}: {e}; the next run resumes from the last checkpoint",
+                    engine::INTERRUPTED_PREFIX
+                ),
+                other => other.to_string(),
+            })
     }
 }

@@ -115,3 +115,30 @@ pub async fn serve_api(data: &Path, base_dir: &Path, token: &str) -> String {
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     format!("http://{addr}")
 }
+
+/// A project file between two stored connections, `src` and `dst`: task `people`
+/// keyed on `id`, mapping `id`, `name` and `email`.
+pub fn people_project_toml(name: &str, batch_size: u32) -> String {
+    format!(
+        r#"[connection_sets.main]
+source = "src"
+destination = "dst"
+
+[project]
+name = "{name}"
+connection_set = "main"
+batch_size = {batch_size}
+
+[[project.tasks]]
+name = "people"
+source_entity = "people"
+destination_entity = "people"
+key = ["id"]
+mappings = [
+  {{ destination = "id", source = "id" }},
+  {{ destination = "name", source = "name" }},
+  {{ destination = "email", source = "email" }},
+]
+"#
+    )
+}

@@ -27,6 +27,7 @@
 //! Big-endian ids make sled's byte order the execution order, so "newest first" is a
 //! reverse scan that stops at the limit, and one project's executions are one key range.
 
+mod disk;
 mod secrets;
 
 #[cfg(test)]
@@ -67,8 +68,22 @@ const MILLIS_PER_DAY: i64 = 86_400_000;
 pub enum StoreError {
     #[error("the data directory {dir} is in use by another weir process")]
     Locked { dir: PathBuf },
-    #[error("store I/O error: {0}")]
-    Io(#[from] std::io::Error),
+    #[error("store I/O error: {}", disk::io_text(.0))]
+    Io(std::io::Error),
+    #[error(
+        "the data directory {dir} is not writable ({reason}); weir keeps its store there — check the mount and its permissions"
+    )]
+    NotWritable { dir: PathBuf, reason: String },
+    #[error(
+        "the data directory {dir} has {} MiB free, below the {} MiB weir keeps free so its store never meets a full disk; free some space (or lower WEIR_MIN_FREE_MB) and try again",
+        free / (1 << 20),
+        needed / (1 << 20)
+    )]
+    LowSpace {
+        dir: PathBuf,
+        free: u64,
+        needed: u64,
+    },
     #[error("store database error: {reason}")]
     Database { reason: String },
     #[error("corrupt value at {key}: {reason}")]
@@ -101,6 +116,12 @@ pub enum StoreError {
     Invalid { what: &'static str, reason: String },
     #[error("cannot encode a value for the store: {reason}")]
     Encode { reason: String },
+}
+
+impl From<std::io::Error> for StoreError {
+    fn from(e: std::io::Error) -> StoreError {
+        StoreError::Io(e)
+    }
 }
 
 /// Unix time in milliseconds. A clock before 1970 gives 0 rather than a panic.
@@ -400,6 +421,24 @@ fn unhex(text: &str) -> Option<Vec<u8>> {
 // ---------------------------------------------------------------------------------------
 // sled errors stay inside this module.
 
+/// Refuses with [`StoreError::LowSpace`] when `dir` has less than `needed` bytes
+/// free (0: no check).
+fn check_free_space(dir: &Path, needed: u64) -> Result<(), StoreError> {
+    if needed == 0 {
+        return Ok(());
+    }
+    let free = disk::free_bytes(dir)?;
+    if free < needed {
+        tracing::error!(dir = %dir.display(), free, needed, "data directory low on space; store writes refused");
+        return Err(StoreError::LowSpace {
+            dir: dir.to_path_buf(),
+            free,
+            needed,
+        });
+    }
+    Ok(())
+}
+
 fn db_err(e: sled::Error) -> StoreError {
     match e {
         sled::Error::Io(e) => StoreError::Io(e),
@@ -493,7 +532,41 @@ impl Store {
     /// retry resumes from them), with that line appended to its log and `finished_at` set.
     /// Their ids are in [`Store::interrupted_on_open`].
     pub fn open(dir: &Path, key: Option<SecretKey>) -> Result<Store, StoreError> {
-        std::fs::create_dir_all(dir)?;
+        Store::open_with(dir, key, StoreLimits::default())
+    }
+
+    /// [`Store::open`] with limits from the start: a data directory with less than
+    /// `limits.min_free_bytes` free is refused before anything is written
+    /// ([`StoreError::LowSpace`]), one that cannot be written is
+    /// [`StoreError::NotWritable`]; either way the store on disk is left as it was.
+    pub fn open_with(
+        dir: &Path,
+        key: Option<SecretKey>,
+        limits: StoreLimits,
+    ) -> Result<Store, StoreError> {
+        let not_writable = |e: &std::io::Error| StoreError::NotWritable {
+            dir: dir.to_path_buf(),
+            reason: disk::io_text(e),
+        };
+        std::fs::create_dir_all(dir).map_err(|e| {
+            if disk::is_not_writable(&e) {
+                not_writable(&e)
+            } else {
+                StoreError::Io(e)
+            }
+        })?;
+        check_free_space(dir, limits.min_free_bytes)?;
+        let db_dir = dir.join("db");
+        match disk::remove_unfinished_snapshots(&db_dir) {
+            Ok(removed) if !removed.is_empty() => tracing::warn!(
+                dir = %db_dir.display(),
+                files = ?removed,
+                "removed a database snapshot whose writing was cut short (a full disk or a crash)"
+            ),
+            Ok(_) => {}
+            Err(e) if disk::is_not_writable(&e) => return Err(not_writable(&e)),
+            Err(e) => return Err(StoreError::Io(e)),
+        }
         let db = sled::Config::new()
             .path(dir.join("db"))
             // sled's default cache is 1 GiB; the store's hot set (summaries, the running
@@ -506,6 +579,7 @@ impl Store {
                         dir: dir.to_path_buf(),
                     }
                 }
+                sled::Error::Io(io) if disk::is_not_writable(&io) => not_writable(&io),
                 other => db_err(other),
             })?;
         let tree = |name: &str| db.open_tree(name).map_err(db_err);
@@ -524,7 +598,7 @@ impl Store {
             db,
             dir: dir.to_path_buf(),
             key,
-            limits: StoreLimits::default(),
+            limits,
             interrupted: Vec::new(),
         };
         store.recover_interrupted()?;
@@ -890,6 +964,7 @@ impl Store {
     /// Records a new `Running` execution with zeroed tasks; returns its id.
     pub fn begin_execution(&self, new: NewExecution) -> Result<ExecutionId, StoreError> {
         check_name("project name", &new.project)?;
+        check_free_space(&self.dir, self.limits.min_free_bytes)?;
         // A plain counter, not sled's `generate_id`: that one jumps by a million
         // after each restart, and people type execution ids.
         let next = self
@@ -944,6 +1019,9 @@ impl Store {
     /// leaves the execution at its previous checkpoint or this one, never between; it
     /// returns only once the checkpoint is on disk.
     pub fn checkpoint(&self, id: ExecutionId, cp: Checkpoint) -> Result<(), StoreError> {
+        // The bulk of what the store writes comes through here (logs, record errors,
+        // staged records), so this is where a filling disk is noticed in time.
+        check_free_space(&self.dir, self.limits.min_free_bytes)?;
         // Encoded once, outside the transaction: sled may run the closure more than once.
         let log = cp
             .log

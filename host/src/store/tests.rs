@@ -634,6 +634,7 @@ fn limits_count_but_do_not_store() {
         max_staged_per_execution: 5,
         max_log_lines: 2,
         max_record_errors: 3,
+        ..StoreLimits::default()
     });
     let id = store.begin_execution(new_exec("p")).unwrap();
     for round in 0..2 {

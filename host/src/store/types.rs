@@ -290,6 +290,19 @@ pub struct StoreLimits {
     pub max_staged_per_execution: u64,
     pub max_log_lines: u64,
     pub max_record_errors: u64,
+    /// Free space the store keeps on its disk (bytes; 0: no check). Opening the store,
+    /// beginning an execution and checkpointing are refused below it, because sled
+    /// meeting a full disk can leave a database it cannot open again.
+    #[serde(default = "default_min_free_bytes")]
+    pub min_free_bytes: u64,
+}
+
+/// 64 MiB: more than one checkpoint can write (its log, record errors and staged
+/// records are bounded per execution) plus sled's segment and snapshot writes.
+pub const DEFAULT_MIN_FREE_BYTES: u64 = 64 << 20;
+
+fn default_min_free_bytes() -> u64 {
+    DEFAULT_MIN_FREE_BYTES
 }
 
 impl Default for StoreLimits {
@@ -298,6 +311,7 @@ impl Default for StoreLimits {
             max_staged_per_execution: 10_000,
             max_log_lines: 10_000,
             max_record_errors: 100_000,
+            min_free_bytes: DEFAULT_MIN_FREE_BYTES,
         }
     }
 }
