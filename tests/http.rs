@@ -515,6 +515,80 @@ fn redirects_are_followed_only_inside_the_allow_list() {
 }
 
 #[test]
+fn a_granted_name_resolving_to_an_internal_address_is_refused_unless_the_grant_allows_it() {
+    let server = TestServer::start(|_| Reply::new(200, "on-premise"));
+    let by_name = format!("localhost:{}", server.addr.port());
+    let url = format!("http://{by_name}/status");
+
+    // Granted by name: `localhost` resolves to a loopback address, refused at
+    // connect time, and nothing reaches the server.
+    let (result, _) = check(
+        grants(std::slice::from_ref(&by_name)),
+        &[("fetch_url", &url)],
+    );
+    let e = result.expect_err("an internal address is refused");
+    assert!(!e.is_transient(), "denied is not retryable: {e}");
+    let e = e.to_string();
+    eprintln!("observed: {e}");
+    assert!(e.contains("`localhost` resolves to "), "{e}");
+    assert!(
+        e.contains("127.0.0.1, an internal (loopback) address")
+            || e.contains("::1, an internal (loopback) address"),
+        "{e}"
+    );
+    assert!(
+        e.contains("`http_internal = true`"),
+        "says how to allow it: {e}"
+    );
+    assert_eq!(server.accepted(), 0, "nothing was sent");
+
+    // The same grant with `http_internal`: reached.
+    let internal = Grants {
+        http_internal: true,
+        ..grants(std::slice::from_ref(&by_name))
+    };
+    let (result, logs) = check(internal, &[("fetch_url", &url)]);
+    result.unwrap();
+    assert_eq!(responses(&logs)[0]["status"], "200");
+    assert_eq!(responses(&logs)[0]["body"], "on-premise");
+    assert_eq!(server.accepted(), 1);
+    // (An IP-literal grant, `127.0.0.1:PORT`, is taken as written: every other
+    // test here uses one.)
+}
+
+#[test]
+fn a_redirect_to_a_granted_name_resolving_internally_is_refused_unless_the_grant_allows_it() {
+    let internal = TestServer::start(|_| Reply::new(200, "internal data"));
+    let by_name = format!("localhost:{}", internal.addr.port());
+    let target = format!("http://{by_name}/secret");
+    let front = TestServer::start(move |_| Reply::new(302, "").header("Location", &target));
+    let granted = grants(&[front.host(), by_name]);
+
+    let (result, _) = check(granted.clone(), &[("fetch_url", &front.url("/go"))]);
+    let e = error_text(result);
+    eprintln!("observed: {e}");
+    assert!(
+        e.contains("redirect refused: `localhost` resolves to "),
+        "{e}"
+    );
+    assert!(e.contains("an internal (loopback) address"), "{e}");
+    assert_eq!(front.accepted(), 1, "the allowed host was asked");
+    assert_eq!(internal.accepted(), 0, "the redirect's target got nothing");
+
+    let (result, logs) = check(
+        Grants {
+            http_internal: true,
+            ..granted
+        },
+        &[("fetch_url", &front.url("/go"))],
+    );
+    result.unwrap();
+    assert_eq!(responses(&logs)[0]["body"], "internal data");
+    assert_eq!(front.accepted(), 2);
+    assert_eq!(internal.accepted(), 1);
+}
+
+#[test]
 fn a_response_over_the_size_cap_is_cut_with_a_clear_error() {
     let server = TestServer::start(|r| match r.path.as_str() {
         "/big" => Reply::new(200, vec![b'x'; 8 << 20]).no_length(),

@@ -73,6 +73,11 @@ pub struct GrantsSpec {
     pub http_timeout_secs: Option<Spanned<f64>>,
     /// The largest HTTP response body accepted, in MiB (default 16).
     pub http_max_response_mb: Option<Spanned<u64>>,
+    /// Lets hosts granted by name in `http_hosts` resolve to internal addresses
+    /// (loopback, private, link-local, ...), for on-premise systems. Default
+    /// false: such a name is refused when it connects.
+    #[serde(default)]
+    pub http_internal: bool,
     /// The one PostgreSQL database the plugin may use (`weir:sql/postgres`).
     pub postgres: Option<PostgresGrantSpec>,
 }

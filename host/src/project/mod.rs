@@ -374,6 +374,7 @@ impl Project {
                 grants: Grants {
                     directory,
                     http_hosts: http_hosts(&loc, &conn.grants)?,
+                    http_internal: conn.grants.http_internal,
                     http_auth: match &conn.auth {
                         Some(auth) => Some(http_auth(&loc, auth)?),
                         None => None,
@@ -1098,6 +1099,10 @@ mappings = [
             p.destination.grants.http_limits.timeout,
             Duration::from_secs(5)
         );
+        assert!(
+            !p.destination.grants.http_internal,
+            "public addresses only by default"
+        );
         assert!(!format!("{:?}", p.destination).contains(&path));
         let e = err(&with(
             "{ kind = \"bearer\", token_env = \"WEIR_TEST_SURELY_UNSET_VAR\" }",
@@ -1125,6 +1130,11 @@ mappings = [
             "grants = { directory = \"in\", http_hosts = [\"https://x.com\"] }",
         );
         assert!(err(&bad_host).contains("grants.http_hosts: http host grant `https://x.com`"));
+        let internal = GOOD.replace(
+            "grants = { directory = \"in\" }",
+            "grants = { directory = \"in\", http_hosts = [\"erp.corp.local\"], http_internal = true }",
+        );
+        assert!(parse(&internal).unwrap().source.grants.http_internal);
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! and is the only way a plugin gets a directory or an outgoing HTTP host. No
 //! environment variables, arguments, stdin, real clocks or sockets are ever given.
 
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -21,7 +22,16 @@ pub struct Grants {
     /// What the plugin may call through the `http` import: `api.example.com`
     /// (any port), `api.example.com:8443` (that port only), optionally followed by
     /// a path prefix (`api.example.com/v2/`). Empty: no HTTP at all.
+    ///
+    /// A host granted by *name* may reach public addresses only: the addresses
+    /// it resolves to are checked when the host connects (loopback, private,
+    /// link-local, CGNAT, ... are refused), unless [`Grants::http_internal`] is
+    /// set. A host granted as an IP literal (`10.0.0.5`, `127.0.0.1:8080`,
+    /// `[::1]:9000`) is an explicit choice and is reached whatever it is.
     pub http_hosts: Vec<String>,
+    /// Lets hosts granted by name resolve to internal addresses (loopback,
+    /// private, link-local, ...), for on-premise systems. Default `false`.
+    pub http_internal: bool,
     /// Credentials the host adds to the plugin's requests (the plugin never sees
     /// them).
     pub http_auth: Option<HttpAuth>,
@@ -319,8 +329,10 @@ fn path_allowed(prefix: &str, path: &str) -> bool {
 /// and path checked are the ones the request goes to. Only `http` and `https`
 /// pass; a URL with credentials is refused; with a path-prefix grant, a path with
 /// an encoded `/` or `\` is refused (a server could decode it into `..`).
-/// Names are not resolved here: DNS rebinding (a granted name that resolves to an
-/// internal address) is out of scope.
+/// Names are not resolved here: the addresses a granted name resolves to are
+/// checked when the request connects (by [`check_resolved`]), so that a name
+/// whose answer changes between a check and the connection (DNS rebinding)
+/// cannot slip through.
 pub(crate) fn check_http(grants: &Grants, url: &str) -> Result<reqwest::Url, String> {
     let parsed =
         reqwest::Url::parse(url).map_err(|e| format!("`{url}` is not a valid URL: {e}"))?;
@@ -370,6 +382,95 @@ pub(crate) fn check_http(grants: &Grants, url: &str) -> Result<reqwest::Url, Str
         Err(format!(
             "host not in allow-list: `{shown}` is not granted to this connection (granted: {granted})"
         ))
+    }
+}
+
+/// What kind of internal address `ip` is (`"loopback"`, `"private"`,
+/// `"link-local"`, ...), or `None` for a public one.
+///
+/// Internal: loopback (127/8, `::1`), private (10/8, 172.16/12, 192.168/16,
+/// `fc00::/7`, the deprecated site-local `fec0::/10`), link-local (169.254/16
+/// with the cloud metadata address 169.254.169.254, `fe80::/10`), unspecified
+/// (0/8, `::`), shared CGNAT space (100.64/10), multicast, broadcast and the
+/// reserved 240/4. An IPv6 address that carries an IPv4 one (mapped
+/// `::ffff:a.b.c.d`, compatible `::a.b.c.d`, NAT64 `64:ff9b::/96`, 6to4
+/// `2002::/16`) is judged by the IPv4 address in it.
+pub(crate) fn internal_address(ip: IpAddr) -> Option<&'static str> {
+    match ip {
+        IpAddr::V4(v4) => internal_v4(v4),
+        IpAddr::V6(v6) => internal_v6(v6),
+    }
+}
+
+fn internal_v4(ip: Ipv4Addr) -> Option<&'static str> {
+    let [a, b, ..] = ip.octets();
+    if ip == Ipv4Addr::new(169, 254, 169, 254) {
+        Some("link-local, cloud metadata")
+    } else if a == 0 {
+        Some("unspecified")
+    } else if ip.is_loopback() {
+        Some("loopback")
+    } else if ip.is_private() {
+        Some("private")
+    } else if ip.is_link_local() {
+        Some("link-local")
+    } else if a == 100 && (b & 0xc0) == 64 {
+        Some("shared CGNAT")
+    } else if ip.is_broadcast() {
+        Some("broadcast")
+    } else if ip.is_multicast() {
+        Some("multicast")
+    } else if a >= 240 {
+        Some("reserved")
+    } else {
+        None
+    }
+}
+
+fn internal_v6(ip: Ipv6Addr) -> Option<&'static str> {
+    let s = ip.segments();
+    if ip.is_unspecified() {
+        return Some("unspecified");
+    }
+    if ip.is_loopback() {
+        return Some("loopback");
+    }
+    let embedded = |hi: u16, lo: u16| Ipv4Addr::from((u32::from(hi) << 16) | u32::from(lo));
+    // ::ffff:a.b.c.d (mapped), ::a.b.c.d (compatible), 64:ff9b::a.b.c.d (NAT64).
+    if (s[..5] == [0; 5] && matches!(s[5], 0 | 0xffff)) || s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
+        return internal_v4(embedded(s[6], s[7]));
+    }
+    // 6to4: 2002:aabb:ccdd::/48 carries a.b.c.d.
+    if s[0] == 0x2002 {
+        return internal_v4(embedded(s[1], s[2]));
+    }
+    if (s[0] & 0xfe00) == 0xfc00 || (s[0] & 0xffc0) == 0xfec0 {
+        Some("private")
+    } else if (s[0] & 0xffc0) == 0xfe80 {
+        Some("link-local")
+    } else if ip.is_multicast() {
+        Some("multicast")
+    } else {
+        None
+    }
+}
+
+/// Decides whether a host granted by name may connect to the addresses the name
+/// resolved to, when the grants do not allow internal addresses
+/// ([`Grants::http_internal`]): every one must be public. `Err` names the name,
+/// the first internal address and how to allow it; nothing is sent then.
+pub(crate) fn check_resolved(name: &str, addresses: &[IpAddr]) -> Result<(), String> {
+    match addresses
+        .iter()
+        .find_map(|ip| internal_address(*ip).map(|kind| (ip, kind)))
+    {
+        None => Ok(()),
+        Some((ip, kind)) => Err(format!(
+            "`{name}` resolves to {ip}, an internal ({kind}) address; a host granted by name \
+             may reach public addresses only: to allow internal ones, set \
+             `http_internal = true` in the connection's grants (project file), or grant and \
+             use the address itself"
+        )),
     }
 }
 
@@ -445,6 +546,89 @@ mod tests {
         assert!(validate_host_grant("https://api.example.com").is_err());
         assert!(validate_host_grant("api.example.com:x").is_err());
         assert!(validate_host_grant("[::1]:80/a/").is_ok());
+    }
+
+    #[test]
+    fn internal_addresses_are_classified_by_range() {
+        let kind = |ip: &str| internal_address(ip.parse().unwrap());
+        for (ip, expected) in [
+            ("127.0.0.1", "loopback"),
+            ("127.255.255.254", "loopback"),
+            ("::1", "loopback"),
+            ("10.0.0.5", "private"),
+            ("172.16.0.1", "private"),
+            ("172.31.255.255", "private"),
+            ("192.168.1.1", "private"),
+            ("fc00::1", "private"),
+            ("fd12:3456::1", "private"),
+            ("fec0::1", "private"),
+            ("169.254.1.1", "link-local"),
+            ("169.254.169.254", "link-local, cloud metadata"),
+            ("fe80::1", "link-local"),
+            ("febf::1", "link-local"),
+            ("0.0.0.0", "unspecified"),
+            ("0.1.2.3", "unspecified"),
+            ("::", "unspecified"),
+            ("100.64.0.1", "shared CGNAT"),
+            ("100.127.255.255", "shared CGNAT"),
+            ("224.0.0.1", "multicast"),
+            ("239.255.255.250", "multicast"),
+            ("ff02::1", "multicast"),
+            ("255.255.255.255", "broadcast"),
+            ("240.0.0.1", "reserved"),
+            // IPv6 forms that carry an IPv4 address are judged by it.
+            ("::ffff:127.0.0.1", "loopback"),
+            ("::ffff:10.1.2.3", "private"),
+            ("::ffff:169.254.169.254", "link-local, cloud metadata"),
+            ("::ffff:0.0.0.0", "unspecified"),
+            ("::127.0.0.1", "loopback"),
+            ("64:ff9b::192.168.0.1", "private"),
+            ("2002:7f00:1::", "loopback"),
+        ] {
+            assert_eq!(kind(ip), Some(expected), "{ip}");
+        }
+        for public in [
+            "93.184.216.34",
+            "8.8.8.8",
+            "172.15.255.255",
+            "172.32.0.1",
+            "100.63.255.255",
+            "100.128.0.1",
+            "169.253.0.1",
+            "1.0.0.1",
+            "223.255.255.255",
+            "::ffff:93.184.216.34",
+            "64:ff9b::93.184.216.34",
+            "2002:5db8:d822::1",
+            "2606:2800:220:1:248:1893:25c8:1946",
+            "2001:4860:4860::8888",
+        ] {
+            assert_eq!(kind(public), None, "{public}");
+        }
+    }
+
+    #[test]
+    fn a_name_resolving_to_an_internal_address_is_refused() {
+        let ip = |s: &str| -> IpAddr { s.parse().unwrap() };
+        assert!(check_resolved("api.example.com", &[ip("93.184.216.34")]).is_ok());
+        let err = check_resolved("localhost", &[ip("127.0.0.1")]).unwrap_err();
+        assert!(
+            err.starts_with("`localhost` resolves to 127.0.0.1, an internal (loopback) address"),
+            "{err}"
+        );
+        assert!(err.contains("`http_internal = true`"), "{err}");
+        // One internal address among public ones is enough to refuse.
+        let err = check_resolved(
+            "mixed.example.com",
+            &[ip("93.184.216.34"), ip("::ffff:169.254.169.254")],
+        )
+        .unwrap_err();
+        assert!(
+            err.contains(
+                "resolves to ::ffff:169.254.169.254, an internal (link-local, cloud metadata)"
+            ),
+            "{err}"
+        );
     }
 
     #[test]

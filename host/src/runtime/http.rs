@@ -9,9 +9,25 @@
 //!    (`invalid-request`). The URL must pass [`capabilities::check_http`]: `http`
 //!    or `https`, a granted host (and port and path prefix, if the grant names
 //!    them), no credentials in the URL (`denied`, starting "host not in
-//!    allow-list" or "path not in allow-list"). DNS rebinding (a granted name
-//!    that resolves to an internal address) is out of scope: names are checked,
-//!    not addresses.
+//!    allow-list" or "path not in allow-list").
+//!
+//!    **Addresses, at connect time.** A host granted by *name* may reach public
+//!    addresses only. The client resolves names through [`PublicOnly`], which
+//!    refuses the connection when the name resolves to any internal address
+//!    (loopback, private, link-local with the cloud metadata address,
+//!    unspecified, CGNAT, multicast, broadcast, reserved, and the IPv6 forms
+//!    carrying one of these: [`capabilities::internal_address`]): `denied`,
+//!    "`localhost` resolves to 127.0.0.1, an internal (loopback) address; ...",
+//!    and nothing is sent. The check is on the very addresses the connection
+//!    then uses, not on an earlier look-up, so a name that answers differently
+//!    between a check and the connection (DNS rebinding) cannot slip through;
+//!    a connection kept in the pool was checked when it was made. A host
+//!    granted as an IP literal (`10.0.0.5`, `127.0.0.1:8080`, `[::1]:9000`) is
+//!    an explicit choice: literals are not resolved and not checked. A
+//!    connection with `http_internal` ([`Grants::http_internal`], for
+//!    on-premise systems) resolves names with the system resolver as is: the
+//!    runtime keeps one client of each kind, and each call takes the one its
+//!    grants say.
 //! 2. **Credentials** come from the connection's grants ([`HttpAuth`]), never
 //!    from the plugin: a bearer token, basic auth, an API key header, or an
 //!    OAuth2 client-credentials token. A header the plugin set with the same name
@@ -45,20 +61,28 @@
 //!    "TLS failure: ...") or `timeout`, both retryable for the plugin;
 //!    `denied`, `invalid-request` and `too-large` are not.
 //! 7. **Proxies.** The system's proxy settings (`HTTPS_PROXY`, `NO_PROXY`, ...)
-//!    are honoured; the allow-list applies to the URL, whatever the route.
+//!    are honoured; the allow-list applies to the URL, whatever the route. The
+//!    address check of point 1 cannot: through a proxy, the *proxy* resolves
+//!    the granted name, so a name that resolves internally there is not seen
+//!    by the host (keep internal names out of the proxy's reach, or in
+//!    `NO_PROXY`). The proxies' own names (from `HTTP_PROXY`, `HTTPS_PROXY`,
+//!    `ALL_PROXY` and their lowercase forms) are exempt from the check: the
+//!    operator chose them, and they often resolve to a private address.
 //! 8. **Redaction.** Logs name the method, the URL without its query, the status,
 //!    the size and the time; never a header value. Every error text has the
 //!    connection's secrets (and the current OAuth2 token) scrubbed out.
 //!
-//! The client is reqwest's *blocking* client, one per [`super::Runtime`]
-//! (connection pooling across calls and instances): plugin calls are synchronous
-//! and run on plain threads (or tokio's blocking pool), never on an async task,
-//! so blocking the calling thread is what the call does anyway; an async client
-//! would need a runtime handle to block on, for no gain.
+//! The client is reqwest's *blocking* client, one per [`super::Runtime`] and
+//! kind of name resolution (connection pooling across calls and instances):
+//! plugin calls are synchronous and run on plain threads (or tokio's blocking
+//! pool), never on an async task, so blocking the calling thread is what the
+//! call does anyway; an async client would need a runtime handle to block on,
+//! for no gain.
 
 use std::collections::HashMap;
 use std::io::Read;
-use std::sync::{Mutex, OnceLock};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use reqwest::Url;
@@ -123,37 +147,55 @@ struct CachedToken {
     expires: Instant,
 }
 
-/// The runtime's HTTP client and OAuth2 token cache, shared by every instance.
+/// The runtime's HTTP clients and OAuth2 token cache, shared by every instance.
 pub(crate) struct HttpClient {
-    client: OnceLock<Result<Client, String>>,
+    /// Names resolved through [`PublicOnly`]: for connections without
+    /// `http_internal`.
+    public_only: OnceLock<Result<Client, String>>,
+    /// Names resolved by the system resolver as is: for connections with
+    /// `http_internal`. Separate, so that no pooled connection to an internal
+    /// address serves a connection that may not reach it.
+    internal: OnceLock<Result<Client, String>>,
     tokens: Mutex<HashMap<String, CachedToken>>,
 }
 
 impl HttpClient {
     pub fn new() -> HttpClient {
         HttpClient {
-            client: OnceLock::new(),
+            public_only: OnceLock::new(),
+            internal: OnceLock::new(),
             tokens: Mutex::new(HashMap::new()),
         }
     }
 
-    /// The client, built on first use (a runtime that never sends HTTP never
+    /// The client for grants that do (`http_internal`) or do not allow internal
+    /// addresses, built on first use (a runtime that never sends HTTP never
     /// starts reqwest's background thread).
-    fn client(&self) -> Result<&Client, HttpFailure> {
-        self.client
-            .get_or_init(|| {
-                Client::builder()
-                    // Redirects are followed in `send`, each hop checked against the
-                    // connection's allow-list: one shared client cannot know it.
-                    .redirect(reqwest::redirect::Policy::none())
-                    .connect_timeout(CONNECT_TIMEOUT)
-                    .timeout(None)
-                    .user_agent(concat!("weir/", env!("CARGO_PKG_VERSION")))
-                    .build()
-                    .map_err(|e| format!("cannot start the HTTP client: {e}"))
-            })
-            .as_ref()
-            .map_err(|e| HttpFailure::Transport(e.clone()))
+    fn client(&self, http_internal: bool) -> Result<&Client, HttpFailure> {
+        let cell = if http_internal {
+            &self.internal
+        } else {
+            &self.public_only
+        };
+        cell.get_or_init(|| {
+            let mut builder = Client::builder()
+                // Redirects are followed in `send`, each hop checked against the
+                // connection's allow-list: one shared client cannot know it.
+                .redirect(reqwest::redirect::Policy::none())
+                .connect_timeout(CONNECT_TIMEOUT)
+                .timeout(None)
+                .user_agent(concat!("weir/", env!("CARGO_PKG_VERSION")));
+            if !http_internal {
+                builder = builder.dns_resolver(Arc::new(PublicOnly {
+                    proxies: proxy_hosts(|var| std::env::var(var).ok()),
+                }));
+            }
+            builder
+                .build()
+                .map_err(|e| format!("cannot start the HTTP client: {e}"))
+        })
+        .as_ref()
+        .map_err(|e| HttpFailure::Transport(e.clone()))
     }
 
     /// Sends `request` for `plugin` under `grants`, finishing before `deadline`
@@ -181,6 +223,80 @@ impl HttpClient {
             failure
         })
     }
+}
+
+/// The system resolver with every answer checked
+/// ([`capabilities::check_resolved`]): a name that resolves to an internal
+/// address fails to resolve, with an [`InternalAddress`] error, and so is
+/// never connected to. reqwest does not resolve IP literals, so they pass as
+/// they are.
+struct PublicOnly {
+    /// The configured proxies' names (lowercase), exempt from the check.
+    proxies: Vec<String>,
+}
+
+impl reqwest::dns::Resolve for PublicOnly {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let name = name.as_str().to_ascii_lowercase();
+        let exempt = self.proxies.contains(&name);
+        Box::pin(async move {
+            // getaddrinfo on tokio's blocking pool, as reqwest's own resolver does.
+            let addrs: Vec<SocketAddr> =
+                tokio::net::lookup_host((name.as_str(), 0)).await?.collect();
+            if !exempt {
+                let ips: Vec<IpAddr> = addrs.iter().map(SocketAddr::ip).collect();
+                capabilities::check_resolved(&name, &ips).map_err(InternalAddress)?;
+            }
+            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(
+                Box::new(addrs.into_iter()) as reqwest::dns::Addrs
+            )
+        })
+    }
+}
+
+/// A granted name resolved to an internal address: the reason, for `denied`.
+#[derive(Debug)]
+struct InternalAddress(String);
+
+impl std::fmt::Display for InternalAddress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for InternalAddress {}
+
+/// The host names of the proxies reqwest takes from the environment
+/// (`HTTP_PROXY`, `HTTPS_PROXY`, `ALL_PROXY`, upper or lower case), lowercase;
+/// `var` reads one variable.
+fn proxy_hosts(var: impl Fn(&str) -> Option<String>) -> Vec<String> {
+    let mut hosts: Vec<String> = [
+        "HTTP_PROXY",
+        "http_proxy",
+        "HTTPS_PROXY",
+        "https_proxy",
+        "ALL_PROXY",
+        "all_proxy",
+    ]
+    .into_iter()
+    .filter_map(|name| {
+        let value = var(name)?;
+        let value = value.trim();
+        if value.is_empty() {
+            return None;
+        }
+        // A proxy without a scheme is an http one, as reqwest reads it.
+        let url = if value.contains("://") {
+            Url::parse(value)
+        } else {
+            Url::parse(&format!("http://{value}"))
+        };
+        Some(url.ok()?.host_str()?.to_ascii_lowercase())
+    })
+    .collect();
+    hosts.sort();
+    hosts.dedup();
+    hosts
 }
 
 /// One `send`: its grants, deadline and the token in use.
@@ -238,7 +354,14 @@ impl Call<'_> {
         let mut refreshed = false;
         loop {
             let with_auth = origin(&url) == first_origin;
-            let response = self.attempt(&method, &url, &headers, &body, with_auth)?;
+            let response = self
+                .attempt(&method, &url, &headers, &body, with_auth)
+                .map_err(|failure| match failure {
+                    HttpFailure::Denied(reason) if hops > 0 => {
+                        HttpFailure::Denied(format!("redirect refused: {reason}"))
+                    }
+                    other => other,
+                })?;
             let status = response.status().as_u16();
             if is_redirect(status) {
                 let Some(location) = response
@@ -314,7 +437,7 @@ impl Call<'_> {
         body: &[u8],
         with_auth: bool,
     ) -> Result<reqwest::blocking::Response, HttpFailure> {
-        let client = self.http.client()?;
+        let client = self.http.client(self.grants.http_internal)?;
         let mut builder = client
             .request(method.clone(), url.clone())
             .headers(headers.clone());
@@ -352,8 +475,14 @@ impl Call<'_> {
                 tracing::debug!(plugin = %self.plugin, %method, url = %loggable(url), status = response.status().as_u16(), elapsed_ms = started.elapsed().as_millis() as u64, "HTTP request");
                 Ok(response)
             }
-            // Logged by `HttpClient::send`, once the text is scrubbed.
-            Err(e) => Err(classify(&e)),
+            Err(e) => {
+                let failure = classify(&e);
+                if let HttpFailure::Denied(reason) = &failure {
+                    tracing::warn!(plugin = %self.plugin, url = %loggable(url), %reason, "HTTP request denied");
+                }
+                // Other failures are logged by `HttpClient::send`, once scrubbed.
+                Err(failure)
+            }
         }
     }
 
@@ -470,14 +599,19 @@ impl Call<'_> {
         let budget = self.budget()?;
         let response = self
             .http
-            .client()?
+            .client(self.grants.http_internal)?
             .post(url.clone())
             .basic_auth(client_id, Some(client_secret.expose()))
             .header(reqwest::header::ACCEPT, "application/json")
             .form(&form)
             .timeout(budget)
             .send()
-            .map_err(|e| classify(&e))?;
+            .map_err(|e| match classify(&e) {
+                HttpFailure::Denied(reason) => {
+                    HttpFailure::Denied(format!("the OAuth2 token URL is refused: {reason}"))
+                }
+                other => other,
+            })?;
         let status = response.status().as_u16();
         let mut body = Vec::new();
         response
@@ -631,6 +765,14 @@ fn chain(e: &dyn std::error::Error) -> String {
 }
 
 fn classify(e: &reqwest::Error) -> HttpFailure {
+    // A granted name that resolved to an internal address ([`PublicOnly`]).
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = source {
+        if let Some(internal) = err.downcast_ref::<InternalAddress>() {
+            return HttpFailure::Denied(internal.0.clone());
+        }
+        source = err.source();
+    }
     if e.is_timeout() {
         return HttpFailure::Timeout;
     }
@@ -707,6 +849,28 @@ mod tests {
             HeaderValue::from_static("soon"),
         );
         assert_eq!(retry_after(&h), None);
+    }
+
+    #[test]
+    fn proxy_names_are_read_like_reqwest_reads_them() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |name: &str| {
+                pairs
+                    .iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| (*v).to_owned())
+            }
+        };
+        assert_eq!(
+            proxy_hosts(env(&[
+                ("HTTPS_PROXY", "http://Proxy.Corp.example:3128"),
+                ("http_proxy", "proxy.corp.example:3128"),
+                ("ALL_PROXY", "socks5://10.0.0.9:1080"),
+                ("all_proxy", "  "),
+            ])),
+            vec!["10.0.0.9", "proxy.corp.example"]
+        );
+        assert!(proxy_hosts(env(&[])).is_empty());
     }
 
     #[test]
