@@ -8,7 +8,6 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{FsPerms, HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxBuilder};
 
 /// The guest path at which a granted directory appears.
@@ -233,10 +232,10 @@ impl HostMonotonicClock for FrozenClock {
 }
 
 /// Builds the WASI context for one instance: the granted directory (if any),
-/// stderr captured into a bounded buffer, and nothing else.
+/// stderr captured into a bounded buffer (its tail), and nothing else.
 pub(crate) fn wasi_ctx(
     grants: &Grants,
-    stderr: &MemoryOutputPipe,
+    stderr: &super::stderr::TailPipe,
 ) -> Result<WasiCtx, std::io::Error> {
     let mut builder = WasiCtxBuilder::new();
     builder

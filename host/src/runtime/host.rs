@@ -5,7 +5,6 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use wasmtime::component::ResourceTable;
-use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::{http, log, postgres as sql, types};
@@ -13,6 +12,7 @@ use super::capabilities::{self, Grants};
 use super::http::{HttpClient, HttpFailure, HttpRequest};
 use super::limits::{Limiter, Limits};
 use super::postgres::{PgCall, PgSession};
+use super::stderr::TailPipe;
 
 /// A line a plugin logged, kept for the execution's detailed log.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -30,7 +30,8 @@ pub(crate) struct HostState {
     pub limiter: Limiter,
     pub limits: Limits,
     pub grants: Grants,
-    pub stderr: MemoryOutputPipe,
+    /// The last `limits.stderr_bytes` the plugin wrote to stderr.
+    pub stderr: TailPipe,
     /// Lines logged during the current call (bounded by the limits).
     pub log_lines: Vec<PluginLogLine>,
     /// Lines dropped during the current call.
@@ -51,7 +52,7 @@ impl HostState {
         limits: &Limits,
         http: Option<Arc<HttpClient>>,
     ) -> std::io::Result<HostState> {
-        let stderr = MemoryOutputPipe::new(limits.stderr_bytes);
+        let stderr = TailPipe::new(limits.stderr_bytes);
         Ok(HostState {
             plugin: plugin.to_owned(),
             wasi: capabilities::wasi_ctx(grants, &stderr)?,
@@ -83,16 +84,10 @@ impl HostState {
         }
     }
 
-    /// The tail of what the plugin wrote to stderr (a panic message, usually).
+    /// The tail of what the plugin wrote to stderr (a panic message, usually),
+    /// at most 2,000 bytes, saying how many bytes before it are not shown.
     pub fn stderr_tail(&self) -> String {
-        let bytes = self.stderr.contents();
-        let text = String::from_utf8_lossy(&bytes);
-        let text = text.trim();
-        let start = text.len().saturating_sub(2000);
-        let start = (start..=text.len())
-            .find(|&i| text.is_char_boundary(i))
-            .unwrap_or(text.len());
-        text[start..].to_owned()
+        self.stderr.tail_text(2000)
     }
 }
 

@@ -19,6 +19,7 @@ mod http;
 mod instance;
 mod limits;
 mod postgres;
+mod stderr;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
