@@ -435,25 +435,15 @@ async fn shutdown_interrupts_at_a_batch_and_a_restart_resumes_and_reschedules() 
 
 /// The binary: `weir serve` answers on loopback, and SIGTERM stops it cleanly
 /// (exit 0), after which the store opens again with nothing left running.
-#[test]
-fn weir_serve_stops_cleanly_on_sigterm() {
+/// Starts `weir serve` on a free loopback port over `data`; returns the child and
+/// its address.
+fn start_serve(data: &Path, token: &str) -> (std::process::Child, String) {
     use std::io::{BufRead, BufReader};
-    let fx = Fixture::new(false);
-    // The CLI keeps its store in <data-dir>/store.
-    let svc = Service::new(
-        Store::open(&fx.data().join("store"), None).unwrap(),
-        common::runtime(),
-    );
-    let text = project_text("nightly", &fx.dir, "0 3 * * *", "", "count = 20");
-    svc.apply_project_text(&fx.dir.join("p.toml"), &text, &fx.dir)
-        .unwrap();
-    svc.store.flush().unwrap();
-    drop(svc);
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_weir"))
         .args(["--data-dir"])
-        .arg(fx.data())
+        .arg(data)
         .args(["serve", "--listen", "127.0.0.1:0"])
-        .env("WEIR_ADMIN_TOKEN", "a-token-for-the-sigterm-test")
+        .env("WEIR_ADMIN_TOKEN", token)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -467,6 +457,168 @@ fn weir_serve_stops_cleanly_on_sigterm() {
         .strip_prefix("weir serve: listening on http://")
         .unwrap_or_else(|| panic!("unexpected first line {first:?}"))
         .to_owned();
+    (child, addr)
+}
+
+/// The issue's fault case with the daemon itself: `weir serve` is SIGKILLed while an
+/// execution runs; after a restart the history is intact, the execution is Error
+/// "interrupted" with what it had committed, and the next run resumes from the
+/// committed cursor — every record at the destination exactly once.
+#[test]
+fn sigkill_of_weir_serve_mid_execution_keeps_history_and_the_next_run_resumes() {
+    const COUNT: usize = 20_000;
+    const TOKEN: &str = "a-token-for-the-sigkill-test";
+    let fx = Fixture::new(false);
+    let out = fx.dir.join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    let testkit = plugin_path("testkit-connector");
+    let text = |name: &str, count: usize, spin: u64| {
+        format!(
+            r#"
+[connections.src]
+plugin = "{testkit}"
+config = {{ count = "{count}", read_spin = "{spin}" }}
+
+[connections.dst]
+plugin = "jsonl"
+grants = {{ directory = "{out}" }}
+
+[connection_sets.s]
+source = "src"
+destination = "dst"
+
+[project]
+name = "{name}"
+connection_set = "s"
+batch_size = 100
+
+[[project.tasks]]
+source_entity = "people"
+destination_entity = "{name}"
+key = ["id"]
+mappings = [
+  {{ destination = "id", source = "id" }},
+  {{ destination = "name", source = "name" }},
+]
+"#,
+            testkit = testkit.display(),
+            out = out.display(),
+        )
+    };
+    {
+        let svc = service(&fx.data().join("store"));
+        for (name, count, spin) in [("small", 5, 0), ("big", COUNT, 30_000_000)] {
+            svc.apply_project_text(&fx.dir.join("p.toml"), &text(name, count, spin), &fx.dir)
+                .unwrap();
+        }
+        svc.store.flush().unwrap();
+    }
+    let http = reqwest::blocking::Client::new();
+    let api = |addr: &str, method: reqwest::Method, path: &str| -> serde_json::Value {
+        let resp = http
+            .request(method, format!("http://{addr}/api/v1/{path}"))
+            .bearer_auth(TOKEN)
+            .send()
+            .unwrap();
+        assert!(resp.status().is_success(), "{path}: {}", resp.status());
+        resp.json().unwrap()
+    };
+    let wait_finished = |addr: &str, id: u64| -> serde_json::Value {
+        let started = Instant::now();
+        loop {
+            let e = api(addr, reqwest::Method::GET, &format!("executions/{id}"));
+            if e["status"] != "Running" {
+                return e;
+            }
+            assert!(started.elapsed() < Duration::from_secs(120), "{e}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    let lines = |name: &str| -> Vec<serde_json::Value> {
+        std::fs::read_to_string(out.join(format!("{name}.jsonl")))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+
+    let (mut daemon, addr) = start_serve(&fx.data(), TOKEN);
+    let small = api(&addr, reqwest::Method::POST, "projects/small/run")["execution"]
+        .as_u64()
+        .unwrap();
+    assert_eq!(wait_finished(&addr, small)["status"], "Completed");
+    let big = api(&addr, reqwest::Method::POST, "projects/big/run")["execution"]
+        .as_u64()
+        .unwrap();
+    let started = Instant::now();
+    while lines("big").len() < 2_000 {
+        assert!(daemon.try_wait().unwrap().is_none());
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "no checkpoint"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    daemon.kill().unwrap(); // SIGKILL
+    daemon.wait().unwrap();
+    let at_kill = lines("big").len();
+    assert!(at_kill < COUNT, "killed mid-run ({at_kill} written)");
+
+    let (mut daemon, addr) = start_serve(&fx.data(), TOKEN);
+    let killed = api(&addr, reqwest::Method::GET, &format!("executions/{big}"));
+    assert_eq!(killed["status"], "Error", "{killed}");
+    assert!(
+        killed["error"].as_str().unwrap().starts_with("interrupted"),
+        "{killed}"
+    );
+    let committed = killed["tasks"][0]["inserted"].as_u64().unwrap();
+    assert!(committed >= 1_000, "{killed}");
+    let earlier = api(&addr, reqwest::Method::GET, &format!("executions/{small}"));
+    assert_eq!(
+        (
+            earlier["status"].as_str(),
+            earlier["tasks"][0]["inserted"].as_u64()
+        ),
+        (Some("Completed"), Some(5)),
+        "history intact: {earlier}"
+    );
+
+    let resumed = api(&addr, reqwest::Method::POST, "projects/big/run")["execution"]
+        .as_u64()
+        .unwrap();
+    let resumed = wait_finished(&addr, resumed);
+    assert_eq!(resumed["status"], "Completed", "{resumed}");
+    let read = resumed["tasks"][0]["read"].as_u64().unwrap() as usize;
+    assert!(read < COUNT, "resumed, not restarted (read {read})");
+    assert_eq!(resumed["parent"].as_u64(), Some(big), "{resumed}");
+    let records = lines("big");
+    let ids: std::collections::HashSet<String> =
+        records.iter().map(|r| r["id"].to_string()).collect();
+    assert_eq!(ids.len(), COUNT, "every record arrived");
+    assert_eq!(records.len(), COUNT, "none twice");
+    println!(
+        "killed with {at_kill} records written, {committed} committed; the next run read {read} and completed"
+    );
+    unsafe {
+        libc::kill(daemon.id() as i32, libc::SIGTERM);
+    }
+    assert!(daemon.wait().unwrap().success());
+}
+
+#[test]
+fn weir_serve_stops_cleanly_on_sigterm() {
+    let fx = Fixture::new(false);
+    // The CLI keeps its store in <data-dir>/store.
+    let svc = Service::new(
+        Store::open(&fx.data().join("store"), None).unwrap(),
+        common::runtime(),
+    );
+    let text = project_text("nightly", &fx.dir, "0 3 * * *", "", "count = 20");
+    svc.apply_project_text(&fx.dir.join("p.toml"), &text, &fx.dir)
+        .unwrap();
+    svc.store.flush().unwrap();
+    drop(svc);
+    let (child, addr) = start_serve(&fx.data(), "a-token-for-the-sigterm-test");
     let health = reqwest::blocking::get(format!("http://{addr}/health")).unwrap();
     assert!(health.status().is_success());
     let projects = reqwest::blocking::Client::new()
