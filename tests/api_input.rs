@@ -1,8 +1,9 @@
 //! Bad input to the HTTP API (issue 8): malformed JSON, wrong content types, huge
 //! bodies, unknown fields, path traversal in names, ids that are not numbers,
-//! invalid UTF-8, TOML bombs in a project PUT. Every answer is a 4xx that carries
-//! no internals (no server paths, no Rust type names, no backtraces), nothing is
-//! stored, and the daemon keeps serving throughout.
+//! invalid UTF-8, TOML bombs in a project PUT, unknown routes and wrong methods.
+//! Every answer is a 4xx JSON `{code, message}` that carries no internals (no
+//! server paths, no Rust type names, no backtraces), nothing is stored, and the
+//! daemon keeps serving throughout.
 
 mod common;
 
@@ -219,6 +220,9 @@ fn internals(body: &str, server_dir: &str) -> Vec<&'static str> {
         ("JoinError", "a Rust type"),
         ("serde", "a crate name"),
         ("sled", "a crate name"),
+        ("expected struct", "a Rust type"),
+        ("expected enum", "a Rust type"),
+        ("expected u64", "a Rust type"),
     ] {
         if body.contains(needle) {
             found.push(what);
@@ -288,18 +292,9 @@ async fn every_bad_input_is_a_4xx_without_internals_and_the_daemon_keeps_serving
         let health = client.get(format!("{base}/health")).send().await.unwrap();
         assert!(health.status().is_success(), "after {}", c.name);
     }
-    eprintln!(
-        "\n{} answers were not JSON {{code, message}}:\n  {}",
-        not_json.len(),
-        not_json.join("\n  ")
-    );
-    // FINDING (issue 8): axum's own rejections (JSON, query, path and body
-    // extractors, unknown routes, wrong methods) answer text/plain or nothing, not
-    // `{code, message}`. They carry no internals (checked above); making them JSON
-    // is the lead's change in host/src/api. Set WEIR_STRICT_API_ERRORS=1 to fail on it.
-    if std::env::var_os("WEIR_STRICT_API_ERRORS").is_some() {
-        problems.extend(not_json.iter().map(|n| format!("not JSON: {n}")));
-    }
+    // Every refusal, axum's own included (extractors, unknown routes, wrong
+    // methods), is JSON `{code, message}` like the API's other errors (was F3).
+    problems.extend(not_json.iter().map(|n| format!("not JSON: {n}")));
     // Nothing was stored.
     for path in [
         "/api/v1/projects",
@@ -324,6 +319,76 @@ async fn every_bad_input_is_a_4xx_without_internals_and_the_daemon_keeps_serving
         }
     }
     assert!(problems.is_empty(), "problems:\n{}", problems.join("\n"));
+}
+
+/// axum's own refusals answer with their status and a stable code, like `ApiError`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_by_the_router_have_their_status_and_code() {
+    use Method as M;
+    let tmp = tempfile::tempdir().unwrap();
+    let base = common::serve_api(&tmp.path().join("data"), tmp.path(), TOKEN).await;
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
+    let form = Some("application/x-www-form-urlencoded");
+    #[rustfmt::skip]
+    let expected = [
+        (case("truncated JSON", M::PUT, "/api/v1/connections/c", JSON, br#"{"plugin": "#), 400, "malformed-body"),
+        (case("JSON as text/plain", M::PUT, "/api/v1/connections/c", TEXT, &connection_body("")), 415, "unsupported-media-type"),
+        (case("unknown field", M::PUT, "/api/v1/connections/c", JSON, &connection_body(r#", "colour": "red""#)), 422, "invalid-body"),
+        (case("a number for an object", M::PUT, "/api/v1/connections/c", JSON, b"5"), 422, "invalid-body"),
+        (case("3 MiB JSON", M::PUT, "/api/v1/connections/c", JSON,
+            &connection_body(&format!(r#", "config": {{"x": "{}"}}"#, "a".repeat(3 << 20)))), 413, "too-large"),
+        (case("TOML not UTF-8", M::PUT, "/api/v1/projects/p", TOML, b"[project]\nname = \"\xff\"\n"), 400, "malformed-body"),
+        (case("query not a number", M::GET, "/api/v1/executions/1/errors?limit=abc", None, b""), 400, "bad-query"),
+        (case("path not UTF-8", M::GET, "/api/v1/projects/%FF%FE", None, b""), 400, "bad-path"),
+        (case("login as JSON", M::POST, "/login", JSON, b"{}"), 415, "unsupported-media-type"),
+        (case("login without a token", M::POST, "/login", form, b"nothing=1"), 422, "invalid-body"),
+        (case("unknown route", M::GET, "/api/v1/nothing-here", None, b""), 404, "not-found"),
+        (case("unknown route outside the API", M::GET, "/nothing-here", None, b""), 404, "not-found"),
+        (case("wrong method", M::PATCH, "/api/v1/projects", None, b""), 405, "method-not-allowed"),
+        (case("wrong method on /health", M::POST, "/health", None, b""), 405, "method-not-allowed"),
+    ];
+    let mut problems = Vec::new();
+    for (c, status, code) in expected {
+        let a = match send(&client, &base, &c).await {
+            Ok(a) => a,
+            // Refused unread: allowed for the huge body (see above).
+            Err(e) if status == 413 => {
+                eprintln!("{}: connection closed before the answer ({e})", c.name);
+                continue;
+            }
+            Err(e) => panic!("{}: no answer: {e}", c.name),
+        };
+        eprintln!("{:<32} {} {}", c.name, a.status.as_u16(), a.body);
+        let v: Value = serde_json::from_str(&a.body).unwrap_or_default();
+        if a.status.as_u16() != status
+            || v["code"] != code
+            || !a.content_type.starts_with("application/json")
+        {
+            problems.push(format!(
+                "{}: expected {status} `{code}`, got {} {} {}",
+                c.name, a.status, a.content_type, a.body
+            ));
+        }
+    }
+    assert!(problems.is_empty(), "problems:\n{}", problems.join("\n"));
+
+    // 405 says what the route takes; without the token, a wrong method is 401.
+    let r = client
+        .patch(format!("{base}/api/v1/projects"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["allow"], "GET,HEAD");
+    let r = client
+        .patch(format!("{base}/api/v1/projects"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
 }
 
 /// FINDING (issue 8): names are only checked for emptiness, length and NUL, so a

@@ -4,7 +4,8 @@
 //! Every route but `GET /health` needs the administrator's token: header
 //! `Authorization: Bearer TOKEN`, or the `weir_session` cookie the login form sets
 //! (HttpOnly, SameSite=Strict, so another site cannot ride on it). A missing or
-//! wrong token is a bare 401. Errors are JSON `{code, message}` ([`ApiError`]).
+//! wrong token is a bare 401. Errors are JSON `{code, message}` ([`ApiError`]),
+//! requests the router cannot read included (`extract.rs`, the fallbacks).
 //! Secret values never leave: connections show secret *names* only, and logs and
 //! record copies are scrubbed by `service` before they are stored.
 //!
@@ -12,21 +13,23 @@
 //! [`router`] to test the API without a socket.
 
 mod error;
+mod extract;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use axum::extract::{Path as UrlPath, Query, Request, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
-use axum::{Form, Json, Router};
+use axum::{Json, Router};
 use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 pub use error::ApiError;
+use extract::{Form, JsonBody, Query, TextBody, UrlPath};
 
 use crate::daemon::Daemon;
 use crate::service::redact_record;
@@ -91,13 +94,43 @@ pub fn router(state: ApiState) -> Router {
         )
         .route("/api/v1/connections/{name}/check", post(check_connection))
         .route("/logout", post(logout))
+        // Before the token layer, so a wrong method needs the token too.
+        .method_not_allowed_fallback(method_not_allowed)
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
         .route("/health", get(|| async { Json(json!({"status": "ok"})) }))
         .route("/", get(dashboard))
         .route("/login", post(login))
+        .method_not_allowed_fallback(method_not_allowed)
         .merge(api)
+        .fallback(no_route)
+        .layer(DefaultBodyLimit::max(extract::BODY_LIMIT))
         .with_state(state)
+}
+
+/// An unknown path (404), as JSON like every other error.
+async fn no_route(method: Method, uri: Uri) -> ApiError {
+    let message = format!("no route for {method} {}", shown_path(&uri));
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not-found",
+        message + " (GET /api/v1/openapi.json lists them)",
+    )
+}
+
+/// A known path with a method it does not take (405; axum adds `Allow`).
+async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
+    let message = format!("{} does not take {method}", shown_path(&uri));
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method-not-allowed",
+        message + " (see the `Allow` header)",
+    )
+}
+
+/// The request's path, as much as an error message repeats.
+fn shown_path(uri: &Uri) -> String {
+    uri.path().chars().take(200).collect()
 }
 
 /// Compares without stopping at the first different byte, so response time does not
@@ -363,7 +396,7 @@ async fn put_project(
     State(state): State<ApiState>,
     UrlPath(name): UrlPath<String>,
     Query(q): Query<ApplyQuery>,
-    body: String,
+    TextBody(body): TextBody,
 ) -> Result<Response, ApiError> {
     let base = q.base_dir.unwrap_or_else(|| state.base_dir.clone());
     if !base.is_absolute() {
@@ -425,7 +458,7 @@ struct PauseBody {
 async fn pause_project(
     State(state): State<ApiState>,
     UrlPath(name): UrlPath<String>,
-    body: Option<Json<PauseBody>>,
+    body: Option<JsonBody<PauseBody>>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let reason = body
         .and_then(|b| b.0.reason)
@@ -680,7 +713,7 @@ struct RerunBody {
 async fn rerun_execution(
     State(state): State<ApiState>,
     UrlPath(id): UrlPath<String>,
-    body: Option<Json<RerunBody>>,
+    body: Option<JsonBody<RerunBody>>,
 ) -> Result<Response, ApiError> {
     let id = parse_id(&id)?;
     let failed_only = body.is_some_and(|b| b.0.failed_only);
@@ -764,7 +797,7 @@ struct ConnectionBody {
 async fn put_connection(
     State(state): State<ApiState>,
     UrlPath(name): UrlPath<String>,
-    Json(body): Json<ConnectionBody>,
+    JsonBody(body): JsonBody<ConnectionBody>,
 ) -> Result<Json<ConnectionView>, ApiError> {
     if let Some(d) = &body.directory
         && !d.is_absolute()
