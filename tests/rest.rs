@@ -632,3 +632,142 @@ fn discovery_infers_a_sample_or_takes_declared_fields_and_organizations_come_fro
     assert!(e.contains("did you mean `pagination`?"), "{e}");
     assert_eq!(server.requests().len(), before);
 }
+
+/// The fault case "destination going down mid-run", against a real REST
+/// server: json-server is killed while the run upserts into it.
+/// - Down for a moment (back within the project's retry budget): the failed batch
+///   is retried and the run completes — every record once.
+/// - Down for good: the run ends in Error naming the refused connection, after the
+///   checkpoints it made; with the server back, a run resuming from the last
+///   committed cursor completes — every record once, nothing lost.
+#[test]
+fn json_server_going_down_mid_run_is_retried_or_fails_cleanly_and_nothing_is_lost() {
+    const COUNT: usize = 300;
+    let setup = |attempts: u32| {
+        let server = JsonServer::start(&json!({ "people": [] }), None)?;
+        let mut p = common::testkit_project(COUNT);
+        p.destination = rest_connection(
+            "api",
+            &server.url("/"),
+            &[server.host()],
+            &[("entities", "people")],
+        );
+        p.batch_size = 20;
+        p.retry = RetryPolicy {
+            attempts,
+            backoff: Duration::from_millis(200),
+            max_backoff: Duration::from_millis(400),
+            pause_after_errors: 0,
+        };
+        Some((server, p))
+    };
+    let stored = |server: &JsonServer| -> Vec<i64> {
+        let people = server.get("/people");
+        let mut ids: Vec<i64> = people
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| {
+                p["id"]
+                    .as_str()
+                    .map_or_else(|| p["id"].as_i64().unwrap(), |s| s.parse().unwrap())
+            })
+            .collect();
+        ids.sort_unstable();
+        ids
+    };
+    let wait_for = |server: &JsonServer, at_least: usize| {
+        let started = std::time::Instant::now();
+        while stored(server).len() < at_least {
+            assert!(started.elapsed() < Duration::from_secs(60));
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    };
+    struct Cursors(Arc<std::sync::Mutex<Vec<String>>>);
+    impl Recorder for Cursors {
+        fn checkpoint(&mut self, cp: Checkpoint) -> Result<(), String> {
+            if let Some(c) = cp.tasks.iter().find_map(|t| t.cursor.clone()) {
+                self.0.lock().unwrap().push(c);
+            }
+            Ok(())
+        }
+    }
+    let checkpointed = RunOptions {
+        checkpoint_every: 1,
+        ..RunOptions::default()
+    };
+
+    // A blip: down for 0.5 s plus json-server's start-up (~1 s, more when the
+    // machine is busy), inside 16 attempts 200–400 ms apart (~6 s).
+    let Some((mut server, p)) = setup(16) else {
+        return;
+    };
+    let (report, _) = std::thread::scope(|s| {
+        let run = s.spawn(|| {
+            Engine::new(common::runtime())
+                .execute(&p, &checkpointed, &mut Quiet, &mut NoRecorder)
+                .unwrap()
+        });
+        wait_for(&server, 60);
+        server.stop();
+        std::thread::sleep(Duration::from_millis(500));
+        server.restart();
+        (run.join().unwrap(), ())
+    });
+    assert_eq!(report.status, Status::Completed, "{report}");
+    assert_eq!(stored(&server), (1..=COUNT as i64).collect::<Vec<_>>());
+    println!("blip: {report}");
+
+    // Down for good: 2 attempts only.
+    let Some((mut server, p)) = setup(2) else {
+        return;
+    };
+    let cursors = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let report = std::thread::scope(|s| {
+        let run = s.spawn(|| {
+            Engine::new(common::runtime())
+                .execute(&p, &checkpointed, &mut Quiet, &mut Cursors(cursors.clone()))
+                .unwrap()
+        });
+        wait_for(&server, 60);
+        server.stop();
+        run.join().unwrap()
+    });
+    assert_eq!(report.status, Status::Error, "{report}");
+    let error = report.tasks[0].error.clone().unwrap_or_default();
+    println!("down for good: {error}");
+    assert!(
+        error.contains("weir_plugin_rest") && error.contains("Connection refused"),
+        "{error}"
+    );
+    let committed = report.totals().inserted + report.totals().updated;
+    assert!(
+        (60..COUNT as u64).contains(&committed),
+        "{committed} upserted before the server went: {report}"
+    );
+    let last = cursors
+        .lock()
+        .unwrap()
+        .last()
+        .cloned()
+        .expect("a checkpoint");
+
+    server.restart();
+    let resume = RunOptions {
+        resume: HashMap::from([("people".to_owned(), last)]),
+        ..RunOptions::default()
+    };
+    let second = Engine::new(common::runtime())
+        .execute(&p, &resume, &mut Quiet, &mut NoRecorder)
+        .unwrap();
+    assert_eq!(second.status, Status::Completed, "{second}");
+    assert!(
+        second.totals().read < COUNT as u64,
+        "resumed, not restarted: {second}"
+    );
+    assert_eq!(
+        stored(&server),
+        (1..=COUNT as i64).collect::<Vec<_>>(),
+        "every record exactly once"
+    );
+}

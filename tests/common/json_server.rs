@@ -10,7 +10,7 @@
 #![allow(dead_code)]
 
 use std::net::TcpStream;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -21,6 +21,8 @@ pub struct JsonServer {
     child: Child,
     dir: tempfile::TempDir,
     client: reqwest::blocking::Client,
+    bin: PathBuf,
+    middleware: bool,
 }
 
 fn binary() -> Option<PathBuf> {
@@ -52,36 +54,46 @@ impl JsonServer {
             .local_addr()
             .unwrap()
             .port();
-        let log = std::fs::File::create(dir.path().join("log.txt")).unwrap();
-        let mut cmd = Command::new(&bin);
-        cmd.current_dir(dir.path())
-            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
-            .arg("db.json")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .env("NO_COLOR", "1");
         if let Some(text) = middleware {
             std::fs::write(dir.path().join("middleware.js"), text).unwrap();
-            cmd.args(["--middlewares", "middleware.js"]);
         }
-        let child = cmd.spawn().expect("start json-server");
+        let child = spawn(&bin, dir.path(), port, middleware.is_some());
         let server = JsonServer {
             port,
             child,
             dir,
             client: reqwest::blocking::Client::new(),
+            bin,
+            middleware: middleware.is_some(),
         };
+        server.wait_listening();
+        Some(server)
+    }
+
+    fn wait_listening(&self) {
         let started = Instant::now();
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
             assert!(
                 started.elapsed() < Duration::from_secs(20),
-                "json-server did not listen on {port}: {}",
-                server.log()
+                "json-server did not listen on {}: {}",
+                self.port,
+                self.log()
             );
             std::thread::sleep(Duration::from_millis(50));
         }
-        Some(server)
+    }
+
+    /// Takes the server down (SIGKILL): connections are refused until
+    /// [`JsonServer::restart`]. What it had saved to db.json stays.
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts it again on the same port over the same db.json.
+    pub fn restart(&mut self) {
+        self.child = spawn(&self.bin, self.dir.path(), self.port, self.middleware);
+        self.wait_listening();
     }
 
     /// `127.0.0.1:port`, as a grant names it.
@@ -144,6 +156,26 @@ impl JsonServer {
             .error_for_status()
             .unwrap();
     }
+}
+
+fn spawn(bin: &Path, dir: &Path, port: u16, middleware: bool) -> Child {
+    let log = std::fs::File::options()
+        .create(true)
+        .append(true)
+        .open(dir.join("log.txt"))
+        .unwrap();
+    let mut cmd = Command::new(bin);
+    cmd.current_dir(dir)
+        .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+        .arg("db.json")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .env("NO_COLOR", "1");
+    if middleware {
+        cmd.args(["--middlewares", "middleware.js"]);
+    }
+    cmd.spawn().expect("start json-server")
 }
 
 fn strip_ansi(line: &str) -> String {
