@@ -177,7 +177,7 @@ impl Log {
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        self.file.write_all(&self.buf)?;
+        write_all_at(&self.file, &self.buf, self.flushed)?;
         self.sum.update(&self.buf);
         self.flushed += self.buf.len() as u64;
         self.buf.clear();
@@ -192,6 +192,52 @@ impl Log {
         }
         read_file_at(&self.reader, pos, f)
     }
+}
+
+/// Writes all of `buf` at byte `offset` of `file` (a positioned write; the
+/// file's cursor does not move).
+///
+/// Why not `Write::write_all`: under WASI 0.2 a plain write goes through an
+/// output stream, which wasmtime runs on a thread of its blocking pool while the
+/// caller waits; a positioned write is a `descriptor.write`, which a host that
+/// allows blocking runs on the calling thread. With 2 cores and a busy pipeline,
+/// the hand-off cost the writing thread more waiting than the writes took.
+fn write_all_at(file: &File, mut buf: &[u8], mut offset: u64) -> io::Result<()> {
+    while !buf.is_empty() {
+        match pwrite(file, buf, offset) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => {
+                buf = &buf[n..];
+                offset += n as u64;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+#[cfg(target_os = "wasi")]
+fn pwrite(file: &File, buf: &[u8], offset: u64) -> io::Result<usize> {
+    use std::os::fd::AsRawFd;
+    unsafe extern "C" {
+        // wasi-libc's; its `off_t` is 64-bit.
+        fn pwrite(fd: i32, buf: *const u8, len: usize, offset: i64) -> isize;
+    }
+    let offset = i64::try_from(offset).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: `buf` is valid for `buf.len()` bytes for the call, and the
+    // descriptor is open for as long as `file` is borrowed.
+    let n = unsafe { pwrite(file.as_raw_fd(), buf.as_ptr(), buf.len(), offset) };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
+#[cfg(not(target_os = "wasi"))]
+fn pwrite(file: &File, buf: &[u8], offset: u64) -> io::Result<usize> {
+    std::os::unix::fs::FileExt::write_at(file, buf, offset)
 }
 
 /// A 64-bit hash of a key's text (multiply-rotate over 8-byte words, then a
