@@ -833,3 +833,71 @@ async fn hostile_projects_in_the_daemon_fail_their_own_runs_and_a_healthy_one_ke
         }
     }
 }
+
+/// "Asking for another connection's secret": the WIT contract has no call that
+/// names another connection, so the question is what a plugin can see. Source and
+/// destination run the same testkit plugin, each with its own secret; in `snoop`
+/// mode each writes down everything it can see (config, environment, arguments,
+/// every file it can list and read) into its own granted folder. Each sees its own
+/// secret (the obeyed half: the channel works) and never the other's, though both
+/// instances come from one pre-instantiated component in the same process.
+#[test]
+fn a_plugin_sees_its_own_connections_secret_and_never_another_ones() {
+    const SRC_SECRET: &str = "src-secret-7f3a91";
+    const DST_SECRET: &str = "dst-secret-c05e22";
+    let src_dir = tempfile::tempdir().unwrap();
+    let dst_dir = tempfile::tempdir().unwrap();
+    let mut p = testkit_project(50);
+    p.source = p
+        .source
+        .with_config("mode", "snoop")
+        .with_config("mode_calls", "read")
+        .with_config("token", SRC_SECRET);
+    p.source.grants = Grants::directory(src_dir.path());
+    p.destination = p
+        .destination
+        .with_config("mode", "snoop")
+        .with_config("mode_calls", "upsert")
+        .with_config("token", DST_SECRET);
+    p.destination.grants = Grants::directory(dst_dir.path());
+    std::fs::write(src_dir.path().join("own.txt"), "a file of the source's own").unwrap();
+    std::fs::write(dst_dir.path().join("own.txt"), DST_SECRET).unwrap();
+    let report = run(&p);
+    assert_eq!(report.status, Status::Completed, "{report}");
+    let seen =
+        |dir: &tempfile::TempDir| std::fs::read_to_string(dir.path().join("seen.txt")).unwrap();
+    let (src_seen, dst_seen) = (seen(&src_dir), seen(&dst_dir));
+    assert!(
+        src_seen.contains(&format!("config token={SRC_SECRET}")),
+        "{src_seen}"
+    );
+    assert!(
+        dst_seen.contains(&format!("config token={DST_SECRET}")),
+        "{dst_seen}"
+    );
+    assert!(
+        !src_seen.contains(DST_SECRET),
+        "the source saw the destination's secret"
+    );
+    assert!(
+        !dst_seen.contains(SRC_SECRET),
+        "the destination saw the source's secret"
+    );
+    // Nothing of the host either: no environment, and only its own folder.
+    assert!(src_seen.contains("a file of the source's own"), "{src_seen}");
+    assert!(!src_seen.contains("\nenv "), "{src_seen}");
+    let files: Vec<&str> = src_seen
+        .lines()
+        .filter(|l| l.starts_with("file "))
+        .collect();
+    assert!(
+        files.iter().all(|f| f.starts_with("file /data")),
+        "{files:?}"
+    );
+    println!(
+        "source saw {} lines ({} files), destination {} lines; neither the other's secret",
+        src_seen.lines().count(),
+        files.len(),
+        dst_seen.lines().count()
+    );
+}

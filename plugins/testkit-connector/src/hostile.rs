@@ -32,9 +32,10 @@ pub enum Mode {
     Resolve,
     StderrFlood,
     HugeError,
+    Snoop,
 }
 
-pub const MODES: &str = "ok, loop, alloc, recurse, panic, open, write-outside, log-flood, busy, hold, recurse-to, panic-after, env, clock, connect, resolve, stderr-flood, huge-error";
+pub const MODES: &str = "ok, loop, alloc, recurse, panic, open, write-outside, log-flood, busy, hold, recurse-to, panic-after, env, clock, connect, resolve, stderr-flood, huge-error, snoop";
 
 impl Mode {
     pub fn from_config(config: &Config) -> Result<Mode, Error> {
@@ -58,6 +59,7 @@ impl Mode {
             "resolve" => Mode::Resolve,
             "stderr-flood" => Mode::StderrFlood,
             "huge-error" => Mode::HugeError,
+            "snoop" => Mode::Snoop,
             _ => {
                 return Err(Error::config(format!(
                     "option `mode`: unknown mode `{text}` (one of: {MODES})"
@@ -124,7 +126,58 @@ pub fn act(mode: Mode, config: &Config) -> Result<(), Error> {
             let mb: usize = config.parse_or("mb", 16)?;
             Err(Error::internal("e".repeat(mb << 20)))
         }
+        Mode::Snoop => {
+            snoop(config);
+            Ok(())
+        }
     }
+}
+
+/// Everything this instance can see — its config (keys and values), environment,
+/// arguments, and every file name and file text under `/` it can list and read
+/// (at most 64 KiB each) — appended to `/data/seen.txt`, then the call goes on
+/// normally. The host proves with it that a plugin sees its own connection's
+/// secrets and no other's.
+fn snoop(config: &Config) {
+    use std::fmt::Write as _;
+    let mut seen = String::new();
+    for (k, v) in config.entries() {
+        let _ = writeln!(seen, "config {k}={v}");
+    }
+    for (k, v) in std::env::vars_os() {
+        let _ = writeln!(seen, "env {k:?}={v:?}");
+    }
+    for a in std::env::args_os() {
+        let _ = writeln!(seen, "arg {a:?}");
+    }
+    fn walk(dir: &std::path::Path, depth: u32, seen: &mut String) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let path = e.path();
+            if path.ends_with("seen.txt") {
+                continue;
+            }
+            let _ = writeln!(seen, "file {}", path.display());
+            if path.is_dir() && depth < 4 {
+                walk(&path, depth + 1, seen);
+            } else if let Ok(bytes) = std::fs::read(&path) {
+                seen.push_str(&String::from_utf8_lossy(&bytes[..bytes.len().min(64 << 10)]));
+                seen.push('\n');
+            }
+        }
+    }
+    // `/` itself cannot be listed without a preopen for it; try it anyway.
+    walk(std::path::Path::new("/"), 0, &mut seen);
+    walk(std::path::Path::new("/data"), 0, &mut seen);
+    walk(std::path::Path::new("/data/.."), 0, &mut seen);
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open("/data/seen.txt")
+        .expect("snoop writes to /data/seen.txt");
+    std::io::Write::write_all(&mut file, seen.as_bytes()).expect("write /data/seen.txt");
 }
 
 /// Calls of [`Mode::PanicAfter`] so far in this instance (a fresh instance starts
