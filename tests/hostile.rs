@@ -884,7 +884,10 @@ fn a_plugin_sees_its_own_connections_secret_and_never_another_ones() {
         "the destination saw the source's secret"
     );
     // Nothing of the host either: no environment, and only its own folder.
-    assert!(src_seen.contains("a file of the source's own"), "{src_seen}");
+    assert!(
+        src_seen.contains("a file of the source's own"),
+        "{src_seen}"
+    );
     assert!(!src_seen.contains("\nenv "), "{src_seen}");
     let files: Vec<&str> = src_seen
         .lines()

@@ -13,17 +13,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 DURATION="${1:-20}"
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/weir/target}"
-cargo build --release -q -p weir-host --bin weir
-WEIR="$CARGO_TARGET_DIR/release/weir"
-
-work=$(mktemp -d)
-server=""
-cleanup() {
-  if [ -n "$server" ] && kill -0 "$server" 2>/dev/null; then kill -TERM "$server"; wait "$server" || true; fi
-  rm -rf "$work"
-}
-trap cleanup EXIT
+. tests/load/lib.sh
 
 # The sample project, scheduled every 2 seconds.
 cp -r examples/contacts "$work/project"
@@ -32,15 +22,7 @@ grep -q '^schedule = ' "$work/project/project.toml"
 export WEIR_TOKEN="load-test-token-$(date +%s)-0123456789"
 "$WEIR" --data-dir "$work/data" project apply -f "$work/project/project.toml" >/dev/null
 
-WEIR_ADMIN_TOKEN="$WEIR_TOKEN" "$WEIR" --data-dir "$work/data" serve --listen 127.0.0.1:0 \
-  >"$work/serve.out" 2>"$work/serve.err" &
-server=$!
-for _ in $(seq 100); do
-  grep -q 'listening on' "$work/serve.out" 2>/dev/null && break
-  sleep 0.1
-done
-addr=$(sed -n 's|^weir serve: listening on http://||p' "$work/serve.out" | head -n 1)
-[ -n "$addr" ] || { echo "weir serve did not start:"; cat "$work/serve.err"; exit 1; }
+start_serve
 echo "== weir serve on $addr, project contacts-sync every 2 s, wrk for ${DURATION}s per run"
 started_ms=$(($(date +%s%N) / 1000000))
 

@@ -594,16 +594,17 @@ fn spawn_run(
         inner.active.fetch_add(1, Ordering::SeqCst);
         let worker = inner.clone();
         let (name2, reply2) = (name.clone(), reply.clone());
-        let joined =
-            tokio::task::spawn_blocking(move || run_blocking(&worker, &name2, work, reply2)).await;
-        let outcome = match joined {
-            Ok(o) => o,
-            Err(e) => Outcome {
-                id: None,
-                previous: None,
-                error: Some(format!("the run panicked: {e}")),
-            },
-        };
+        let outcome =
+            match on_execution_thread(&name, move || run_blocking(&worker, &name2, work, reply2))
+                .await
+            {
+                Ok(o) => o,
+                Err(e) => Outcome {
+                    id: None,
+                    previous: None,
+                    error: Some(e),
+                },
+            };
         if let Some(tx) = reply.lock().unwrap().take() {
             let message = outcome
                 .error
@@ -621,6 +622,64 @@ fn spawn_run(
         drop(permit);
     });
 }
+
+/// The nice value execution threads run at (Linux; elsewhere none is set).
+const EXECUTION_NICE: i32 = 10;
+
+/// Runs `f` (an execution) on a thread of its own at a lower CPU priority, and
+/// waits for it without blocking the async threads.
+///
+/// Why not tokio's blocking pool: executions are long and CPU-bound, and with 64
+/// of them (each with its pipeline's stage threads, which inherit the priority)
+/// the API's short blocking tasks and the scheduler's timers would wait behind
+/// them for the CPU — the scale load test saw the project list take over 2 s. A
+/// thread's nice value cannot be lowered again without privilege, so the threads
+/// are the execution's own rather than pooled ones that would carry it on.
+async fn on_execution_thread<T: Send + 'static>(
+    project: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, String> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name(format!("weir-run {project}"))
+        .spawn(move || {
+            lower_priority();
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+            let _ = tx.send(result);
+        })
+        .map_err(|e| format!("cannot start the execution's thread: {e}"))?;
+    match rx.await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(panic)) => {
+            let text = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".to_owned());
+            Err(format!("the run panicked: {text}"))
+        }
+        Err(_) => Err("the run's thread ended without an answer".to_owned()),
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn lower_priority() {
+    // On Linux the nice value is per thread; `who` = the thread id sets this one.
+    // SAFETY: plain syscalls with valid arguments.
+    let rc = unsafe {
+        libc::setpriority(
+            libc::PRIO_PROCESS,
+            libc::gettid() as libc::id_t,
+            EXECUTION_NICE,
+        )
+    };
+    if rc != 0 {
+        tracing::debug!(error = %std::io::Error::last_os_error(), "cannot lower the execution thread's priority");
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn lower_priority() {}
 
 fn release(inner: &Inner, name: &str) {
     let mut projects = inner.projects.lock().unwrap();
@@ -857,5 +916,40 @@ impl Alerter for crate::notify::Notifier {
                 first_errors: a.first_errors,
             },
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[cfg(target_os = "linux")]
+    fn my_nice() -> i32 {
+        // SAFETY: plain syscalls.
+        unsafe { libc::getpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t) }
+    }
+
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn an_execution_runs_on_its_own_thread_at_a_lower_priority() {
+        let caller = my_nice();
+        let (nice, inherited) = on_execution_thread("p", || {
+            // The pipeline's stage threads are spawned from it and inherit it.
+            let child = std::thread::spawn(my_nice).join().unwrap();
+            (my_nice(), child)
+        })
+        .await
+        .unwrap();
+        assert_eq!(nice, caller.max(EXECUTION_NICE));
+        assert_eq!(inherited, nice);
+        assert_eq!(my_nice(), caller, "the caller's own priority is unchanged");
+    }
+
+    #[tokio::test]
+    async fn a_panicking_execution_is_an_error_not_a_crash() {
+        let err = on_execution_thread("p", || -> u32 { panic!("boom") })
+            .await
+            .unwrap_err();
+        assert_eq!(err, "the run panicked: boom");
     }
 }

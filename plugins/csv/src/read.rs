@@ -10,7 +10,7 @@ use weir_sdk::{
 };
 
 use crate::options::Options;
-use weir_sdk::files::{Cursor, DATA_DIR, check_entity_name, entity_path, io_error, quoted};
+use weir_sdk::files::{Cursor, DATA_DIR, entity_files, entity_path, io_error, open_listed, quoted};
 
 /// A CSV reader configured the one way every call reads: our delimiter, no
 /// trimming, and `flexible` so a short or long row is ours to reject with a line
@@ -67,23 +67,13 @@ pub fn csv_error(entity: &str, err: csv::Error) -> Error {
 
 /// One entity per `*.csv` file of `dir`, sorted by name.
 pub fn discover(dir: &Path, options: &Options) -> Result<Vec<EntitySchema>, Error> {
-    let entries = std::fs::read_dir(dir).map_err(|e| dir_error(dir, e))?;
+    let entries = entity_files(dir, "csv").map_err(|e| dir_error(dir, e))?;
     let mut out = Vec::new();
-    for entry in entries {
-        let entry = entry.map_err(|e| dir_error(dir, e))?;
-        let file_name = entry.file_name();
-        let Some(entity) = file_name.to_str().and_then(|n| n.strip_suffix(".csv")) else {
-            continue;
+    for (entity, path) in entries {
+        let entity = entity.as_str();
+        let Some(file) = open_listed(entity, &path)? else {
+            continue; // removed since it was listed
         };
-        // Dot files are hidden, and our own temporary files are dot files.
-        if entity.starts_with('.') || check_entity_name(entity).is_err() {
-            continue;
-        }
-        let path = entry.path();
-        if !std::fs::metadata(&path).is_ok_and(|m| m.is_file()) {
-            continue;
-        }
-        let file = File::open(&path).map_err(|e| io_error(entity, &path, e))?;
         let header = read_header(entity, &mut reader(options, file))?;
         out.push(EntitySchema {
             name: entity.to_owned(),

@@ -11,27 +11,17 @@ use weir_sdk::{
 
 use crate::convert::{cell, push};
 use crate::schema::{infer, is_blank};
-use weir_sdk::files::{Cursor, DATA_DIR, check_entity_name, entity_path, io_error};
+use weir_sdk::files::{Cursor, DATA_DIR, entity_files, entity_path, io_error, open_listed};
 
 /// One entity per `*.jsonl` file of `dir`, sorted by name.
 pub fn discover(dir: &Path, sample: usize) -> Result<Vec<EntitySchema>, Error> {
-    let entries = std::fs::read_dir(dir).map_err(|e| dir_error(dir, e))?;
+    let entries = entity_files(dir, "jsonl").map_err(|e| dir_error(dir, e))?;
     let mut out = Vec::new();
-    for entry in entries {
-        let entry = entry.map_err(|e| dir_error(dir, e))?;
-        let file_name = entry.file_name();
-        let Some(entity) = file_name.to_str().and_then(|n| n.strip_suffix(".jsonl")) else {
-            continue;
+    for (entity, path) in entries {
+        let entity = entity.as_str();
+        let Some(file) = open_listed(entity, &path)? else {
+            continue; // removed since it was listed
         };
-        // Dot files are hidden, and our own temporary files are dot files.
-        if entity.starts_with('.') || check_entity_name(entity).is_err() {
-            continue;
-        }
-        let path = entry.path();
-        if !std::fs::metadata(&path).is_ok_and(|m| m.is_file()) {
-            continue;
-        }
-        let file = File::open(&path).map_err(|e| io_error(entity, &path, e))?;
         let schema = infer(BufReader::new(file), sample).map_err(|e| io_error(entity, &path, e))?;
         out.push(EntitySchema {
             name: entity.to_owned(),

@@ -163,7 +163,9 @@ fn snoop(config: &Config) {
             if path.is_dir() && depth < 4 {
                 walk(&path, depth + 1, seen);
             } else if let Ok(bytes) = std::fs::read(&path) {
-                seen.push_str(&String::from_utf8_lossy(&bytes[..bytes.len().min(64 << 10)]));
+                seen.push_str(&String::from_utf8_lossy(
+                    &bytes[..bytes.len().min(64 << 10)],
+                ));
                 seen.push('\n');
             }
         }

@@ -35,6 +35,46 @@ pub fn check_entity_name(entity: &str) -> Result<(), Error> {
     Ok(())
 }
 
+/// The entity files of `dir`: `(entity, path)` for each `<entity>.<extension>`
+/// that is a file, sorted by entity. Skipped: dot files (the writers' temporary
+/// files are dot files), names [`check_entity_name`] refuses, and entries that
+/// vanish while the directory is listed — the sandbox stats every entry as it
+/// lists, so another writer's temporary file removed in between would otherwise
+/// fail the whole listing (seen with 64 executions writing into one folder).
+pub fn entity_files(dir: &Path, extension: &str) -> io::Result<Vec<(String, PathBuf)>> {
+    let suffix = format!(".{extension}");
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = match entry {
+            Ok(entry) => entry,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        let file_name = entry.file_name();
+        let Some(entity) = file_name.to_str().and_then(|n| n.strip_suffix(&suffix)) else {
+            continue;
+        };
+        if entity.starts_with('.') || check_entity_name(entity).is_err() {
+            continue;
+        }
+        let path = entry.path();
+        if std::fs::metadata(&path).is_ok_and(|m| m.is_file()) {
+            out.push((entity.to_owned(), path));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Opens an entity file [`entity_files`] listed: `None` if it was removed since.
+pub fn open_listed(entity: &str, path: &Path) -> Result<Option<std::fs::File>, Error> {
+    match std::fs::File::open(path) {
+        Ok(file) => Ok(Some(file)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io_error(entity, path, e)),
+    }
+}
+
 /// `<dir>/<entity>.<extension>`, after checking the name.
 pub fn entity_path(dir: &Path, entity: &str, extension: &str) -> Result<PathBuf, Error> {
     check_entity_name(entity)?;
@@ -99,6 +139,22 @@ pub fn quoted(value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn entity_files_lists_entity_files_only_sorted() {
+        let dir = crate::testing::TestDir::new();
+        for name in ["b.csv", "a.csv", ".a.csv.tmp", ".hidden.csv", "notes.txt"] {
+            std::fs::write(dir.path().join(name), "x").unwrap();
+        }
+        std::fs::create_dir(dir.path().join("folder.csv")).unwrap();
+        let found: Vec<String> = entity_files(dir.path(), "csv")
+            .unwrap()
+            .into_iter()
+            .map(|(e, _)| e)
+            .collect();
+        assert_eq!(found, ["a", "b"]);
+        assert!(entity_files(&dir.path().join("missing"), "csv").is_err());
+    }
 
     #[test]
     fn entity_names_that_leave_the_directory_are_refused() {

@@ -1,0 +1,195 @@
+#!/usr/bin/env bash
+# Load at the issue's scale (issue 8): `weir serve` holding 1,000 scheduled
+# projects (20 contacts each, every minute, their seconds spread over the minute:
+# ~17 runs/s) while 50 long executions (the 50,000-contact sample each: CSV →
+# mappings → normalize → JSON Lines) are started at once and wrk hits the API
+# (the dashboard's project list and summary, with the bearer token).
+#
+# Reports wrk's requests/s, p99 latency and errors, the most executions seen
+# Running at once, and then checks from the execution history that: all 50 long
+# executions Completed with every record; every scheduled run that started ended
+# Completed (or was recorded Skipped); none was lost (each has a record) or left
+# Running after SIGTERM.
+#
+#   tests/load/scale.sh [SECONDS of wrk, default 20] [LONG_RECORDS, default 50000]
+#
+# Needs wrk and python3. Exits non-zero on any failure.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+DURATION="${1:-20}"
+LONG_RECORDS="${2:-50000}"
+PROJECTS=1000
+LONG=50
+. tests/load/lib.sh
+
+mkdir -p "$work/small/crm-export" "$work/big/crm-export" "$work/out-small" "$work/out-big"
+(cd "$work/small" && python3 "$OLDPWD/examples/contacts/generate.py" 20 >/dev/null)
+(cd "$work/big" && python3 "$OLDPWD/examples/contacts/generate.py" "$LONG_RECORDS" >/dev/null)
+cat >"$work/serve.toml" <<EOF
+concurrency = 64
+shutdown_grace_secs = 30
+EOF
+export WEIR_TOKEN="scale-test-token-$(date +%s)-0123456789"
+start_serve --config "$work/serve.toml"
+echo "== weir serve on $addr (concurrency 64)"
+
+# The projects, through the API: the sample project's file with its name, its
+# folders (absolute), a destination file of its own, and a schedule.
+python3 - "$addr" "$work" "$PROJECTS" "$LONG" <<'PY'
+import re, sys, time, urllib.request
+addr, work, projects, long = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+import os
+token = os.environ["WEIR_TOKEN"]
+template = open("examples/contacts/project.toml").read()
+def project(name, source, out, entity, schedule):
+    text = template.replace('name = "contacts-sync"', f'name = "{name}"')
+    text = text.replace('directory = "crm-export"', f'directory = "{source}"')
+    text = text.replace('directory = "marketing"', f'directory = "{out}"')
+    text = text.replace('destination_entity = "contacts"', f'destination_entity = "{entity}"')
+    if schedule:
+        text = text.replace("batch_size = 500", f'batch_size = 500\nschedule = "{schedule}"')
+    return text
+def put(name, body):
+    req = urllib.request.Request(f"http://{addr}/api/v1/projects/{name}", data=body.encode(), method="PUT",
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "text/plain"})
+    urllib.request.urlopen(req, timeout=30).read()
+started = time.time()
+for i in range(projects):
+    put(f"sched-{i:04}", project(f"sched-{i:04}", f"{work}/small/crm-export", f"{work}/out-small", f"c{i}", f"{i % 60} * * * * *"))
+for i in range(long):
+    put(f"long-{i:02}", project(f"long-{i:02}", f"{work}/big/crm-export", f"{work}/out-big", f"c{i}", None))
+print(f"applied {projects} scheduled and {long} long projects through the API in {time.time() - started:.1f} s")
+PY
+
+started_ms=$(($(date +%s%N) / 1000000))
+# Sample the running executions every 0.5 s while everything else happens.
+python3 - "$addr" "$work/active.txt" <<'PY' &
+import json, os, sys, time, urllib.request
+addr, out = sys.argv[1], sys.argv[2]
+token = os.environ["WEIR_TOKEN"]
+with open(out, "w") as f:
+    while True:
+        try:
+            req = urllib.request.Request(f"http://{addr}/api/v1/scheduler", headers={"Authorization": f"Bearer {token}"})
+            active = json.load(urllib.request.urlopen(req, timeout=10))["active"]
+            f.write(f"{active if isinstance(active, int) else len(active)}\n"); f.flush()
+        except Exception as e:
+            f.write(f"error {e}\n"); f.flush()
+        time.sleep(0.5)
+PY
+sampler=$!
+
+# The 50 long executions, all at once.
+python3 - "$addr" "$LONG" "$work/long-ids.txt" <<'PY'
+import json, os, sys, urllib.request
+addr, long, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+token = os.environ["WEIR_TOKEN"]
+ids = []
+for i in range(long):
+    req = urllib.request.Request(f"http://{addr}/api/v1/projects/long-{i:02}/run", data=b"", method="POST",
+        headers={"Authorization": f"Bearer {token}"})
+    ids.append(json.load(urllib.request.urlopen(req, timeout=30))["execution"])
+open(out, "w").write("\n".join(map(str, ids)))
+print(f"started {len(ids)} long executions")
+PY
+
+echo "== wrk: GET /api/v1/projects ($PROJECTS + $LONG projects) and /api/v1/summary, 2 threads, 32 connections, ${DURATION}s"
+wrk -t2 -c32 -d"${DURATION}s" --timeout 10s --latency -s tests/load/api.lua "http://$addr" | tee "$work/wrk-api.txt"
+
+# Wait for the long executions to end (bounded).
+python3 - "$addr" "$work/long-ids.txt" <<'PY'
+import json, os, sys, time, urllib.request
+addr, ids = sys.argv[1], open(sys.argv[2]).read().split()
+token = os.environ["WEIR_TOKEN"]
+deadline = time.time() + 600
+for i in ids:
+    while True:
+        req = urllib.request.Request(f"http://{addr}/api/v1/executions/{i}", headers={"Authorization": f"Bearer {token}"})
+        e = json.load(urllib.request.urlopen(req, timeout=30))
+        if e["status"] != "Running":
+            break
+        if time.time() > deadline:
+            sys.exit(f"execution {i} still Running after 600 s")
+        time.sleep(0.5)
+PY
+ended_ms=$(($(date +%s%N) / 1000000))
+kill "$sampler" 2>/dev/null || true
+
+python3 - "$addr" <<'PY' >"$work/executions.json"
+import json, os, sys, urllib.request
+addr = sys.argv[1]
+token = os.environ["WEIR_TOKEN"]
+req = urllib.request.Request(f"http://{addr}/api/v1/executions?limit=100000", headers={"Authorization": f"Bearer {token}"})
+print(urllib.request.urlopen(req, timeout=60).read().decode())
+PY
+
+kill -TERM "$server"
+stop_status=0
+wait "$server" || stop_status=$?
+server=""
+"$WEIR" --data-dir "$work/data" executions list --status running --limit 100000 >"$work/running.txt" 2>&1 || true
+left_running=$(grep -cE 'sched-|long-' "$work/running.txt" || true)
+
+python3 - "$work" "$started_ms" "$ended_ms" "$stop_status" "$left_running" "$LONG_RECORDS" <<'PY'
+import json, re, sys
+work, started, ended, stop_status, left_running, long_records = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6])
+failures = []
+text = open(f"{work}/wrk-api.txt").read()
+rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
+total = int(re.search(r"(\d+) requests in", text).group(1))
+p99 = re.search(r"^\s+99%\s+(\S+)", text, re.M).group(1)
+non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+sock = re.search(r"Socket errors: (.*)", text)
+errors = int(non2xx.group(1)) if non2xx else 0
+print(f"api: {total} requests, {rps:.0f} requests/s, p99 {p99}, non-2xx {errors}, socket errors: {sock.group(1) if sock else 'none'}")
+if errors or (sock and re.search(r"[1-9]", sock.group(1))):
+    failures.append("API errors under load")
+
+samples = [l for l in open(f"{work}/active.txt").read().split("\n") if l]
+counts = [int(l) for l in samples if l.isdigit()]
+sample_errors = [l for l in samples if not l.isdigit()]
+print(f"running at once: peak {max(counts) if counts else 0} (sampled every 0.5 s, {len(counts)} samples)")
+if sample_errors:
+    failures.append(f"{len(sample_errors)} scheduler samples failed: {sample_errors[:3]}")
+if not counts or max(counts) < 50:
+    failures.append(f"never 50 executions running at once (peak {max(counts) if counts else 0})")
+
+items = json.load(open(f"{work}/executions.json"))["items"]
+long_ids = set(int(i) for i in open(f"{work}/long-ids.txt").read().split())
+long = [e for e in items if e["id"] in long_ids]
+long_status = {}
+for e in long:
+    long_status[e["status"]] = long_status.get(e["status"], 0) + 1
+secs = [(e["finished_at"] - e["started_at"]) / 1000 for e in long if e.get("finished_at")]
+print(f"long executions: {len(long)} recorded of {len(long_ids)}, {long_status}, "
+      f"{sum(e['read'] for e in long)} records read, each took {min(secs):.1f}–{max(secs):.1f} s")
+if len(long) != len(long_ids):
+    failures.append(f"long executions lost: {len(long_ids) - len(long)}")
+if long_status.get("Completed", 0) != len(long_ids) or any(e["read"] != long_records for e in long):
+    errs = [e.get("error") for e in long if e["status"] != "Completed"][:3]
+    failures.append(f"long executions not all Completed with {long_records} records: {long_status} e.g. {errs}")
+
+sched = [e for e in items if e["project"].startswith("sched-") and started <= e["started_at"] <= ended]
+st = {}
+for e in sched:
+    st[e["status"]] = st.get(e["status"], 0) + 1
+expected = (ended - started) / 1000 * 1000 / 60
+print(f"scheduled: {len(sched)} runs recorded in {(ended - started) / 1000:.1f} s (~{expected:.0f} due), {st}")
+if len(sched) < 0.8 * expected:
+    failures.append(f"only {len(sched)} of ~{expected:.0f} scheduled runs recorded")
+bad = {s: n for s, n in st.items() if s not in ("Completed", "Skipped", "Running")}
+if bad:
+    errs = [e.get("error") for e in sched if e["status"] not in ("Completed", "Skipped")][:3]
+    failures.append(f"scheduled runs ended badly: {bad} e.g. {errs}")
+
+stderr = open(f"{work}/serve.err").read()
+print(f"stop: exit status {stop_status}, {'clean' if 'weir serve: stopped' in stderr else 'no stop message'}; left Running: {left_running}")
+if stop_status != 0 or "weir serve: stopped" not in stderr:
+    failures.append("weir serve did not stop cleanly on SIGTERM")
+if left_running:
+    failures.append(f"{left_running} executions left Running")
+if failures:
+    print("SCALE LOAD TEST FAILED: " + "; ".join(failures))
+    sys.exit(1)
+print("scale load test passed")
+PY
