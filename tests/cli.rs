@@ -304,3 +304,70 @@ fn preview_stages_records_without_writing_and_predicts_insert_then_update() {
         "nothing written"
     );
 }
+
+/// The issue's "source returning garbage": a CSV export with invalid UTF-8, a
+/// value of the wrong type in a typed column, a non-numeric key and an empty key.
+/// Each bad record is a record error naming its place (line, field); the good ones
+/// are upserted; the execution is a Warning, not a crash or an Error.
+#[test]
+fn a_source_returning_garbage_costs_only_those_records_each_named_by_place() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("in")).unwrap();
+    std::fs::write(
+        dir.path().join("in/people.csv"),
+        b"id,name,amount\n1,Ada,10\n,NoKey,5\n3,Bad\xff\xfeName,7\nabc,WrongType,8\n5,Grace,notanumber\n6,Linus,12\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("p.toml"),
+        r#"[connections.src]
+plugin = "csv"
+grants = { directory = "in" }
+config = { types = "id:integer,amount:integer" }
+
+[connections.dst]
+plugin = "jsonl"
+grants = { directory = "out" }
+
+[connection_sets.s]
+source = "src"
+destination = "dst"
+
+[project]
+name = "garbage"
+connection_set = "s"
+
+[[project.tasks]]
+source_entity = "people"
+destination_entity = "people"
+key = ["id"]
+mappings = [
+  { destination = "id", source = "id" },
+  { destination = "name", source = "name" },
+  { destination = "amount", source = "amount" },
+]
+"#,
+    )
+    .unwrap();
+    let out = weir(dir.path(), &["run", "p.toml"]);
+    let text = stdout(&out);
+    assert!(!stderr(&out).contains("panicked"), "{}", stderr(&out));
+    assert!(text.contains("status:   Warning"), "{text}");
+    assert!(
+        text.contains("read 6, inserted 2, updated 0, failed 4"),
+        "{text}"
+    );
+    for expected in [
+        "(line 4) field `name`: column `name`: the value is not UTF-8 text",
+        "(line 5) field `id`: column `id`: `abc` is not an integer",
+        "(line 6) field `amount`: column `amount`: `notanumber` is not an integer",
+        "field `id`: key field `id` is empty",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
+    }
+    let written = std::fs::read_to_string(dir.path().join("out/people.jsonl")).unwrap();
+    assert_eq!(
+        written,
+        "{\"id\":1,\"name\":\"Ada\",\"amount\":10}\n{\"id\":6,\"name\":\"Linus\",\"amount\":12}\n"
+    );
+}
