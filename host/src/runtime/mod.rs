@@ -232,7 +232,15 @@ impl Runtime {
             path: path.to_owned(),
             source,
         })?;
-        self.load_bytes(&path.display().to_string(), &bytes)
+        // Messages name the file, not where it sits on the server: a call's error
+        // ends up in the execution history, the API and alert mails, where the
+        // host's directory layout is noise (and not the reader's business). Load
+        // errors keep the full path: the engine reports them with the project's.
+        let label = path.file_name().map_or_else(
+            || path.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        );
+        self.load_bytes(&label, &bytes)
     }
 
     /// Loads a plugin from its bytes; `label` names it in messages.
