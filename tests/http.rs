@@ -252,6 +252,7 @@ fn credentials_are_injected_by_the_host_and_never_shown() {
         secrets: vec![("auth.token".into(), SECRET.into())],
         directory: None,
         http_hosts: vec![api.host()],
+        http_internal: false,
         state: ConnectionState::Unchecked,
         updated_at: 0,
     };
@@ -725,6 +726,7 @@ fn health_reasons_name_what_is_wrong() {
                 secrets: vec![],
                 directory: None,
                 http_hosts: hosts,
+                http_internal: false,
                 state: ConnectionState::Unchecked,
                 updated_at: 0,
             })
@@ -736,4 +738,53 @@ fn health_reasons_name_what_is_wrong() {
             other => panic!("{name}: {other:?}"),
         }
     }
+}
+
+/// A stored connection (CLI `connection add --http-internal`, API `http_internal`)
+/// carries the same opt-in as the project file's grant: granted by name, `localhost`
+/// is refused until the connection says internal addresses are meant.
+#[test]
+fn a_stored_connection_reaches_an_internal_name_only_with_http_internal() {
+    let server = TestServer::start(|_| Reply::new(200, "on-premise"));
+    let port = server.host().rsplit(':').next().unwrap().to_owned();
+    let data = tempfile::tempdir().unwrap();
+    let service = Service::new(Store::open(data.path(), None).unwrap(), common::runtime());
+    let mut stored = StoredConnection {
+        name: "erp".into(),
+        plugin: common::plugin_path("testkit-connector")
+            .display()
+            .to_string(),
+        config: vec![("fetch_url".into(), format!("http://localhost:{port}/x"))],
+        secrets: vec![],
+        directory: None,
+        http_hosts: vec![format!("localhost:{port}")],
+        http_internal: false,
+        state: ConnectionState::Unchecked,
+        updated_at: 0,
+    };
+    service.store.put_connection(&stored).unwrap();
+    let refused = service.check_connection("erp").unwrap();
+    let ConnectionState::NeedsFixing { reason } = &refused else {
+        panic!("{refused:?}");
+    };
+    assert!(reason.contains("resolves to 127.0.0.1"), "{reason}");
+    assert_eq!(server.accepted(), 0);
+
+    stored.http_internal = true;
+    service.store.put_connection(&stored).unwrap();
+    assert_eq!(
+        service
+            .store
+            .connection("erp")
+            .unwrap()
+            .unwrap()
+            .http_internal,
+        true,
+        "stored and read back"
+    );
+    assert_eq!(
+        service.check_connection("erp").unwrap(),
+        ConnectionState::Connected
+    );
+    assert_eq!(server.accepted(), 1);
 }

@@ -533,6 +533,7 @@ fn the_password_never_shows_in_reports_logs_errors_or_the_store() {
         secrets: vec![("postgres.password".into(), password.clone())],
         directory: None,
         http_hosts: vec![],
+        http_internal: false,
         state: ConnectionState::Unchecked,
         updated_at: 0,
     };

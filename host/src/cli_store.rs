@@ -33,6 +33,10 @@ pub enum ConnectionCmd {
         /// A host the plugin may reach over HTTP (repeatable).
         #[arg(long = "http-host")]
         http_hosts: Vec<String>,
+        /// Let hosts granted by name resolve to internal addresses (loopback,
+        /// private, link-local): for systems on the company network.
+        #[arg(long)]
+        http_internal: bool,
     },
     /// List connections and their state (secret names only).
     List {
@@ -220,6 +224,7 @@ pub fn connection(service: &Service<'_>, cmd: ConnectionCmd) -> Result<ExitCode>
             secret,
             directory,
             http_hosts,
+            http_internal,
         } => {
             let directory = directory
                 .map(|d| {
@@ -233,6 +238,7 @@ pub fn connection(service: &Service<'_>, cmd: ConnectionCmd) -> Result<ExitCode>
                 secrets: pairs(&secret, "secret")?,
                 directory,
                 http_hosts,
+                http_internal,
                 state: ConnectionState::Unchecked,
                 updated_at: now_millis(),
             };

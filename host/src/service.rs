@@ -97,6 +97,7 @@ pub fn to_connection(c: &StoredConnection) -> Connection {
     conn.grants = Grants {
         directory: c.directory.clone(),
         http_hosts: c.http_hosts.clone(),
+        http_internal: c.http_internal,
         http_auth,
         postgres,
         ..Grants::none()

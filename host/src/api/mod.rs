@@ -733,6 +733,7 @@ struct ConnectionView {
     secret_names: Vec<String>,
     directory: Option<PathBuf>,
     http_hosts: Vec<String>,
+    http_internal: bool,
     state: ConnectionState,
     updated_at: i64,
 }
@@ -746,6 +747,7 @@ impl From<StoredConnection> for ConnectionView {
             secret_names: c.secrets.into_iter().map(|(n, _)| n).collect(),
             directory: c.directory,
             http_hosts: c.http_hosts,
+            http_internal: c.http_internal,
             state: c.state,
             updated_at: c.updated_at,
         }
@@ -791,6 +793,8 @@ struct ConnectionBody {
     directory: Option<PathBuf>,
     #[serde(default)]
     http_hosts: Vec<String>,
+    #[serde(default)]
+    http_internal: bool,
 }
 
 /// Creates or replaces a connection, then checks it (the answer carries the state).
@@ -816,6 +820,7 @@ async fn put_connection(
             secrets: body.secrets.into_iter().collect(),
             directory: body.directory,
             http_hosts: body.http_hosts,
+            http_internal: body.http_internal,
             state: ConnectionState::Unchecked,
             updated_at: 0,
         })?;

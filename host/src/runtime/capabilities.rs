@@ -467,8 +467,8 @@ pub(crate) fn check_resolved(name: &str, addresses: &[IpAddr]) -> Result<(), Str
         Some((ip, kind)) => Err(format!(
             "`{name}` resolves to {ip}, an internal ({kind}) address; a host granted by name \
              may reach public addresses only: to allow internal ones, set \
-             `http_internal = true` in the connection's grants (project file), or grant and \
-             use the address itself"
+             `http_internal = true` in the connection's grants (project file; \
+             `--http-internal` for a stored connection), or grant and use the address itself"
         )),
     }
 }

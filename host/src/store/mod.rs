@@ -214,6 +214,9 @@ struct ConnectionAtRest {
     secrets: Vec<(String, String)>,
     directory: Option<PathBuf>,
     http_hosts: Vec<String>,
+    /// Absent in connections stored before it existed: false.
+    #[serde(default)]
+    http_internal: bool,
     state: ConnectionState,
     updated_at: i64,
 }
@@ -709,6 +712,7 @@ impl Store {
             secrets,
             directory: c.directory.clone(),
             http_hosts: c.http_hosts.clone(),
+            http_internal: c.http_internal,
             state: c.state.clone(),
             updated_at: now_millis(),
         };
@@ -750,6 +754,7 @@ impl Store {
             secrets,
             directory: rest.directory,
             http_hosts: rest.http_hosts,
+            http_internal: rest.http_internal,
             state: rest.state,
             updated_at: rest.updated_at,
         }))

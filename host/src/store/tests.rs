@@ -20,6 +20,7 @@ fn connection(name: &str) -> StoredConnection {
         secrets: vec![("password".to_string(), SECRET.to_string())],
         directory: Some(PathBuf::from("data")),
         http_hosts: vec!["api.example.com".to_string()],
+        http_internal: false,
         state: ConnectionState::Unchecked,
         updated_at: 0,
     }

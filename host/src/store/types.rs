@@ -67,6 +67,10 @@ pub struct StoredConnection {
     pub secrets: Vec<(String, String)>,
     pub directory: Option<PathBuf>,
     pub http_hosts: Vec<String>,
+    /// Whether hosts granted by name may resolve to internal addresses (loopback,
+    /// private, link-local): on-premise systems. Off by default.
+    #[serde(default)]
+    pub http_internal: bool,
     pub state: ConnectionState,
     /// Unix millis; set by the store on every write (the caller's value is ignored).
     pub updated_at: i64,
@@ -82,6 +86,7 @@ impl fmt::Debug for StoredConnection {
             .field("secrets", &format_args!("{secret_names:?} (values hidden)"))
             .field("directory", &self.directory)
             .field("http_hosts", &self.http_hosts)
+            .field("http_internal", &self.http_internal)
             .field("state", &self.state)
             .field("updated_at", &self.updated_at)
             .finish()
