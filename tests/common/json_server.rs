@@ -21,8 +21,6 @@ pub struct JsonServer {
     child: Child,
     dir: tempfile::TempDir,
     client: reqwest::blocking::Client,
-    bin: PathBuf,
-    middleware: bool,
 }
 
 fn binary() -> Option<PathBuf> {
@@ -63,8 +61,6 @@ impl JsonServer {
             child,
             dir,
             client: reqwest::blocking::Client::new(),
-            bin,
-            middleware: middleware.is_some(),
         };
         server.wait_listening();
         Some(server)
@@ -81,19 +77,6 @@ impl JsonServer {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
-    }
-
-    /// Takes the server down (SIGKILL): connections are refused until
-    /// [`JsonServer::restart`]. What it had saved to db.json stays.
-    pub fn stop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    /// Starts it again on the same port over the same db.json.
-    pub fn restart(&mut self) {
-        self.child = spawn(&self.bin, self.dir.path(), self.port, self.middleware);
-        self.wait_listening();
     }
 
     /// `127.0.0.1:port`, as a grant names it.
