@@ -82,8 +82,13 @@ pub fn serve(data_dir: &Path, key_file: Option<&Path>, args: ServeArgs) -> Resul
     let token = admin_token(data_dir, args.token_file.as_deref())?;
     // One runtime for the daemon's life: leaking it gives the 'static borrow the
     // service and its tasks share.
-    let runtime: &'static weir_host::runtime::Runtime =
-        Box::leak(Box::new(crate::runtime(data_dir)?));
+    let runtime: &'static weir_host::runtime::Runtime = Box::leak(Box::new(
+        weir_host::runtime::Runtime::new(weir_host::runtime::RuntimeConfig {
+            cache_dir: Some(data_dir.join("cache")),
+            pool_instances: config.daemon.pool_instances(),
+            ..weir_host::runtime::RuntimeConfig::default()
+        })?,
+    ));
     let store = crate::cli_store::open_store(data_dir, key_file)?;
     for id in store.interrupted_on_open() {
         tracing::warn!(

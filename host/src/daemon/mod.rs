@@ -34,6 +34,21 @@ pub struct DaemonSettings {
     pub tick: Duration,
 }
 
+impl DaemonSettings {
+    /// How many plugin instances the runtime's pool should hold for this many
+    /// executions at once. An execution holds one instance per plugin it uses
+    /// (source, destination, each transform step) for its whole length, and
+    /// connection checks and validations through the API take more meanwhile:
+    /// four per execution plus 32, never fewer than the runtime's default. (The
+    /// scale load test ran 64 executions out of a pool of 128 and saw "maximum
+    /// concurrent limit of 128 for component instances reached".)
+    pub fn pool_instances(&self) -> u32 {
+        let wanted = self.concurrency.saturating_mul(4).saturating_add(32);
+        let default = crate::runtime::RuntimeConfig::default().pool_instances;
+        u32::try_from(wanted).unwrap_or(u32::MAX).max(default)
+    }
+}
+
 impl Default for DaemonSettings {
     fn default() -> DaemonSettings {
         DaemonSettings {
@@ -943,6 +958,17 @@ mod tests {
         assert_eq!(nice, caller.max(EXECUTION_NICE));
         assert_eq!(inherited, nice);
         assert_eq!(my_nice(), caller, "the caller's own priority is unchanged");
+    }
+
+    #[test]
+    fn the_pool_holds_four_instances_per_execution_and_never_fewer_than_the_default() {
+        let with = |concurrency| DaemonSettings {
+            concurrency,
+            ..DaemonSettings::default()
+        };
+        assert_eq!(with(4).pool_instances(), 128);
+        assert_eq!(with(64).pool_instances(), 288);
+        assert_eq!(with(256).pool_instances(), 1056);
     }
 
     #[tokio::test]

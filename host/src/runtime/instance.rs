@@ -176,7 +176,17 @@ impl<B> Slot<B> {
                         plugin: self.plugin.clone(),
                         trap,
                     },
-                    None => self.host_err(format!("cannot instantiate: {e:#}")),
+                    None => {
+                        let text = format!("{e:#}");
+                        if text.contains("maximum concurrent limit") {
+                            // Not this plugin's fault, nor its configuration's.
+                            self.host_err(format!(
+                                "cannot instantiate: every slot of the host's instance pool is in use ({text}); too many executions, checks or validations at once"
+                            ))
+                        } else {
+                            self.host_err(format!("cannot instantiate: {text}"))
+                        }
+                    }
                 });
             }
         };
