@@ -215,3 +215,31 @@ fn compiled_components_are_cached_and_a_corrupted_entry_is_rebuilt_not_loaded() 
     let again = Runtime::new(config()).unwrap().load_file(&path).unwrap();
     assert_eq!(again.cache_outcome(), CacheOutcome::Rebuilt);
 }
+
+/// A full instance pool is named as such (not blamed on the plugin), and a slot
+/// freed by dropping an instance is usable again.
+#[test]
+fn a_full_instance_pool_is_named_and_a_freed_slot_is_reused() {
+    use weir_host::runtime::{Runtime, RuntimeConfig};
+    let runtime = Runtime::new(RuntimeConfig {
+        pooling: true,
+        pool_instances: 1,
+        cache_dir: None,
+    })
+    .unwrap();
+    assert!(runtime.pooling());
+    let plugin = runtime
+        .load_file(&plugin_path("testkit-connector"))
+        .unwrap();
+    let config = Config::default();
+    let mut first = plugin.connector(Grants::none(), Limits::default()).unwrap();
+    first.check(&config).unwrap();
+    let mut second = plugin.connector(Grants::none(), Limits::default()).unwrap();
+    let err = second.check(&config).unwrap_err().to_string();
+    assert!(
+        err.contains("every slot of the host's instance pool is in use"),
+        "{err}"
+    );
+    drop(first);
+    second.check(&config).unwrap();
+}

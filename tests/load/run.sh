@@ -55,21 +55,12 @@ import json, re, sys
 work, started, ended, stop_status = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 failures = []
 
-def wrk_figures(name):
-    text = open(f"{work}/wrk-{name}.txt").read()
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
-    total = int(re.search(r"(\d+) requests in", text).group(1))
-    p99 = re.search(r"^\s+99%\s+(\S+)", text, re.M).group(1)
-    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
-    sock = re.search(r"Socket errors: (.*)", text)
-    errors = int(non2xx.group(1)) if non2xx else 0
-    print(f"{name:>7}: {total} requests, {rps:.0f} requests/s, p99 {p99}, "
-          f"non-2xx {errors}, socket errors: {sock.group(1) if sock else 'none'}")
-    if errors or (sock and re.search(r"[1-9]", sock.group(1))):
-        failures.append(f"{name}: errors under load")
-
-wrk_figures("api")
-wrk_figures("health")
+sys.path.insert(0, "tests/load")
+from wrk_figures import wrk_figures
+for name in ("api", "health"):
+    error = wrk_figures(f"{work}/wrk-{name}.txt", name)
+    if error:
+        failures.append(error)
 
 items = json.load(open(f"{work}/executions.json"))["items"]
 window = [e for e in items if started <= e["started_at"] <= ended]

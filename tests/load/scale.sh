@@ -134,16 +134,11 @@ python3 - "$work" "$started_ms" "$ended_ms" "$stop_status" "$left_running" "$LON
 import json, re, sys
 work, started, ended, stop_status, left_running, long_records = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6])
 failures = []
-text = open(f"{work}/wrk-api.txt").read()
-rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
-total = int(re.search(r"(\d+) requests in", text).group(1))
-p99 = re.search(r"^\s+99%\s+(\S+)", text, re.M).group(1)
-non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
-sock = re.search(r"Socket errors: (.*)", text)
-errors = int(non2xx.group(1)) if non2xx else 0
-print(f"api: {total} requests, {rps:.0f} requests/s, p99 {p99}, non-2xx {errors}, socket errors: {sock.group(1) if sock else 'none'}")
-if errors or (sock and re.search(r"[1-9]", sock.group(1))):
-    failures.append("API errors under load")
+sys.path.insert(0, "tests/load")
+from wrk_figures import wrk_figures
+error = wrk_figures(f"{work}/wrk-api.txt", "api")
+if error:
+    failures.append(error)
 
 samples = [l for l in open(f"{work}/active.txt").read().split("\n") if l]
 counts = [int(l) for l in samples if l.isdigit()]

@@ -178,7 +178,9 @@ impl<B> Slot<B> {
                     },
                     None => {
                         let text = format!("{e:#}");
-                        if text.contains("maximum concurrent limit") {
+                        if e.downcast_ref::<wasmtime::PoolConcurrencyLimitError>()
+                            .is_some()
+                        {
                             // Not this plugin's fault, nor its configuration's.
                             self.host_err(format!(
                                 "cannot instantiate: every slot of the host's instance pool is in use ({text}); too many executions, checks or validations at once"
