@@ -32,6 +32,8 @@ fn main() {
     };
     let guest_target = target_root.join("wasm-plugins").join(tree);
 
+    ensure_guest_target();
+
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(root.join("plugins"))
@@ -58,14 +60,60 @@ fn main() {
     let output = cmd.output().expect("run cargo to build the plugins");
     if !output.status.success() {
         panic!(
-            "building the plugins (plugins/, target wasm32-wasip2) failed.\n\
-             Is the target installed? `rustup target add wasm32-wasip2` \
-             (rust-toolchain.toml lists it).\n{}",
+            "building the plugins (plugins/, target wasm32-wasip2) failed:\n{}",
             String::from_utf8_lossy(&output.stderr)
         );
     }
     let wasm_dir = guest_target.join("wasm32-wasip2").join("release");
     println!("cargo:rustc-env=WEIR_PLUGIN_DIR={}", wasm_dir.display());
+}
+
+const GUEST_TARGET: &str = "wasm32-wasip2";
+
+/// Makes sure the guest target's standard library is installed, before anything is
+/// built for it.
+///
+/// Why here: `rust-toolchain.toml` lists the target, but rustup installs listed targets
+/// only when it installs the toolchain itself; a machine that already had Rust 1.95 (an
+/// image, a laptop) lacks the target, and the nested build would then fail minutes later
+/// under hundreds of lines. This script runs before wasmtime is compiled, so a newcomer
+/// gets the target installed by rustup, or one line saying what to run, within seconds.
+fn ensure_guest_target() {
+    if guest_std_installed() {
+        return;
+    }
+    // rustup's proxies set RUSTUP_TOOLCHAIN for the toolchain they chose (the pinned one).
+    let toolchain = std::env::var("RUSTUP_TOOLCHAIN").ok();
+    let mut rustup = Command::new("rustup");
+    rustup.args(["target", "add", GUEST_TARGET]);
+    if let Some(toolchain) = &toolchain {
+        rustup.args(["--toolchain", toolchain]);
+    }
+    println!(
+        "cargo:warning=installing the {GUEST_TARGET} target with rustup (the plugins are built for it)"
+    );
+    let installed = rustup.status().map(|s| s.success()).unwrap_or(false);
+    if !installed || !guest_std_installed() {
+        eprintln!(
+            "\nerror: the Rust target {GUEST_TARGET} is not installed and rustup could not add it; \
+             run `rustup target add {GUEST_TARGET}` (or install your distribution's rust-std for it), then build again.\n"
+        );
+        std::process::exit(1);
+    }
+}
+
+/// True when the compiler's sysroot holds the guest target's standard library.
+fn guest_std_installed() -> bool {
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    let Ok(out) = Command::new(rustc).args(["--print", "sysroot"]).output() else {
+        return false;
+    };
+    let sysroot = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    Path::new(&sysroot)
+        .join("lib/rustlib")
+        .join(GUEST_TARGET)
+        .join("lib")
+        .is_dir()
 }
 
 fn watch(dir: &Path) {

@@ -53,6 +53,87 @@ fn demo_completes_then_updates_instead_of_duplicating() {
     check_destination(&csv, &again);
 }
 
+/// The demo shows the product, not a file copy: its execution is in the demo's own
+/// history, and the command it prints (`serve --data-dir …`) starts a daemon whose
+/// API — the dashboard's source — shows that execution, Completed, behind the token
+/// the demo named.
+#[test]
+fn demo_execution_is_in_the_history_that_its_serve_command_shows() {
+    use std::io::{BufRead, BufReader};
+    let cwd = tempfile::tempdir().unwrap();
+    let first = weir(cwd.path(), &["demo"]);
+    let out = stdout(&first);
+    assert!(first.status.success(), "{out}\n{}", stderr(&first));
+    let id: u64 = out
+        .lines()
+        .find_map(|l| l.strip_prefix("execution:"))
+        .unwrap_or_else(|| panic!("no execution line in {out}"))
+        .trim()
+        .parse()
+        .unwrap();
+    // The printed command, run as printed (relative to the same working directory).
+    let serve_line = out
+        .lines()
+        .find(|l| l.contains(" serve --data-dir "))
+        .unwrap_or_else(|| panic!("no serve command in {out}"));
+    let data_dir = serve_line
+        .split(" serve --data-dir ")
+        .nth(1)
+        .unwrap()
+        .trim();
+    assert_eq!(data_dir, "weir-demo/weir-data", "{out}");
+    assert!(
+        out.contains(&format!(
+            "/#/executions/{id} and log in with the token in weir-demo/weir-data/admin-token"
+        )),
+        "{out}"
+    );
+    let token = std::fs::read_to_string(cwd.path().join(data_dir).join("admin-token")).unwrap();
+
+    let listed = weir(cwd.path(), &["--data-dir", data_dir, "executions", "list"]);
+    assert!(listed.status.success(), "{}", stderr(&listed));
+    assert!(
+        stdout(&listed).contains("contacts-sync"),
+        "{}",
+        stdout(&listed)
+    );
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(["--data-dir", data_dir, "serve", "--listen", "127.0.0.1:0"])
+        .current_dir(cwd.path())
+        .env_remove("WEIR_ADMIN_TOKEN")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut first_line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first_line)
+        .unwrap();
+    let addr = first_line
+        .trim()
+        .strip_prefix("weir serve: listening on http://")
+        .unwrap_or_else(|| panic!("unexpected first line {first_line:?}"))
+        .to_owned();
+    let get = |token: &str| {
+        reqwest::blocking::Client::new()
+            .get(format!("http://{addr}/api/v1/executions/{id}"))
+            .bearer_auth(token)
+            .send()
+            .unwrap()
+    };
+    let refused = get("not-the-demo-token-at-all");
+    let answer = get(token.trim());
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(refused.status().as_u16(), 401);
+    assert!(answer.status().is_success(), "{:?}", answer.status());
+    let body: serde_json::Value = answer.json().unwrap();
+    let text = body.to_string();
+    assert!(text.contains("\"Completed\""), "{text}");
+    assert!(text.contains("contacts-sync"), "{text}");
+}
+
 /// The destination holds exactly one record per source record, mapped and
 /// normalised.
 fn check_destination(csv: &str, jsonl: &str) {

@@ -37,9 +37,17 @@ fn admin_token(data_dir: &Path, token_file: Option<&Path>) -> Result<String> {
     if let Ok(t) = std::env::var("WEIR_ADMIN_TOKEN") {
         return checked(t.trim(), "WEIR_ADMIN_TOKEN");
     }
+    let path = ensure_admin_token_file(data_dir)?;
+    let t = std::fs::read_to_string(&path)
+        .with_context(|| format!("reading the token file {}", path.display()))?;
+    checked(t.trim(), &path.display().to_string())
+}
+
+/// `<data-dir>/admin-token`, generated (random, mode 0600) when it does not exist yet.
+pub fn ensure_admin_token_file(data_dir: &Path) -> Result<PathBuf> {
     let path = data_dir.join("admin-token");
-    if let Ok(t) = std::fs::read_to_string(&path) {
-        return checked(t.trim(), &path.display().to_string());
+    if path.exists() {
+        return Ok(path);
     }
     let mut bytes = [0u8; 24];
     getrandom(&mut bytes)?;
@@ -54,10 +62,10 @@ fn admin_token(data_dir: &Path, token_file: Option<&Path>) -> Result<String> {
         .with_context(|| format!("writing {}", path.display()))?;
     writeln!(f, "{token}")?;
     eprintln!(
-        "weir serve: generated an administrator token in {} (keep it secret)",
+        "weir: generated an administrator token in {} (keep it secret)",
         path.display()
     );
-    Ok(token)
+    Ok(path)
 }
 
 fn checked(token: &str, origin: &str) -> Result<String> {

@@ -19,6 +19,8 @@ use weir_host::engine::{Counts, Engine, ExecutionReport, Observer, Status};
 use weir_host::project::Project;
 use weir_host::runtime::{Runtime, RuntimeConfig};
 
+const DEFAULT_DATA_DIR: &str = "weir-data";
+
 #[derive(Parser)]
 #[command(
     name = "weir",
@@ -26,11 +28,12 @@ use weir_host::runtime::{Runtime, RuntimeConfig};
     about = "Move records between systems through sandboxed WebAssembly plugins"
 )]
 struct Cli {
-    /// weir's data directory (component cache; later history and state).
+    /// weir's data directory: the store (connections, projects, execution history,
+    /// plugins) and the compiled-component cache. `weir demo` uses <dir>/weir-data.
     #[arg(
         long,
         global = true,
-        default_value = "weir-data",
+        default_value = DEFAULT_DATA_DIR,
         env = "WEIR_DATA_DIR"
     )]
     data_dir: PathBuf,
@@ -52,7 +55,8 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Run the bundled sample project (5,000 CRM contacts → JSON Lines).
+    /// Run the bundled sample project (5,000 CRM contacts → JSON Lines), recorded in
+    /// the demo's own history, and print the command that shows it on the dashboard.
     Demo {
         /// Where to write the sample project, its data and its output.
         #[arg(long, default_value = "weir-demo")]
@@ -61,6 +65,7 @@ enum Command {
     /// Validate a project: connections, organizations, entities, mappings, keys,
     /// transforms. Every problem at once; nothing is written.
     Validate {
+        /// The project file (TOML).
         project: PathBuf,
         /// Print the report as JSON.
         #[arg(long)]
@@ -69,10 +74,12 @@ enum Command {
     /// Show what a run would do with the first source records: the staged
     /// destination records and insert/update/reject per record. Nothing is written.
     Preview {
+        /// The project file (TOML).
         project: PathBuf,
         /// Records to pull per entity task.
         #[arg(long, default_value_t = 10)]
         limit: u32,
+        /// Print the preview as JSON.
         #[arg(long)]
         json: bool,
     },
@@ -155,7 +162,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
             Ok(exit_code(report.status))
         }
-        Command::Demo { dir } => demo(&dir, &cli.data_dir),
+        Command::Demo { dir } => demo(&dir, &cli.data_dir, cli.key_file.as_deref()),
         Command::Validate { project, json } => {
             let project = Project::load(&project)?;
             let runtime = runtime(&cli.data_dir)?;
@@ -268,7 +275,10 @@ fn execute(data_dir: &Path, project: &Project, progress: bool) -> Result<Executi
     Ok(report)
 }
 
-fn demo(dir: &Path, data_dir: &Path) -> Result<ExitCode> {
+/// Writes the sample project beside its data, stores it in the demo's own data
+/// directory and runs it there, so the execution is in a history that `weir serve`
+/// can show: the demo ends with the one command that opens the dashboard on it.
+fn demo(dir: &Path, data_dir: &Path, key_file: Option<&Path>) -> Result<ExitCode> {
     let input = dir.join("crm-export");
     std::fs::create_dir_all(&input).with_context(|| format!("create {}", input.display()))?;
     let csv = input.join("contacts.csv");
@@ -279,14 +289,24 @@ fn demo(dir: &Path, data_dir: &Path) -> Result<ExitCode> {
     let project_file = dir.join("project.toml");
     std::fs::write(&project_file, bundled::demo::PROJECT)
         .with_context(|| format!("write {}", project_file.display()))?;
-    // The demo keeps its cache inside its own folder unless told otherwise.
-    let data_dir = if data_dir == Path::new("weir-data") {
+    // The demo keeps its data (cache, store, history) inside its own folder unless told
+    // otherwise, so it never touches an administrator's ./weir-data.
+    let data_dir = if data_dir == Path::new(DEFAULT_DATA_DIR) {
         dir.join("weir-data")
     } else {
         data_dir.to_owned()
     };
-    let project = Project::load(&project_file)?;
-    let report = execute(&data_dir, &project, true)?;
+    let runtime = runtime(&data_dir)?;
+    let store = cli_store::open_store(&data_dir, key_file)?;
+    let service = weir_host::service::Service::new(store, &runtime);
+    let (name, _, _) = service.apply_project(&project_file)?;
+    let mut observer = Progress::new(true);
+    let (execution, report) =
+        service.run(&name, weir_host::store::Trigger::Manual, &mut observer)?;
+    observer.bar.finish_and_clear();
+    service.store.flush()?;
+    // Generated now (or reused), so the demo can say where it is before serve starts.
+    let token_path = cli_serve::ensure_admin_token_file(&data_dir)?;
     print!("{report}");
     let show = |p: &Path| {
         std::path::absolute(p)
@@ -294,6 +314,7 @@ fn demo(dir: &Path, data_dir: &Path) -> Result<ExitCode> {
             .display()
             .to_string()
     };
+    println!("execution:   {execution}");
     println!();
     println!("project:     {}", show(&project_file));
     println!(
@@ -305,7 +326,20 @@ fn demo(dir: &Path, data_dir: &Path) -> Result<ExitCode> {
         "destination: {}",
         show(&dir.join("marketing").join("contacts.jsonl"))
     );
-    println!("cache:       {}", show(&data_dir.join("cache")));
+    println!("history:     {}", show(&data_dir));
     println!("Run it again: records are updated, not duplicated.");
+    println!();
+    // Under `cargo run` the newcomer has no `weir` on the PATH yet: name what works.
+    let weir = if std::env::var_os("CARGO_MANIFEST_DIR").is_some() {
+        "cargo run --release --"
+    } else {
+        "weir"
+    };
+    println!("See it on the dashboard:");
+    println!("  {weir} serve --data-dir {}", data_dir.display());
+    println!(
+        "  then open http://127.0.0.1:8080/#/executions/{execution} and log in with the token in {}",
+        token_path.display()
+    );
     Ok(exit_code(report.status))
 }
