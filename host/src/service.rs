@@ -544,6 +544,10 @@ impl<'r> Service<'r> {
             tasks: project.tasks.iter().map(|t| t.name.clone()).collect(),
         })?;
         started(id);
+        let options = &RunOptions {
+            holder: Some(format!("execution {id} of project `{}`", project.name)),
+            ..options.clone()
+        };
         let mut recorder = StoreRecorder {
             store: &self.store,
             id,

@@ -18,6 +18,7 @@ use weir_types::{
 use super::mapping::CompiledMappings;
 use super::retry::with_retry;
 use super::{Counts, MAX_KEPT_FAILURES, Observer, RecordFailure, Stage, TaskReport};
+use super::{conform, lock};
 use crate::project::{EntityTask, Project};
 use crate::runtime::{
     CallError, ConnectorInstance, PluginLogLine, TransformInstance, WriterHandle,
@@ -44,6 +45,13 @@ pub struct RunOptions {
     /// hand, commits, and ends with an error starting with [`INTERRUPTED_PREFIX`], so
     /// the next run resumes from the committed cursor.
     pub stop: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
+    /// Who this run is, in the destination lock's words (`execution 12 of project
+    /// crm-sync`): what a run that waits for the same destination is told. `None`:
+    /// the project's name.
+    pub holder: Option<String>,
+    /// How long a task waits for its destination while another execution writes
+    /// it (`None`: [`super::lock::DEFAULT_DESTINATION_WAIT`]).
+    pub destination_wait: Option<std::time::Duration>,
 }
 
 /// How a task's error starts when it was stopped on request; a run after it resumes.
@@ -146,6 +154,8 @@ struct TaskRun<'a, 'p, 'r> {
     task: &'a EntityTask,
     index: usize,
     report: TaskReport,
+    /// The counts at the last checkpoint: what the destination has made durable.
+    committed: Counts,
     progress: &'p mut Progress<'r>,
     capture: bool,
     stop: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
@@ -199,6 +209,7 @@ impl TaskRun<'_, '_, '_> {
         reopen: bool,
     ) -> Result<Option<WriterHandle>, String> {
         destination.finish(writer).map_err(|e| e.to_string())?;
+        self.committed = self.report.counts;
         self.sync(true);
         self.progress.commit()?;
         if reopen {
@@ -550,6 +561,7 @@ pub(crate) fn run_task(
             cursor: resume.clone(),
             read_ahead_peak: 0,
         },
+        committed: Counts::default(),
         progress,
         capture: options.capture,
         stop: options.stop.clone(),
@@ -573,6 +585,20 @@ pub(crate) fn run_task(
     }
     if let Err(e) = result {
         run.progress.log(format!("error task {}: {e}", task.name));
+        // Records upserted since the last checkpoint were never made durable (the
+        // writer did not finish): counting them would report data the destination
+        // does not hold. They are sent again by the next run.
+        let counts = &mut run.report.counts;
+        let unconfirmed =
+            (counts.inserted - run.committed.inserted) + (counts.updated - run.committed.updated);
+        if unconfirmed > 0 {
+            run.progress.log(format!(
+                "warn task {}: {unconfirmed} records sent to the destination since the last checkpoint were not committed, so they are not counted as inserted or updated",
+                task.name
+            ));
+            counts.inserted = run.committed.inserted;
+            counts.updated = run.committed.updated;
+        }
         run.report.error = Some(e);
         run.sync(false);
     }
@@ -600,6 +626,9 @@ fn pump(
     let destination: &mut ConnectorInstance = plugins.destination;
     let transforms: &mut [TransformInstance] = plugins.transforms;
     let (project, task, capture) = (run.project, run.task, run.capture);
+    // One writer per destination entity, across executions and processes: held
+    // until the task ends, released by drop.
+    let _lock = lock_destination_of(run, options)?;
     let mut writer = Some(run.open(destination)?);
     if let Some(by_task) = &options.records {
         // A re-run of failed records sends stored copies instead of reading.
@@ -649,9 +678,12 @@ fn pump(
             let mut cursor = resume;
             loop {
                 let mut notes = Vec::new();
-                let page = read_page(project, task, source, &cursor, stop.as_deref(), |n| {
+                let mut page = read_page(project, task, source, &cursor, stop.as_deref(), |n| {
                     notes.push(n)
                 });
+                if let (Ok(p), Some(schema)) = (&mut page, source_schema) {
+                    conform::conform_page(p, schema, source.plugin());
+                }
                 let stop = page.as_ref().map_or(true, |p| p.done);
                 if let Ok(p) = &page {
                     cursor = p.next_cursor.clone();
@@ -690,6 +722,39 @@ fn pump(
     result?;
     run.checkpoint(destination, writer.take().expect("open"), false)?;
     Ok(())
+}
+
+/// Takes the destination lock of `run`'s task, and says in the log when it waited.
+fn lock_destination_of(
+    run: &mut TaskRun<'_, '_, '_>,
+    options: &RunOptions,
+) -> Result<Option<lock::DestinationLock>, String> {
+    let Some(target) =
+        lock::DestinationTarget::of(&run.project.destination, &run.task.destination_entity)
+    else {
+        return Ok(None);
+    };
+    let holder = format!(
+        "{} (pid {})",
+        options
+            .holder
+            .clone()
+            .unwrap_or_else(|| format!("a run of project `{}`", run.project.name)),
+        std::process::id()
+    );
+    let wait = options
+        .destination_wait
+        .unwrap_or(lock::DEFAULT_DESTINATION_WAIT);
+    let held = lock::lock_destination(&target, &holder, wait, options.stop.as_deref())
+        .map_err(|e| e.to_string())?;
+    if let Some(other) = &held.waited_for {
+        run.progress.log(format!(
+            "info task {}: waited {:.1} s for {target}, which {other} was writing",
+            run.task.name,
+            held.waited.as_secs_f64()
+        ));
+    }
+    Ok(Some(held))
 }
 
 /// A source page after the prepare stage.

@@ -9,7 +9,9 @@
 //! call fails the entity task (status Error) and the execution goes on to the
 //! next task; the host process always goes on.
 
+mod conform;
 mod execute;
+pub mod lock;
 pub mod mapping;
 mod preview;
 mod report;

@@ -1,7 +1,7 @@
 //! The source side: discovering files, parsing cells, reading pages.
 
 use std::fs::File;
-use std::io::{Read, Seek};
+use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
 
 use weir_sdk::{
@@ -10,7 +10,9 @@ use weir_sdk::{
 };
 
 use crate::options::Options;
-use weir_sdk::files::{Cursor, DATA_DIR, entity_files, entity_path, io_error, open_listed, quoted};
+use weir_sdk::files::{
+    Cursor, DATA_DIR, entity_files, entity_path, io_error, open_listed, quoted, unterminated_line,
+};
 
 /// A CSV reader configured the one way every call reads: our delimiter, no
 /// trimming, and `flexible` so a short or long row is ours to reject with a line
@@ -132,6 +134,20 @@ pub fn read_page_from<R: Read + Seek>(
     cursor: Option<Cursor>,
     max_records: u32,
 ) -> Result<ReadPage, Error> {
+    // Where the file ends, and whether on a line end: a last record that reaches the
+    // end without one is still being written (see `unterminated_line`).
+    let mut input = input;
+    let io = |e| Error::io(&format!("entity `{entity}`"), e);
+    let end = input.seek(SeekFrom::End(0)).map_err(io)?;
+    let ends_a_line = end == 0 || {
+        let mut last = [0u8];
+        input
+            .seek(SeekFrom::Start(end - 1))
+            .and_then(|_| input.read_exact(&mut last))
+            .map_err(io)?;
+        matches!(last[0], b'\n' | b'\r')
+    };
+    input.seek(SeekFrom::Start(0)).map_err(io)?;
     let mut rdr = reader(options, Tracked::new(input));
     // The header is read on every page: it names the columns, and reading one row
     // is cheaper than carrying the names in the cursor.
@@ -152,6 +168,8 @@ pub fn read_page_from<R: Read + Seek>(
     let mut scratch = Vec::new();
     let mut taken = 0;
     let mut done = false;
+    // Where a last line without its line end starts, when this page met one.
+    let mut partial_at = None;
     // Rejected rows count towards the page too: a page then never parses more
     // than `max_records` rows, however bad the file.
     while taken < max {
@@ -164,6 +182,13 @@ pub fn read_page_from<R: Read + Seek>(
         }
         taken += 1;
         let line = rdr.get_mut().line_of(&record);
+        if !ends_a_line && rdr.position().byte() >= end {
+            // Not a record yet: refused, and the cursor stays before it.
+            rejected.push(unterminated_line(line));
+            partial_at = record.position().map(|p| p.byte());
+            done = true;
+            break;
+        }
         match parse_row(&header, &types, &record, &mut cells, &mut scratch) {
             Ok(()) => columns.push(&record, &cells),
             Err(error) => rejected.push(Rejected {
@@ -173,7 +198,7 @@ pub fn read_page_from<R: Read + Seek>(
             }),
         }
     }
-    let next_byte = rdr.position().byte();
+    let next_byte = partial_at.unwrap_or_else(|| rdr.position().byte());
     // Look one record ahead so the last page says `done` instead of leaving the
     // host to ask for an empty one. The cursor stays before that record.
     if !done {
@@ -726,7 +751,7 @@ mod tests {
 
     #[test]
     fn crlf_bom_and_blank_lines() {
-        let data = "\u{feff}id,name\r\n1,a\r\n\r\nzz,b\r\n3,c";
+        let data = "\u{feff}id,name\r\n1,a\r\n\r\nzz,b\r\n3,c\r\n";
         let p = page(data, "id:integer", None, 10);
         assert_eq!(p.records.columns[0].name, "id");
         assert_eq!(
@@ -748,6 +773,32 @@ mod tests {
         let p = page("id,n\r\n1,\"a\r\nb\"\r\nx,c\r\n", "id:integer", None, 10);
         assert_eq!(p.records.row(0).text("n"), Some("a\r\nb"));
         assert_eq!(p.rejected[0].position, "line 4");
+    }
+
+    #[test]
+    fn a_last_line_without_its_line_end_is_not_read_and_the_cursor_stays_before_it() {
+        // Another program is still writing the last line: `3,Car` of `3,Carol`.
+        let partial = "id,name\n1,Ada\n2,Bo\n3,Car";
+        let p = page(partial, "id:integer", None, 10);
+        assert!(p.done);
+        assert_eq!(values(&p.records, "id"), [1, 2].map(Value::Integer).to_vec());
+        assert_eq!(p.rejected.len(), 1);
+        assert_eq!(p.rejected[0].position, "line 4");
+        assert!(p.rejected[0].error.message.contains("no line end yet"));
+        let cursor = p.next_cursor.unwrap();
+        assert_eq!(cursor, "19:4", "the cursor stays before the partial line");
+        // Met by the look-ahead of a full page: that page stops before it too.
+        let p = page(partial, "id:integer", None, 2);
+        assert!(!p.done && p.rejected.is_empty());
+        assert_eq!(p.next_cursor.as_deref(), Some("19:4"));
+        // Once the writer finished the line, the next read takes it whole.
+        let whole = "id,name\n1,Ada\n2,Bo\n3,Carol\n";
+        let p = page(whole, "id:integer", Some(&cursor), 10);
+        assert!(p.done && p.rejected.is_empty());
+        assert_eq!(p.records.row(0).text("name"), Some("Carol"));
+        // A quoted cell cut short at the end of the file is not a record either.
+        let p = page("id,note\n1,\"two\nli", "id:integer", None, 10);
+        assert!(p.records.is_empty() && p.rejected.len() == 1);
     }
 
     #[test]

@@ -11,7 +11,9 @@ use weir_sdk::{
 
 use crate::convert::{cell, push};
 use crate::schema::{infer, is_blank};
-use weir_sdk::files::{Cursor, DATA_DIR, entity_files, entity_path, io_error, open_listed};
+use weir_sdk::files::{
+    Cursor, DATA_DIR, entity_files, entity_path, io_error, open_listed, unterminated_line,
+};
 
 /// One entity per `*.jsonl` file of `dir`, sorted by name.
 pub fn discover(dir: &Path, sample: usize) -> Result<Vec<EntitySchema>, Error> {
@@ -112,6 +114,14 @@ pub fn read_page_from<R: Read + Seek>(
             break true;
         }
         let number = at.line;
+        if line.last() != Some(&b'\n') {
+            // The end of the file, in the middle of a line: not a record yet (see
+            // `unterminated_line`). The cursor stays before it.
+            if !is_blank(&line) {
+                rejected.push(unterminated_line(number));
+            }
+            break true;
+        }
         at.byte += n as u64;
         at.line += 1;
         if is_blank(&line) {
@@ -331,9 +341,28 @@ mod tests {
         assert!(!p.done);
         let p = page(data, p.next_cursor.as_deref(), 1);
         assert!(p.done);
-        // A last line without a newline still counts.
-        let p = page("{\"a\": 1}\n{\"a\": 2}", None, 10);
-        assert_eq!(p.records.len(), 2);
+    }
+
+    #[test]
+    fn a_last_line_without_its_line_end_is_not_read_and_the_cursor_stays_before_it() {
+        // Another program is still writing line 2: `{"a": 2, "name": "Car` of `...Carol"}`.
+        let partial = "{\"a\": 1}\n{\"a\": 2, \"name\": \"Car";
+        let p = page(partial, None, 10);
+        assert!(p.done);
+        assert_eq!(values(&p.records, "a"), vec![Value::Integer(1)]);
+        assert_eq!(p.rejected.len(), 1);
+        assert_eq!(p.rejected[0].position, "line 2");
+        assert!(p.rejected[0].error.message.contains("no line end yet"));
+        assert_eq!(p.next_cursor.as_deref(), Some("9:2"), "before the partial line");
+        // Once the writer finished the line, the next read from that cursor takes it whole.
+        let whole = "{\"a\": 1}\n{\"a\": 2, \"name\": \"Carol\"}\n";
+        let p = page(whole, Some("9:2"), 10);
+        assert!(p.done && p.rejected.is_empty());
+        assert_eq!(p.records.row(0).text("name"), Some("Carol"));
+        // Blanks after the last line end are not a record, finished or not.
+        let p = page("{\"a\": 1}\n  ", None, 10);
+        assert!(p.done && p.rejected.is_empty());
+        assert_eq!(p.next_cursor.as_deref(), Some("9:2"));
     }
 
     #[test]

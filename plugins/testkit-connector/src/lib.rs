@@ -206,7 +206,7 @@ impl Connector for Testkit {
         .option(ConfigField::new("broken", "Break the contract on purpose: `non-idempotent` or `outcome-count`."))
         .option(ConfigField::new("upsert_spin", "Busy-loop iterations per upserted batch (slows the destination down)."))
         .option(ConfigField::new("read_spin", "Busy-loop iterations per page read (slows the source down)."))
-        .option(ConfigField::new("malform_read", "Break the contract in read's page: utf8, offsets, huge-len."))
+        .option(ConfigField::new("malform_read", "Break the contract in read's page: utf8, offsets, huge-len; or lie about a type: lying-type (an `age` column of text)."))
         .option(ConfigField::new("mode_calls", "Where `mode` acts: a comma list of check, read, upsert (default all)."))
         .option(ConfigField::new("refuse_check", "Fail `check` with this reason, as a refused login would."))
         .option(ConfigField::new("down_if", "While this file exists under `/data`, fail check, read and open_writer with a transient connection error, as an unreachable server would."))
@@ -312,6 +312,25 @@ fn malform_read(config: &Config, mut page: ReadPage) -> ReadPage {
         (Some("huge-len"), _) => {
             page.records.columns.clear();
             page.records.len = u32::MAX as usize;
+        }
+        (Some("lying-type"), _) if page.records.len > 0 => {
+            // An `age` column of text, whatever the schema declares (declare it
+            // `extra_fields = "age:integer"`): `abc` in the first record, the
+            // others null.
+            let len = page.records.len;
+            let mut ages = VarData::with_capacity(len, 3);
+            ages.push(b"abc");
+            let mut nulls = vec![false];
+            for _ in 1..len {
+                ages.push(b"");
+                nulls.push(true);
+            }
+            page.records.columns.retain(|c| c.name != "age");
+            page.records.columns.push(Column {
+                name: "age".to_owned(),
+                data: ColumnData::Text(ages),
+                nulls,
+            });
         }
         _ => {}
     }

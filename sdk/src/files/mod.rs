@@ -75,6 +75,26 @@ pub fn open_listed(entity: &str, path: &Path) -> Result<Option<std::fs::File>, E
     }
 }
 
+/// The record error of a last line that has no line end yet.
+///
+/// Why file sources refuse it: a file that another program is still writing ends in a
+/// half-written line (`3,Car` of `3,Carol`). Read as a record, it would reach the
+/// destination cut short, and the cursor after it would start the next incremental
+/// read in the middle of the line (`ol`). So a reader takes complete lines only: this
+/// line fails (the run says Warning, so a complete file that merely lacks its final
+/// line end is seen and can be fixed), and the page's cursor stays *before* it, so
+/// the next run reads it again, whole once the writer has finished it.
+pub fn unterminated_line(line: u64) -> crate::Rejected {
+    crate::Rejected {
+        position: format!("line {line}"),
+        key: None,
+        error: crate::RecordError::new(
+            "the last line has no line end yet, so it was not read (a file still being written?); \
+             the next run reads it again from there. A complete file must end with a line end",
+        ),
+    }
+}
+
 /// `<dir>/<entity>.<extension>`, after checking the name.
 pub fn entity_path(dir: &Path, entity: &str, extension: &str) -> Result<PathBuf, Error> {
     check_entity_name(entity)?;

@@ -605,6 +605,9 @@ pub struct KeyedFileWriter<F: RecordFormat> {
     keys: String,
     keyed: Vec<Result<(u64, usize), RecordError>>,
     finished: bool,
+    /// The entity file as this session found it (`None`: there was none), checked
+    /// again before `finish` touches it.
+    opened_as: Option<Fingerprint>,
 }
 
 /// What identifies how a session keys records: a kept or persisted index is
@@ -640,6 +643,12 @@ impl<F: RecordFormat> KeyedFileWriter<F> {
             return Err(Error::config(format!(
                 "entity `{entity}`: upsert needs key fields"
             )));
+        }
+        // Temporary files of a session that died (a trap drops the instance before
+        // `drop` can clean up): the host's destination lock means no live session of
+        // weir's is writing them, so they are stale, and they would otherwise stay.
+        for suffix in ["tmp", "new.tmp", "updates.tmp", "order.tmp"] {
+            let _ = std::fs::remove_file(dir.join(format!(".{entity}.{extension}.{suffix}")));
         }
         let tag = index_tag(extension, key_fields, &format.index_tag());
         let files = IndexFiles::new(dir, entity, extension);
@@ -715,6 +724,7 @@ impl<F: RecordFormat> KeyedFileWriter<F> {
             keys: String::new(),
             keyed: Vec::new(),
             finished: false,
+            opened_as: None,
         };
         if let Some((mut file, len)) = existing {
             file.seek(SeekFrom::Start(0)).map_err(ioe)?;
@@ -728,6 +738,7 @@ impl<F: RecordFormat> KeyedFileWriter<F> {
             .and_then(|r| r)
             .map_err(ioe)?;
             w.store.existing_len = len;
+            w.opened_as = Some(Fingerprint::of(&file).map_err(ioe)?);
             w.store.new_base = len + u64::from(last != b'\n');
             w.store.existing = Some(file);
             if let Some(from) = scan_from {
@@ -941,6 +952,7 @@ impl<F: RecordFormat> KeyedFileWriter<F> {
             // Nothing written: the file stays as it was (or absent).
             return self.keep_index();
         }
+        self.check_unchanged()?;
         for log in [self.store.new.as_mut(), self.store.updates.as_mut()]
             .into_iter()
             .flatten()
@@ -982,6 +994,40 @@ impl<F: RecordFormat> KeyedFileWriter<F> {
         } else {
             Ok(())
         }
+    }
+
+    /// Refuses to write when the entity file is no longer the one this session
+    /// opened: another program wrote it, appended to it, created or removed it.
+    ///
+    /// Why: `finish` builds the result from the file as it was at `open` (renaming
+    /// a merged copy over it, or appending at its old end), so whatever another
+    /// writer put there meanwhile would be lost without a word. weir's own writers
+    /// are kept apart by the host's destination lock; this catches the others
+    /// (an appender, an editor, a second tool). The session's records are not
+    /// written; the next run reads the file as it is then.
+    fn check_unchanged(&self) -> Result<(), Error> {
+        let path = &self.store.path;
+        let now = match File::open(path) {
+            Ok(file) => Some(Fingerprint::of(&file).map_err(|e| self.ioe(path, e))?),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => return Err(self.ioe(path, e)),
+        };
+        if now == self.opened_as {
+            return Ok(());
+        }
+        let what = match (&self.opened_as, &now) {
+            (None, Some(_)) => "was created by another program",
+            (Some(_), None) => "was removed",
+            (Some(before), Some(after)) if after.len > before.len => {
+                "grew (another program appended to it)"
+            }
+            _ => "was changed by another program",
+        };
+        Err(Error::connection(format!(
+            "entity `{}`: the file {what} while this run was writing it; it was not replaced, \
+             and none of this session's records were written to it. Run again once the other writer is done",
+            self.store.entity
+        )))
     }
 
     /// The index describes the entity file as it is: its manifest says so, and
@@ -1462,6 +1508,55 @@ mod tests {
     }
 
     use UpsertOutcome::{Inserted as I, Updated as U};
+
+    #[test]
+    fn a_file_changed_by_another_program_during_the_session_is_not_replaced() {
+        use std::io::Write as _;
+        // An appender adds a line while the session writes: the merge would drop it.
+        let dir = TestDir::new();
+        dir.write("t.txt", "a\t1\n");
+        let mut w = open(&dir);
+        assert_eq!(w.upsert(batch(&[("a", "2"), ("b", "1")])).unwrap(), [U, I]);
+        let mut f = OpenOptions::new()
+            .append(true)
+            .open(dir.path().join("t.txt"))
+            .unwrap();
+        f.write_all(b"z\tappended\n").unwrap();
+        drop(f);
+        let err = w.finish().unwrap_err().to_string();
+        assert!(err.contains("grew (another program appended to it)"), "{err}");
+        assert_eq!(dir.read("t.txt"), "a\t1\nz\tappended\n", "the appender's line is kept");
+        // Created by another writer while a session that found no file was writing.
+        let dir = TestDir::new();
+        let mut w = open(&dir);
+        assert_eq!(w.upsert(batch(&[("a", "1")])).unwrap(), [I]);
+        dir.write("t.txt", "x\tother\n");
+        let err = w.finish().unwrap_err().to_string();
+        assert!(err.contains("was created by another program"), "{err}");
+        assert_eq!(dir.read("t.txt"), "x\tother\n");
+        // Nothing changed: the session commits as ever.
+        let mut w = open(&dir);
+        assert_eq!(w.upsert(batch(&[("x", "2")])).unwrap(), [U]);
+        w.finish().unwrap();
+        assert_eq!(dir.read("t.txt"), "x\t2\n");
+    }
+
+    #[test]
+    fn a_session_removes_temporary_files_a_dead_session_left() {
+        let dir = TestDir::new();
+        for name in [".t.txt.tmp", ".t.txt.new.tmp", ".t.txt.updates.tmp", ".t.txt.order.tmp"] {
+            dir.write(name, "left by a trapped instance");
+        }
+        let mut w = open(&dir);
+        w.upsert(batch(&[("a", "1")])).unwrap();
+        w.finish().unwrap();
+        let left: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| n.ends_with(".tmp"))
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
+    }
 
     #[test]
     fn insert_then_update_across_sessions_keeps_first_seen_order() {
