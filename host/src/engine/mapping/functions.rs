@@ -1,6 +1,7 @@
 //! The functions mapping expressions may call: an allow-list of VRL's standard
 //! library, plus weir's `lookup` (value maps declared in the project) and a
-//! bounded `replace`.
+//! bounded `replace` — every one of them wrapped in [`Bounded`], which fails
+//! the record when a call's value grows past [`MAX_VALUE_BYTES`].
 //!
 //! Left out on purpose: anything with I/O, the environment, the clock or
 //! randomness (`now`, `get_env_var`, `uuid_v4`, `http_request`...), closures
@@ -15,6 +16,15 @@ use vrl::compiler::prelude::*;
 
 /// The largest text a `replace` may produce, in bytes.
 pub const MAX_REPLACE_OUTPUT: usize = 1 << 20;
+
+/// The largest value any function call in a mapping may return, in bytes as
+/// [`value_size`] counts them (1 MiB; the same bound as a mapping's final value).
+pub const MAX_VALUE_BYTES: usize = 1 << 20;
+
+/// What one element of an array or object costs beyond its contents: VRL holds
+/// each as a `Value` (and an object's key as a string), so a million one-byte
+/// strings take tens of megabytes, not one.
+const ELEMENT_OVERHEAD: usize = std::mem::size_of::<Value>();
 
 /// Standard-library functions allowed in mappings.
 pub const ALLOWED: &[&str] = &[
@@ -89,7 +99,147 @@ pub fn for_mappings(
         tables: lookups.clone(),
     }));
     fns.push(Box::new(BoundedReplace));
-    fns
+    // Every function, not a list of the ones known to amplify (`join`, `split`,
+    // `format_number`, …): a list misses the next one. With every call's value
+    // bounded, nesting cannot multiply: each step starts from at most
+    // MAX_VALUE_BYTES, and operators (`+`) are few, as the screen bounds them.
+    fns.into_iter()
+        .map(|inner| Box::new(Bounded { inner }) as Box<dyn Function>)
+        .collect()
+}
+
+/// The size of a value as the bound counts it: text and bytes by length,
+/// arrays and objects by their contents plus [`ELEMENT_OVERHEAD`] per element
+/// (and an object's keys). Stops counting once past `limit`.
+pub fn value_size(value: &Value, limit: usize) -> usize {
+    match value {
+        Value::Bytes(b) => b.len(),
+        Value::String(s) => s.len(),
+        Value::Regex(r) => r.as_str().len(),
+        Value::Array(items) => {
+            let mut total = 0usize;
+            for v in items {
+                total = total.saturating_add(ELEMENT_OVERHEAD + value_size(v, limit));
+                if total > limit {
+                    break;
+                }
+            }
+            total
+        }
+        Value::Object(map) => {
+            let mut total = 0usize;
+            for (k, v) in map {
+                total = total.saturating_add(ELEMENT_OVERHEAD + k.len() + value_size(v, limit));
+                if total > limit {
+                    break;
+                }
+            }
+            total
+        }
+        _ => ELEMENT_OVERHEAD,
+    }
+}
+
+/// Checks a function's value against [`MAX_VALUE_BYTES`].
+fn check_size(function: &str, value: &Value) -> Result<(), String> {
+    let size = value_size(value, MAX_VALUE_BYTES);
+    if size > MAX_VALUE_BYTES {
+        return Err(format!(
+            "`{function}` produced a value of more than {MAX_VALUE_BYTES} bytes (1 MiB), the limit for any value in a mapping"
+        ));
+    }
+    Ok(())
+}
+
+/// A function whose every call is checked against [`MAX_VALUE_BYTES`]: the
+/// compiled call is wrapped in a [`BoundedCall`]. Everything else (parameters,
+/// type checking, fallibility) is the inner function's, so an expression that
+/// compiled before compiles the same; a value over the bound is a runtime error,
+/// which fails that record like any other error of the expression.
+#[derive(Debug)]
+struct Bounded {
+    inner: Box<dyn Function>,
+}
+
+impl Function for Bounded {
+    fn identifier(&self) -> &'static str {
+        self.inner.identifier()
+    }
+    fn summary(&self) -> &'static str {
+        self.inner.summary()
+    }
+    fn usage(&self) -> &'static str {
+        self.inner.usage()
+    }
+    fn category(&self) -> &'static str {
+        self.inner.category()
+    }
+    fn internal_failure_reasons(&self) -> &'static [&'static str] {
+        self.inner.internal_failure_reasons()
+    }
+    fn return_kind(&self) -> u16 {
+        self.inner.return_kind()
+    }
+    fn return_rules(&self) -> &'static [&'static str] {
+        self.inner.return_rules()
+    }
+    fn notices(&self) -> &'static [&'static str] {
+        self.inner.notices()
+    }
+    fn pure(&self) -> bool {
+        self.inner.pure()
+    }
+    fn examples(&self) -> &'static [Example] {
+        self.inner.examples()
+    }
+    fn compile(
+        &self,
+        state: &state::TypeState,
+        ctx: &mut FunctionCompileContext,
+        arguments: ArgumentList,
+    ) -> Compiled {
+        let call = self.inner.compile(state, ctx, arguments)?;
+        Ok(Box::new(BoundedCall {
+            function: self.inner.identifier(),
+            call,
+        }))
+    }
+    fn parameters(&self) -> &'static [Parameter] {
+        self.inner.parameters()
+    }
+    fn closure(&self) -> Option<closure::Definition> {
+        self.inner.closure()
+    }
+}
+
+/// A compiled call whose value is checked before anything else sees it.
+#[derive(Debug, Clone)]
+struct BoundedCall {
+    function: &'static str,
+    call: Box<dyn Expression>,
+}
+
+impl Expression for BoundedCall {
+    fn resolve(&self, ctx: &mut Context) -> Resolved {
+        let value = self.call.resolve(ctx)?;
+        check_size(self.function, &value)?;
+        Ok(value)
+    }
+
+    fn resolve_constant(&self, state: &state::TypeState) -> Option<Value> {
+        // A constant over the bound is left to `resolve`, which refuses it.
+        self.call
+            .resolve_constant(state)
+            .filter(|v| check_size(self.function, v).is_ok())
+    }
+
+    fn type_info(&self, state: &state::TypeState) -> TypeInfo {
+        self.call.type_info(state)
+    }
+
+    fn format(&self) -> Option<String> {
+        self.call.format()
+    }
 }
 
 /// `lookup("table", key)`: the value `key` maps to in the project's lookup
