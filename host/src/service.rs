@@ -226,8 +226,16 @@ impl<'r> Service<'r> {
         plugins_dir: &Path,
     ) -> Result<InstalledPlugin, ServiceError> {
         let runtime = self.engine.registry().runtime();
+        // Read once (bounded, regular files only) and install exactly the bytes
+        // that were validated: copying the path again could copy something else.
+        let bytes = crate::runtime::read_plugin_file(file)
+            .map_err(|e| ServiceError::Invalid(e.to_string()))?;
+        let label = file.file_name().map_or_else(
+            || file.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        );
         let plugin = runtime
-            .load_file(file)
+            .load_bytes(&label, &bytes)
             .map_err(|e| ServiceError::Invalid(e.to_string()))?;
         let info = match plugin.kind() {
             crate::runtime::PluginKind::Connector => plugin
@@ -246,7 +254,7 @@ impl<'r> Service<'r> {
             info.version,
             &plugin.digest()[..12]
         ));
-        std::fs::copy(file, &target)
+        std::fs::write(&target, &bytes)
             .map_err(|e| ServiceError::Invalid(format!("copy to {}: {e}", target.display())))?;
         let installed = InstalledPlugin {
             name: info.name,

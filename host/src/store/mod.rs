@@ -261,6 +261,9 @@ struct ExecRecord {
     log_dropped: u64,
     record_errors_stored: u64,
     record_errors_dropped: u64,
+    /// Bytes of the stored record errors (against `max_record_error_bytes`).
+    #[serde(default)]
+    record_error_bytes: u64,
     staged_stored: u64,
     staged_dropped: u64,
 }
@@ -1004,6 +1007,7 @@ impl Store {
             log_dropped: 0,
             record_errors_stored: 0,
             record_errors_dropped: 0,
+            record_error_bytes: 0,
             staged_stored: 0,
             staged_dropped: 0,
         };
@@ -1076,10 +1080,16 @@ impl Store {
                     &mut rec.log_stored,
                     &mut rec.log_dropped,
                 )?;
+                let errors = within_bytes(
+                    &errors,
+                    limits.max_record_error_bytes,
+                    &mut rec.record_error_bytes,
+                );
+                rec.record_errors_dropped += (cp.record_errors.len() - errors.len()) as u64;
                 append(
                     errors_tree,
                     id,
-                    &errors,
+                    errors,
                     limits.max_record_errors,
                     &mut rec.record_errors_stored,
                     &mut rec.record_errors_dropped,
@@ -1407,6 +1417,21 @@ fn append(
     }
     *dropped += (items.len() - take) as u64;
     Ok(())
+}
+
+/// The leading `items` that fit in what is left of a byte budget (`used` of
+/// `max`), counted into `used`; the rest are for the caller to count as dropped.
+fn within_bytes<'a>(items: &'a [Vec<u8>], max: u64, used: &mut u64) -> &'a [Vec<u8>] {
+    let mut take = 0;
+    for item in items {
+        let next = *used + item.len() as u64;
+        if next > max {
+            break;
+        }
+        *used = next;
+        take += 1;
+    }
+    &items[..take]
 }
 
 /// Reads items `offset..offset+limit` (capped at `total`) of one execution from a tree

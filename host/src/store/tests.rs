@@ -661,6 +661,42 @@ fn limits_count_but_do_not_store() {
     assert_eq!(store.record_errors(id, 0, 0).unwrap().1, 3);
 }
 
+/// Each record error is bounded where it enters the host, but many of them are
+/// not: past `max_record_error_bytes` they are counted, not stored, so the store
+/// grows by a stated bound per execution whatever the count.
+#[test]
+fn record_errors_past_the_byte_budget_are_counted_not_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = open(dir.path());
+    store.set_limits(StoreLimits {
+        max_record_error_bytes: 100_000,
+        ..StoreLimits::default()
+    });
+    let id = store.begin_execution(new_exec("p")).unwrap();
+    let big = |n: u64| StoredRecordError {
+        message: "m".repeat(8 << 10),
+        ..record_error(n)
+    };
+    for round in 0..3 {
+        store
+            .checkpoint(
+                id,
+                Checkpoint {
+                    tasks: vec![],
+                    log: vec![],
+                    record_errors: (round * 10..round * 10 + 10).map(big).collect(),
+                    staged: vec![],
+                },
+            )
+            .unwrap();
+    }
+    let e = store.execution(id).unwrap().unwrap();
+    // 100,000 bytes hold 12 errors of ~8.2 KiB each; all 30 are counted.
+    assert_eq!(e.record_errors, 30);
+    assert_eq!(e.record_errors - e.record_errors_dropped, 12, "{e:?}");
+    assert_eq!(store.record_errors(id, 0, 0).unwrap().1, 12);
+}
+
 #[test]
 fn prune_by_age_and_keep_last_never_running() {
     let dir = tempfile::tempdir().unwrap();
