@@ -10,6 +10,7 @@
 //! next task; the host process always goes on.
 
 mod execute;
+pub mod keys;
 pub mod mapping;
 mod preview;
 mod report;

@@ -773,3 +773,22 @@ fn prune_by_age_and_keep_last_never_running() {
     assert_eq!(n, 0);
     assert!(store.execution(running_a).unwrap().is_some());
 }
+
+/// A data directory removed under a running store (its parent deleted): the
+/// next checkpoint's error names the directory, not just "No such file".
+#[test]
+fn an_io_error_on_a_vanished_data_directory_names_the_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("parent").join("store");
+    let store = open(&data);
+    let id = store.begin_execution(new_exec("p")).unwrap();
+    std::fs::remove_dir_all(dir.path().join("parent")).unwrap();
+    let e = store.checkpoint(id, Checkpoint::default()).unwrap_err();
+    let text = e.to_string();
+    assert!(
+        text.starts_with("store I/O error on the data directory ")
+            && text.contains(&data.display().to_string())
+            && text.contains("No such file or directory"),
+        "{text}"
+    );
+}
