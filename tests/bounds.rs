@@ -267,6 +267,27 @@ fn plugin_files_that_are_no_plugins_are_refused_within_a_second() {
             println!("weir {command} with {name}: {took:?}: {}", all.trim());
         }
     }
+    for (name, plugin, expected) in &cases {
+        let started = Instant::now();
+        let o = weir(
+            tmp.path(),
+            &[
+                "--data-dir",
+                "install-data",
+                "plugin",
+                "install",
+                &plugin.display().to_string(),
+            ],
+        );
+        let took = started.elapsed();
+        let all = String::from_utf8_lossy(&o.stderr).into_owned();
+        assert!(
+            !o.status.success() && all.contains(expected),
+            "{name}: {all}"
+        );
+        assert!(took < Duration::from_secs(1), "{name} install: {took:?}");
+        println!("weir plugin install with {name}: {took:?}: {}", all.trim());
+    }
     let (daemon, addr) = start_serve(&tmp.path().join("data"), TOKEN);
     let http = reqwest::blocking::Client::builder()
         .timeout(Duration::from_secs(5))

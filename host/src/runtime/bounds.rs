@@ -70,3 +70,34 @@ pub fn check_failures(failures: usize, records: usize) -> Result<(), String> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pages_cursors_and_failures_past_their_bounds_are_refused_by_name() {
+        assert!(check_page(60, 40, 100, Some(&"7".repeat(MAX_CURSOR_BYTES))).is_ok());
+        assert_eq!(
+            check_page(100, 600_000, 100, None).unwrap_err(),
+            "read returned 100 records and 600000 rejected records for a page of at most 100"
+        );
+        assert_eq!(
+            check_page(1, 0, 100, Some(&"7".repeat(32 << 20))).unwrap_err(),
+            "read returned a cursor of 33554432 bytes; a cursor is at most 4096 bytes (4 KiB)"
+        );
+        assert!(check_failures(10, 10).is_ok());
+        assert_eq!(
+            check_failures(600_000, 100).unwrap_err(),
+            "transform reported 600000 failures for 100 records"
+        );
+    }
+
+    #[test]
+    fn texts_are_cut_at_a_character_boundary_saying_how_much() {
+        let cut = bounded_to("é".repeat(1_000), MAX_KEY_BYTES);
+        assert!(cut.starts_with(&"é".repeat(512)));
+        assert!(cut.ends_with("… (976 more bytes cut by the host)"), "{cut}");
+        assert_eq!(bounded_to("short".into(), MAX_KEY_BYTES), "short");
+    }
+}
