@@ -12,9 +12,10 @@ use std::hash::{BuildHasher, Hash, Hasher, RandomState};
 
 use weir_types::Batch;
 
-/// The most distinct keys remembered per read (~40 MiB): past it, duplicates are
-/// no longer detected (and the execution log says so once), so a read of a
-/// hundred million records does not hold a hundred million keys.
+/// The most distinct keys remembered per read (a table of at most ~50 MiB):
+/// past it, duplicates are no longer detected (and the execution log says so
+/// once), so a read of a hundred million records does not hold a hundred
+/// million keys.
 pub const MAX_TRACKED_KEYS: usize = 1_000_000;
 
 /// The longest key text kept in a record error (the runtime's bound for keys
