@@ -293,25 +293,29 @@ fn plugin_files_that_are_no_plugins_are_refused_within_a_second() {
         .timeout(Duration::from_secs(5))
         .build()
         .unwrap();
-    // A good project first, so the daemon has compiled jsonl (the destination)
-    // before the timings: they measure the refusal, not a first compilation.
-    let warm = project_toml(
-        "warm",
-        &plugin_path("testkit-connector").display().to_string(),
+    let put_project = |name: &str, text: String| {
+        http.put(format!("http://{addr}/api/v1/projects/{name}"))
+            .bearer_auth(TOKEN)
+            .header("content-type", "application/toml")
+            .body(text)
+            .send()
+            .expect("the PUT is answered")
+    };
+    // A plugin that is a real one for now: stored, then swapped for a FIFO
+    // behind the daemon's back (below). It also has the daemon compile jsonl
+    // (the destination) before the timings, so they measure the refusal.
+    let swap = tmp.path().join("swap.wasm");
+    std::fs::copy(plugin_path("testkit-connector"), &swap).unwrap();
+    let swapped = project_toml(
+        "swapped",
+        &swap.display().to_string(),
         "",
         &out,
         10,
         "id",
         mapping,
     );
-    let put = http
-        .put(format!("http://{addr}/api/v1/projects/warm"))
-        .bearer_auth(TOKEN)
-        .header("content-type", "application/toml")
-        .body(warm)
-        .send()
-        .unwrap();
-    assert!(put.status().is_success());
+    assert!(put_project("swapped", swapped).status().is_success());
     for (name, plugin, expected) in &cases {
         let text = project_toml(
             name,
@@ -323,38 +327,21 @@ fn plugin_files_that_are_no_plugins_are_refused_within_a_second() {
             mapping,
         );
         let started = Instant::now();
-        let put = http
-            .put(format!("http://{addr}/api/v1/projects/{name}"))
-            .bearer_auth(TOKEN)
-            .header("content-type", "application/toml")
-            .body(text)
-            .send()
-            .expect("the PUT is answered");
-        let put_status = put.status();
-        let put_text = put.text().unwrap();
-        let validate = http
-            .post(format!("http://{addr}/api/v1/projects/{name}/validate"))
-            .bearer_auth(TOKEN)
-            .send()
-            .expect("validate is answered");
-        let validate_text = validate.text().unwrap();
+        let put = put_project(name, text);
         let took = started.elapsed();
+        let status = put.status();
+        let text = put.text().unwrap();
+        assert_eq!(status, reqwest::StatusCode::BAD_REQUEST, "{name}: {text}");
+        assert!(text.contains(expected), "{name}: {text}");
         assert!(took < Duration::from_secs(1), "{name}: {took:?}");
-        assert!(
-            put_text.contains(expected) || validate_text.contains(expected),
-            "{name}: PUT {put_status} {put_text}; validate {validate_text}"
-        );
-        println!("API PUT + validate with {name}: {took:?}: {put_status} {validate_text}");
+        println!("API PUT with {name}: {took:?}: {status} {text}");
     }
-    // The daemon still serves, and restarts with those projects stored.
-    assert!(
-        http.get(format!("http://{addr}/health"))
-            .send()
-            .unwrap()
-            .status()
-            .is_success()
-    );
     stop(daemon);
+    // The stored project's plugin is now a FIFO: the daemon starts, serves,
+    // refuses the project's validation at once and stops on SIGTERM.
+    std::fs::remove_file(&swap).unwrap();
+    let c = std::ffi::CString::new(swap.as_os_str().as_encoded_bytes()).unwrap();
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
     let started = Instant::now();
     let (daemon, addr) = start_serve(&tmp.path().join("data"), TOKEN);
     assert!(
@@ -364,10 +351,19 @@ fn plugin_files_that_are_no_plugins_are_refused_within_a_second() {
             .status()
             .is_success()
     );
+    let validate = http
+        .post(format!("http://{addr}/api/v1/projects/swapped/validate"))
+        .bearer_auth(TOKEN)
+        .send()
+        .expect("validate is answered")
+        .text()
+        .unwrap();
+    assert!(validate.contains("is a FIFO (named pipe)"), "{validate}");
     stop(daemon);
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(5), "{took:?}");
     println!(
-        "restart with those projects stored and SIGTERM: {:?}",
-        started.elapsed()
+        "restart with a stored project whose plugin became a FIFO, validate, SIGTERM: {took:?}"
     );
 }
 

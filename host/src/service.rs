@@ -213,6 +213,24 @@ impl<'r> Service<'r> {
     ) -> Result<(String, u32, bool), ServiceError> {
         let (known, _) = self.known_connections()?;
         let project = Project::parse_with(label, text, &known)?;
+        // A path that can never be a plugin (a FIFO, a device, a directory, a
+        // file over the cap) is refused now rather than stored, so it never
+        // reaches a scheduled run; a missing file is stored, as before, and
+        // reported when it is loaded (it may be installed later).
+        let plugins = [&project.source.plugin, &project.destination.plugin]
+            .into_iter()
+            .chain(
+                project
+                    .tasks
+                    .iter()
+                    .flat_map(|t| t.transforms.iter().map(|s| &s.plugin)),
+            );
+        for plugin in plugins {
+            if let crate::project::PluginSource::File(path) = &plugin.source {
+                crate::runtime::check_plugin_file(&base_dir.join(path))
+                    .map_err(|e| ServiceError::Invalid(e.to_string()))?;
+            }
+        }
         let (version, changed) = self.store.apply_project(&project.name, text, base_dir)?;
         Ok((project.name, version, changed))
     }

@@ -125,27 +125,7 @@ pub fn read_plugin_file(path: &Path) -> Result<Vec<u8>, LoadError> {
         path: path.to_owned(),
         source,
     };
-    let mut options = std::fs::OpenOptions::new();
-    options.read(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.custom_flags(libc::O_NONBLOCK);
-    }
-    let file = options.open(path).map_err(read_err)?;
-    let meta = file.metadata().map_err(read_err)?;
-    if !meta.is_file() {
-        return Err(LoadError::NotAFile {
-            path: path.to_owned(),
-            kind: file_kind(&meta.file_type()),
-        });
-    }
-    if meta.len() > MAX_PLUGIN_FILE_BYTES {
-        return Err(LoadError::TooLarge {
-            path: path.to_owned(),
-            size: meta.len(),
-        });
-    }
+    let (file, meta) = open_plugin_file(path)?;
     let mut limited = file.take(MAX_PLUGIN_FILE_BYTES + 1);
     let mut header = [0u8; 8];
     let mut got = 0;
@@ -177,6 +157,48 @@ pub fn read_plugin_file(path: &Path) -> Result<Vec<u8>, LoadError> {
         });
     }
     Ok(bytes)
+}
+
+/// Opens a plugin file without blocking and checks its type and size on the
+/// descriptor (see [`read_plugin_file`]).
+fn open_plugin_file(path: &Path) -> Result<(std::fs::File, std::fs::Metadata), LoadError> {
+    let read_err = |source| LoadError::Read {
+        path: path.to_owned(),
+        source,
+    };
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(libc::O_NONBLOCK);
+    }
+    let file = options.open(path).map_err(read_err)?;
+    let meta = file.metadata().map_err(read_err)?;
+    if !meta.is_file() {
+        return Err(LoadError::NotAFile {
+            path: path.to_owned(),
+            kind: file_kind(&meta.file_type()),
+        });
+    }
+    if meta.len() > MAX_PLUGIN_FILE_BYTES {
+        return Err(LoadError::TooLarge {
+            path: path.to_owned(),
+            size: meta.len(),
+        });
+    }
+    Ok((file, meta))
+}
+
+/// Refuses, without reading it, a path that can never be a plugin: one that is
+/// not a regular file or is over the size cap. A file that cannot be opened
+/// (missing, not yet installed, no permission) passes: loading reports it, as
+/// it always has, when the plugin is used.
+pub fn check_plugin_file(path: &Path) -> Result<(), LoadError> {
+    match open_plugin_file(path) {
+        Err(e @ (LoadError::NotAFile { .. } | LoadError::TooLarge { .. })) => Err(e),
+        _ => Ok(()),
+    }
 }
 
 /// Names a file type for a refusal ("a FIFO", "a directory", …).
