@@ -197,7 +197,8 @@ fn an_amplifying_mapping_fails_its_record_and_weir_serve_keeps_answering() {
         .unwrap();
     let text = errors.to_string();
     assert!(
-        text.contains("produced a value of more than 1048576 bytes (1 MiB)")
+        text.contains("`split` would produce a value of")
+            && text.contains("the limit for any value in a mapping is 1048576 bytes (1 MiB)")
             && text.contains("mapping `len` = `strlen(join(split!("),
         "{text}"
     );

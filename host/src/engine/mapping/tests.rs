@@ -244,7 +244,7 @@ fn an_amplifying_expression_fails_its_record_and_the_others_pass() {
     assert_eq!(out.failures[0].record, 1);
     let message = &out.failures[0].message;
     assert!(
-        message.contains("`split` produced a value of more than 1048576 bytes (1 MiB)")
+        message.contains("`split` would produce a value of 41082080 bytes or more; the limit for any value in a mapping is 1048576 bytes (1 MiB)")
             && message.contains("mapping `len` = `strlen(join(split!("),
         "{message}"
     );
@@ -258,6 +258,33 @@ fn an_amplifying_expression_fails_its_record_and_the_others_pass() {
     // Each step is bounded, so the failing record costs milliseconds, not
     // gigabytes and seconds.
     assert!(took < std::time::Duration::from_secs(2), "{took:?}");
+}
+
+/// Two values within the bound can make a product past it in one step: a
+/// 1,000-part array joined with a 1 MB separator would be 1 GB. `join` works
+/// out its size before building anything.
+#[test]
+fn a_join_whose_product_is_too_large_is_refused_before_it_is_built() {
+    let schema = [FieldSchema::new("name", FieldType::Text)];
+    let mut b = BatchBuilder::new(&[("name", FieldType::Text)]);
+    b.push_row(&[Value::Text("n".repeat(1_000))]).unwrap();
+    let expr = r#"strlen(join(split!(string!(.name), ""), join(split!(string!(.name), ""), string!(.name))))"#;
+    let m = CompiledMappings::compile(
+        &[Mapping::expr("len", expr)],
+        Some(&schema),
+        &BTreeMap::new(),
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    let out = m.apply(b.finish()).unwrap();
+    let took = started.elapsed();
+    assert_eq!(out.failures.len(), 1);
+    let message = &out.failures[0].message;
+    assert!(
+        message.contains("`join` would produce a value of 1003003000 bytes or more"),
+        "{message}"
+    );
+    assert!(took < std::time::Duration::from_millis(500), "{took:?}");
 }
 
 #[test]
