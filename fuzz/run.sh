@@ -16,7 +16,7 @@ SECONDS_EACH="${1:-30}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/weir/target}"
 CORPUS="${WEIR_FUZZ_CORPUS:-$HOME/.cache/weir/fuzz-corpus}"
 export RUSTC_BOOTSTRAP=1
-for target in batch_validate project_file mapping_expr; do
+for target in batch_validate project_file mapping_expr plugin_output; do
   extra=()
   case "$target" in
     mapping_expr) extra=(-dict=mapping_expr.dict -max_len=4200 -len_control=0) ;;

@@ -519,7 +519,7 @@ fn malformed_source_pages_are_refused_and_cost_only_that_execution() {
         c.read(&Config::default(), &read_request()).unwrap();
     }
     // A page that claims 4,294,967,295 records and has no columns is well formed
-    // as a batch; the engine refuses it against the page size it asked for.
+    // as a batch; the runtime refuses it against the page size asked for.
     for how in ["utf8", "offsets", "huge-len"] {
         let mut project = testkit_project(50);
         project.source = project.source.clone().with_config("malform_read", how);
@@ -529,7 +529,9 @@ fn malformed_source_pages_are_refused_and_cost_only_that_execution() {
         let error = task_error(&report);
         if how == "huge-len" {
             assert!(
-                error.contains("returned 4294967295 records for a page of at most 100"),
+                error.contains(
+                    "returned 4294967295 records and 0 rejected records for a page of at most 100"
+                ),
                 "{error}"
             );
         }

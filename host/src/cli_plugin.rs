@@ -110,7 +110,7 @@ pub fn plugin(
         PluginCmd::Inspect { file, json } => {
             let plugin = runtime.load_file(&file)?;
             let contract = SUPPORTED_CONTRACTS[0];
-            let stamp = std::fs::read(&file)
+            let stamp = weir_host::runtime::read_plugin_file(&file)
                 .ok()
                 .and_then(|b| weir_host::runtime::contract_stamp(&b));
             let (info, entities) = match plugin.kind() {

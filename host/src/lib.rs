@@ -35,6 +35,7 @@ pub mod bundled;
 pub mod conformance;
 pub mod daemon;
 pub mod engine;
+pub mod names;
 pub mod notify;
 pub mod project;
 pub mod runtime;

@@ -213,6 +213,24 @@ impl<'r> Service<'r> {
     ) -> Result<(String, u32, bool), ServiceError> {
         let (known, _) = self.known_connections()?;
         let project = Project::parse_with(label, text, &known)?;
+        // A path that can never be a plugin (a FIFO, a device, a directory, a
+        // file over the cap) is refused now rather than stored, so it never
+        // reaches a scheduled run; a missing file is stored, as before, and
+        // reported when it is loaded (it may be installed later).
+        let plugins = [&project.source.plugin, &project.destination.plugin]
+            .into_iter()
+            .chain(
+                project
+                    .tasks
+                    .iter()
+                    .flat_map(|t| t.transforms.iter().map(|s| &s.plugin)),
+            );
+        for plugin in plugins {
+            if let crate::project::PluginSource::File(path) = &plugin.source {
+                crate::runtime::check_plugin_file(&base_dir.join(path))
+                    .map_err(|e| ServiceError::Invalid(e.to_string()))?;
+            }
+        }
         let (version, changed) = self.store.apply_project(&project.name, text, base_dir)?;
         Ok((project.name, version, changed))
     }
@@ -226,8 +244,16 @@ impl<'r> Service<'r> {
         plugins_dir: &Path,
     ) -> Result<InstalledPlugin, ServiceError> {
         let runtime = self.engine.registry().runtime();
+        // Read once (bounded, regular files only) and install exactly the bytes
+        // that were validated: copying the path again could copy something else.
+        let bytes = crate::runtime::read_plugin_file(file)
+            .map_err(|e| ServiceError::Invalid(e.to_string()))?;
+        let label = file.file_name().map_or_else(
+            || file.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        );
         let plugin = runtime
-            .load_file(file)
+            .load_bytes(&label, &bytes)
             .map_err(|e| ServiceError::Invalid(e.to_string()))?;
         let info = match plugin.kind() {
             crate::runtime::PluginKind::Connector => plugin
@@ -246,7 +272,7 @@ impl<'r> Service<'r> {
             info.version,
             &plugin.digest()[..12]
         ));
-        std::fs::copy(file, &target)
+        std::fs::write(&target, &bytes)
             .map_err(|e| ServiceError::Invalid(format!("copy to {}: {e}", target.display())))?;
         let installed = InstalledPlugin {
             name: info.name,

@@ -15,6 +15,7 @@ use weir_types::{
     WriteRequest,
 };
 
+use super::keys::{self, MAX_TRACKED_KEYS, ReadKeys};
 use super::mapping::CompiledMappings;
 use super::retry::with_retry;
 use super::{Counts, MAX_KEPT_FAILURES, Observer, RecordFailure, Stage, TaskReport};
@@ -307,7 +308,7 @@ impl TaskRun<'_, '_, '_> {
 
 fn key_of(key: &[String], batch: &Batch, i: usize) -> Option<String> {
     let key = batch.row(i).key(key);
-    (!key.is_empty()).then_some(key)
+    (!key.is_empty()).then(|| keys::cut(key))
 }
 
 /// A page mapped and transformed, ready to upsert: the stage between reading and
@@ -330,7 +331,9 @@ fn prepare(
     mappings: &CompiledMappings,
     transforms: &mut [TransformInstance],
     capture: bool,
+    keys: &mut ReadKeys,
 ) -> Result<Prepared, String> {
+    let page_len = page_records.len();
     let source_copy = capture.then(|| page_records.clone());
     let source_row = |origin: usize| source_copy.as_ref().map(|b| copy_row(b, origin));
     let mut failures = Vec::new();
@@ -390,6 +393,31 @@ fn prepare(
             ));
         }
         batch = out.records.filter(&keep);
+        origin = origin
+            .into_iter()
+            .zip(&keep)
+            .filter(|(_, k)| **k)
+            .map(|(o, _)| o)
+            .collect();
+    }
+    // Keys as the destination will see them: after mappings and transforms.
+    let refused = keys.check(&task.key, &batch, &origin, page_len);
+    if !refused.is_empty() {
+        let mut keep = vec![true; batch.len()];
+        for (i, problem) in refused {
+            keep[i] = false;
+            failures.push((
+                RecordFailure {
+                    stage: Stage::Map,
+                    key: key_of(&task.key, &batch, i),
+                    position: None,
+                    field: Some(problem.field(&task.key)),
+                    message: problem.to_string(),
+                },
+                source_row(origin[i]),
+            ));
+        }
+        batch = batch.filter(&keep);
         origin = origin
             .into_iter()
             .zip(&keep)
@@ -637,7 +665,8 @@ fn pump(
             .map(Vec::as_slice)
             .unwrap_or(&[]);
         let batches = batches_from_copies(records, source_schema, run.project.batch_size as usize)?;
-        let pages = batches.into_iter().map(|records| {
+        let mut keys = ReadKeys::default();
+        let pages = batches.into_iter().map(move |records| {
             let page = ReadPage {
                 records,
                 rejected: Vec::new(),
@@ -646,7 +675,7 @@ fn pump(
             };
             (
                 Vec::new(),
-                prepare_page(task, page, mappings, transforms, capture),
+                prepare_page(task, page, mappings, transforms, capture, &mut keys),
             )
         });
         consume(
@@ -697,8 +726,19 @@ fn pump(
             }
         });
         scope.spawn(move || {
-            for (notes, page) in read_rx {
-                let ready = page.and_then(|p| prepare_page(task, p, mappings, transforms, capture));
+            let mut keys = ReadKeys::default();
+            let mut said_saturated = false;
+            for (mut notes, page) in read_rx {
+                let ready = page.and_then(|p| {
+                    prepare_page(task, p, mappings, transforms, capture, &mut keys)
+                });
+                if keys.saturated && !said_saturated {
+                    said_saturated = true;
+                    notes.push(format!(
+                        "warn task {}: more than {MAX_TRACKED_KEYS} distinct keys in this read; duplicate keys past them are not detected",
+                        task.name
+                    ));
+                }
                 let stop = ready.as_ref().map_or(true, |p| p.done);
                 if ready_tx.send((notes, ready)).is_err() || stop {
                     break;
@@ -772,10 +812,18 @@ fn prepare_page(
     mappings: &CompiledMappings,
     transforms: &mut [TransformInstance],
     capture: bool,
+    keys: &mut ReadKeys,
 ) -> Result<PreparedPage, String> {
     let records = page.records.len();
     let prepared = if records > 0 {
-        Some(prepare(task, page.records, mappings, transforms, capture)?)
+        Some(prepare(
+            task,
+            page.records,
+            mappings,
+            transforms,
+            capture,
+            keys,
+        )?)
     } else {
         None
     };

@@ -11,6 +11,7 @@
 
 mod conform;
 mod execute;
+pub mod keys;
 pub mod lock;
 pub mod mapping;
 mod preview;

@@ -312,13 +312,14 @@ impl Project {
         known: &BTreeMap<String, Connection>,
     ) -> Result<Project, ProjectError> {
         let loc = Locator { path, text };
-        let file: ProjectFile = toml::from_str(text).map_err(|e| {
+        let mut file: ProjectFile = toml::from_str(text).map_err(|e| {
             let offset = e.span().map_or(0, |s| s.start);
             ProjectError::Invalid {
                 place: loc.place(offset),
                 message: e.message().trim().to_owned(),
             }
         })?;
+        normalize_names(&loc, &mut file)?;
         let base = path
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
@@ -633,6 +634,63 @@ fn limits(loc: &Locator<'_>, spec: &LimitsSpec) -> Result<Limits, ProjectError> 
 }
 
 /// A time limit of 0.01 to 3600 seconds.
+/// Puts every name in the file — project, connections, connection sets, entity
+/// tasks, and the references between them — into NFC, refusing invisible and
+/// control characters (`crate::names`), so two spellings of one name are one
+/// name everywhere after this.
+fn normalize_names(loc: &Locator<'_>, file: &mut ProjectFile) -> Result<(), ProjectError> {
+    let spanned = |what: &str, name: &mut Spanned<String>| -> Result<(), ProjectError> {
+        match crate::names::normalize(name.get_ref()) {
+            Ok(n) => {
+                *name.get_mut() = n;
+                Ok(())
+            }
+            Err(e) => loc.err(
+                name.span().start,
+                format!("{what} {:?}: {e}", name.get_ref()),
+            ),
+        }
+    };
+    spanned("project.name", &mut file.project.name)?;
+    spanned("project.connection_set", &mut file.project.connection_set)?;
+    // Table keys carry no span here; the message names the key instead.
+    fn keys<T>(
+        loc: &Locator<'_>,
+        what: &str,
+        map: &mut BTreeMap<String, T>,
+    ) -> Result<(), ProjectError> {
+        let mut out = BTreeMap::new();
+        for (name, value) in std::mem::take(map) {
+            let normal = crate::names::normalize(&name)
+                .or_else(|e| loc.err(0, format!("{what} {name:?}: {e}")))?;
+            if out.contains_key(&normal) {
+                return loc.err(
+                    0,
+                    format!("{what}: two names are `{normal}` once normalized (NFC)"),
+                );
+            }
+            out.insert(normal, value);
+        }
+        *map = out;
+        Ok(())
+    }
+    keys(loc, "connections", &mut file.connections)?;
+    keys(loc, "connection_sets", &mut file.connection_sets)?;
+    for set in file.connection_sets.values_mut() {
+        spanned("source", &mut set.source)?;
+        spanned("destination", &mut set.destination)?;
+    }
+    for (i, task) in file.project.tasks.get_mut().iter_mut().enumerate() {
+        if let Some(name) = &task.name {
+            task.name = Some(
+                crate::names::normalize(name)
+                    .or_else(|e| loc.err(0, format!("project.tasks[{i}].name {name:?}: {e}")))?,
+            );
+        }
+    }
+    Ok(())
+}
+
 fn seconds(loc: &Locator<'_>, name: &str, secs: &Spanned<f64>) -> Result<Duration, ProjectError> {
     let s = *secs.get_ref();
     if !(0.01..=3600.0).contains(&s) {
@@ -1040,6 +1098,33 @@ mappings = [
         assert_eq!(p.destination.config.get("retries"), Some("3"));
         assert_eq!(p.batch_size, DEFAULT_BATCH_SIZE);
         assert_eq!(p.tasks[0].name, "people");
+    }
+
+    #[test]
+    fn names_are_nfc_and_bidi_or_zero_width_characters_are_refused_by_code_point() {
+        // TOML escapes (`\u202E`), so the file itself is plain ASCII.
+        let e = err(&GOOD.replace(r#"name = "p""#, r#"name = "p\u202Eevil""#));
+        assert!(e.contains("project.name \""), "{e}");
+        assert!(
+            e.contains(": it contains U+202E RIGHT-TO-LEFT OVERRIDE, which makes names look alike"),
+            "{e}"
+        );
+        let e = err(&GOOD
+            .replace("[connections.src]", r#"[connections."s\u200Brc"]"#)
+            .replace(r#"source = "src""#, r#"source = "s\u200Brc""#));
+        assert!(e.contains("connections \""), "{e}");
+        assert!(e.contains(": it contains U+200B ZERO WIDTH SPACE"), "{e}");
+        // The project named with a decomposed é is the project named with the
+        // composed one; references between names are normalized alike.
+        let p = parse(
+            &GOOD
+                .replace(r#"name = "p""#, r#"name = "cafe\u0301""#)
+                .replace("[connections.src]", r#"[connections."caf\u00e9"]"#)
+                .replace(r#"source = "src""#, r#"source = "cafe\u0301""#),
+        )
+        .unwrap();
+        assert_eq!(p.name, "caf\u{e9}");
+        assert_eq!(p.source.name, "caf\u{e9}");
     }
 
     #[test]

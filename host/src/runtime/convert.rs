@@ -134,23 +134,7 @@ pub(crate) fn organization_from_wit(o: wt::Organization) -> Organization {
     }
 }
 
-/// The longest error text kept from a plugin: a message travels on into reports,
-/// the store, logs and API answers, so a hostile plugin must not make it huge.
-pub const MAX_ERROR_MESSAGE_BYTES: usize = 8 << 10;
-
-/// Cuts `m` to [`MAX_ERROR_MESSAGE_BYTES`] at a character boundary, saying so.
-pub(crate) fn bounded(mut m: String) -> String {
-    if m.len() > MAX_ERROR_MESSAGE_BYTES {
-        let total = m.len();
-        let mut end = MAX_ERROR_MESSAGE_BYTES;
-        while !m.is_char_boundary(end) {
-            end -= 1;
-        }
-        m.truncate(end);
-        m.push_str(&format!("… ({} more bytes cut by the host)", total - end));
-    }
-    m
-}
+use super::bounds::{MAX_KEY_BYTES, bounded, bounded_to};
 
 pub(crate) fn error_from_wit(e: wt::Error) -> PluginError {
     match e {
@@ -173,8 +157,8 @@ pub(crate) fn record_error_from_wit(e: wt::RecordError) -> RecordError {
 
 pub(crate) fn rejected_from_wit(r: wc::RejectedRecord) -> Rejected {
     Rejected {
-        position: r.position,
-        key: r.key,
+        position: bounded_to(r.position, MAX_KEY_BYTES),
+        key: r.key.map(|k| bounded_to(k, MAX_KEY_BYTES)),
         error: record_error_from_wit(r.error),
     }
 }

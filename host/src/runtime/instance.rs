@@ -387,6 +387,19 @@ impl ConnectorInstance {
         let page = self
             .run(|s, b| b.weir_plugin_connector().call_read(s, config.pairs(), &req))?
             .map_err(|e| self.slot.plugin_err(e))?;
+        // Checked before anything is converted: a page is bounded by what was
+        // asked for, and the cursor by MAX_CURSOR_BYTES, or a plugin could fill
+        // the store one page at a time.
+        super::bounds::check_page(
+            u64::from(page.records.len),
+            page.rejected.len() as u64,
+            request.max_records,
+            page.next_cursor.as_deref(),
+        )
+        .map_err(|message| CallError::Contract {
+            plugin: self.slot.plugin.clone(),
+            message,
+        })?;
         let records = self
             .slot
             .checked_batch(convert::batch_from_wit(page.records))?;
@@ -560,6 +573,14 @@ impl TransformInstance {
                 message: format!("transform returned {} records for {len}", records.len()),
             });
         }
+        // More failures than records can only repeat indices; refused before
+        // the texts are converted, as a read's rejects are.
+        super::bounds::check_failures(out.failures.len(), len).map_err(|message| {
+            CallError::Contract {
+                plugin: self.slot.plugin.clone(),
+                message,
+            }
+        })?;
         let failures: Vec<(u32, RecordError)> = out
             .failures
             .into_iter()

@@ -11,6 +11,7 @@
 //! Nothing outside this module names a wasmtime type.
 
 mod bindings;
+pub mod bounds;
 mod cache;
 pub mod capabilities;
 mod convert;
@@ -29,6 +30,7 @@ use std::time::Duration;
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
+pub use bounds::{MAX_CURSOR_BYTES, MAX_ERROR_MESSAGE_BYTES, MAX_KEY_BYTES};
 pub use cache::CacheOutcome;
 pub use capabilities::{Grants, HttpAuth, HttpLimits, PostgresGrant, Secret};
 pub use host::PluginLogLine;
@@ -74,6 +76,10 @@ pub enum RuntimeError {
     Engine(String),
 }
 
+/// The largest plugin file weir reads (64 MiB): the bundled plugins are a few
+/// MiB; a file past this is refused before its contents are read.
+pub const MAX_PLUGIN_FILE_BYTES: u64 = 64 << 20;
+
 /// Why a plugin could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
@@ -82,6 +88,12 @@ pub enum LoadError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("plugin file {path} is {kind}, not a regular file; a plugin is a `.wasm` file")]
+    NotAFile { path: PathBuf, kind: &'static str },
+    #[error(
+        "plugin file {path} is {size} bytes; plugins are at most {MAX_PLUGIN_FILE_BYTES} bytes (64 MiB)"
+    )]
+    TooLarge { path: PathBuf, size: u64 },
     #[error("plugin `{plugin}` is not a WebAssembly component: {reason}")]
     NotAComponent { plugin: String, reason: String },
     #[error(
@@ -95,6 +107,123 @@ pub enum LoadError {
     NoContract { plugin: String, exports: String },
     #[error("plugin `{plugin}` cannot be linked: {reason}")]
     Link { plugin: String, reason: String },
+}
+
+/// Reads a plugin file, refusing anything that is not a plausible plugin before
+/// reading much of it: a FIFO would block the reading thread forever (an API
+/// worker, or the daemon at start), `/dev/zero` would fill memory, and a huge
+/// file would be read whole before its first 8 bytes said it is no plugin.
+///
+/// So: opened with `O_NONBLOCK` (opening a FIFO does not wait for a writer),
+/// the descriptor's own metadata checked (no stat-then-open race), refused
+/// unless a regular file of at most [`MAX_PLUGIN_FILE_BYTES`], its 8-byte
+/// WebAssembly header checked, and only then the rest read — never more than
+/// the cap, even if the file grows meanwhile.
+pub fn read_plugin_file(path: &Path) -> Result<Vec<u8>, LoadError> {
+    use std::io::Read;
+    let read_err = |source| LoadError::Read {
+        path: path.to_owned(),
+        source,
+    };
+    let (file, meta) = open_plugin_file(path)?;
+    let mut limited = file.take(MAX_PLUGIN_FILE_BYTES + 1);
+    let mut header = [0u8; 8];
+    let mut got = 0;
+    while got < header.len() {
+        match limited.read(&mut header[got..]).map_err(read_err)? {
+            0 => break,
+            n => got += n,
+        }
+    }
+    let label = path.file_name().map_or_else(
+        || path.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    );
+    if !wasmparser::Parser::is_component(&header[..got])
+        && !wasmparser::Parser::is_core_wasm(&header[..got])
+    {
+        return Err(LoadError::NotAComponent {
+            plugin: label,
+            reason: "it does not start with the WebAssembly magic bytes".to_owned(),
+        });
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    bytes.extend_from_slice(&header[..got]);
+    limited.read_to_end(&mut bytes).map_err(read_err)?;
+    if bytes.len() as u64 > MAX_PLUGIN_FILE_BYTES {
+        return Err(LoadError::TooLarge {
+            path: path.to_owned(),
+            size: bytes.len() as u64,
+        });
+    }
+    Ok(bytes)
+}
+
+/// Opens a plugin file without blocking and checks its type and size on the
+/// descriptor (see [`read_plugin_file`]).
+fn open_plugin_file(path: &Path) -> Result<(std::fs::File, std::fs::Metadata), LoadError> {
+    let read_err = |source| LoadError::Read {
+        path: path.to_owned(),
+        source,
+    };
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(libc::O_NONBLOCK);
+    }
+    let file = options.open(path).map_err(read_err)?;
+    let meta = file.metadata().map_err(read_err)?;
+    if !meta.is_file() {
+        return Err(LoadError::NotAFile {
+            path: path.to_owned(),
+            kind: file_kind(&meta.file_type()),
+        });
+    }
+    if meta.len() > MAX_PLUGIN_FILE_BYTES {
+        return Err(LoadError::TooLarge {
+            path: path.to_owned(),
+            size: meta.len(),
+        });
+    }
+    Ok((file, meta))
+}
+
+/// Refuses, without reading it, a path that can never be a plugin: one that is
+/// not a regular file or is over the size cap. A file that cannot be opened
+/// (missing, not yet installed, no permission) passes: loading reports it, as
+/// it always has, when the plugin is used.
+pub fn check_plugin_file(path: &Path) -> Result<(), LoadError> {
+    match open_plugin_file(path) {
+        Err(e @ (LoadError::NotAFile { .. } | LoadError::TooLarge { .. })) => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// Names a file type for a refusal ("a FIFO", "a directory", …).
+fn file_kind(ty: &std::fs::FileType) -> &'static str {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        if ty.is_fifo() {
+            return "a FIFO (named pipe)";
+        }
+        if ty.is_char_device() {
+            return "a character device";
+        }
+        if ty.is_block_device() {
+            return "a block device";
+        }
+        if ty.is_socket() {
+            return "a socket";
+        }
+    }
+    if ty.is_dir() {
+        "a directory"
+    } else {
+        "not a regular file"
+    }
 }
 
 /// What kind of plugin a component is, from the interface it exports.
@@ -226,12 +355,9 @@ impl Runtime {
         self.pooling
     }
 
-    /// Loads a plugin from a `.wasm` file.
+    /// Loads a plugin from a `.wasm` file (read with [`read_plugin_file`]).
     pub fn load_file(&self, path: &Path) -> Result<Plugin, LoadError> {
-        let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
+        let bytes = read_plugin_file(path)?;
         // Messages name the file, not where it sits on the server: a call's error
         // ends up in the execution history, the API and alert mails, where the
         // host's directory layout is noise (and not the reader's business). Load

@@ -70,6 +70,15 @@ pub enum StoreError {
     Locked { dir: PathBuf },
     #[error("store I/O error: {}", disk::io_text(.0))]
     Io(std::io::Error),
+    /// An I/O error on the data directory itself: named, because "No such file
+    /// or directory" alone does not say which (a parent removed under a running
+    /// daemon, a mount gone).
+    #[error("store I/O error on the data directory {}: {}", dir.display(), disk::io_text(source))]
+    DirIo {
+        dir: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error(
         "the data directory {dir} is not writable ({reason}); weir keeps its store there — check the mount and its permissions"
     )]
@@ -261,6 +270,9 @@ struct ExecRecord {
     log_dropped: u64,
     record_errors_stored: u64,
     record_errors_dropped: u64,
+    /// Bytes of the stored record errors (against `max_record_error_bytes`).
+    #[serde(default)]
+    record_error_bytes: u64,
     staged_stored: u64,
     staged_dropped: u64,
 }
@@ -376,8 +388,15 @@ fn check_name(what: &'static str, name: &str) -> Result<(), StoreError> {
         "it is empty"
     } else if name.len() > MAX_NAME_BYTES {
         "it is longer than 1024 bytes"
-    } else if name.chars().any(char::is_control) {
-        "it contains a control character"
+    } else if let Err(e) = crate::names::normalize(name) {
+        return Err(StoreError::Invalid {
+            what,
+            reason: format!("{name:?}: {e}"),
+        });
+    } else if !crate::names::is_nfc(name) {
+        // Callers normalize (the project parser does); two spellings of one name
+        // must not become two records.
+        "it is not in Unicode normalization form C (NFC)"
     } else if name.contains('/') || name.contains('\\') {
         // Names become file names (a project's `<name>.toml`) and URL segments.
         "it contains a path separator (/ or \\)"
@@ -430,7 +449,10 @@ fn check_free_space(dir: &Path, needed: u64) -> Result<(), StoreError> {
     if needed == 0 {
         return Ok(());
     }
-    let free = disk::free_bytes(dir)?;
+    let free = disk::free_bytes(dir).map_err(|source| StoreError::DirIo {
+        dir: dir.to_path_buf(),
+        source,
+    })?;
     if free < needed {
         tracing::error!(dir = %dir.display(), free, needed, "data directory low on space; store writes refused");
         return Err(StoreError::LowSpace {
@@ -551,11 +573,15 @@ impl Store {
             dir: dir.to_path_buf(),
             reason: disk::io_text(e),
         };
+        let dir_io = |source| StoreError::DirIo {
+            dir: dir.to_path_buf(),
+            source,
+        };
         std::fs::create_dir_all(dir).map_err(|e| {
             if disk::is_not_writable(&e) {
                 not_writable(&e)
             } else {
-                StoreError::Io(e)
+                dir_io(e)
             }
         })?;
         check_free_space(dir, limits.min_free_bytes)?;
@@ -568,7 +594,7 @@ impl Store {
             ),
             Ok(_) => {}
             Err(e) if disk::is_not_writable(&e) => return Err(not_writable(&e)),
-            Err(e) => return Err(StoreError::Io(e)),
+            Err(e) => return Err(dir_io(e)),
         }
         let db = sled::Config::new()
             .path(dir.join("db"))
@@ -583,6 +609,7 @@ impl Store {
                     }
                 }
                 sled::Error::Io(io) if disk::is_not_writable(&io) => not_writable(&io),
+                sled::Error::Io(io) => dir_io(io),
                 other => db_err(other),
             })?;
         let tree = |name: &str| db.open_tree(name).map_err(db_err);
@@ -1004,6 +1031,7 @@ impl Store {
             log_dropped: 0,
             record_errors_stored: 0,
             record_errors_dropped: 0,
+            record_error_bytes: 0,
             staged_stored: 0,
             staged_dropped: 0,
         };
@@ -1076,10 +1104,16 @@ impl Store {
                     &mut rec.log_stored,
                     &mut rec.log_dropped,
                 )?;
+                let errors = within_bytes(
+                    &errors,
+                    limits.max_record_error_bytes,
+                    &mut rec.record_error_bytes,
+                );
+                rec.record_errors_dropped += (cp.record_errors.len() - errors.len()) as u64;
                 append(
                     errors_tree,
                     id,
-                    &errors,
+                    errors,
                     limits.max_record_errors,
                     &mut rec.record_errors_stored,
                     &mut rec.record_errors_dropped,
@@ -1407,6 +1441,21 @@ fn append(
     }
     *dropped += (items.len() - take) as u64;
     Ok(())
+}
+
+/// The leading `items` that fit in what is left of a byte budget (`used` of
+/// `max`), counted into `used`; the rest are for the caller to count as dropped.
+fn within_bytes<'a>(items: &'a [Vec<u8>], max: u64, used: &mut u64) -> &'a [Vec<u8>] {
+    let mut take = 0;
+    for item in items {
+        let next = *used + item.len() as u64;
+        if next > max {
+            break;
+        }
+        *used = next;
+        take += 1;
+    }
+    &items[..take]
 }
 
 /// Reads items `offset..offset+limit` (capped at `total`) of one execution from a tree

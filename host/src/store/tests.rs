@@ -661,6 +661,42 @@ fn limits_count_but_do_not_store() {
     assert_eq!(store.record_errors(id, 0, 0).unwrap().1, 3);
 }
 
+/// Each record error is bounded where it enters the host, but many of them are
+/// not: past `max_record_error_bytes` they are counted, not stored, so the store
+/// grows by a stated bound per execution whatever the count.
+#[test]
+fn record_errors_past_the_byte_budget_are_counted_not_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = open(dir.path());
+    store.set_limits(StoreLimits {
+        max_record_error_bytes: 100_000,
+        ..StoreLimits::default()
+    });
+    let id = store.begin_execution(new_exec("p")).unwrap();
+    let big = |n: u64| StoredRecordError {
+        message: "m".repeat(8 << 10),
+        ..record_error(n)
+    };
+    for round in 0..3 {
+        store
+            .checkpoint(
+                id,
+                Checkpoint {
+                    tasks: vec![],
+                    log: vec![],
+                    record_errors: (round * 10..round * 10 + 10).map(big).collect(),
+                    staged: vec![],
+                },
+            )
+            .unwrap();
+    }
+    let e = store.execution(id).unwrap().unwrap();
+    // 100,000 bytes hold 12 errors of ~8.2 KiB each; all 30 are counted.
+    assert_eq!(e.record_errors, 30);
+    assert_eq!(e.record_errors - e.record_errors_dropped, 12, "{e:?}");
+    assert_eq!(store.record_errors(id, 0, 0).unwrap().1, 12);
+}
+
 #[test]
 fn prune_by_age_and_keep_last_never_running() {
     let dir = tempfile::tempdir().unwrap();
@@ -736,4 +772,23 @@ fn prune_by_age_and_keep_last_never_running() {
         .unwrap();
     assert_eq!(n, 0);
     assert!(store.execution(running_a).unwrap().is_some());
+}
+
+/// A data directory removed under a running store (its parent deleted): the
+/// next checkpoint's error names the directory, not just "No such file".
+#[test]
+fn an_io_error_on_a_vanished_data_directory_names_the_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("parent").join("store");
+    let store = open(&data);
+    let id = store.begin_execution(new_exec("p")).unwrap();
+    std::fs::remove_dir_all(dir.path().join("parent")).unwrap();
+    let e = store.checkpoint(id, Checkpoint::default()).unwrap_err();
+    let text = e.to_string();
+    assert!(
+        text.starts_with("store I/O error on the data directory ")
+            && text.contains(&data.display().to_string())
+            && text.contains("No such file or directory"),
+        "{text}"
+    );
 }

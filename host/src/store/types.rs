@@ -295,6 +295,11 @@ pub struct StoreLimits {
     pub max_staged_per_execution: u64,
     pub max_log_lines: u64,
     pub max_record_errors: u64,
+    /// Bytes of record errors (with their record copies) stored per execution:
+    /// each text a plugin hands over is bounded, but 100,000 errors of a few KiB
+    /// each would still be gigabytes. Past it, errors are counted as dropped.
+    #[serde(default = "default_max_record_error_bytes")]
+    pub max_record_error_bytes: u64,
     /// Free space the store keeps on its disk (bytes; 0: no check). Opening the store,
     /// beginning an execution and checkpointing are refused below it, because sled
     /// meeting a full disk can leave a database it cannot open again.
@@ -310,12 +315,20 @@ fn default_min_free_bytes() -> u64 {
     DEFAULT_MIN_FREE_BYTES
 }
 
+/// 32 MiB of record errors per execution (with their record copies).
+pub const DEFAULT_MAX_RECORD_ERROR_BYTES: u64 = 32 << 20;
+
+fn default_max_record_error_bytes() -> u64 {
+    DEFAULT_MAX_RECORD_ERROR_BYTES
+}
+
 impl Default for StoreLimits {
     fn default() -> StoreLimits {
         StoreLimits {
             max_staged_per_execution: 10_000,
             max_log_lines: 10_000,
             max_record_errors: 100_000,
+            max_record_error_bytes: DEFAULT_MAX_RECORD_ERROR_BYTES,
             min_free_bytes: DEFAULT_MIN_FREE_BYTES,
         }
     }

@@ -25,13 +25,22 @@ pub fn reader<R: Read>(options: &Options, input: R) -> csv::Reader<R> {
         .from_reader(input)
 }
 
+/// The most columns a header may have: Excel's own limit (16,384), far past any
+/// export a person reads; a wider header is refused, not carried into every page.
+pub const MAX_COLUMNS: usize = 16_384;
+
 /// Reads and checks the header row. An empty file has no columns.
+///
+/// The duplicate check is a hash set, not a scan of the names so far: the header
+/// is read on every page, and a scan made 100,000 columns cost 24 s.
 pub fn read_header<R: Read>(entity: &str, rdr: &mut csv::Reader<R>) -> Result<Vec<String>, Error> {
     let raw = rdr
         .byte_headers()
         .map_err(|e| csv_error(entity, e))?
         .clone();
     let mut header: Vec<String> = Vec::with_capacity(raw.len());
+    let mut seen: std::collections::HashMap<&str, usize> =
+        std::collections::HashMap::with_capacity(raw.len());
     for (n, cell) in raw.iter().enumerate() {
         let mut name = std::str::from_utf8(cell).map_err(|_| {
             Error::config(format!(
@@ -50,12 +59,20 @@ pub fn read_header<R: Read>(entity: &str, rdr: &mut csv::Reader<R>) -> Result<Ve
                 n + 1
             )));
         }
-        if header.iter().any(|h| h == name) {
+        if let Some(first) = seen.insert(name, n + 1) {
             return Err(Error::config(format!(
-                "entity `{entity}`: column `{name}` appears twice in the header"
+                "entity `{entity}`: column `{name}` appears twice in the header (columns {first} and {})",
+                n + 1
             )));
         }
         header.push(name.to_owned());
+    }
+    // Duplicates first: a wide header with a duplicate is named by its duplicate.
+    if raw.len() > MAX_COLUMNS {
+        return Err(Error::config(format!(
+            "entity `{entity}`: the header has {} columns; at most {MAX_COLUMNS} are read",
+            raw.len()
+        )));
     }
     Ok(header)
 }
@@ -563,6 +580,31 @@ mod tests {
             Ok(Cell::Decimal)
         );
         assert!(parse_cell(FieldType::Decimal, "1e5", &mut s).is_err());
+    }
+
+    #[test]
+    fn a_header_of_100k_columns_is_checked_in_linear_time() {
+        let mut names: Vec<String> = (0..100_000).map(|i| format!("c{i}")).collect();
+        names.push("c5".to_owned());
+        let data = names.join(",") + "\n";
+        let started = std::time::Instant::now();
+        let e = read_header("wide", &mut reader(&opts(""), data.as_bytes())).unwrap_err();
+        let took = started.elapsed();
+        assert!(
+            e.to_string()
+                .contains("column `c5` appears twice in the header (columns 6 and 100001)"),
+            "{e}"
+        );
+        assert!(took < std::time::Duration::from_millis(500), "{took:?}");
+        // Without a duplicate, the width bound refuses it.
+        names.pop();
+        let data = names.join(",") + "\n";
+        let e = read_header("wide", &mut reader(&opts(""), data.as_bytes())).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("the header has 100000 columns; at most 16384 are read"),
+            "{e}"
+        );
     }
 
     #[test]

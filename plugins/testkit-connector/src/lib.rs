@@ -265,11 +265,14 @@ impl Connector for Testkit {
                 request.entity
             )));
         }
-        let page = page(
+        // Rejected records are records read: leave room for them in the page.
+        let rejects: u32 = config.parse_or("rejects_per_page", 0)?;
+        let mut page = page(
             options.count,
             request.cursor.as_deref(),
-            request.max_records,
+            request.max_records.saturating_sub(rejects),
         )?;
+        oversize_read(config, &mut page)?;
         Ok(malform_read(config, page))
     }
 
@@ -335,6 +338,62 @@ fn malform_read(config: &Config, mut page: ReadPage) -> ReadPage {
         _ => {}
     }
     page
+}
+
+/// Pages bigger than the contract allows, so the host can prove it bounds
+/// what a source hands it: `cursor_bytes` (a next cursor of that many bytes),
+/// `rejects_per_page` (that many rejected records besides the page's records,
+/// each with a `reject_text_bytes` long position, key and message), `id_modulo`
+/// (ids wrap around, so one read repeats keys), `long_name_at` (the record of
+/// that id gets a name of `long_name_bytes`, every other a one-letter name).
+fn oversize_read(config: &Config, page: &mut ReadPage) -> Result<(), Error> {
+    if let Some(at) = config.get("long_name_at") {
+        let at: i64 = at
+            .parse()
+            .map_err(|_| Error::config("long_name_at: not a number"))?;
+        let bytes: usize = config.parse_or("long_name_bytes", 1_000)?;
+        let ids = match &page.records.columns[0].data {
+            ColumnData::Integer(ids) => ids.clone(),
+            _ => Vec::new(),
+        };
+        let mut names = VarData::with_capacity(ids.len(), ids.len() + bytes);
+        for id in ids {
+            if id == at {
+                names.push("n".repeat(bytes).as_bytes());
+            } else {
+                names.push(b"p");
+            }
+        }
+        page.records.columns[1].data = ColumnData::Text(names);
+    }
+    if let Some(n) = config.get("cursor_bytes") {
+        let n: usize = n
+            .parse()
+            .map_err(|_| Error::config("cursor_bytes: not a number"))?;
+        page.next_cursor = Some("7".repeat(n));
+    }
+    let rejects: usize = config.parse_or("rejects_per_page", 0)?;
+    let text: usize = config.parse_or("reject_text_bytes", 8)?;
+    page.rejected.extend((0..rejects).map(|i| Rejected {
+        position: format!("line {i} {}", "p".repeat(text)),
+        key: Some(format!("{i}{}", "k".repeat(text))),
+        error: RecordError {
+            message: "m".repeat(text),
+            field: Some("id".to_owned()),
+        },
+    }));
+    let modulo: i64 = config.parse_or("id_modulo", 0)?;
+    if modulo > 0
+        && let Some(Column {
+            data: ColumnData::Integer(ids),
+            ..
+        }) = page.records.columns.first_mut()
+    {
+        for id in ids {
+            *id = (*id - 1) % modulo + 1;
+        }
+    }
+    Ok(())
 }
 
 /// `down_if`: a marker file under the granted directory stands for "the server is

@@ -32,8 +32,9 @@ use target::SlotTarget;
 
 /// The most evaluation steps one expression may take on one record.
 pub const MAX_STEPS_PER_RECORD: usize = 100_000;
-/// The largest text one expression may produce for one record.
-pub const MAX_VALUE_BYTES: usize = 1 << 20;
+/// The largest value one expression (and any function call in it) may produce
+/// for one record.
+pub use functions::MAX_VALUE_BYTES;
 /// Stack for the VRL compiler's thread: a backstop behind screening.
 const COMPILER_STACK: usize = 256 << 20;
 

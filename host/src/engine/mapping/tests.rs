@@ -209,3 +209,91 @@ fn hostile_expressions_are_refused_or_stopped() {
         out.failures[0].message
     );
 }
+
+/// The issue's amplifier, one nesting level deeper than the one that took
+/// 1.1 GB: each level splits into characters and joins them with the field
+/// itself — over a 1,000-character field, a 1,000-byte separator as in the
+/// issue; over a one-letter field, slow growth that passes.
+fn amplifier() -> String {
+    let level = |inner: &str| format!(r#"join(split!({inner}, ""), string!(.name))"#);
+    format!("strlen({})", level(&level(&level("string!(.name)"))))
+}
+
+#[test]
+fn an_amplifying_expression_fails_its_record_and_the_others_pass() {
+    let schema = [FieldSchema::new("name", FieldType::Text)];
+    let mut b = BatchBuilder::new(&[("name", FieldType::Text)]);
+    for name in [
+        "a".to_owned(),
+        "n".repeat(1_000),
+        String::new(),
+        "b".to_owned(),
+    ] {
+        b.push_row(&[Value::Text(name)]).unwrap();
+    }
+    let m = CompiledMappings::compile(
+        &[Mapping::expr("len", &amplifier())],
+        Some(&schema),
+        &BTreeMap::new(),
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    let out = m.apply(b.finish()).unwrap();
+    let took = started.elapsed();
+    assert_eq!(out.failures.len(), 1, "{:?}", out.failures);
+    assert_eq!(out.failures[0].record, 1);
+    let message = &out.failures[0].message;
+    assert!(
+        message.contains("`split` would produce a value of 41082080 bytes or more; the limit for any value in a mapping is 1048576 bytes (1 MiB)")
+            && message.contains("mapping `len` = `strlen(join(split!("),
+        "{message}"
+    );
+    for i in [0, 2, 3] {
+        assert!(
+            matches!(out.batch.row(i).get("len"), Some(Value::Integer(_))),
+            "record {i}: {:?}",
+            out.batch.row(i).get("len")
+        );
+    }
+    // Each step is bounded, so the failing record costs milliseconds, not
+    // gigabytes and seconds.
+    assert!(took < std::time::Duration::from_secs(2), "{took:?}");
+}
+
+/// Two values within the bound can make a product past it in one step: a
+/// 1,000-part array joined with a 1 MB separator would be 1 GB. `join` works
+/// out its size before building anything.
+#[test]
+fn a_join_whose_product_is_too_large_is_refused_before_it_is_built() {
+    let schema = [FieldSchema::new("name", FieldType::Text)];
+    let mut b = BatchBuilder::new(&[("name", FieldType::Text)]);
+    b.push_row(&[Value::Text("n".repeat(1_000))]).unwrap();
+    let expr = r#"strlen(join(split!(string!(.name), ""), join(split!(string!(.name), ""), string!(.name))))"#;
+    let m = CompiledMappings::compile(
+        &[Mapping::expr("len", expr)],
+        Some(&schema),
+        &BTreeMap::new(),
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    let out = m.apply(b.finish()).unwrap();
+    let took = started.elapsed();
+    assert_eq!(out.failures.len(), 1);
+    let message = &out.failures[0].message;
+    assert!(
+        message.contains("`join` would produce a value of 1003003000 bytes or more"),
+        "{message}"
+    );
+    assert!(took < std::time::Duration::from_millis(500), "{took:?}");
+}
+
+#[test]
+fn value_size_counts_elements_not_only_text() {
+    use vrl::value::Value as V;
+    let chars = V::Array((0..1_000).map(|_| V::from("a")).collect());
+    assert!(functions::value_size(&chars, usize::MAX) >= 1_000 * 17);
+    assert_eq!(functions::value_size(&V::from("abc"), usize::MAX), 3);
+    // Counting stops once past the limit.
+    let big = V::Array((0..100_000).map(|_| V::from("a")).collect());
+    assert!(functions::value_size(&big, 1_000) < 2_000);
+}
