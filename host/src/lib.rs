@@ -37,6 +37,7 @@ pub mod daemon;
 pub mod engine;
 pub mod notify;
 pub mod project;
+pub mod redact;
 pub mod runtime;
 pub mod scaffold;
 pub mod service;

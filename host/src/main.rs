@@ -107,7 +107,8 @@ fn main() -> ExitCode {
             tracing_subscriber::EnvFilter::try_from_env("WEIR_LOG")
                 .unwrap_or_else(|_| "warn".into()),
         )
-        .with_writer(std::io::stderr)
+        // Every line passes the secret values the process has seen (`redact`).
+        .with_writer(weir_host::redact::ScrubbingWriter)
         .init();
     let cli = Cli::parse();
     match run(cli) {

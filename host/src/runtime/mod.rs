@@ -32,6 +32,7 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 pub use cache::CacheOutcome;
 pub use capabilities::{Grants, HttpAuth, HttpLimits, PostgresGrant, Secret};
 pub use host::PluginLogLine;
+pub use http::{check_webhook_literal, internal_address_refusal, webhook_resolver};
 pub use instance::{CallError, ConnectorInstance, TransformInstance, TrapKind, WriterHandle};
 pub use limits::Limits;
 
