@@ -63,7 +63,17 @@ async fn start(data: &Path, base_dir: &Path) -> Api {
     let service = Service::new(Store::open(data, Some(key)).unwrap(), common::runtime());
     let daemon = Daemon::new(service, DaemonSettings::default(), None).unwrap();
     daemon.start();
-    let app = router(ApiState::new(daemon, TOKEN, base_dir.to_path_buf()));
+    // These tests send wrong tokens on purpose; the limit has a test of its own.
+    let web = weir_host::daemon::config::WebSettings {
+        login_attempts_per_minute: 1000,
+        ..Default::default()
+    };
+    let app = router(ApiState::with_web(
+        daemon,
+        TOKEN,
+        base_dir.to_path_buf(),
+        web,
+    ));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
