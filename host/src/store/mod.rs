@@ -48,7 +48,7 @@ use sled::transaction::{
     TransactionalTree,
 };
 
-pub use secrets::{MIN_KEY_MATERIAL_CHARS, SECRET_KEY_ENV, SecretKey};
+pub use secrets::{Derivation, MIN_KEY_MATERIAL_CHARS, SECRET_KEY_ENV, SecretKey};
 pub use types::*;
 
 /// The format version this weir writes and reads.
@@ -442,6 +442,65 @@ fn check_free_space(dir: &Path, needed: u64) -> Result<(), StoreError> {
     Ok(())
 }
 
+const META_DERIVATION: &[u8] = b"meta/key_derivation";
+const META_SALT: &[u8] = b"meta/key_salt";
+
+/// How the store in `db` derives its key, and its salt. A store without a record
+/// is either new — it gets a fresh salt and the salted derivation — or was made
+/// before salting: if it holds sealed secrets, they were sealed with SHA-256 of
+/// the material, and it keeps that (recorded, so the answer never changes).
+fn key_derivation(
+    db: &sled::Db,
+    connections: &sled::Tree,
+) -> Result<(Derivation, Vec<u8>), StoreError> {
+    let salt = || -> Result<Vec<u8>, StoreError> {
+        Ok(db
+            .get(META_SALT)
+            .map_err(db_err)?
+            .map(|s| s.to_vec())
+            .unwrap_or_default())
+    };
+    if let Some(name) = db.get(META_DERIVATION).map_err(db_err)? {
+        let name = String::from_utf8_lossy(&name).into_owned();
+        let derivation = Derivation::from_name(&name).ok_or_else(|| StoreError::Corrupt {
+            key: "meta/key_derivation".to_owned(),
+            reason: format!("unknown key derivation {name:?} (a newer weir?)"),
+        })?;
+        let salt = salt()?;
+        if derivation == Derivation::Salted && salt.len() < secrets::SALT_LEN {
+            return Err(StoreError::Corrupt {
+                key: "meta/key_salt".to_owned(),
+                reason: format!("{} bytes; {} expected", salt.len(), secrets::SALT_LEN),
+            });
+        }
+        return Ok((derivation, salt));
+    }
+    let mut sealed = false;
+    for item in connections.iter() {
+        let (name, bytes) = item.map_err(db_err)?;
+        let rest: ConnectionAtRest = decode(
+            || format!("connections/{}", String::from_utf8_lossy(&name)),
+            &bytes,
+        )?;
+        if !rest.secrets.is_empty() {
+            sealed = true;
+            break;
+        }
+    }
+    let (derivation, salt) = if sealed {
+        (Derivation::LegacySha256, Vec::new())
+    } else {
+        (Derivation::Salted, secrets::new_salt())
+    };
+    // The salt first: a crash between the two leaves no record, and the next open
+    // decides again the same way (a salt alone is never read).
+    db.insert(META_SALT, salt.as_slice()).map_err(db_err)?;
+    db.insert(META_DERIVATION, derivation.name().as_bytes())
+        .map_err(db_err)?;
+    db.flush().map_err(db_err)?;
+    Ok((derivation, salt))
+}
+
 fn db_err(e: sled::Error) -> StoreError {
     match e {
         sled::Error::Io(e) => StoreError::Io(e),
@@ -511,7 +570,9 @@ pub struct Store {
     exec_staged: sled::Tree,
     plugins: sled::Tree,
     project_state: sled::Tree,
-    key: Option<SecretKey>,
+    key: Option<secrets::StoreKey>,
+    /// How this store derives its key from the administrator's material.
+    derivation: Derivation,
     limits: StoreLimits,
     interrupted: Vec<ExecutionId>,
 }
@@ -586,8 +647,11 @@ impl Store {
                 other => db_err(other),
             })?;
         let tree = |name: &str| db.open_tree(name).map_err(db_err);
+        let connections = tree("connections")?;
+        let (derivation, salt) = key_derivation(&db, &connections)?;
+        let key = key.map(|k| k.for_store(derivation, &salt)).transpose()?;
         let mut store = Store {
-            connections: tree("connections")?,
+            connections,
             projects: tree("projects")?,
             project_heads: tree("project_heads")?,
             executions: tree("executions")?,
@@ -601,6 +665,7 @@ impl Store {
             db,
             dir: dir.to_path_buf(),
             key,
+            derivation,
             limits,
             interrupted: Vec::new(),
         };
@@ -620,6 +685,11 @@ impl Store {
 
     pub fn limits(&self) -> &StoreLimits {
         &self.limits
+    }
+
+    /// How this store derives its key (recorded in it).
+    pub fn key_derivation(&self) -> Derivation {
+        self.derivation
     }
 
     /// Whether a secret key was given at open.
