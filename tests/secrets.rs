@@ -1,0 +1,426 @@
+//! Secrets that must not leave weir, end to end with real processes: `weir serve`
+//! (the daemon, its log on stderr), aiosmtpd (the alert mail), and test HTTP
+//! servers on 127.0.0.1 (one echoing the credential it receives, one receiving
+//! the webhook). Issue 18, items 5–7.
+
+mod common;
+#[path = "common/http_server.rs"]
+mod http_server;
+#[path = "common/smtp.rs"]
+mod smtp;
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use http_server::{Reply, TestServer};
+use serde_json::Value;
+use smtp::SmtpServer;
+
+const KEY: &str = "a secrets test key, long enough";
+const ADMIN: &str = "an-admin-token-for-the-secrets-test";
+/// The bearer token a project reads from the environment.
+const ENV_TOKEN: &str = "env-token-3f9a1c77e2b54d10-unique";
+/// The bearer token stored (encrypted) on a connection, given through stdin.
+const STORED_TOKEN: &str = "stored-token-8c41d2e0aa7f9b36-unique";
+
+fn weir(data: &Path, args: &[&str], stdin: Option<&str>) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .arg("--data-dir")
+        .arg(data)
+        .args(args)
+        .env("WEIR_SECRET_KEY", KEY)
+        .env("WEIR_ENV_ECHO_TOKEN", ENV_TOKEN)
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run weir");
+    if let Some(text) = stdin {
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
+    }
+    child.wait_with_output().unwrap()
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn project(name: &str, source: &str, echo: &TestServer, hook: &TestServer, out: &Path) -> String {
+    format!(
+        r#"
+[connections.src]
+plugin = "rest"
+grants = {{ http_hosts = ["{host}"] }}
+auth = {{ kind = "bearer", token_env = "WEIR_ENV_ECHO_TOKEN" }}
+[connections.src.config]
+base_url = "http://{host}"
+entities = "contacts"
+
+[connections.dst]
+plugin = "jsonl"
+grants = {{ directory = "{out}" }}
+
+[connection_sets.s]
+source = "{source}"
+destination = "dst"
+
+[project]
+name = "{name}"
+connection_set = "s"
+notify = {{ emails = "ops@example.org", webhooks = ["{hook}"] }}
+
+[[project.tasks]]
+source_entity = "contacts"
+destination_entity = "contacts"
+key = ["id"]
+mappings = [{{ destination = "id", source = "id" }}]
+"#,
+        host = echo.host(),
+        out = out.display(),
+        hook = hook.url("/hook"),
+    )
+}
+
+/// A server that answers 400 quoting the `Authorization` header it received (as
+/// some do in their error pages) reaches the plugin's error; the token must
+/// still be absent from everything weir lets out: the execution's error and log
+/// (API), the validation report (API), the alert mail, the webhook body, the
+/// daemon's log (its "execution failed" line among them), and the CLI's output.
+/// Both kinds of secret: one read from the environment (`token_env`), one stored
+/// on a connection (given to `--secret auth.token=-` through stdin).
+#[test]
+fn a_token_echoed_by_a_server_is_scrubbed_from_errors_mail_webhooks_and_logs() {
+    let Some(smtp) = SmtpServer::start() else {
+        return;
+    };
+    let echo = TestServer::start(|r| {
+        let auth = r.header("authorization").unwrap_or("none").to_owned();
+        Reply::new(
+            400,
+            format!("{{\"message\": \"bad request; you sent Authorization: {auth}\"}}"),
+        )
+    });
+    let hook = TestServer::start(|_| Reply::new(200, "ok"));
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let out = tmp.path().join("out");
+    std::fs::create_dir_all(&out).unwrap();
+
+    // A stored connection, its token from stdin: not on the command line.
+    let added = weir(
+        &data,
+        &[
+            "connection",
+            "add",
+            "stored-echo",
+            "--plugin",
+            "rest",
+            "--config",
+            &format!("base_url=http://{}", echo.host()),
+            "--config",
+            "entities=contacts",
+            "--config",
+            "auth.kind=bearer",
+            "--http-host",
+            &echo.host(),
+            "--secret",
+            "auth.token=-",
+        ],
+        Some(&format!("{STORED_TOKEN}\n")),
+    );
+    let shown = text(&added);
+    assert!(added.status.success(), "{shown}");
+    assert!(
+        echo.requests()
+            .iter()
+            .any(|r| r.header("authorization") == Some(&format!("Bearer {STORED_TOKEN}"))),
+        "the token from stdin (without its newline) was sent: {:?}",
+        echo.requests()
+    );
+    assert!(!shown.contains(STORED_TOKEN), "{shown}");
+    assert!(
+        shown.contains("[redacted]"),
+        "the echo was scrubbed: {shown}"
+    );
+
+    for (name, source) in [("env-echo", "src"), ("stored-echo-p", "stored-echo")] {
+        let file = tmp.path().join(format!("{name}.toml"));
+        std::fs::write(&file, project(name, source, &echo, &hook, &out)).unwrap();
+        let applied = weir(
+            &data,
+            &["project", "apply", "--file", file.to_str().unwrap()],
+            None,
+        );
+        assert!(applied.status.success(), "{}", text(&applied));
+    }
+    let config = tmp.path().join("serve.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[smtp]\nhost = \"127.0.0.1\"\nport = {}\ntls = \"none\"\nfrom = \"weir@example.org\"\n\
+             [notify]\ngroup_window_secs = 0\nattempts = 2\nbackoff_secs = 0.2\nallow_internal_webhooks = true\n",
+            smtp.port()
+        ),
+    )
+    .unwrap();
+    let log_path = tmp.path().join("serve.log");
+    let mut serve = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+        .arg(&config)
+        .env("WEIR_SECRET_KEY", KEY)
+        .env("WEIR_ADMIN_TOKEN", ADMIN)
+        .env("WEIR_ENV_ECHO_TOKEN", ENV_TOKEN)
+        .env("WEIR_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(serve.stdout.take().unwrap()),
+        &mut first,
+    )
+    .unwrap();
+    let base = first
+        .trim()
+        .strip_prefix("weir serve: listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line {first:?}"))
+        .to_owned();
+    let client = reqwest::blocking::Client::new();
+    let call = |method: reqwest::Method, path: &str| -> (u16, String) {
+        let r = client
+            .request(method, format!("{base}{path}"))
+            .bearer_auth(ADMIN)
+            .send()
+            .unwrap();
+        (r.status().as_u16(), r.text().unwrap())
+    };
+
+    for name in ["env-echo", "stored-echo-p"] {
+        let (status, body) = call(
+            reqwest::Method::POST,
+            &format!("/api/v1/projects/{name}/validate"),
+        );
+        assert_eq!(status, 200, "{body}");
+        for token in [ENV_TOKEN, STORED_TOKEN] {
+            assert!(!body.contains(token), "validation report of {name}: {body}");
+        }
+        assert!(body.contains("[redacted]"), "{body}");
+
+        let (status, body) = call(
+            reqwest::Method::POST,
+            &format!("/api/v1/projects/{name}/run"),
+        );
+        assert_eq!(status, 202, "{body}");
+        let id = serde_json::from_str::<Value>(&body).unwrap()["execution"]
+            .as_u64()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let execution = loop {
+            let (_, body) = call(reqwest::Method::GET, &format!("/api/v1/executions/{id}"));
+            let v: Value = serde_json::from_str(&body).unwrap();
+            if v["status"] != "Running" {
+                break body;
+            }
+            assert!(Instant::now() < deadline, "still running: {body}");
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        let (_, log) = call(
+            reqwest::Method::GET,
+            &format!("/api/v1/executions/{id}/log"),
+        );
+        for token in [ENV_TOKEN, STORED_TOKEN] {
+            assert!(!execution.contains(token), "{execution}");
+            assert!(!log.contains(token), "{log}");
+        }
+        assert!(
+            execution.contains("you sent Authorization: Bearer [redacted]"),
+            "the server's echo is there, scrubbed: {execution}"
+        );
+    }
+    let sent: Vec<String> = echo
+        .requests()
+        .iter()
+        .filter_map(|r| r.header("authorization").map(str::to_owned))
+        .collect();
+    assert!(
+        sent.contains(&format!("Bearer {ENV_TOKEN}")),
+        "the environment's token was sent: {sent:?}"
+    );
+
+    let mails = smtp.wait_for(2, Duration::from_secs(30));
+    assert_eq!(mails.len(), 2, "one alert per project");
+    for mail in &mails {
+        assert!(mail.subject().contains("Error"), "{}", mail.subject());
+        for token in [ENV_TOKEN, STORED_TOKEN] {
+            assert!(!mail.body.contains(token), "{}", mail.body);
+        }
+        assert!(mail.body.contains("[redacted]"), "{}", mail.body);
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while hook.requests().len() < 2 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let hooks = hook.requests();
+    assert_eq!(hooks.len(), 2, "{hooks:?}");
+    for h in &hooks {
+        let body = String::from_utf8_lossy(&h.body);
+        for token in [ENV_TOKEN, STORED_TOKEN] {
+            assert!(!body.contains(token), "{body}");
+        }
+        assert!(body.contains("[redacted]"), "{body}");
+    }
+
+    let _ = Command::new("kill")
+        .args(["-TERM", &serve.id().to_string()])
+        .status();
+    let _ = serve.wait();
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    assert!(
+        log.contains("execution failed"),
+        "the daemon logged the failures:\n{log}"
+    );
+    for token in [ENV_TOKEN, STORED_TOKEN] {
+        assert!(!log.contains(token), "the daemon's log:\n{log}");
+    }
+    assert!(log.contains("[redacted]"), "{log}");
+}
+
+/// `token_env = "WEIR_SECRET_KEY"` would send the store's key as a bearer token:
+/// `weir validate` and `weir run` refuse it, naming the option and the variable,
+/// before anything is sent.
+#[test]
+fn a_project_file_naming_weirs_own_variable_is_refused() {
+    let echo = TestServer::start(|_| Reply::new(200, "[]"));
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    let hook = TestServer::start(|_| Reply::new(200, "ok"));
+    for var in ["WEIR_SECRET_KEY", "WEIR_ADMIN_TOKEN"] {
+        let file = tmp.path().join("p.toml");
+        std::fs::write(
+            &file,
+            project("p", "src", &echo, &hook, &out).replace("WEIR_ENV_ECHO_TOKEN", var),
+        )
+        .unwrap();
+        for command in ["validate", "run"] {
+            let o = Command::new(env!("CARGO_BIN_EXE_weir"))
+                .arg("--data-dir")
+                .arg(tmp.path().join("data"))
+                .args([command, file.to_str().unwrap()])
+                .env("WEIR_SECRET_KEY", KEY)
+                .env("WEIR_ADMIN_TOKEN", ADMIN)
+                .output()
+                .unwrap();
+            let shown = text(&o);
+            assert!(!o.status.success(), "{command}: {shown}");
+            assert!(
+                shown.contains(&format!(
+                    "connections.src.auth.token_env: environment variable `{var}` is one of weir's own"
+                )),
+                "{command}: {shown}"
+            );
+            assert!(!shown.contains(KEY) && !shown.contains(ADMIN), "{shown}");
+        }
+    }
+    assert_eq!(echo.accepted(), 0, "nothing was sent");
+}
+
+/// A credential given as a plain option would be stored in clear and shown:
+/// refused with the way to give it, and nothing stored.
+#[test]
+fn a_credential_given_as_a_plain_option_is_refused_and_not_stored() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    for (option, value) in [
+        ("auth.token", "plain-token-0123456789"),
+        ("auth.password", "plain-password-0123"),
+        ("postgres.password", "plain-pg-password-01"),
+    ] {
+        let o = weir(
+            &data,
+            &[
+                "connection",
+                "add",
+                "plain",
+                "--plugin",
+                "rest",
+                "--config",
+                "base_url=http://127.0.0.1:9",
+                "--config",
+                "auth.kind=bearer",
+                "--config",
+                &format!("{option}={value}"),
+            ],
+            None,
+        );
+        let shown = text(&o);
+        assert!(!o.status.success(), "{shown}");
+        assert!(
+            shown.contains(&format!("`{option}` is a secret"))
+                && shown.contains("--secret")
+                && shown.contains("nothing was stored"),
+            "{shown}"
+        );
+        assert!(!shown.contains(value), "{shown}");
+    }
+    let listed = weir(&data, &["connection", "list", "--json"], None);
+    assert!(listed.status.success(), "{}", text(&listed));
+    assert!(!text(&listed).contains("plain"), "{}", text(&listed));
+}
+
+/// `--secret KEY=@FILE` reads the value from a file (without its newline).
+#[test]
+fn a_secret_can_come_from_a_file() {
+    let echo = TestServer::start(|_| Reply::new(200, "[]"));
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let file = tmp.path().join("token");
+    std::fs::write(&file, "file-token-5be1a09d\n").unwrap();
+    let o = weir(
+        &data,
+        &[
+            "connection",
+            "add",
+            "from-file",
+            "--plugin",
+            "rest",
+            "--config",
+            &format!("base_url=http://{}", echo.host()),
+            "--config",
+            "entities=contacts",
+            "--config",
+            "auth.kind=bearer",
+            "--http-host",
+            &echo.host(),
+            "--secret",
+            &format!("auth.token=@{}", file.display()),
+        ],
+        None,
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        echo.requests()
+            .iter()
+            .any(|r| r.header("authorization") == Some("Bearer file-token-5be1a09d")),
+        "{:?}",
+        echo.requests()
+    );
+}
