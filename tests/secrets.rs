@@ -424,3 +424,101 @@ fn a_secret_can_come_from_a_file() {
         echo.requests()
     );
 }
+
+/// An option the plugin declares `secret` (testkit's `api_secret`): refused as a
+/// plain option of a stored connection, and its value scrubbed from what an
+/// execution records when the plugin quotes it (here in a refused check).
+#[test]
+fn options_a_plugin_declares_secret_are_refused_as_plain_options_and_scrubbed() {
+    use weir_host::engine::Quiet;
+    use weir_host::project::EnvPolicy;
+    use weir_host::service::Service;
+    use weir_host::store::{ConnectionState, SecretKey, Store, StoredConnection, Trigger};
+
+    const DECLARED: &str = "declared-secret-value-4e1f";
+    let tmp = tempfile::tempdir().unwrap();
+    let key = SecretKey::from_material(KEY).unwrap();
+    let svc = Service::new(
+        Store::open(&tmp.path().join("store"), Some(key)).unwrap(),
+        common::runtime(),
+    );
+    let testkit = common::plugin_path("testkit-connector");
+    let conn = |config: Vec<(String, String)>, secrets: Vec<(String, String)>| StoredConnection {
+        name: "kit".into(),
+        plugin: testkit.display().to_string(),
+        config,
+        secrets,
+        directory: None,
+        http_hosts: Vec::new(),
+        http_internal: false,
+        state: ConnectionState::Unchecked,
+        updated_at: 0,
+    };
+    let e = svc
+        .put_connection(&conn(
+            vec![("api_secret".into(), DECLARED.into())],
+            Vec::new(),
+        ))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("`api_secret` is a secret"), "{e}");
+    assert!(
+        svc.store.connection("kit").unwrap().is_none(),
+        "nothing stored"
+    );
+    // As a secret it is accepted.
+    svc.put_connection(&conn(
+        Vec::new(),
+        vec![("api_secret".into(), DECLARED.into())],
+    ))
+    .unwrap();
+
+    // In a project file's config the value is allowed, but never recorded.
+    let out = tmp.path().join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    let text = format!(
+        r#"
+[connections.src]
+plugin = "{testkit}"
+config = {{ api_secret = "{DECLARED}", refuse_check = "login refused for {DECLARED}" }}
+
+[connections.dst]
+plugin = "jsonl"
+grants = {{ directory = "{out}" }}
+
+[connection_sets.s]
+source = "src"
+destination = "dst"
+
+[project]
+name = "declared"
+connection_set = "s"
+
+[[project.tasks]]
+source_entity = "people"
+destination_entity = "people"
+key = ["id"]
+mappings = [{{ destination = "id", source = "id" }}]
+"#,
+        testkit = testkit.display(),
+        out = out.display(),
+    );
+    svc.apply_project_text(
+        &tmp.path().join("declared.toml"),
+        &text,
+        tmp.path(),
+        &EnvPolicy::default(),
+    )
+    .unwrap();
+    let e = svc
+        .run("declared", Trigger::Manual, &mut Quiet)
+        .unwrap_err()
+        .to_string();
+    assert!(!e.contains(DECLARED), "{e}");
+    assert!(e.contains("login refused for [redacted]"), "{e}");
+    let last = svc.store.executions(&Default::default()).unwrap()[0].id;
+    let stored = svc.store.execution(last).unwrap().unwrap();
+    let shown = serde_json::to_string(&stored).unwrap();
+    assert!(!shown.contains(DECLARED), "{shown}");
+    assert!(shown.contains("login refused for [redacted]"), "{shown}");
+}
