@@ -522,3 +522,42 @@ mappings = [{{ destination = "id", source = "id" }}]
     assert!(!shown.contains(DECLARED), "{shown}");
     assert!(shown.contains("login refused for [redacted]"), "{shown}");
 }
+
+/// `weir run FILE` and `weir validate FILE` (no store): the echoed token read from
+/// the environment is absent from what they print and log.
+#[test]
+fn the_cli_prints_no_echoed_token_for_a_project_file() {
+    let echo = TestServer::start(|r| {
+        let auth = r.header("authorization").unwrap_or("none").to_owned();
+        Reply::new(400, format!("{{\"message\": \"you sent {auth}\"}}"))
+    });
+    let hook = TestServer::start(|_| Reply::new(200, "ok"));
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    let file = tmp.path().join("p.toml");
+    std::fs::write(&file, project("p", "src", &echo, &hook, &out)).unwrap();
+    for command in ["run", "validate"] {
+        let o = Command::new(env!("CARGO_BIN_EXE_weir"))
+            .arg("--data-dir")
+            .arg(tmp.path().join("data"))
+            .args([command, file.to_str().unwrap()])
+            .env("WEIR_ENV_ECHO_TOKEN", ENV_TOKEN)
+            .env("WEIR_LOG", "debug")
+            .output()
+            .unwrap();
+        let shown = text(&o);
+        assert!(!o.status.success(), "{command}: {shown}");
+        assert!(!shown.contains(ENV_TOKEN), "{command}: {shown}");
+        assert!(
+            shown.contains("you sent Bearer [redacted]"),
+            "{command}: {shown}"
+        );
+    }
+    assert!(
+        echo.requests()
+            .iter()
+            .any(|r| r.header("authorization") == Some(&format!("Bearer {ENV_TOKEN}"))),
+        "the token was sent"
+    );
+}

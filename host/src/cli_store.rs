@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 use clap::Subcommand;
 use weir_host::engine::Observer;
+use weir_host::redact::scrub_known;
 use weir_host::service::{Service, redact_record};
 use weir_host::store::{
     ConnectionState, ExecStatus, ExecutionFilter, Retention, SecretKey, Store, StoreLimits,
@@ -407,12 +408,13 @@ pub fn run_named(
     if json {
         println!(
             "{}",
-            serde_json::to_string_pretty(
+            scrub_known(&serde_json::to_string_pretty(
                 &serde_json::json!({ "execution": id, "report": report })
-            )?
+            )?)
         );
     } else {
-        print!("{report}");
+        // The report is the engine's: it can quote a server echoing a credential.
+        print!("{}", scrub_known(&report.to_string()));
         println!("execution: {id}  (weir executions show {id})");
     }
     Ok(report.status)
@@ -609,7 +611,7 @@ pub fn executions(
         }
         ExecutionsCmd::Rerun { id, failed_only } => {
             let (new_id, report, skipped) = service.rerun(id, failed_only, observer)?;
-            print!("{report}");
+            print!("{}", scrub_known(&report.to_string()));
             println!(
                 "execution: {new_id} (re-run of {id}{})",
                 if failed_only {
