@@ -384,6 +384,35 @@ fn a_credential_given_as_a_plain_option_is_refused_and_not_stored() {
     let listed = weir(&data, &["connection", "list", "--json"], None);
     assert!(listed.status.success(), "{}", text(&listed));
     assert!(!text(&listed).contains("plain"), "{}", text(&listed));
+
+    // Credentials named but missing: the connection needs fixing, and is not
+    // checked anonymously against a server that would let it through.
+    let open = TestServer::start(|_| Reply::new(200, "[]"));
+    let o = weir(
+        &data,
+        &[
+            "connection",
+            "add",
+            "anon",
+            "--plugin",
+            "rest",
+            "--config",
+            &format!("base_url=http://{}", open.host()),
+            "--config",
+            "entities=contacts",
+            "--config",
+            "auth.kind=bearer",
+            "--http-host",
+            &open.host(),
+        ],
+        None,
+    );
+    let shown = text(&o);
+    assert!(
+        shown.contains("needs fixing") && shown.contains("needs the secret `auth.token`"),
+        "{shown}"
+    );
+    assert_eq!(open.accepted(), 0, "not checked without its credentials");
 }
 
 /// `--secret KEY=@FILE` reads the value from a file (without its newline).

@@ -752,6 +752,19 @@ struct StoreRecorder<'a> {
     secrets: &'a Redactor,
 }
 
+impl StoreRecorder<'_> {
+    /// A record copy with secret values scrubbed from its text (a mapping or a
+    /// transform can put a credential into a field).
+    fn scrub_record(&self, mut record: RecordCopy) -> RecordCopy {
+        if !self.secrets.is_empty() {
+            for (_, value) in &mut record {
+                self.secrets.scrub_json(value);
+            }
+        }
+        record
+    }
+}
+
 impl Recorder for StoreRecorder<'_> {
     fn checkpoint(&mut self, cp: engine::Checkpoint) -> Result<(), String> {
         let scrub = |t: &str| self.secrets.scrub(t);
@@ -781,13 +794,17 @@ impl Recorder for StoreRecorder<'_> {
                     position: f.position,
                     field: f.field,
                     message: scrub(&f.message),
-                    record: record.unwrap_or_default(),
+                    record: self.scrub_record(record.unwrap_or_default()),
                 })
                 .collect(),
             staged: cp
                 .staged
                 .into_iter()
-                .map(|(task, key, record)| store::StagedRecord { task, key, record })
+                .map(|(task, key, record)| store::StagedRecord {
+                    task,
+                    key: key.map(|k| scrub(&k)),
+                    record: self.scrub_record(record),
+                })
                 .collect(),
         };
         // The engine reports the tasks run so far; keep the states of the others
