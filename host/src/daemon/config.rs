@@ -242,8 +242,11 @@ impl ServeConfig {
                 "secrets.env_allow: `{var}` holds the SMTP password (smtp.password_env); projects may not read it"
             ));
         }
-        let env = EnvPolicy::allowing(f.secrets.env_allow)
+        let mut env = EnvPolicy::allowing(f.secrets.env_allow)
             .map_err(|e| format!("secrets.env_allow: {e}"))?;
+        if let Some(var) = &smtp_password_env {
+            env = env.denying(var);
+        }
         let web_defaults = WebSettings::default();
         let session_max = secs(
             f.web.session_max_secs,
@@ -320,6 +323,17 @@ mod tests {
             Duration::from_secs(60),
             "never past the lifetime"
         );
+        // The SMTP password's variable is never a project's, even named WEIR_ENV_*.
+        // SAFETY: tests in this module do not read WEIR_ENV_SMTP_PW elsewhere.
+        unsafe { std::env::set_var("WEIR_ENV_SMTP_PW", "pw-value") };
+        let f: ServeFile = toml::from_str(
+            "[smtp]\nhost = \"h\"\nfrom = \"x@y.org\"\npassword_env = \"WEIR_ENV_SMTP_PW\"",
+        )
+        .unwrap();
+        let c = ServeConfig::from_file(f, None).unwrap();
+        let e = c.env.check("WEIR_ENV_SMTP_PW").unwrap_err();
+        assert!(e.contains("one of the daemon's own secrets"), "{e}");
+        assert!(c.env.check("WEIR_ENV_OTHER").is_ok());
         for bad in [
             "[secrets]\nenv_allow = [\"WEIR_SECRET_KEY\"]",
             "[secrets]\nenv_allow = [\"SMTP_PW\"]\n[smtp]\nhost = \"h\"\nfrom = \"x@y.org\"\npassword_env = \"SMTP_PW\"",

@@ -45,6 +45,9 @@ pub struct EnvPolicy {
     readable: bool,
     /// Names allowed beyond `WEIR_ENV_*`.
     allow: Vec<String>,
+    /// Names never readable whatever their prefix: the daemon's own secrets kept in
+    /// variables it was told to read (the SMTP password's).
+    deny: Vec<String>,
 }
 
 impl Default for EnvPolicy {
@@ -52,6 +55,7 @@ impl Default for EnvPolicy {
         EnvPolicy {
             readable: true,
             allow: Vec::new(),
+            deny: Vec::new(),
         }
     }
 }
@@ -67,7 +71,15 @@ impl EnvPolicy {
         Ok(EnvPolicy {
             readable: true,
             allow: names,
+            deny: Vec::new(),
         })
+    }
+
+    /// Never `var`, even named `WEIR_ENV_*` (a variable holding one of the
+    /// daemon's own secrets).
+    pub fn denying(mut self, var: &str) -> EnvPolicy {
+        self.deny.push(var.to_owned());
+        self
     }
 
     /// No variable at all: for projects sent through the API.
@@ -75,6 +87,7 @@ impl EnvPolicy {
         EnvPolicy {
             readable: false,
             allow: Vec::new(),
+            deny: Vec::new(),
         }
     }
 
@@ -83,6 +96,11 @@ impl EnvPolicy {
         if !self.readable {
             return Err(format!(
                 "environment variable `{var}`: a project sent through the API cannot read the server's environment; store the secret in a connection (`secrets`) and name that connection in the connection set"
+            ));
+        }
+        if self.deny.iter().any(|d| d == var) {
+            return Err(format!(
+                "environment variable `{var}` holds one of the daemon's own secrets and is never readable by a project"
             ));
         }
         if var.len() > ENV_PREFIX.len() && var.starts_with(ENV_PREFIX) {
