@@ -501,6 +501,57 @@ fn key_derivation(
     Ok((derivation, salt))
 }
 
+/// Re-seals the secrets of a store made before salting under the salted
+/// derivation, with a fresh salt: the re-sealed secrets, the salt and the new
+/// derivation are written in one transaction, so a crash leaves the store wholly
+/// old or wholly new. `None`, with nothing changed, when `material` does not open
+/// every secret (a wrong key: it is reported where it always was, at first use).
+fn migrate_to_salted(
+    db: &sled::Db,
+    connections: &sled::Tree,
+    material: &SecretKey,
+) -> Result<Option<secrets::StoreKey>, StoreError> {
+    let old = material.for_store(Derivation::LegacySha256, &[])?;
+    let salt = secrets::new_salt();
+    let new = material.for_store(Derivation::Salted, &salt)?;
+    let mut rewritten = Vec::new();
+    let mut count = 0;
+    for item in connections.iter() {
+        let (name, bytes) = item.map_err(db_err)?;
+        let key = || format!("connections/{}", String::from_utf8_lossy(&name));
+        let mut rest: ConnectionAtRest = decode(key, &bytes)?;
+        for (secret, sealed_hex) in &mut rest.secrets {
+            let sealed = unhex(sealed_hex).ok_or_else(|| StoreError::Corrupt {
+                key: key(),
+                reason: format!("secret {secret:?} is not hex"),
+            })?;
+            let Ok(plain) = secrets::open(&old, &rest.name, secret, &sealed) else {
+                return Ok(None);
+            };
+            *sealed_hex = hex(&secrets::seal(&new, &rest.name, secret, &plain)?);
+            count += 1;
+        }
+        rewritten.push((name, encode(&rest)?));
+    }
+    let meta: &sled::Tree = db;
+    (meta, connections)
+        .transaction(|(meta, connections)| {
+            for (name, bytes) in &rewritten {
+                connections.insert(name.clone(), bytes.clone())?;
+            }
+            meta.insert(META_SALT, salt.as_slice())?;
+            meta.insert(META_DERIVATION, Derivation::Salted.name().as_bytes())?;
+            Ok::<(), ConflictableTransactionError<StoreError>>(())
+        })
+        .map_err(tx_err)?;
+    db.flush().map_err(db_err)?;
+    tracing::info!(
+        secrets = count,
+        "secrets re-sealed under a salted key (the store predates salting)"
+    );
+    Ok(Some(new))
+}
+
 fn db_err(e: sled::Error) -> StoreError {
     match e {
         sled::Error::Io(e) => StoreError::Io(e),
@@ -648,8 +699,20 @@ impl Store {
             })?;
         let tree = |name: &str| db.open_tree(name).map_err(db_err);
         let connections = tree("connections")?;
-        let (derivation, salt) = key_derivation(&db, &connections)?;
-        let key = key.map(|k| k.for_store(derivation, &salt)).transpose()?;
+        let (mut derivation, salt) = key_derivation(&db, &connections)?;
+        let key = match key {
+            None => None,
+            Some(material) if derivation == Derivation::LegacySha256 => {
+                match migrate_to_salted(&db, &connections, &material)? {
+                    Some(salted) => {
+                        derivation = Derivation::Salted;
+                        Some(salted)
+                    }
+                    None => Some(material.for_store(derivation, &salt)?),
+                }
+            }
+            Some(material) => Some(material.for_store(derivation, &salt)?),
+        };
         let mut store = Store {
             connections,
             projects: tree("projects")?,

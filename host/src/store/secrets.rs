@@ -11,9 +11,11 @@
 //! stretched with Argon2id (19 MiB, 2 passes) and a random 16-byte salt kept in
 //! the store (not secret; it makes every store's key its own, so one precomputed
 //! table of passphrases does not serve all stores). How a store turns material
-//! into its key is recorded in the store ([`Derivation`]): stores made before
-//! salting, whose key is SHA-256 of the material, keep it, so nothing already
-//! sealed is lost.
+//! into its key is recorded in the store ([`Derivation`]): a store made before
+//! salting (its key SHA-256 of the material) is re-sealed under the salted
+//! derivation the first time it opens with a key that opens all its secrets, in
+//! one transaction; opened without a key, or with one that does not open them,
+//! it keeps the old derivation and nothing changes.
 
 use std::fmt;
 use std::path::Path;
