@@ -461,42 +461,75 @@ fn a_credential_given_as_a_plain_option_is_refused_and_not_stored() {
     assert_eq!(open.accepted(), 0, "not checked without its credentials");
 }
 
-/// `--secret KEY=@FILE` reads the value from a file (without its newline).
+/// `--secret KEY=-` reads the value from stdin, `--secret KEY=@FILE` from a file
+/// (each without its final newline), so it is never on the command line (`ps`).
 #[test]
-fn a_secret_can_come_from_a_file() {
+fn a_secret_can_come_from_stdin_or_a_file() {
     let echo = TestServer::start(|_| Reply::new(200, "[]"));
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     let file = tmp.path().join("token");
     std::fs::write(&file, "file-token-5be1a09d\n").unwrap();
+    let add = |name: &str, secret: &str, stdin: Option<&str>| {
+        weir(
+            &data,
+            &[
+                "connection",
+                "add",
+                name,
+                "--plugin",
+                "rest",
+                "--config",
+                &format!("base_url=http://{}", echo.host()),
+                "--config",
+                "entities=contacts",
+                "--config",
+                "auth.kind=bearer",
+                "--http-host",
+                &echo.host(),
+                "--secret",
+                secret,
+            ],
+            stdin,
+        )
+    };
+    let from_file = add(
+        "from-file",
+        &format!("auth.token=@{}", file.display()),
+        None,
+    );
+    assert!(from_file.status.success(), "{}", text(&from_file));
+    let from_stdin = add("from-stdin", "auth.token=-", Some("stdin-token-77c2e9\r\n"));
+    assert!(from_stdin.status.success(), "{}", text(&from_stdin));
+    let sent: Vec<String> = echo
+        .requests()
+        .iter()
+        .filter_map(|r| r.header("authorization").map(str::to_owned))
+        .collect();
+    for expected in ["Bearer file-token-5be1a09d", "Bearer stdin-token-77c2e9"] {
+        assert!(sent.iter().any(|s| s == expected), "{sent:?}");
+    }
+    // Two secrets cannot both come from stdin.
     let o = weir(
         &data,
         &[
             "connection",
             "add",
-            "from-file",
+            "two",
             "--plugin",
             "rest",
-            "--config",
-            &format!("base_url=http://{}", echo.host()),
-            "--config",
-            "entities=contacts",
-            "--config",
-            "auth.kind=bearer",
-            "--http-host",
-            &echo.host(),
             "--secret",
-            &format!("auth.token=@{}", file.display()),
+            "auth.token=-",
+            "--secret",
+            "other=-",
         ],
-        None,
+        Some("x\n"),
     );
-    assert!(o.status.success(), "{}", text(&o));
+    assert!(!o.status.success());
     assert!(
-        echo.requests()
-            .iter()
-            .any(|r| r.header("authorization") == Some("Bearer file-token-5be1a09d")),
-        "{:?}",
-        echo.requests()
+        text(&o).contains("only one secret can come from stdin"),
+        "{}",
+        text(&o)
     );
 }
 
