@@ -63,7 +63,17 @@ async fn start(data: &Path, base_dir: &Path) -> Api {
     let service = Service::new(Store::open(data, Some(key)).unwrap(), common::runtime());
     let daemon = Daemon::new(service, DaemonSettings::default(), None).unwrap();
     daemon.start();
-    let app = router(ApiState::new(daemon, TOKEN, base_dir.to_path_buf()));
+    // These tests send wrong tokens on purpose; the limit has a test of its own.
+    let web = weir_host::daemon::config::WebSettings {
+        login_attempts_per_minute: 1000,
+        ..Default::default()
+    };
+    let app = router(ApiState::with_web(
+        daemon,
+        TOKEN,
+        base_dir.to_path_buf(),
+        web,
+    ));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -294,4 +304,286 @@ mappings = [
         let (_, v) = api.send(Method::POST, p, None).await;
         assert!(!v.to_string().contains(SECRET), "{p} leaked the secret");
     }
+}
+
+/// Like [`start`], served with the client's address known (as `weir serve` does)
+/// and the given web settings.
+async fn start_web(
+    data: &Path,
+    base_dir: &Path,
+    web: weir_host::daemon::config::WebSettings,
+) -> Api {
+    let key =
+        SecretKey::from_material("an api test key that is long enough for the store").unwrap();
+    let service = Service::new(Store::open(data, Some(key)).unwrap(), common::runtime());
+    let daemon = Daemon::new(service, DaemonSettings::default(), None).unwrap();
+    daemon.start();
+    let app = router(ApiState::with_web(
+        daemon,
+        TOKEN,
+        base_dir.to_path_buf(),
+        web,
+    ));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .await
+        .unwrap()
+    });
+    Api {
+        base: format!("http://{addr}"),
+        client: reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap(),
+    }
+}
+
+/// Issue 18, items 5 and 7 through the API: a project sent through the API reads
+/// no environment variable (weir's own or not), a credential given as a plain
+/// connection option is refused; nothing of either is stored or shown.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_projects_read_no_environment_and_credentials_are_never_plain_options() {
+    let tmp = tempfile::tempdir().unwrap();
+    let api = start(&tmp.path().join("data"), tmp.path()).await;
+    let project = |var: &str| {
+        format!(
+            r#"
+[connections.src]
+plugin = "rest"
+grants = {{ http_hosts = ["api.example.com"] }}
+auth = {{ kind = "bearer", token_env = "{var}" }}
+config = {{ base_url = "https://api.example.com", entities = "contacts" }}
+
+[connections.dst]
+plugin = "jsonl"
+
+[connection_sets.s]
+source = "src"
+destination = "dst"
+
+[project]
+name = "leak"
+connection_set = "s"
+
+[[project.tasks]]
+source_entity = "contacts"
+destination_entity = "contacts"
+key = ["id"]
+mappings = [{{ destination = "id", source = "id" }}]
+"#
+        )
+    };
+    for (var, why) in [
+        (
+            "WEIR_SECRET_KEY",
+            "a project sent through the API cannot read",
+        ),
+        (
+            "WEIR_ENV_CRM_TOKEN",
+            "a project sent through the API cannot read",
+        ),
+    ] {
+        let resp = api
+            .client
+            .put(format!("{}/api/v1/projects/leak", api.base))
+            .bearer_auth(TOKEN)
+            .body(project(var))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+        let v: Value = resp.json().await.unwrap();
+        assert_eq!(v["code"], "invalid-project", "{v}");
+        let message = v["message"].as_str().unwrap();
+        assert!(
+            message.contains(&format!(
+                "connections.src.auth.token_env: environment variable `{var}`"
+            )) && message.contains(why),
+            "{message}"
+        );
+        let (s, _) = api.get("/api/v1/projects/leak", Some(TOKEN)).await;
+        assert_eq!(s, StatusCode::NOT_FOUND, "nothing stored");
+    }
+
+    let (s, v) = api
+        .send(
+            reqwest::Method::PUT,
+            "/api/v1/connections/plain",
+            Some(json!({
+                "plugin": "rest",
+                "config": {"base_url": "http://127.0.0.1:9", "auth.kind": "bearer", "auth.token": SECRET},
+            })),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    let message = v["message"].as_str().unwrap();
+    assert!(
+        message.contains("`auth.token` is a secret") && message.contains("`secrets`"),
+        "{message}"
+    );
+    assert!(!v.to_string().contains(SECRET), "{v}");
+    let (s, body) = api.get("/api/v1/connections/plain", Some(TOKEN)).await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "nothing stored: {body}");
+    let (_, list) = api.get("/api/v1/connections", Some(TOKEN)).await;
+    assert!(!list.contains(SECRET) && !list.contains("plain"), "{list}");
+}
+
+/// Issue 18, item 9: wrong tokens are limited per client address (then 429 with
+/// Retry-After, even for the right token, so guessing learns nothing), the
+/// responses carry the browser protections, and a Host the server does not
+/// answer for (DNS rebinding) is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_tokens_are_limited_responses_are_hardened_and_foreign_hosts_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let web = weir_host::daemon::config::WebSettings {
+        allowed_hosts: vec!["weir.example.com".into()],
+        ..Default::default()
+    };
+    let api = start_web(&tmp.path().join("data"), tmp.path(), web).await;
+    let port = api.base.rsplit(':').next().unwrap().to_owned();
+
+    // Headers, on the login page and on an API answer.
+    for (path, token) in [("/", None), ("/api/v1/projects", Some(TOKEN))] {
+        let mut r = api.client.get(format!("{}{path}", api.base));
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        let resp = r.send().await.unwrap();
+        let h = resp.headers();
+        let csp = h["content-security-policy"].to_str().unwrap();
+        assert!(
+            csp.contains("default-src 'self'")
+                && csp.contains("script-src 'sha256-")
+                && !csp.contains("script-src 'unsafe-inline'")
+                && csp.contains("frame-ancestors 'none'"),
+            "{csp}"
+        );
+        assert_eq!(h["x-frame-options"], "DENY");
+        assert_eq!(h["x-content-type-options"], "nosniff");
+        assert_eq!(h["referrer-policy"], "no-referrer");
+    }
+
+    // Host names: the attacker's name is refused, ours and addresses are not.
+    for (host, expected) in [
+        (
+            format!("evil.example:{port}"),
+            StatusCode::MISDIRECTED_REQUEST,
+        ),
+        (format!("localhost:{port}"), StatusCode::OK),
+        (format!("127.0.0.1:{port}"), StatusCode::OK),
+        (format!("weir.example.com:{port}"), StatusCode::OK),
+    ] {
+        let resp = api
+            .client
+            .get(format!("{}/api/v1/projects", api.base))
+            .header(reqwest::header::HOST, &host)
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), expected, "{host}");
+        if expected != StatusCode::OK {
+            let v: Value = resp.json().await.unwrap();
+            assert_eq!(v["code"], "wrong-host", "{v}");
+        }
+    }
+
+    // Five wrong tokens in the login form, then 429 — for the right one too.
+    let login = |token: &str| {
+        api.client
+            .post(format!("{}/login", api.base))
+            .form(&[("token", token)])
+            .send()
+    };
+    for i in 0..5 {
+        let resp = login("wrong-token-wrong-token").await.unwrap();
+        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "attempt {i}");
+    }
+    let started = Instant::now();
+    let resp = login("wrong-token-wrong-token").await.unwrap();
+    assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry: u64 = resp.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&retry), "{retry}");
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["code"], "too-many-attempts", "{v}");
+    let resp = login(TOKEN).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS, "locked out");
+    // Bearer guesses count against the same address.
+    let (s, _) = api.get("/api/v1/projects", Some(TOKEN)).await;
+    assert_eq!(s, StatusCode::TOO_MANY_REQUESTS);
+    assert!(started.elapsed() < Duration::from_secs(30));
+}
+
+/// Issue 18, item 9: a dashboard session ends after its idle time unused, and
+/// after its lifetime however used (short ones here; 30 min and 12 h by default).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_expire_when_idle_and_at_their_lifetime() {
+    let tmp = tempfile::tempdir().unwrap();
+    let web = weir_host::daemon::config::WebSettings {
+        session_idle: Duration::from_millis(1_000),
+        session_max: Duration::from_millis(2_500),
+        ..Default::default()
+    };
+    let api = start_web(&tmp.path().join("data"), tmp.path(), web).await;
+    async fn login(api: &Api) -> String {
+        let resp = api
+            .client
+            .post(format!("{}/login", api.base))
+            .form(&[("token", TOKEN)])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+        let cookie = resp.headers()["set-cookie"].to_str().unwrap().to_owned();
+        assert!(cookie.contains("Max-Age=2"), "{cookie}");
+        cookie.split(';').next().unwrap().to_owned()
+    }
+    async fn with(api: &Api, cookie: &str) -> StatusCode {
+        api.client
+            .get(format!("{}/api/v1/projects", api.base))
+            .header(reqwest::header::COOKIE, cookie)
+            .send()
+            .await
+            .unwrap()
+            .status()
+    }
+    // Used every 0.4 s: alive past its idle time, ended at its lifetime.
+    let cookie = login(&api).await;
+    let opened = Instant::now();
+    let mut alive_past_idle = false;
+    loop {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let status = with(&api, &cookie).await;
+        let age = opened.elapsed();
+        if status == StatusCode::OK {
+            assert!(age < Duration::from_millis(2_500), "alive at {age:?}");
+            alive_past_idle |= age > Duration::from_millis(1_200);
+        } else {
+            assert_eq!(status, StatusCode::UNAUTHORIZED);
+            assert!(
+                age >= Duration::from_millis(2_500),
+                "ended early, at {age:?}"
+            );
+            break;
+        }
+        assert!(age < Duration::from_secs(10));
+    }
+    assert!(
+        alive_past_idle,
+        "use kept the session alive past its idle time"
+    );
+    // Unused for longer than its idle time: ended.
+    let cookie = login(&api).await;
+    assert_eq!(with(&api, &cookie).await, StatusCode::OK);
+    tokio::time::sleep(Duration::from_millis(1_300)).await;
+    assert_eq!(with(&api, &cookie).await, StatusCode::UNAUTHORIZED);
 }

@@ -401,7 +401,12 @@ fn a_huge_cursor_and_more_rejects_than_records_are_refused_and_the_store_stays_b
     let before = dir_size(&data);
     for (name, source, expected) in cases {
         let text = project_toml(name, &testkit, source, &out, 100, "id", mapping);
-        svc.apply_project_text(&tmp.path().join("p.toml"), &text, tmp.path())
+        svc.apply_project_text(
+            &tmp.path().join("p.toml"),
+            &text,
+            tmp.path(),
+            &weir_host::project::EnvPolicy::default(),
+        )
             .unwrap();
         let started = Instant::now();
         let (id, report) = svc.run(name, Trigger::Manual, &mut Quiet).unwrap();

@@ -97,8 +97,13 @@ impl Fixture {
     ) -> Service<'static> {
         let svc = service(&self.data());
         let text = project_text(name, &self.dir, schedule, extra, source);
-        svc.apply_project_text(&self.tmp.path().join("p.toml"), &text, self.tmp.path())
-            .unwrap();
+        svc.apply_project_text(
+            &self.tmp.path().join("p.toml"),
+            &text,
+            self.tmp.path(),
+            &weir_host::project::EnvPolicy::default(),
+        )
+        .unwrap();
         svc
     }
 }
@@ -176,6 +181,7 @@ retry = { attempts = 2, backoff_secs = 0.1, pause_after_errors = 0 }"#,
         group_window: Duration::from_secs(3600),
         attempts: 3,
         backoff: Duration::from_millis(200),
+        allow_internal_webhooks: false,
     });
     let daemon = Daemon::new(svc, settings(), Some(Arc::new(notifier.clone()))).unwrap();
     let scheduler = daemon.start();
@@ -508,8 +514,13 @@ mappings = [
     {
         let svc = service(&fx.data().join("store"));
         for (name, count, spin) in [("small", 5, 0), ("big", COUNT, 30_000_000)] {
-            svc.apply_project_text(&fx.dir.join("p.toml"), &text(name, count, spin), &fx.dir)
-                .unwrap();
+            svc.apply_project_text(
+                &fx.dir.join("p.toml"),
+                &text(name, count, spin),
+                &fx.dir,
+                &weir_host::project::EnvPolicy::default(),
+            )
+            .unwrap();
         }
         svc.store.flush().unwrap();
     }
@@ -614,8 +625,13 @@ fn weir_serve_stops_cleanly_on_sigterm() {
         common::runtime(),
     );
     let text = project_text("nightly", &fx.dir, "0 3 * * *", "", "count = 20");
-    svc.apply_project_text(&fx.dir.join("p.toml"), &text, &fx.dir)
-        .unwrap();
+    svc.apply_project_text(
+        &fx.dir.join("p.toml"),
+        &text,
+        &fx.dir,
+        &weir_host::project::EnvPolicy::default(),
+    )
+    .unwrap();
     svc.store.flush().unwrap();
     drop(svc);
     let (child, addr) = start_serve(&fx.data(), "a-token-for-the-sigterm-test");
@@ -651,8 +667,13 @@ fn incremental_tasks_read_only_what_is_new() {
     let apply = |count: u32| {
         let text = project_text("inc", &fx.dir, "0 3 * * *", "", &format!("count = {count}"))
             .replace("key = [\"id\"]", "key = [\"id\"]\nincremental = true");
-        svc.apply_project_text(&fx.dir.join("p.toml"), &text, &fx.dir)
-            .unwrap();
+        svc.apply_project_text(
+            &fx.dir.join("p.toml"),
+            &text,
+            &fx.dir,
+            &weir_host::project::EnvPolicy::default(),
+        )
+        .unwrap();
     };
     let read = |id| -> u64 {
         let e = svc.store.execution(id).unwrap().unwrap();

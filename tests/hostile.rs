@@ -383,6 +383,7 @@ fn a_recorded_execution_that_traps_is_stored_as_error_and_the_store_stays_consis
         &tmp.path().join("p.toml"),
         &text(r#"mode = "panic-after", after = "12", mode_calls = "upsert""#),
         tmp.path(),
+        &weir_host::project::EnvPolicy::default(),
     )
     .unwrap();
     let (id, report) = svc.run("trapping", Trigger::Manual, &mut Quiet).unwrap();
@@ -404,8 +405,13 @@ fn a_recorded_execution_that_traps_is_stored_as_error_and_the_store_stays_consis
     // The store reopens with nothing left Running, and the fixed project runs.
     let svc = Service::new(Store::open(&data, None).unwrap(), runtime());
     assert!(svc.store.interrupted_on_open().is_empty());
-    svc.apply_project_text(&tmp.path().join("p.toml"), &text(""), tmp.path())
-        .unwrap();
+    svc.apply_project_text(
+        &tmp.path().join("p.toml"),
+        &text(""),
+        tmp.path(),
+        &weir_host::project::EnvPolicy::default(),
+    )
+    .unwrap();
     let (again, report) = svc.run("trapping", Trigger::Manual, &mut Quiet).unwrap();
     assert_eq!(report.status, Status::Completed, "{report}");
     assert_eq!(report.totals().upserted(), 200);
@@ -765,8 +771,13 @@ async fn hostile_projects_in_the_daemon_fail_their_own_runs_and_a_healthy_one_ke
             "[connections.dst]",
             "limits = { call_timeout_secs = 0.5, memory_mb = 64 }\n\n[connections.dst]",
         );
-        svc.apply_project_text(&tmp.path().join(format!("{name}.toml")), &text, tmp.path())
-            .unwrap();
+        svc.apply_project_text(
+            &tmp.path().join(format!("{name}.toml")),
+            &text,
+            tmp.path(),
+            &weir_host::project::EnvPolicy::default(),
+        )
+        .unwrap();
     }
     let daemon = Daemon::new(
         svc,

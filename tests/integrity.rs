@@ -298,7 +298,12 @@ fn a_half_written_last_line_is_read_whole_by_the_next_run() {
         Store::open(&dir.path().join("store"), None).unwrap(),
         common::runtime(),
     );
-    svc.apply_project_text(&dir.path().join("inc.toml"), &text, dir.path())
+    svc.apply_project_text(
+        &dir.path().join("inc.toml"),
+        &text,
+        dir.path(),
+        &weir_host::project::EnvPolicy::default(),
+    )
         .unwrap();
     let (_, first) = svc.run("inc", Trigger::Manual, &mut Quiet).unwrap();
     assert_eq!(first.status, Status::Warning, "{first}");

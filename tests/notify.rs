@@ -40,6 +40,8 @@ fn settings(smtp_port: u16, group_window: Duration) -> NotifySettings {
         group_window,
         attempts: 3,
         backoff: Duration::from_millis(100),
+        // The receivers are test servers on 127.0.0.1.
+        allow_internal_webhooks: true,
     }
 }
 
@@ -677,4 +679,75 @@ fn email_lists_and_webhook_addresses_are_checked() {
     let ftp = check_webhook_url("ftp://example.org/x").unwrap_err();
     assert!(ftp.contains("http"), "{ftp}");
     assert!(check_webhook_url("not a url").is_err());
+}
+
+/// Projects name their webhooks, so a project's author could make the daemon post
+/// to the machine's or the network's inside; webhooks follow plugin HTTP's address
+/// rules: loopback (by literal or by name), private and link-local are refused,
+/// nothing is sent, unless the administrator allows internal webhooks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhooks_to_internal_addresses_are_refused_unless_allowed() {
+    let receiver = Receiver::start(&[]);
+    let by_name = format!("http://localhost:{}/hooks/weir", receiver.port);
+    let mut refusing = settings(9, Duration::ZERO);
+    refusing.smtp = None;
+    refusing.allow_internal_webhooks = false;
+    let notifier = Notifier::start(refusing.clone());
+    let to = Recipients {
+        emails: Vec::new(),
+        webhooks: vec![
+            receiver.url(),
+            by_name.clone(),
+            "http://169.254.169.254/latest/meta-data".to_owned(),
+        ],
+    };
+    notifier.notify(&to, event(EventKind::Error, "inside-sync", 7));
+    notifier.flush(WAIT).await;
+    assert!(
+        receiver.requests().is_empty(),
+        "a refused webhook sent something"
+    );
+    let delivered = notifier.delivered();
+    assert_eq!(delivered.len(), 3, "{delivered:?}");
+    for d in &delivered {
+        assert!(!d.ok, "{d:?}");
+        let error = d.error.as_deref().unwrap_or_default();
+        assert!(
+            error.contains("webhook refused") && error.contains("allow_internal_webhooks"),
+            "{error}"
+        );
+    }
+    let errors: Vec<&str> = delivered
+        .iter()
+        .filter_map(|d| d.error.as_deref())
+        .collect();
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("127.0.0.1 is an internal (loopback)")),
+        "{errors:?}"
+    );
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("`localhost` resolves to") && e.contains("loopback")),
+        "{errors:?}"
+    );
+    assert!(
+        errors.iter().any(|e| e.contains("cloud metadata")),
+        "{errors:?}"
+    );
+
+    // The administrator allows them: the same webhook is delivered.
+    let mut allowing = refusing;
+    allowing.allow_internal_webhooks = true;
+    let notifier = Notifier::start(allowing);
+    let to = Recipients {
+        emails: Vec::new(),
+        webhooks: vec![receiver.url()],
+    };
+    notifier.notify(&to, event(EventKind::Error, "inside-sync", 8));
+    notifier.flush(WAIT).await;
+    assert_eq!(receiver.requests().len(), 1);
+    assert!(notifier.delivered().iter().all(|d| d.ok));
 }

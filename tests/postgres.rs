@@ -582,7 +582,12 @@ mappings = [
         files.path().display()
     );
     service
-        .apply_project_text(Path::new("secrets.toml"), &project, files.path())
+        .apply_project_text(
+            Path::new("secrets.toml"),
+            &project,
+            files.path(),
+            &weir_host::project::EnvPolicy::default(),
+        )
         .unwrap();
     let (id, report) = service.run("secrets", Trigger::Manual, &mut Quiet).unwrap();
     assert_eq!(report.status, Status::Warning, "{report}");

@@ -104,7 +104,7 @@ pub fn serve(data_dir: &Path, key_file: Option<&Path>, args: ServeArgs) -> Resul
             "found interrupted at start; its next run resumes it"
         );
     }
-    let service = Service::new(store, runtime);
+    let service = Service::new(store, runtime).with_env_policy(config.env.clone());
     let tokio = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -113,7 +113,12 @@ pub fn serve(data_dir: &Path, key_file: Option<&Path>, args: ServeArgs) -> Resul
         let alerter: Arc<dyn Alerter> = Arc::new(notifier.clone());
         let daemon = Daemon::new(service, config.daemon.clone(), Some(alerter))?;
         let base_dir = std::path::absolute(data_dir)?;
-        let app = router(ApiState::new(daemon.clone(), &token, base_dir));
+        let app = router(ApiState::with_web(
+            daemon.clone(),
+            &token,
+            base_dir,
+            config.web.clone(),
+        ));
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("listening on {}", config.listen))?;
@@ -124,7 +129,11 @@ pub fn serve(data_dir: &Path, key_file: Option<&Path>, args: ServeArgs) -> Resul
         tracing::info!(%addr, projects = daemon.projects()?.len(), "daemon started");
         let scheduler = daemon.start();
         let stopping = daemon.clone();
-        axum::serve(listener, app)
+        // Connect info: wrong tokens are counted per client address.
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
             .with_graceful_shutdown(async move {
                 shutdown_signal().await;
                 eprintln!("weir serve: stopping (no new runs; running executions stop after their current batch)");

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 use clap::Subcommand;
 use weir_host::engine::Observer;
+use weir_host::redact::scrub_known;
 use weir_host::service::{Service, redact_record};
 use weir_host::store::{
     ConnectionState, ExecStatus, ExecutionFilter, Retention, SecretKey, Store, StoreLimits,
@@ -24,7 +25,9 @@ pub enum ConnectionCmd {
         /// An option, `key=value` (repeatable).
         #[arg(long = "config", value_name = "KEY=VALUE")]
         config: Vec<String>,
-        /// A credential, `key=value` (repeatable): encrypted at rest, never shown.
+        /// A credential (repeatable): encrypted at rest, never shown. `KEY=-` reads
+        /// the value from stdin, `KEY=@FILE` from a file: prefer those, a value on
+        /// the command line is visible to every user in `ps`.
         #[arg(long = "secret", value_name = "KEY=VALUE")]
         secret: Vec<String>,
         /// The directory the plugin may use (seen as /data).
@@ -48,6 +51,7 @@ pub enum ConnectionCmd {
     /// Replace a connection's credentials, then check it again.
     UpdateCredentials {
         name: String,
+        /// As for `add`: `KEY=-` (stdin) or `KEY=@FILE` rather than the value.
         #[arg(long = "secret", value_name = "KEY=VALUE", required = true)]
         secret: Vec<String>,
     },
@@ -177,6 +181,47 @@ fn pairs(items: &[String], what: &str) -> Result<Vec<(String, String)>> {
         .collect()
 }
 
+/// `--secret` values: `KEY=VALUE`, `KEY=-` (the value is stdin, once, without
+/// its final newline) or `KEY=@PATH` (a file's content, without its final
+/// newline), so the value need not appear in the process list.
+fn secret_pairs(items: &[String]) -> Result<Vec<(String, String)>> {
+    let mut stdin_used = false;
+    let mut out = Vec::new();
+    for (key, value) in pairs(items, "secret")? {
+        let value = if value == "-" {
+            if stdin_used {
+                bail!("--secret {key}=-: only one secret can come from stdin");
+            }
+            stdin_used = true;
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+                .with_context(|| format!("--secret {key}=-: reading stdin"))?;
+            trim_newline(text)
+        } else if let Some(path) = value.strip_prefix('@') {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("--secret {key}=@{path}: reading the file"))?;
+            trim_newline(text)
+        } else {
+            value
+        };
+        if value.is_empty() {
+            bail!("--secret {key}: the value is empty");
+        }
+        out.push((key, value));
+    }
+    Ok(out)
+}
+
+fn trim_newline(mut text: String) -> String {
+    if text.ends_with('\n') {
+        text.pop();
+        if text.ends_with('\r') {
+            text.pop();
+        }
+    }
+    text
+}
+
 fn when(millis: i64) -> String {
     chrono::DateTime::from_timestamp_millis(millis)
         .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
@@ -235,14 +280,14 @@ pub fn connection(service: &Service<'_>, cmd: ConnectionCmd) -> Result<ExitCode>
                 name: name.clone(),
                 plugin,
                 config: pairs(&config, "config")?,
-                secrets: pairs(&secret, "secret")?,
+                secrets: secret_pairs(&secret)?,
                 directory,
                 http_hosts,
                 http_internal,
                 state: ConnectionState::Unchecked,
                 updated_at: now_millis(),
             };
-            service.store.put_connection(&conn)?;
+            service.put_connection(&conn)?;
             let state = service.check_connection(&name)?;
             println!("connection {name}: {}", state_text(&state));
             Ok(ExitCode::SUCCESS)
@@ -282,9 +327,9 @@ pub fn connection(service: &Service<'_>, cmd: ConnectionCmd) -> Result<ExitCode>
                 .store
                 .connection(&name)?
                 .with_context(|| format!("no connection named `{name}`"))?;
-            conn.secrets = pairs(&secret, "secret")?;
+            conn.secrets = secret_pairs(&secret)?;
             conn.updated_at = now_millis();
-            service.store.put_connection(&conn)?;
+            service.put_connection(&conn)?;
             let state = service.check_connection(&name)?;
             println!(
                 "connection {name}: credentials updated; {}",
@@ -363,12 +408,13 @@ pub fn run_named(
     if json {
         println!(
             "{}",
-            serde_json::to_string_pretty(
+            scrub_known(&serde_json::to_string_pretty(
                 &serde_json::json!({ "execution": id, "report": report })
-            )?
+            )?)
         );
     } else {
-        print!("{report}");
+        // The report is the engine's: it can quote a server echoing a credential.
+        print!("{}", scrub_known(&report.to_string()));
         println!("execution: {id}  (weir executions show {id})");
     }
     Ok(report.status)
@@ -565,7 +611,7 @@ pub fn executions(
         }
         ExecutionsCmd::Rerun { id, failed_only } => {
             let (new_id, report, skipped) = service.rerun(id, failed_only, observer)?;
-            print!("{report}");
+            print!("{}", scrub_known(&report.to_string()));
             println!(
                 "execution: {new_id} (re-run of {id}{})",
                 if failed_only {

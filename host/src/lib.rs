@@ -38,6 +38,7 @@ pub mod engine;
 pub mod names;
 pub mod notify;
 pub mod project;
+pub mod redact;
 pub mod runtime;
 pub mod scaffold;
 pub mod service;

@@ -17,6 +17,7 @@ use clap::{Parser, Subcommand};
 use weir_host::bundled;
 use weir_host::engine::{Counts, Engine, ExecutionReport, Observer, Status};
 use weir_host::project::Project;
+use weir_host::redact::scrub_known;
 use weir_host::runtime::{Runtime, RuntimeConfig};
 
 const DEFAULT_DATA_DIR: &str = "weir-data";
@@ -114,13 +115,14 @@ fn main() -> ExitCode {
             tracing_subscriber::EnvFilter::try_from_env("WEIR_LOG")
                 .unwrap_or_else(|_| "warn".into()),
         )
-        .with_writer(std::io::stderr)
+        // Every line passes the secret values the process has seen (`redact`).
+        .with_writer(weir_host::redact::ScrubbingWriter)
         .init();
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", scrub_known(&format!("{e:#}")));
             ExitCode::from(2)
         }
     }
@@ -153,24 +155,24 @@ fn run(cli: Cli) -> Result<ExitCode> {
             cli_store::executions(s, cmd, &mut observer)
         }),
         Command::Run { project, json } => {
-            let project = Project::load(Path::new(&project))?;
+            let project = load(Path::new(&project))?;
             let report = execute(&cli.data_dir, &project, !json)?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
+                println!("{}", scrub_known(&serde_json::to_string_pretty(&report)?));
             } else {
-                print!("{report}");
+                print!("{}", scrub_known(&report.to_string()));
             }
             Ok(exit_code(report.status))
         }
         Command::Demo { dir } => demo(&dir, &cli.data_dir, cli.key_file.as_deref()),
         Command::Validate { project, json } => {
-            let project = Project::load(&project)?;
+            let project = load(&project)?;
             let runtime = runtime(&cli.data_dir)?;
             let report = Engine::new(&runtime).validate(&project)?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
+                println!("{}", scrub_known(&serde_json::to_string_pretty(&report)?));
             } else {
-                print!("{report}");
+                print!("{}", scrub_known(&report.to_string()));
             }
             Ok(if report.valid {
                 ExitCode::SUCCESS
@@ -183,13 +185,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
             limit,
             json,
         } => {
-            let project = Project::load(&project)?;
+            let project = load(&project)?;
             let runtime = runtime(&cli.data_dir)?;
             let report = Engine::new(&runtime).preview(&project, limit.clamp(1, 10_000))?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
+                println!("{}", scrub_known(&serde_json::to_string_pretty(&report)?));
             } else {
-                print!("{report}");
+                print!("{}", scrub_known(&report.to_string()));
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -203,6 +205,17 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// Loads a project file and remembers its credentials (read from the environment),
+/// so every line printed or logged about it is scrubbed of them: the engine's
+/// report can quote a server that echoed one.
+fn load(path: &Path) -> Result<Project> {
+    let project = Project::load(path)?;
+    for conn in [&project.source, &project.destination] {
+        conn.grants.redactor().remember();
+    }
+    Ok(project)
 }
 
 fn is_file(target: &str) -> bool {

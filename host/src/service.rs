@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use crate::engine::{
     self, Engine, EngineError, ExecutionReport, Observer, RecordCopy, Recorder, RunOptions, Status,
 };
-use crate::project::{Connection, PluginRef, PluginSource, Project, ProjectError};
+use crate::project::{Connection, EnvPolicy, PluginRef, PluginSource, Project, ProjectError};
 use crate::runtime::{Grants, Limits, Runtime};
 use crate::store::{
     self, ConnectionState, ExecStatus, ExecutionId, InstalledPlugin, NewExecution, Retention,
@@ -35,10 +35,15 @@ pub enum ServiceError {
     NotFound { what: &'static str, name: String },
     #[error("{0}")]
     Invalid(String),
+    /// An execution that could not start (its project did not validate), with
+    /// the engine's text scrubbed of secret values.
+    #[error("{0}")]
+    Failed(String),
 }
 
 /// The replacement for secret values in logs, messages and output.
-pub const REDACTED: &str = "«redacted»";
+pub use crate::redact::REDACTED;
+use crate::redact::Redactor;
 
 /// Field names whose values are redacted when records are shown.
 pub fn is_sensitive_field(name: &str) -> bool {
@@ -106,19 +111,14 @@ pub fn to_connection(c: &StoredConnection) -> Connection {
     conn
 }
 
-/// Replaces every secret value in `text`.
-fn scrub(text: &str, secrets: &[String]) -> String {
-    let mut out = text.to_owned();
-    for s in secrets.iter().filter(|s| s.len() >= 4) {
-        out = out.replace(s.as_str(), REDACTED);
-    }
-    out
-}
-
 /// weir with its store.
 pub struct Service<'r> {
     pub store: Store,
     engine: Engine<'r>,
+    /// Secret option names per plugin (a describe call each, asked once).
+    declared: std::sync::Mutex<HashMap<(PluginSource, bool), Vec<String>>>,
+    /// Which environment variables stored projects may name (the administrator's).
+    env: EnvPolicy,
 }
 
 impl<'r> Service<'r> {
@@ -126,25 +126,131 @@ impl<'r> Service<'r> {
         Service {
             store,
             engine: Engine::new(runtime),
+            declared: Default::default(),
+            env: EnvPolicy::default(),
         }
+    }
+
+    /// Sets which environment variables stored projects may read (`*_env`).
+    pub fn with_env_policy(mut self, env: EnvPolicy) -> Service<'r> {
+        self.env = env;
+        self
     }
 
     pub fn engine(&self) -> &Engine<'r> {
         &self.engine
     }
 
-    fn known_connections(
-        &self,
-    ) -> Result<(BTreeMap<String, Connection>, Vec<String>), ServiceError> {
+    fn known_connections(&self) -> Result<(BTreeMap<String, Connection>, Redactor), ServiceError> {
         let mut known = BTreeMap::new();
-        let mut secrets = Vec::new();
+        let mut secrets = Redactor::new();
         for summary in self.store.connections()? {
             if let Some(c) = self.store.connection(&summary.name)? {
-                secrets.extend(c.secrets.iter().map(|(_, v)| v.clone()));
+                secrets.extend(c.secrets.iter().map(|(_, v)| v.as_str()));
                 known.insert(c.name.clone(), to_connection(&c));
             }
         }
         Ok((known, secrets))
+    }
+
+    /// The names of the options a plugin declares `secret` (empty when it cannot
+    /// be described: then nothing is known to be secret beyond the grants).
+    pub fn declared_secrets(&self, plugin: &PluginRef, connector: bool) -> Vec<String> {
+        let key = (plugin.source.clone(), connector);
+        if let Some(names) = self.declared.lock().unwrap().get(&key) {
+            return names.clone();
+        }
+        let Ok(p) = self.engine.registry().get(plugin) else {
+            return Vec::new();
+        };
+        let info = if connector {
+            p.connector(Grants::none(), Limits::default())
+                .and_then(|mut c| c.describe())
+        } else {
+            p.transform(Limits::default())
+                .and_then(|mut t| t.describe())
+        };
+        let Ok(info) = info else {
+            return Vec::new();
+        };
+        let names: Vec<String> = info
+            .config
+            .into_iter()
+            .filter(|f| f.secret)
+            .map(|f| f.name)
+            .collect();
+        self.declared.lock().unwrap().insert(key, names.clone());
+        names
+    }
+
+    /// Every secret value a run of `project` knows: its connections' grants
+    /// (credentials read from the environment or the store) and the values of
+    /// options their plugins declare secret. Remembered process-wide, so the log
+    /// sink scrubs them as well.
+    pub fn redactor_for(&self, project: &Project) -> Redactor {
+        let mut r = Redactor::new();
+        for (conn, connector) in [(&project.source, true), (&project.destination, true)] {
+            r.merge(&conn.grants.redactor());
+            for name in self.declared_secrets(&conn.plugin, connector) {
+                if let Some(v) = conn.config.get(&name) {
+                    r.add(v);
+                }
+            }
+        }
+        for step in project.tasks.iter().flat_map(|t| &t.transforms) {
+            for name in self.declared_secrets(&step.plugin, false) {
+                if let Some(v) = step.config.get(&name) {
+                    r.add(v);
+                }
+            }
+        }
+        r.remember();
+        r
+    }
+
+    /// The secret option names among `config`'s keys: the credentials of the host's
+    /// HTTP capability (`auth.*` but the plain `auth.kind`, `auth.username`,
+    /// `auth.header`, `auth.token_url`, `auth.client_id`, `auth.scope`), the
+    /// PostgreSQL password, and whatever the plugin declares `secret`.
+    pub fn secret_options<'a>(
+        &self,
+        plugin: &str,
+        config: impl IntoIterator<Item = &'a str>,
+    ) -> Vec<String> {
+        let mut plugin_ref = PluginRef::parse(plugin, Path::new("."));
+        let declared = match self.resolve_installed(&mut plugin_ref) {
+            Ok(()) => self.declared_secrets(&plugin_ref, true),
+            Err(_) => Vec::new(),
+        };
+        config
+            .into_iter()
+            .filter(|k| {
+                crate::project::is_stored_secret_option(k) || declared.iter().any(|d| d == k)
+            })
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// Stores (creates or replaces) a connection after refusing a secret given as
+    /// a plain option: plain options are stored in clear and shown by the API, so
+    /// a credential there is refused, never stored, and the caller is told to give
+    /// it as a secret.
+    pub fn put_connection(&self, conn: &StoredConnection) -> Result<(), ServiceError> {
+        let secret = self.secret_options(&conn.plugin, conn.config.iter().map(|(k, _)| k.as_str()));
+        if !secret.is_empty() {
+            let list = secret
+                .iter()
+                .map(|k| format!("`{k}`"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            return Err(ServiceError::Invalid(format!(
+                "connection `{}`: {list} {} a secret: give it as one (`--secret KEY=…` on the command line, `secrets` through the API), not as a plain option; nothing was stored",
+                conn.name,
+                if secret.len() == 1 { "is" } else { "are" }
+            )));
+        }
+        self.store.put_connection(conn)?;
+        Ok(())
     }
 
     /// Checks a stored connection with its plugin and records the outcome.
@@ -156,12 +262,26 @@ impl<'r> Service<'r> {
                 what: "connection",
                 name: name.to_owned(),
             })?;
-        let secrets: Vec<String> = stored.secrets.iter().map(|(_, v)| v.clone()).collect();
         let conn = to_connection(&stored);
-        let state = match self.check(&conn) {
+        let mut secrets = conn.grants.redactor();
+        secrets.extend(stored.secrets.iter().map(|(_, v)| v.as_str()));
+        secrets.remember();
+        // Credentials that cannot be used make the connection need fixing: checked
+        // without them, it would show Connected against a server that lets
+        // anonymous requests through.
+        let unusable = crate::project::http_auth_from_stored(&stored.config, &stored.secrets)
+            .err()
+            .or_else(|| {
+                crate::project::postgres_grant_from_stored(&stored.config, &stored.secrets).err()
+            });
+        let result = match unusable {
+            Some(reason) => Err(reason),
+            None => self.check(&conn),
+        };
+        let state = match result {
             Ok(()) => ConnectionState::Connected,
             Err(reason) => ConnectionState::NeedsFixing {
-                reason: scrub(&reason, &secrets),
+                reason: secrets.scrub(&reason),
             },
         };
         self.store.set_connection_state(name, state.clone())?;
@@ -200,19 +320,21 @@ impl<'r> Service<'r> {
                 .unwrap_or(Path::new(".")),
         )
         .map_err(|e| ServiceError::Invalid(format!("{}: {e}", file.display())))?;
-        self.apply_project_text(file, &text, &base)
+        self.apply_project_text(file, &text, &base, &self.env)
     }
 
-    /// Stores a project from its text (the API's way in). `label` names it in
-    /// errors (a file name); relative paths in it resolve against `base_dir`.
+    /// Stores a project from its text. `label` names it in errors (a file name);
+    /// relative paths in it resolve against `base_dir`; `env` says which
+    /// environment variables it may name (the API passes [`EnvPolicy::none`]).
     pub fn apply_project_text(
         &self,
         label: &Path,
         text: &str,
         base_dir: &Path,
+        env: &EnvPolicy,
     ) -> Result<(String, u32, bool), ServiceError> {
         let (known, _) = self.known_connections()?;
-        let project = Project::parse_with(label, text, &known)?;
+        let project = Project::parse_with_env(label, text, &known, env)?;
         // A path that can never be a plugin (a FIFO, a device, a directory, a
         // file over the cap) is refused now rather than stored, so it never
         // reaches a scheduled run; a missing file is stored, as before, and
@@ -330,7 +452,7 @@ impl<'r> Service<'r> {
         &self,
         name: &str,
         version: Option<u32>,
-    ) -> Result<(Project, u32, Vec<String>), ServiceError> {
+    ) -> Result<(Project, u32, Redactor), ServiceError> {
         let stored = self
             .store
             .project(name, version)?
@@ -338,9 +460,9 @@ impl<'r> Service<'r> {
                 what: "project",
                 name: name.to_owned(),
             })?;
-        let (known, secrets) = self.known_connections()?;
+        let (known, mut secrets) = self.known_connections()?;
         let path: PathBuf = stored.base_dir.join(format!("{name}.toml"));
-        let mut project = Project::parse_with(&path, &stored.text, &known)?;
+        let mut project = Project::parse_with_env(&path, &stored.text, &known, &self.env)?;
         self.resolve_installed(&mut project.source.plugin)?;
         self.resolve_installed(&mut project.destination.plugin)?;
         for task in &mut project.tasks {
@@ -348,6 +470,7 @@ impl<'r> Service<'r> {
                 self.resolve_installed(&mut step.plugin)?;
             }
         }
+        secrets.merge(&self.redactor_for(&project));
         Ok((project, stored.version, secrets))
     }
 
@@ -559,7 +682,7 @@ impl<'r> Service<'r> {
         parent: Option<ExecutionId>,
         options: &RunOptions,
         observer: &mut dyn Observer,
-        secrets: &[String],
+        secrets: &Redactor,
         started: &mut dyn FnMut(ExecutionId),
     ) -> Result<(ExecutionId, ExecutionReport), ServiceError> {
         let id = self.store.begin_execution(NewExecution {
@@ -591,10 +714,15 @@ impl<'r> Service<'r> {
         let report = match result {
             Ok(r) => r,
             Err(e) => {
-                let message = scrub(&e.to_string(), secrets);
+                let message = secrets.scrub(&e.to_string());
                 self.store
-                    .finish_execution(id, ExecStatus::Error, Some(message))?;
-                return Err(e.into());
+                    .finish_execution(id, ExecStatus::Error, Some(message.clone()))?;
+                // The engine's error can quote a plugin that quoted a server that
+                // echoed a credential: what leaves is the scrubbed text.
+                return Err(match e {
+                    EngineError::Invalid(_) => ServiceError::Failed(message),
+                    other => other.into(),
+                });
             }
         };
         let mut status = match report.status {
@@ -606,7 +734,7 @@ impl<'r> Service<'r> {
             .tasks
             .iter()
             .find_map(|t| t.error.as_ref())
-            .map(|e| scrub(e, secrets));
+            .map(|e| secrets.scrub(e));
         // Stopped on request: whatever was upserted, the execution did not finish, and
         // only an Error "interrupted" makes the next run resume from its cursors.
         if error
@@ -651,12 +779,25 @@ impl RunRequest {
 struct StoreRecorder<'a> {
     store: &'a Store,
     id: ExecutionId,
-    secrets: &'a [String],
+    secrets: &'a Redactor,
+}
+
+impl StoreRecorder<'_> {
+    /// A record copy with secret values scrubbed from its text (a mapping or a
+    /// transform can put a credential into a field).
+    fn scrub_record(&self, mut record: RecordCopy) -> RecordCopy {
+        if !self.secrets.is_empty() {
+            for (_, value) in &mut record {
+                self.secrets.scrub_json(value);
+            }
+        }
+        record
+    }
 }
 
 impl Recorder for StoreRecorder<'_> {
     fn checkpoint(&mut self, cp: engine::Checkpoint) -> Result<(), String> {
-        let scrub = |t: &str| scrub(t, self.secrets);
+        let scrub = |t: &str| self.secrets.scrub(t);
         let checkpoint = store::Checkpoint {
             tasks: cp
                 .tasks
@@ -683,13 +824,17 @@ impl Recorder for StoreRecorder<'_> {
                     position: f.position,
                     field: f.field,
                     message: scrub(&f.message),
-                    record: record.unwrap_or_default(),
+                    record: self.scrub_record(record.unwrap_or_default()),
                 })
                 .collect(),
             staged: cp
                 .staged
                 .into_iter()
-                .map(|(task, key, record)| store::StagedRecord { task, key, record })
+                .map(|(task, key, record)| store::StagedRecord {
+                    task,
+                    key: key.map(|k| scrub(&k)),
+                    record: self.scrub_record(record),
+                })
                 .collect(),
         };
         // The engine reports the tasks run so far; keep the states of the others

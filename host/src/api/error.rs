@@ -90,6 +90,9 @@ impl From<ServiceError> for ApiError {
                 message: format!("project `{}` is invalid; nothing was run", report.project),
                 details: serde_json::to_value(&*report).ok(),
             },
+            ServiceError::Failed(m) => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "execution-failed", m)
+            }
             ServiceError::Engine(e) => {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "engine", e.to_string())
             }

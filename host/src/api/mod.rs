@@ -9,16 +9,32 @@
 //! Secret values never leave: connections show secret *names* only, and logs and
 //! record copies are scrubbed by `service` before they are stored.
 //!
+//! Web hardening, every route: a request whose `Host` is a name other than
+//! `localhost` or one the administrator listed (`[web] allowed_hosts`) is
+//! refused with 421 — a page on an attacker's name that resolves to 127.0.0.1
+//! (DNS rebinding) gets nothing; IP literals pass (rebinding needs a name).
+//! Every response carries `Content-Security-Policy` (scripts: only the
+//! dashboard's own, by hash), `X-Frame-Options: DENY`, `X-Content-Type-Options:
+//! nosniff`, `Referrer-Policy: no-referrer`. Wrong tokens (login form or bearer)
+//! are counted per client address: past `login_attempts_per_minute` within a
+//! minute, 429 with `Retry-After`. Sessions end after `session_idle` unused and
+//! `session_max` after login.
+//!
 //! What it is not: scheduling or running (that is `daemon` and `service`). Use
-//! [`router`] to test the API without a socket.
+//! [`router`] to test the API without a socket (serve it with
+//! `into_make_service_with_connect_info::<SocketAddr>()` so failures are counted
+//! per client address; without it all clients share one count).
 
 mod error;
 mod extract;
 
+use std::collections::{HashMap, VecDeque};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
-use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Request, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Redirect, Response};
@@ -32,6 +48,7 @@ pub use error::ApiError;
 use extract::{Form, JsonBody, Query, TextBody, UrlPath};
 
 use crate::daemon::Daemon;
+use crate::daemon::config::WebSettings;
 use crate::service::redact_record;
 use crate::store::{ConnectionState, ExecStatus, ExecutionFilter, ExecutionId, StoredConnection};
 
@@ -47,21 +64,43 @@ pub struct ApiState {
     token: Arc<str>,
     /// Dashboard sessions: random ids handed out by the login form, so the cookie never
     /// holds the token itself. In memory: a restart logs everyone out.
-    sessions: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
+    sessions: Arc<std::sync::Mutex<HashMap<String, Session>>>,
+    /// Recent wrong tokens per client address.
+    failures: Arc<std::sync::Mutex<HashMap<IpAddr, VecDeque<Instant>>>>,
+    web: Arc<WebSettings>,
     /// Where relative paths of projects applied through the API resolve by default.
     pub base_dir: PathBuf,
 }
 
+/// A dashboard session's age and last use.
+#[derive(Clone, Copy)]
+struct Session {
+    opened: Instant,
+    used: Instant,
+}
+
 impl ApiState {
     pub fn new(daemon: Daemon, token: &str, base_dir: PathBuf) -> ApiState {
+        ApiState::with_web(daemon, token, base_dir, WebSettings::default())
+    }
+
+    /// With the administrator's web settings (`[web]` of `weir serve --config`).
+    pub fn with_web(daemon: Daemon, token: &str, base_dir: PathBuf, web: WebSettings) -> ApiState {
         ApiState {
             daemon,
             token: Arc::from(token),
             sessions: Default::default(),
+            failures: Default::default(),
+            web: Arc::new(web),
             base_dir,
         }
     }
 }
+
+/// The window wrong tokens are counted in.
+const FAILURE_WINDOW: Duration = Duration::from_secs(60);
+/// Client addresses remembered at most (a flood of sources cannot grow it).
+const FAILURE_CLIENTS: usize = 10_000;
 
 /// The whole HTTP surface.
 pub fn router(state: ApiState) -> Router {
@@ -97,15 +136,189 @@ pub fn router(state: ApiState) -> Router {
         // Before the token layer, so a wrong method needs the token too.
         .method_not_allowed_fallback(method_not_allowed)
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
+    let login_route =
+        Router::new()
+            .route("/login", post(login))
+            .route_layer(middleware::from_fn_with_state(
+                state.clone(),
+                count_failures,
+            ));
     Router::new()
         .route("/health", get(|| async { Json(json!({"status": "ok"})) }))
         .route("/", get(dashboard))
-        .route("/login", post(login))
         .method_not_allowed_fallback(method_not_allowed)
+        .merge(login_route)
         .merge(api)
         .fallback(no_route)
         .layer(DefaultBodyLimit::max(extract::BODY_LIMIT))
+        .layer(middleware::from_fn_with_state(state.clone(), check_host))
+        .layer(middleware::from_fn(security_headers))
         .with_state(state)
+}
+
+/// The client's address, when the server was started with connect info.
+fn client_ip(request: &Request) -> IpAddr {
+    request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip())
+}
+
+/// How long `ip` must wait before its next try, if it used up its wrong tokens.
+fn locked_out(state: &ApiState, ip: IpAddr) -> Option<Duration> {
+    let mut failures = state.failures.lock().unwrap();
+    let now = Instant::now();
+    let recent = failures.get_mut(&ip)?;
+    while recent
+        .front()
+        .is_some_and(|t| now.duration_since(*t) >= FAILURE_WINDOW)
+    {
+        recent.pop_front();
+    }
+    if recent.len() < state.web.login_attempts_per_minute as usize {
+        return None;
+    }
+    let oldest = *recent.front()?;
+    Some(FAILURE_WINDOW.saturating_sub(now.duration_since(oldest)))
+}
+
+fn record_failure(state: &ApiState, ip: IpAddr) {
+    let mut failures = state.failures.lock().unwrap();
+    if failures.len() >= FAILURE_CLIENTS && !failures.contains_key(&ip) {
+        let now = Instant::now();
+        failures.retain(|_, r| {
+            r.back()
+                .is_some_and(|t| now.duration_since(*t) < FAILURE_WINDOW)
+        });
+        if failures.len() >= FAILURE_CLIENTS {
+            // Still full of live entries: forget the lot rather than grow.
+            failures.clear();
+        }
+    }
+    let recent = failures.entry(ip).or_default();
+    recent.push_back(Instant::now());
+    let cap = state.web.login_attempts_per_minute as usize + 1;
+    while recent.len() > cap {
+        recent.pop_front();
+    }
+}
+
+fn too_many(wait: Duration) -> Response {
+    let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    let mut response = ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "too-many-attempts",
+        format!("too many wrong tokens from this address; try again in {secs} s"),
+    )
+    .into_response();
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, secs.max(1).into());
+    response
+}
+
+/// Counts the 401s a route answers per client address and refuses with 429 past
+/// the limit, so the token cannot be guessed at network speed.
+async fn count_failures(State(state): State<ApiState>, request: Request, next: Next) -> Response {
+    let ip = client_ip(&request);
+    if let Some(wait) = locked_out(&state, ip) {
+        return too_many(wait);
+    }
+    let response = next.run(request).await;
+    if response.status() == StatusCode::UNAUTHORIZED {
+        record_failure(&state, ip);
+    }
+    response
+}
+
+/// Refuses requests for a `Host` this server does not answer to (DNS rebinding).
+async fn check_host(State(state): State<ApiState>, request: Request, next: Next) -> Response {
+    let host = request
+        .headers()
+        .get(header::HOST)
+        .map(|h| h.to_str().unwrap_or("\u{0}").to_owned())
+        .or_else(|| request.uri().host().map(str::to_owned));
+    // No Host at all: not a browser (browsers always send one), so no rebinding.
+    if let Some(host) = host
+        && !host_allowed(&host, &state.web.allowed_hosts)
+    {
+        let shown: String = host.chars().take(100).collect();
+        return ApiError::new(
+            StatusCode::MISDIRECTED_REQUEST,
+            "wrong-host",
+            format!(
+                "this server does not answer for host {shown:?}; use its address, `localhost`, or a name in `[web] allowed_hosts`"
+            ),
+        )
+        .into_response();
+    }
+    next.run(request).await
+}
+
+/// `host` (with or without port): an IP literal, `localhost`, or an allowed name.
+fn host_allowed(host: &str, allowed: &[String]) -> bool {
+    let name = match host.strip_prefix('[') {
+        // [v6]:port
+        Some(rest) => {
+            return rest
+                .split(']')
+                .next()
+                .is_some_and(|ip| ip.parse::<IpAddr>().is_ok());
+        }
+        None => host.rsplit_once(':').map_or(host, |(n, port)| {
+            if port.bytes().all(|b| b.is_ascii_digit()) {
+                n
+            } else {
+                host
+            }
+        }),
+    };
+    let name = name.trim_end_matches('.').to_ascii_lowercase();
+    name.parse::<IpAddr>().is_ok() || name == "localhost" || allowed.iter().any(|a| *a == name)
+}
+
+/// The dashboard's inline script, allowed by its hash (and nothing else inline):
+/// an injected `<script>` or `onclick=` does not run.
+fn content_security_policy() -> &'static str {
+    static CSP: OnceLock<String> = OnceLock::new();
+    CSP.get_or_init(|| {
+        use base64::Engine as _;
+        use sha2::Digest as _;
+        let script = DASHBOARD
+            .split_once("<script>")
+            .and_then(|(_, rest)| rest.split_once("</script>"))
+            .map_or("", |(body, _)| body);
+        let hash = base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(script));
+        // Styles: the pages' `<style>` blocks and the `style` attributes the dashboard
+        // sets; CSS runs no code, and every value the dashboard shows goes in as text.
+        format!(
+            "default-src 'self'; script-src 'sha256-{hash}'; style-src 'self' 'unsafe-inline'; \
+             img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; \
+             form-action 'self'; frame-ancestors 'none'"
+        )
+    })
+}
+
+async fn security_headers(request: Request, next: Next) -> Response {
+    let mut response = next.run(request).await;
+    let h = response.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        header::HeaderValue::from_static(content_security_policy()),
+    );
+    h.insert(
+        header::X_FRAME_OPTIONS,
+        header::HeaderValue::from_static("DENY"),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        header::HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        header::HeaderValue::from_static("no-referrer"),
+    );
+    response
 }
 
 /// An unknown path (404), as JSON like every other error.
@@ -162,8 +375,21 @@ fn authorized(state: &ApiState, headers: &HeaderMap) -> bool {
             .is_some_and(|t| same(t.trim(), &state.token));
     }
     session_cookie(headers).is_some_and(|id| {
-        let sessions = state.sessions.lock().unwrap();
-        sessions.iter().any(|s| same(s, &id))
+        let mut sessions = state.sessions.lock().unwrap();
+        let now = Instant::now();
+        let web = &state.web;
+        sessions.retain(|_, s| {
+            now.duration_since(s.opened) < web.session_max
+                && now.duration_since(s.used) < web.session_idle
+        });
+        let found = sessions.iter_mut().find(|(s, _)| same(s, &id));
+        match found {
+            Some((_, session)) => {
+                session.used = now;
+                true
+            }
+            None => false,
+        }
     })
 }
 
@@ -177,9 +403,17 @@ fn new_session_id() -> Result<String, ApiError> {
 }
 
 async fn require_token(State(state): State<ApiState>, request: Request, next: Next) -> Response {
+    // A bearer token is a guess like the login form's: counted the same way.
+    let ip = client_ip(&request);
+    if let Some(wait) = locked_out(&state, ip) {
+        return too_many(wait);
+    }
     if authorized(&state, request.headers()) {
         next.run(request).await
     } else {
+        if request.headers().contains_key(header::AUTHORIZATION) {
+            record_failure(&state, ip);
+        }
         ApiError::unauthorized().into_response()
     }
 }
@@ -216,8 +450,18 @@ async fn login(State(state): State<ApiState>, Form(form): Form<LoginForm>) -> Re
         Ok(id) => id,
         Err(e) => return e.into_response(),
     };
-    state.sessions.lock().unwrap().insert(id.clone());
-    let cookie = format!("{COOKIE}={id}; HttpOnly; SameSite=Strict; Path=/");
+    let now = Instant::now();
+    state.sessions.lock().unwrap().insert(
+        id.clone(),
+        Session {
+            opened: now,
+            used: now,
+        },
+    );
+    let cookie = format!(
+        "{COOKIE}={id}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}",
+        state.web.session_max.as_secs()
+    );
     ([(header::SET_COOKIE, cookie)], Redirect::to("/")).into_response()
 }
 
@@ -231,6 +475,16 @@ async fn logout(State(state): State<ApiState>, headers: HeaderMap) -> Response {
 
 async fn openapi() -> Response {
     ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+}
+
+/// An error about a project's run, scrubbed of its secret values (a validation
+/// report quotes plugins, which may quote a server echoing a credential).
+fn scrubbed(mut e: ApiError, secrets: &crate::redact::Redactor) -> ApiError {
+    e.message = secrets.scrub(&e.message);
+    if let Some(d) = &mut e.details {
+        secrets.scrub_json(d);
+    }
+    e
 }
 
 /// Runs blocking work (plugins, store scans) off the async threads.
@@ -420,7 +674,9 @@ async fn put_project(
                 "the URL names project `{name}` but the file's project.name is `{file_name}`"
             )));
         }
-        let (name, version, changed) = svc.apply_project_text(&label, &body, &base)?;
+        // The project's author is not the one who set the server's environment.
+        let (name, version, changed) =
+            svc.apply_project_text(&label, &body, &base, &crate::project::EnvPolicy::none())?;
         state.daemon.reload(&name)?;
         let status = if changed {
             StatusCode::CREATED
@@ -504,14 +760,15 @@ async fn validate_project(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     blocking(move || {
         let svc = state.daemon.service();
-        let (project, _, _) = svc.load_project(&name, None)?;
+        let (project, _, secrets) = svc.load_project(&name, None)?;
         let report = svc
             .engine()
             .validate(&project)
-            .map_err(crate::service::ServiceError::from)?;
-        Ok(Json(
-            serde_json::to_value(report).map_err(ApiError::internal)?,
-        ))
+            .map_err(|e| scrubbed(crate::service::ServiceError::from(e).into(), &secrets))?;
+        // A check's message can quote a server that echoed a credential.
+        let mut v = serde_json::to_value(report).map_err(ApiError::internal)?;
+        secrets.scrub_json(&mut v);
+        Ok(Json(v))
     })
     .await
 }
@@ -529,12 +786,13 @@ async fn preview_project(
     let limit = q.limit.unwrap_or(20).clamp(1, 1000);
     blocking(move || {
         let svc = state.daemon.service();
-        let (project, _, _) = svc.load_project(&name, None)?;
+        let (project, _, secrets) = svc.load_project(&name, None)?;
         let report = svc
             .engine()
             .preview(&project, limit)
-            .map_err(crate::service::ServiceError::from)?;
+            .map_err(|e| scrubbed(crate::service::ServiceError::from(e).into(), &secrets))?;
         let mut v = serde_json::to_value(&report).map_err(ApiError::internal)?;
+        secrets.scrub_json(&mut v);
         // Same redaction as the CLI's: values of password-like fields are hidden.
         if let Some(records) = v["records"].as_array_mut() {
             for r in records {
@@ -743,7 +1001,19 @@ impl From<StoredConnection> for ConnectionView {
         ConnectionView {
             name: c.name,
             plugin: c.plugin,
-            config: c.config.into_iter().collect(),
+            // Stores written before secret options were refused may hold one in
+            // clear: never shown.
+            config: c
+                .config
+                .into_iter()
+                .map(|(k, v)| {
+                    if crate::project::is_stored_secret_option(&k) {
+                        (k, crate::redact::REDACTED.to_owned())
+                    } else {
+                        (k, v)
+                    }
+                })
+                .collect(),
             secret_names: c.secrets.into_iter().map(|(n, _)| n).collect(),
             directory: c.directory,
             http_hosts: c.http_hosts,
@@ -813,7 +1083,7 @@ async fn put_connection(
     }
     blocking(move || {
         let svc = state.daemon.service();
-        svc.store.put_connection(&StoredConnection {
+        svc.put_connection(&StoredConnection {
             name: name.clone(),
             plugin: body.plugin,
             config: body.config.into_iter().collect(),

@@ -19,6 +19,16 @@
 //! group_window_secs = 900          # repeated failures within this are one digest
 //! attempts = 5
 //! backoff_secs = 2
+//! allow_internal_webhooks = false  # true: webhooks may reach loopback/private addresses
+//!
+//! [secrets]
+//! env_allow = ["CRM_TOKEN"]        # besides WEIR_ENV_*, variables projects may name in *_env
+//!
+//! [web]
+//! allowed_hosts = ["weir.example.com"]   # Host names the API answers besides the listen address
+//! session_idle_secs = 1800         # a dashboard session ends after this long unused
+//! session_max_secs = 43200         # and this long after login, used or not
+//! login_attempts_per_minute = 5    # wrong tokens per client address, then 429
 //! ```
 
 use std::net::SocketAddr;
@@ -29,6 +39,7 @@ use serde::Deserialize;
 
 use super::DaemonSettings;
 use crate::notify::{NotifySettings, SmtpSettings, TlsMode};
+use crate::project::EnvPolicy;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -40,6 +51,55 @@ pub struct ServeFile {
     pub smtp: Option<SmtpFile>,
     #[serde(default)]
     pub notify: NotifyFile,
+    #[serde(default)]
+    pub secrets: SecretsFile,
+    #[serde(default)]
+    pub web: WebFile,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretsFile {
+    /// Environment variables projects may name in `*_env` options, besides
+    /// `WEIR_ENV_*`.
+    #[serde(default)]
+    pub env_allow: Vec<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebFile {
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
+    pub session_idle_secs: Option<f64>,
+    pub session_max_secs: Option<f64>,
+    pub login_attempts_per_minute: Option<u32>,
+}
+
+/// The HTTP API's protections (used by `api`).
+#[derive(Clone, Debug)]
+pub struct WebSettings {
+    /// Host names (without port) requests may carry besides the listen address,
+    /// `localhost` and `127.0.0.1`: anything else is refused, so a name an
+    /// attacker points at 127.0.0.1 (DNS rebinding) gets no answer.
+    pub allowed_hosts: Vec<String>,
+    /// A dashboard session unused this long ends.
+    pub session_idle: Duration,
+    /// A dashboard session ends this long after login, used or not.
+    pub session_max: Duration,
+    /// Wrong tokens per client address within a minute before login answers 429.
+    pub login_attempts_per_minute: u32,
+}
+
+impl Default for WebSettings {
+    fn default() -> WebSettings {
+        WebSettings {
+            allowed_hosts: Vec::new(),
+            session_idle: Duration::from_secs(30 * 60),
+            session_max: Duration::from_secs(12 * 3600),
+            login_attempts_per_minute: 5,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -63,6 +123,8 @@ pub struct NotifyFile {
     pub group_window_secs: Option<f64>,
     pub attempts: Option<u32>,
     pub backoff_secs: Option<f64>,
+    #[serde(default)]
+    pub allow_internal_webhooks: bool,
 }
 
 /// The daemon's validated configuration.
@@ -72,6 +134,9 @@ pub struct ServeConfig {
     pub daemon: DaemonSettings,
     pub notify: NotifySettings,
     pub shutdown_grace: Duration,
+    /// Which environment variables stored projects may name.
+    pub env: EnvPolicy,
+    pub web: WebSettings,
 }
 
 fn secs(v: Option<f64>, what: &str, default: Duration) -> Result<Duration, String> {
@@ -98,6 +163,7 @@ impl ServeConfig {
     }
 
     fn from_file(f: ServeFile, listen: Option<&str>) -> Result<ServeConfig, String> {
+        let smtp_password_env = f.smtp.as_ref().and_then(|s| s.password_env.clone());
         let listen_text = listen
             .map(str::to_owned)
             .or(f.listen)
@@ -166,6 +232,46 @@ impl ServeConfig {
                 "notify.backoff_secs",
                 defaults.backoff,
             )?,
+            allow_internal_webhooks: f.notify.allow_internal_webhooks,
+        };
+        // The SMTP password's variable is the daemon's, never a project's.
+        if let Some(var) = smtp_password_env.as_ref()
+            && f.secrets.env_allow.contains(var)
+        {
+            return Err(format!(
+                "secrets.env_allow: `{var}` holds the SMTP password (smtp.password_env); projects may not read it"
+            ));
+        }
+        let mut env = EnvPolicy::allowing(f.secrets.env_allow)
+            .map_err(|e| format!("secrets.env_allow: {e}"))?;
+        if let Some(var) = &smtp_password_env {
+            env = env.denying(var);
+        }
+        let web_defaults = WebSettings::default();
+        let session_max = secs(
+            f.web.session_max_secs,
+            "web.session_max_secs",
+            web_defaults.session_max,
+        )?;
+        let web = WebSettings {
+            allowed_hosts: f
+                .web
+                .allowed_hosts
+                .iter()
+                .map(|h| h.trim().to_ascii_lowercase())
+                .collect(),
+            session_idle: secs(
+                f.web.session_idle_secs,
+                "web.session_idle_secs",
+                web_defaults.session_idle,
+            )?
+            .min(session_max),
+            session_max,
+            login_attempts_per_minute: f
+                .web
+                .login_attempts_per_minute
+                .unwrap_or(web_defaults.login_attempts_per_minute)
+                .clamp(1, 1000),
         };
         Ok(ServeConfig {
             listen,
@@ -179,6 +285,8 @@ impl ServeConfig {
                 "shutdown_grace_secs",
                 Duration::from_secs(30),
             )?,
+            env,
+            web,
         })
     }
 }
@@ -193,6 +301,49 @@ mod tests {
         assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
         assert_eq!(c.notify.base_url, "http://127.0.0.1:8080");
         assert!(c.notify.smtp.is_none());
+    }
+
+    #[test]
+    fn the_administrator_sets_env_webhook_and_web_policy() {
+        let c = ServeConfig::from_file(ServeFile::default(), None).unwrap();
+        assert!(!c.notify.allow_internal_webhooks, "off by default");
+        assert!(c.env.check("CRM_TOKEN").is_err());
+        assert_eq!(c.web.session_max, Duration::from_secs(12 * 3600));
+        let f: ServeFile = toml::from_str(
+            "[secrets]\nenv_allow = [\"CRM_TOKEN\"]\n[notify]\nallow_internal_webhooks = true\n[web]\nallowed_hosts = [\"Weir.Example.com\"]\nsession_max_secs = 60\nsession_idle_secs = 600",
+        )
+        .unwrap();
+        let c = ServeConfig::from_file(f, None).unwrap();
+        assert!(c.env.check("CRM_TOKEN").is_ok());
+        assert!(c.env.check("WEIR_SECRET_KEY").is_err());
+        assert!(c.notify.allow_internal_webhooks);
+        assert_eq!(c.web.allowed_hosts, ["weir.example.com"]);
+        assert_eq!(
+            c.web.session_idle,
+            Duration::from_secs(60),
+            "never past the lifetime"
+        );
+        // The SMTP password's variable is never a project's, even named WEIR_ENV_*.
+        // SAFETY: tests in this module do not read WEIR_ENV_SMTP_PW elsewhere.
+        unsafe { std::env::set_var("WEIR_ENV_SMTP_PW", "pw-value") };
+        let f: ServeFile = toml::from_str(
+            "[smtp]\nhost = \"h\"\nfrom = \"x@y.org\"\npassword_env = \"WEIR_ENV_SMTP_PW\"",
+        )
+        .unwrap();
+        let c = ServeConfig::from_file(f, None).unwrap();
+        let e = c.env.check("WEIR_ENV_SMTP_PW").unwrap_err();
+        assert!(e.contains("one of the daemon's own secrets"), "{e}");
+        assert!(c.env.check("WEIR_ENV_OTHER").is_ok());
+        for bad in [
+            "[secrets]\nenv_allow = [\"WEIR_SECRET_KEY\"]",
+            "[secrets]\nenv_allow = [\"SMTP_PW\"]\n[smtp]\nhost = \"h\"\nfrom = \"x@y.org\"\npassword_env = \"SMTP_PW\"",
+        ] {
+            let f: ServeFile = toml::from_str(bad).unwrap();
+            // SAFETY: tests in this module do not read SMTP_PW elsewhere.
+            unsafe { std::env::set_var("SMTP_PW", "pw-value") };
+            let e = ServeConfig::from_file(f, None).unwrap_err();
+            assert!(e.starts_with("secrets.env_allow:"), "{e}");
+        }
     }
 
     #[test]

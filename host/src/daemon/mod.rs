@@ -756,11 +756,14 @@ fn run_blocking(
             error: None,
         },
         Err(e) => {
-            tracing::warn!(project = name, execution = ?id, error = %e, "execution failed");
+            // Every secret the run knew was remembered by `service`; the error can
+            // quote one (a server echoing a credential), so scrub before it leaves.
+            let error = crate::redact::scrub_known(&e.to_string());
+            tracing::warn!(project = name, execution = ?id, %error, "execution failed");
             Outcome {
                 id,
                 previous,
-                error: Some(e.to_string()),
+                error: Some(error),
             }
         }
     }

@@ -95,6 +95,11 @@ pub struct NotifySettings {
     pub attempts: u32,
     /// Wait before the second try; doubled for each further try, capped at [`MAX_BACKOFF`].
     pub backoff: Duration,
+    /// Lets webhooks reach internal addresses (loopback, private, link-local, ...).
+    /// Off by default: projects name webhooks, and a project's author must not
+    /// get the daemon to post to the machine's or the network's inside — the same
+    /// rule as plugin HTTP ([`crate::runtime::capabilities`]).
+    pub allow_internal_webhooks: bool,
 }
 
 impl Default for NotifySettings {
@@ -105,6 +110,7 @@ impl Default for NotifySettings {
             group_window: Duration::from_secs(15 * 60),
             attempts: 5,
             backoff: Duration::from_secs(2),
+            allow_internal_webhooks: false,
         }
     }
 }
@@ -358,7 +364,7 @@ impl Notifier {
                 backoff: settings.backoff,
             },
             mailer: mailer.map(Arc::new),
-            webhook: WebhookClient::new().map_err(|e| {
+            webhook: WebhookClient::new(settings.allow_internal_webhooks).map_err(|e| {
                 tracing::warn!(error = %e, "HTTP client unusable; webhook notifications will fail");
                 e
             }),

@@ -16,11 +16,19 @@ const BODY_CHARS: usize = 200;
 #[derive(Clone)]
 pub(super) struct WebhookClient {
     client: reqwest::Client,
+    /// Internal addresses allowed (the administrator's `allow_internal_webhooks`).
+    internal: bool,
 }
 
 impl WebhookClient {
-    pub(super) fn new() -> Result<WebhookClient, String> {
-        let client = reqwest::Client::builder()
+    pub(super) fn new(internal: bool) -> Result<WebhookClient, String> {
+        let mut builder = reqwest::Client::builder();
+        if !internal {
+            // Names are checked on the addresses the connection then uses, as for
+            // plugin HTTP, so a name answering differently later cannot slip by.
+            builder = builder.dns_resolver(crate::runtime::webhook_resolver());
+        }
+        let client = builder
             .timeout(WEBHOOK_TIMEOUT)
             // A receiver that redirects is misconfigured; following would re-send the
             // payload to wherever it points (and a 303 would turn the POST into a GET).
@@ -28,11 +36,18 @@ impl WebhookClient {
             .user_agent("weir-notify")
             .build()
             .map_err(|e| format!("building the HTTP client failed: {}", describe(&e)))?;
-        Ok(WebhookClient { client })
+        Ok(WebhookClient { client, internal })
     }
 
     /// Delivered means a 2xx answer.
     pub(super) async fn post(&self, url: &str, message: &Outgoing) -> Result<(), SendError> {
+        if !self.internal {
+            // An IP literal is not resolved, so the resolver never sees it.
+            crate::runtime::check_webhook_literal(url).map_err(|message| SendError {
+                permanent: true,
+                message,
+            })?;
+        }
         let response = self
             .client
             .post(url)
@@ -40,9 +55,16 @@ impl WebhookClient {
             .send()
             .await
             // The URL is left out: it is logged as the (redacted) recipient already.
-            .map_err(|e| SendError {
-                permanent: false,
-                message: describe(&e.without_url()),
+            .map_err(|e| match crate::runtime::internal_address_refusal(&e) {
+                // Refused by the resolver: asking again gets the same answer.
+                Some(message) => SendError {
+                    permanent: true,
+                    message,
+                },
+                None => SendError {
+                    permanent: false,
+                    message: describe(&e.without_url()),
+                },
             })?;
         let status = response.status();
         if status.is_success() {

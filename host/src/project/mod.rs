@@ -28,6 +28,137 @@ pub const MAX_BATCH_SIZE: u32 = 10_000;
 /// The batch size when a project names none.
 pub const DEFAULT_BATCH_SIZE: u32 = 500;
 
+/// The prefix of the environment variables any project may name in `*_env`
+/// options.
+pub const ENV_PREFIX: &str = "WEIR_ENV_";
+
+/// Which environment variables a project's `*_env` options may name. The
+/// administrator sets it: `WEIR_ENV_*` always, names listed in the daemon's
+/// `[secrets] env_allow`, and never weir's own `WEIR_*` variables (the store's
+/// key, the admin token, ...) — a project naming `WEIR_SECRET_KEY` as its bearer
+/// token would send the key to any host it is granted. Projects sent through the
+/// API read no variable at all: their author is not the one who set the
+/// environment, and their secrets belong in a stored connection.
+#[derive(Clone, Debug)]
+pub struct EnvPolicy {
+    /// `false`: no variable may be named (projects sent through the API).
+    readable: bool,
+    /// Names allowed beyond `WEIR_ENV_*`.
+    allow: Vec<String>,
+    /// Names never readable whatever their prefix: the daemon's own secrets kept in
+    /// variables it was told to read (the SMTP password's).
+    deny: Vec<String>,
+}
+
+impl Default for EnvPolicy {
+    fn default() -> EnvPolicy {
+        EnvPolicy {
+            readable: true,
+            allow: Vec::new(),
+            deny: Vec::new(),
+        }
+    }
+}
+
+impl EnvPolicy {
+    /// `WEIR_ENV_*` and the administrator's `names` (which must not be `WEIR_*`).
+    pub fn allowing(names: Vec<String>) -> Result<EnvPolicy, String> {
+        if let Some(own) = names.iter().find(|n| is_weirs_own(n)) {
+            return Err(format!(
+                "`{own}` is one of weir's own variables (`WEIR_*`) and cannot be allowed; name the variable `{ENV_PREFIX}...` instead"
+            ));
+        }
+        Ok(EnvPolicy {
+            readable: true,
+            allow: names,
+            deny: Vec::new(),
+        })
+    }
+
+    /// Never `var`, even named `WEIR_ENV_*` (a variable holding one of the
+    /// daemon's own secrets).
+    pub fn denying(mut self, var: &str) -> EnvPolicy {
+        self.deny.push(var.to_owned());
+        self
+    }
+
+    /// No variable at all: for projects sent through the API.
+    pub fn none() -> EnvPolicy {
+        EnvPolicy {
+            readable: false,
+            allow: Vec::new(),
+            deny: Vec::new(),
+        }
+    }
+
+    /// Whether `var` may be named; the error says why not and what to do.
+    pub fn check(&self, var: &str) -> Result<(), String> {
+        if !self.readable {
+            return Err(format!(
+                "environment variable `{var}`: a project sent through the API cannot read the server's environment; store the secret in a connection (`secrets`) and name that connection in the connection set"
+            ));
+        }
+        if self.deny.iter().any(|d| d == var) {
+            return Err(format!(
+                "environment variable `{var}` holds one of the daemon's own secrets and is never readable by a project"
+            ));
+        }
+        if var.len() > ENV_PREFIX.len() && var.starts_with(ENV_PREFIX) {
+            return Ok(());
+        }
+        if is_weirs_own(var) {
+            return Err(format!(
+                "environment variable `{var}` is one of weir's own and is never readable by a project; name a variable `{ENV_PREFIX}...`"
+            ));
+        }
+        if self.allow.iter().any(|a| a == var) {
+            return Ok(());
+        }
+        Err(format!(
+            "environment variable `{var}` is not allowed: a project may read variables named `{ENV_PREFIX}...` and those the administrator lists in `[secrets] env_allow`"
+        ))
+    }
+
+    /// The value of `var` if allowed, set and not empty.
+    pub fn read(&self, var: &str) -> Result<Secret, String> {
+        self.check(var)?;
+        match std::env::var(var) {
+            Ok(v) if !v.is_empty() => Ok(Secret::new(v)),
+            Ok(_) => Err(format!("environment variable `{var}` is empty")),
+            Err(_) => Err(format!("environment variable `{var}` is not set")),
+        }
+    }
+}
+
+/// weir's own variables: `WEIR_*` except `WEIR_ENV_*`.
+fn is_weirs_own(var: &str) -> bool {
+    var.to_ascii_uppercase().starts_with("WEIR_") && !var.starts_with(ENV_PREFIX)
+}
+
+/// Every `*_env` option of a connection, by its name in the file, so one check
+/// covers them all (a new one added to the file format must be listed here).
+fn env_options(conn: &file::ConnectionSpec) -> Vec<(&'static str, &Spanned<String>)> {
+    let mut out = Vec::new();
+    if let Some(a) = &conn.auth {
+        for (name, v) in [
+            ("auth.token_env", &a.token_env),
+            ("auth.password_env", &a.password_env),
+            ("auth.key_env", &a.key_env),
+            ("auth.client_secret_env", &a.client_secret_env),
+        ] {
+            if let Some(v) = v {
+                out.push((name, v));
+            }
+        }
+    }
+    if let Some(pg) = &conn.grants.postgres
+        && let Some(v) = &pg.password_env
+    {
+        out.push(("grants.postgres.password_env", v));
+    }
+    out
+}
+
 /// A place in a project file, for messages: `project.toml:12:5`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Place {
@@ -311,6 +442,16 @@ impl Project {
         text: &str,
         known: &BTreeMap<String, Connection>,
     ) -> Result<Project, ProjectError> {
+        Project::parse_with_env(path, text, known, &EnvPolicy::default())
+    }
+
+    /// Like [`Project::parse_with`], reading `*_env` options under `env`.
+    pub fn parse_with_env(
+        path: &Path,
+        text: &str,
+        known: &BTreeMap<String, Connection>,
+        env: &EnvPolicy,
+    ) -> Result<Project, ProjectError> {
         let loc = Locator { path, text };
         let mut file: ProjectFile = toml::from_str(text).map_err(|e| {
             let offset = e.span().map_or(0, |s| s.start);
@@ -325,6 +466,18 @@ impl Project {
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or(Path::new("."));
         let spec = &file.project;
+        // Every connection of the file, used or not: one shadowed by a stored
+        // connection today is read when that connection is deleted tomorrow.
+        for (name, conn) in &file.connections {
+            for (option, var) in env_options(conn) {
+                if let Err(e) = env.check(var.get_ref()) {
+                    return loc.err(
+                        var.span().start,
+                        format!("connections.{name}.{option}: {e}"),
+                    );
+                }
+            }
+        }
 
         let set_name = spec.connection_set.get_ref();
         let Some(set) = file.connection_sets.get(set_name) else {
@@ -377,12 +530,12 @@ impl Project {
                     http_hosts: http_hosts(&loc, &conn.grants)?,
                     http_internal: conn.grants.http_internal,
                     http_auth: match &conn.auth {
-                        Some(auth) => Some(http_auth(&loc, auth)?),
+                        Some(auth) => Some(http_auth(&loc, auth, env)?),
                         None => None,
                     },
                     http_limits: http_limits(&loc, &conn.grants)?,
                     postgres: match &conn.grants.postgres {
-                        Some(spec) => Some(postgres_grant(&loc, spec)?),
+                        Some(spec) => Some(postgres_grant(&loc, spec, env)?),
                         None => None,
                     },
                 },
@@ -737,27 +890,16 @@ const POSTGRES_PORT: u16 = 5432;
 fn postgres_grant(
     loc: &Locator<'_>,
     spec: &PostgresGrantSpec,
+    env: &EnvPolicy,
 ) -> Result<PostgresGrant, ProjectError> {
     let password = match &spec.password_env {
         None => None,
-        Some(var) => match std::env::var(var.get_ref()) {
-            Ok(v) if !v.is_empty() => Some(Secret::new(v)),
-            Ok(_) => {
+        Some(var) => match env.read(var.get_ref()) {
+            Ok(v) => Some(v),
+            Err(e) => {
                 return loc.err(
                     var.span().start,
-                    format!(
-                        "grants.postgres.password_env: environment variable `{}` is empty",
-                        var.get_ref()
-                    ),
-                );
-            }
-            Err(_) => {
-                return loc.err(
-                    var.span().start,
-                    format!(
-                        "grants.postgres.password_env: environment variable `{}` is not set",
-                        var.get_ref()
-                    ),
+                    format!("grants.postgres.password_env: {e}"),
                 );
             }
         },
@@ -855,7 +997,11 @@ const AUTH_KINDS: &[(&str, &[&str])] = &[
 
 /// `[connections.x.auth]` into the credential the host injects; secrets are
 /// read from the environment variables the table names.
-fn http_auth(loc: &Locator<'_>, spec: &AuthSpec) -> Result<HttpAuth, ProjectError> {
+fn http_auth(
+    loc: &Locator<'_>,
+    spec: &AuthSpec,
+    env: &EnvPolicy,
+) -> Result<HttpAuth, ProjectError> {
     let kind = spec.kind.get_ref().as_str();
     let Some((_, allowed)) = AUTH_KINDS.iter().find(|(k, _)| *k == kind) else {
         let kinds: Vec<&str> = AUTH_KINDS.iter().map(|(k, _)| *k).collect();
@@ -904,17 +1050,8 @@ fn http_auth(loc: &Locator<'_>, spec: &AuthSpec) -> Result<HttpAuth, ProjectErro
     let secret = |name: &str, value: &Option<Spanned<String>>| -> Result<Secret, ProjectError> {
         let var = required(name, value)?;
         let at = value.as_ref().map_or(0, |v| v.span().start);
-        match std::env::var(&var) {
-            Ok(v) if !v.is_empty() => Ok(Secret::new(v)),
-            Ok(_) => loc.err(
-                at,
-                format!("auth.{name}: environment variable `{var}` is empty"),
-            ),
-            Err(_) => loc.err(
-                at,
-                format!("auth.{name}: environment variable `{var}` is not set"),
-            ),
-        }
+        env.read(&var)
+            .or_else(|e| loc.err(at, format!("auth.{name}: {e}")))
     };
     Ok(match kind {
         "bearer" => HttpAuth::Bearer {
@@ -973,6 +1110,27 @@ fn check_auth_header(name: &str) -> Result<(), String> {
 /// (which must be stored as secrets); and `auth.username`, `auth.header`,
 /// `auth.token_url`, `auth.client_id`, `auth.scope`.
 pub const STORED_AUTH_PREFIX: &str = "auth.";
+
+/// The `auth.*` options that are not credentials.
+const STORED_AUTH_PLAIN: &[&str] = &[
+    "kind",
+    "username",
+    "header",
+    "token_url",
+    "client_id",
+    "scope",
+];
+
+/// Whether a stored connection's option is a secret by convention, whatever
+/// the plugin declares: an `auth.*` credential (any `auth.` key but the plain
+/// ones, so a new credential kind is secret by default) or the PostgreSQL
+/// password.
+pub fn is_stored_secret_option(key: &str) -> bool {
+    match key.strip_prefix(STORED_AUTH_PREFIX) {
+        Some(rest) => !STORED_AUTH_PLAIN.contains(&rest),
+        None => key == format!("{STORED_POSTGRES_PREFIX}password"),
+    }
+}
 
 /// The credential a stored connection's `auth.*` options describe (`None` when
 /// it has none). `options` are the plain options, `secrets` the decrypted ones.
@@ -1171,7 +1329,14 @@ mappings = [
             )
         };
         // PATH is set wherever the tests run; its value stands in for a token.
-        let p = parse(&with("{ kind = \"bearer\", token_env = \"PATH\" }")).unwrap();
+        let path_allowed = EnvPolicy::allowing(vec!["PATH".to_owned()]).unwrap();
+        let p = Project::parse_with_env(
+            Path::new("dir/project.toml"),
+            &with("{ kind = \"bearer\", token_env = \"PATH\" }"),
+            &BTreeMap::new(),
+            &path_allowed,
+        )
+        .unwrap();
         let path = std::env::var("PATH").unwrap();
         assert_eq!(
             p.destination.grants.http_auth,
@@ -1190,16 +1355,16 @@ mappings = [
         );
         assert!(!format!("{:?}", p.destination).contains(&path));
         let e = err(&with(
-            "{ kind = \"bearer\", token_env = \"WEIR_TEST_SURELY_UNSET_VAR\" }",
+            "{ kind = \"bearer\", token_env = \"WEIR_ENV_TEST_SURELY_UNSET_VAR\" }",
         ));
         assert!(
-            e.contains("environment variable `WEIR_TEST_SURELY_UNSET_VAR` is not set"),
+            e.contains("environment variable `WEIR_ENV_TEST_SURELY_UNSET_VAR` is not set"),
             "{e}"
         );
         // A literal secret is an unknown key, not a silently accepted one.
         let e = err(&with("{ kind = \"bearer\", token = \"abc\" }"));
         assert!(e.contains("unknown field `token`"), "{e}");
-        let e = err(&with("{ kind = \"basic\", token_env = \"PATH\" }"));
+        let e = err(&with("{ kind = \"basic\", token_env = \"WEIR_ENV_X\" }"));
         assert!(
             e.contains("auth.token_env: not used by kind `basic`"),
             "{e}"
@@ -1207,7 +1372,7 @@ mappings = [
         let e = err(&with("{ kind = \"magic\" }"));
         assert!(e.contains("auth.kind: unknown kind `magic`"), "{e}");
         let e = err(&with(
-            "{ kind = \"oauth2_client_credentials\", client_id = \"c\", client_secret_env = \"PATH\" }",
+            "{ kind = \"oauth2_client_credentials\", client_id = \"c\", client_secret_env = \"WEIR_ENV_X\" }",
         ));
         assert!(e.contains("needs `token_url`"), "{e}");
         let bad_host = GOOD.replace(
@@ -1220,6 +1385,64 @@ mappings = [
             "grants = { directory = \"in\", http_hosts = [\"erp.corp.local\"], http_internal = true }",
         );
         assert!(parse(&internal).unwrap().source.grants.http_internal);
+    }
+
+    #[test]
+    fn env_options_read_only_allowed_variables() {
+        let with = |auth: &str| {
+            GOOD.replace(
+                "config = { delimiter = \";\", retries = 3 }",
+                &format!(
+                    "config = {{ delimiter = \";\" }}\ngrants = {{ http_hosts = [\"api.example.com\"] }}\nauth = {auth}"
+                ),
+            )
+        };
+        let parse_env = |text: &str, env: &EnvPolicy| {
+            Project::parse_with_env(Path::new("dir/project.toml"), text, &BTreeMap::new(), env)
+                .map_err(|e| e.to_string())
+        };
+        let standard = EnvPolicy::default();
+        for own in [
+            "WEIR_SECRET_KEY",
+            "WEIR_ADMIN_TOKEN",
+            "WEIR_SECRET_KEY_FILE",
+            "WEIR_SMTP_PASSWORD",
+            "weir_secret_key",
+        ] {
+            let e = parse_env(
+                &with(&format!("{{ kind = \"bearer\", token_env = \"{own}\" }}")),
+                &standard,
+            )
+            .unwrap_err();
+            assert!(e.contains(&format!("connections.dst.auth.token_env: environment variable `{own}` is one of weir's own")), "{e}");
+        }
+        let e = parse_env(
+            &with("{ kind = \"bearer\", token_env = \"HOME\" }"),
+            &standard,
+        )
+        .unwrap_err();
+        assert!(e.contains("`HOME` is not allowed"), "{e}");
+        // Allowed by the administrator; and `WEIR_ENV_*` always (here: unset).
+        let home = EnvPolicy::allowing(vec!["HOME".to_owned()]).unwrap();
+        assert!(parse_env(&with("{ kind = \"bearer\", token_env = \"HOME\" }"), &home).is_ok());
+        let e = parse_env(
+            &with("{ kind = \"api_key\", key_env = \"WEIR_ENV_SURELY_UNSET\" }"),
+            &standard,
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("auth.key_env: environment variable `WEIR_ENV_SURELY_UNSET` is not set"),
+            "{e}"
+        );
+        assert!(EnvPolicy::allowing(vec!["WEIR_ADMIN_TOKEN".to_owned()]).is_err());
+        // Through the API: none at all, even in a connection the set does not use.
+        let unused = format!(
+            "{}\n[connections.spare]\nplugin = \"csv\"\n[connections.spare.grants.postgres]\nhost = \"h\"\ndbname = \"d\"\nuser = \"u\"\npassword_env = \"WEIR_ENV_PG\"\n",
+            GOOD
+        );
+        let e = parse_env(&unused, &EnvPolicy::none()).unwrap_err();
+        assert!(e.contains("connections.spare.grants.postgres.password_env: environment variable `WEIR_ENV_PG`: a project sent through the API"), "{e}");
+        assert!(parse_env(GOOD, &EnvPolicy::none()).is_ok());
     }
 
     #[test]

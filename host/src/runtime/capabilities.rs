@@ -66,6 +66,22 @@ impl Grants {
         }
         secrets
     }
+
+    /// A redactor for these grants' secrets, with the forms they travel in too
+    /// (Basic auth's `base64(username:password)`), since a server may echo the
+    /// header it received.
+    pub fn redactor(&self) -> crate::redact::Redactor {
+        use base64::Engine as _;
+        let mut r = crate::redact::Redactor::new();
+        r.extend(self.secrets());
+        if let Some(HttpAuth::Basic { username, password }) = &self.http_auth {
+            r.add(
+                &base64::engine::general_purpose::STANDARD
+                    .encode(format!("{username}:{}", password.expose())),
+            );
+        }
+        r
+    }
 }
 
 /// The PostgreSQL database a connection's plugin may reach: the host connects
@@ -329,7 +345,7 @@ fn path_allowed(prefix: &str, path: &str) -> bool {
 /// pass; a URL with credentials is refused; with a path-prefix grant, a path with
 /// an encoded `/` or `\` is refused (a server could decode it into `..`).
 /// Names are not resolved here: the addresses a granted name resolves to are
-/// checked when the request connects (by [`check_resolved`]), so that a name
+/// checked when the request connects (by [`check_public`]), so that a name
 /// whose answer changes between a check and the connection (DNS rebinding)
 /// cannot slip through.
 pub(crate) fn check_http(grants: &Grants, url: &str) -> Result<reqwest::Url, String> {
@@ -454,23 +470,52 @@ fn internal_v6(ip: Ipv6Addr) -> Option<&'static str> {
     }
 }
 
-/// Decides whether a host granted by name may connect to the addresses the name
-/// resolved to, when the grants do not allow internal addresses
-/// ([`Grants::http_internal`]): every one must be public. `Err` names the name,
-/// the first internal address and how to allow it; nothing is sent then.
-pub(crate) fn check_resolved(name: &str, addresses: &[IpAddr]) -> Result<(), String> {
-    match addresses
+/// [`check_public`] for plugin HTTP, as the tests call it.
+#[cfg(test)]
+fn check_resolved(name: &str, addresses: &[IpAddr]) -> Result<(), String> {
+    check_public(name, addresses, AddressUse::PluginHttp)
+}
+
+/// Who asks to reach an address, for the reason given when it is internal.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum AddressUse {
+    /// A plugin's request to a host granted by name.
+    PluginHttp,
+    /// A project's webhook (name or IP literal alike: the project's author is
+    /// not the administrator, so a literal is no explicit choice here).
+    Webhook,
+}
+
+/// Decides whether a host may be connected to at the addresses it resolved to
+/// (a plugin's host granted by name when the grants do not allow internal
+/// addresses, [`Grants::http_internal`]; a webhook unless the administrator
+/// allows internal ones): every one must be public. `Err` names the host, the
+/// first internal address and how to allow it; nothing is sent then.
+pub(crate) fn check_public(name: &str, addresses: &[IpAddr], by: AddressUse) -> Result<(), String> {
+    let Some((ip, kind)) = addresses
         .iter()
         .find_map(|ip| internal_address(*ip).map(|kind| (ip, kind)))
-    {
-        None => Ok(()),
-        Some((ip, kind)) => Err(format!(
-            "`{name}` resolves to {ip}, an internal ({kind}) address; a host granted by name \
+    else {
+        return Ok(());
+    };
+    let resolves = if name.parse::<IpAddr>().is_ok() {
+        format!("{ip} is")
+    } else {
+        format!("`{name}` resolves to {ip},")
+    };
+    Err(match by {
+        AddressUse::PluginHttp => format!(
+            "{resolves} an internal ({kind}) address; a host granted by name \
              may reach public addresses only: to allow internal ones, set \
              `http_internal = true` in the connection's grants (project file; \
              `--http-internal` for a stored connection), or grant and use the address itself"
-        )),
-    }
+        ),
+        AddressUse::Webhook => format!(
+            "webhook refused: {resolves} an internal ({kind}) address; webhooks go to public \
+             addresses only unless the administrator sets `allow_internal_webhooks = true` \
+             in `[notify]` of `weir serve --config`"
+        ),
+    })
 }
 
 fn default_port(scheme: &str) -> Option<u16> {

@@ -188,6 +188,7 @@ impl HttpClient {
             if !http_internal {
                 builder = builder.dns_resolver(Arc::new(PublicOnly {
                     proxies: proxy_hosts(|var| std::env::var(var).ok()),
+                    by: capabilities::AddressUse::PluginHttp,
                 }));
             }
             builder
@@ -226,26 +227,68 @@ impl HttpClient {
 }
 
 /// The system resolver with every answer checked
-/// ([`capabilities::check_resolved`]): a name that resolves to an internal
+/// ([`capabilities::check_public`]): a name that resolves to an internal
 /// address fails to resolve, with an [`InternalAddress`] error, and so is
 /// never connected to. reqwest does not resolve IP literals, so they pass as
 /// they are.
 struct PublicOnly {
     /// The configured proxies' names (lowercase), exempt from the check.
     proxies: Vec<String>,
+    /// Whose request it is, for the refusal's advice.
+    by: capabilities::AddressUse,
+}
+
+/// The resolver webhooks use: the same check as plugin HTTP
+/// ([`capabilities::check_public`]) on the addresses the connection will use.
+pub fn webhook_resolver() -> Arc<impl reqwest::dns::Resolve + use<>> {
+    Arc::new(PublicOnly {
+        proxies: proxy_hosts(|var| std::env::var(var).ok()),
+        by: capabilities::AddressUse::Webhook,
+    })
+}
+
+/// A webhook address whose host is an IP literal, which no resolver sees:
+/// refused when internal.
+pub fn check_webhook_literal(url: &str) -> Result<(), String> {
+    let Ok(parsed) = reqwest::Url::parse(url) else {
+        return Ok(());
+    };
+    let host = parsed.host_str().unwrap_or_default();
+    let Ok(ip) = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse::<IpAddr>()
+    else {
+        return Ok(());
+    };
+    capabilities::check_public(&ip.to_string(), &[ip], capabilities::AddressUse::Webhook)
+}
+
+/// The refusal of an internal address somewhere in `e`'s sources, if that is why
+/// it failed.
+pub fn internal_address_refusal(e: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let mut source = Some(e);
+    while let Some(err) = source {
+        if let Some(internal) = err.downcast_ref::<InternalAddress>() {
+            return Some(internal.0.clone());
+        }
+        source = err.source();
+    }
+    None
 }
 
 impl reqwest::dns::Resolve for PublicOnly {
     fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
         let name = name.as_str().to_ascii_lowercase();
         let exempt = self.proxies.contains(&name);
+        let by = self.by;
         Box::pin(async move {
             // getaddrinfo on tokio's blocking pool, as reqwest's own resolver does.
             let addrs: Vec<SocketAddr> =
                 tokio::net::lookup_host((name.as_str(), 0)).await?.collect();
             if !exempt {
                 let ips: Vec<IpAddr> = addrs.iter().map(SocketAddr::ip).collect();
-                capabilities::check_resolved(&name, &ips).map_err(InternalAddress)?;
+                capabilities::check_public(&name, &ips, by).map_err(InternalAddress)?;
             }
             Ok::<_, Box<dyn std::error::Error + Send + Sync>>(
                 Box::new(addrs.into_iter()) as reqwest::dns::Addrs
@@ -690,14 +733,9 @@ impl Call<'_> {
     }
 }
 
-/// Replaces every secret value in `text` (values shorter than 4 characters are
-/// left alone: they would shred unrelated text and protect nothing).
+/// Replaces every secret value in `text` (see [`crate::redact`]).
 pub(crate) fn scrub(text: &str, secrets: &[&str]) -> String {
-    let mut out = text.to_owned();
-    for s in secrets.iter().filter(|s| s.len() >= 4) {
-        out = out.replace(*s, "[redacted]");
-    }
-    out
+    crate::redact::scrub(text, secrets.iter().copied())
 }
 
 fn parse_method(method: &str) -> Result<reqwest::Method, HttpFailure> {

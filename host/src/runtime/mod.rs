@@ -34,6 +34,7 @@ pub use bounds::{MAX_CURSOR_BYTES, MAX_ERROR_MESSAGE_BYTES, MAX_KEY_BYTES};
 pub use cache::CacheOutcome;
 pub use capabilities::{Grants, HttpAuth, HttpLimits, PostgresGrant, Secret};
 pub use host::PluginLogLine;
+pub use http::{check_webhook_literal, internal_address_refusal, webhook_resolver};
 pub use instance::{CallError, ConnectorInstance, TransformInstance, TrapKind, WriterHandle};
 pub use limits::Limits;
 

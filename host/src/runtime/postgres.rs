@@ -488,13 +488,8 @@ fn connect_failure(e: &postgres::Error, grant: &PostgresGrant) -> (wit::ConnectF
     (kind, format!("{address}: {text}"))
 }
 
-fn scrub(mut text: String, secrets: &[String]) -> String {
-    for s in secrets.iter().filter(|s| s.len() >= 4) {
-        if text.contains(s.as_str()) {
-            text = text.replace(s.as_str(), "[redacted]");
-        }
-    }
-    text
+fn scrub(text: String, secrets: &[String]) -> String {
+    crate::redact::scrub(&text, secrets.iter().map(String::as_str))
 }
 
 fn scrub_query(mut e: wit::QueryError, secrets: &[String]) -> wit::QueryError {

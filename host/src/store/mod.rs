@@ -48,7 +48,7 @@ use sled::transaction::{
     TransactionalTree,
 };
 
-pub use secrets::{MIN_KEY_MATERIAL_CHARS, SECRET_KEY_ENV, SecretKey};
+pub use secrets::{Derivation, MIN_KEY_MATERIAL_CHARS, SECRET_KEY_ENV, SecretKey};
 pub use types::*;
 
 /// The format version this weir writes and reads.
@@ -464,6 +464,116 @@ fn check_free_space(dir: &Path, needed: u64) -> Result<(), StoreError> {
     Ok(())
 }
 
+const META_DERIVATION: &[u8] = b"meta/key_derivation";
+const META_SALT: &[u8] = b"meta/key_salt";
+
+/// How the store in `db` derives its key, and its salt. A store without a record
+/// is either new — it gets a fresh salt and the salted derivation — or was made
+/// before salting: if it holds sealed secrets, they were sealed with SHA-256 of
+/// the material, and it keeps that (recorded, so the answer never changes).
+fn key_derivation(
+    db: &sled::Db,
+    connections: &sled::Tree,
+) -> Result<(Derivation, Vec<u8>), StoreError> {
+    let salt = || -> Result<Vec<u8>, StoreError> {
+        Ok(db
+            .get(META_SALT)
+            .map_err(db_err)?
+            .map(|s| s.to_vec())
+            .unwrap_or_default())
+    };
+    if let Some(name) = db.get(META_DERIVATION).map_err(db_err)? {
+        let name = String::from_utf8_lossy(&name).into_owned();
+        let derivation = Derivation::from_name(&name).ok_or_else(|| StoreError::Corrupt {
+            key: "meta/key_derivation".to_owned(),
+            reason: format!("unknown key derivation {name:?} (a newer weir?)"),
+        })?;
+        let salt = salt()?;
+        if derivation == Derivation::Salted && salt.len() < secrets::SALT_LEN {
+            return Err(StoreError::Corrupt {
+                key: "meta/key_salt".to_owned(),
+                reason: format!("{} bytes; {} expected", salt.len(), secrets::SALT_LEN),
+            });
+        }
+        return Ok((derivation, salt));
+    }
+    let mut sealed = false;
+    for item in connections.iter() {
+        let (name, bytes) = item.map_err(db_err)?;
+        let rest: ConnectionAtRest = decode(
+            || format!("connections/{}", String::from_utf8_lossy(&name)),
+            &bytes,
+        )?;
+        if !rest.secrets.is_empty() {
+            sealed = true;
+            break;
+        }
+    }
+    let (derivation, salt) = if sealed {
+        (Derivation::LegacySha256, Vec::new())
+    } else {
+        (Derivation::Salted, secrets::new_salt())
+    };
+    // The salt first: a crash between the two leaves no record, and the next open
+    // decides again the same way (a salt alone is never read).
+    db.insert(META_SALT, salt.as_slice()).map_err(db_err)?;
+    db.insert(META_DERIVATION, derivation.name().as_bytes())
+        .map_err(db_err)?;
+    db.flush().map_err(db_err)?;
+    Ok((derivation, salt))
+}
+
+/// Re-seals the secrets of a store made before salting under the salted
+/// derivation, with a fresh salt: the re-sealed secrets, the salt and the new
+/// derivation are written in one transaction, so a crash leaves the store wholly
+/// old or wholly new. `None`, with nothing changed, when `material` does not open
+/// every secret (a wrong key: it is reported where it always was, at first use).
+fn migrate_to_salted(
+    db: &sled::Db,
+    connections: &sled::Tree,
+    material: &SecretKey,
+) -> Result<Option<secrets::StoreKey>, StoreError> {
+    let old = material.for_store(Derivation::LegacySha256, &[])?;
+    let salt = secrets::new_salt();
+    let new = material.for_store(Derivation::Salted, &salt)?;
+    let mut rewritten = Vec::new();
+    let mut count = 0;
+    for item in connections.iter() {
+        let (name, bytes) = item.map_err(db_err)?;
+        let key = || format!("connections/{}", String::from_utf8_lossy(&name));
+        let mut rest: ConnectionAtRest = decode(key, &bytes)?;
+        for (secret, sealed_hex) in &mut rest.secrets {
+            let sealed = unhex(sealed_hex).ok_or_else(|| StoreError::Corrupt {
+                key: key(),
+                reason: format!("secret {secret:?} is not hex"),
+            })?;
+            let Ok(plain) = secrets::open(&old, &rest.name, secret, &sealed) else {
+                return Ok(None);
+            };
+            *sealed_hex = hex(&secrets::seal(&new, &rest.name, secret, &plain)?);
+            count += 1;
+        }
+        rewritten.push((name, encode(&rest)?));
+    }
+    let meta: &sled::Tree = db;
+    (meta, connections)
+        .transaction(|(meta, connections)| {
+            for (name, bytes) in &rewritten {
+                connections.insert(name.clone(), bytes.clone())?;
+            }
+            meta.insert(META_SALT, salt.as_slice())?;
+            meta.insert(META_DERIVATION, Derivation::Salted.name().as_bytes())?;
+            Ok::<(), ConflictableTransactionError<StoreError>>(())
+        })
+        .map_err(tx_err)?;
+    db.flush().map_err(db_err)?;
+    tracing::info!(
+        secrets = count,
+        "secrets re-sealed under a salted key (the store predates salting)"
+    );
+    Ok(Some(new))
+}
+
 fn db_err(e: sled::Error) -> StoreError {
     match e {
         sled::Error::Io(e) => StoreError::Io(e),
@@ -533,7 +643,9 @@ pub struct Store {
     exec_staged: sled::Tree,
     plugins: sled::Tree,
     project_state: sled::Tree,
-    key: Option<SecretKey>,
+    key: Option<secrets::StoreKey>,
+    /// How this store derives its key from the administrator's material.
+    derivation: Derivation,
     limits: StoreLimits,
     interrupted: Vec<ExecutionId>,
 }
@@ -613,8 +725,23 @@ impl Store {
                 other => db_err(other),
             })?;
         let tree = |name: &str| db.open_tree(name).map_err(db_err);
+        let connections = tree("connections")?;
+        let (mut derivation, salt) = key_derivation(&db, &connections)?;
+        let key = match key {
+            None => None,
+            Some(material) if derivation == Derivation::LegacySha256 => {
+                match migrate_to_salted(&db, &connections, &material)? {
+                    Some(salted) => {
+                        derivation = Derivation::Salted;
+                        Some(salted)
+                    }
+                    None => Some(material.for_store(derivation, &salt)?),
+                }
+            }
+            Some(material) => Some(material.for_store(derivation, &salt)?),
+        };
         let mut store = Store {
-            connections: tree("connections")?,
+            connections,
             projects: tree("projects")?,
             project_heads: tree("project_heads")?,
             executions: tree("executions")?,
@@ -628,6 +755,7 @@ impl Store {
             db,
             dir: dir.to_path_buf(),
             key,
+            derivation,
             limits,
             interrupted: Vec::new(),
         };
@@ -647,6 +775,11 @@ impl Store {
 
     pub fn limits(&self) -> &StoreLimits {
         &self.limits
+    }
+
+    /// How this store derives its key (recorded in it).
+    pub fn key_derivation(&self) -> Derivation {
+        self.derivation
     }
 
     /// Whether a secret key was given at open.

@@ -8,6 +8,13 @@ fn key(material: &str) -> SecretKey {
     SecretKey::from_material(material).unwrap()
 }
 
+/// The key a salted store with an all-zero salt seals with.
+fn store_key(material: &str) -> secrets::StoreKey {
+    key(material)
+        .for_store(Derivation::Salted, &[0u8; secrets::SALT_LEN])
+        .unwrap()
+}
+
 fn open(dir: &Path) -> Store {
     Store::open(dir, Some(key("the right key, long enough"))).unwrap()
 }
@@ -222,7 +229,7 @@ fn secret_bytes_appear_nowhere_on_disk() {
 
 #[test]
 fn a_ciphertext_moved_to_another_secret_does_not_decrypt() {
-    let k = key("the right key, long enough");
+    let k = store_key("the right key, long enough");
     let sealed = secrets::seal(&k, "crm", "password", SECRET).unwrap();
     assert_eq!(
         secrets::open(&k, "crm", "password", &sealed).unwrap(),
@@ -249,9 +256,14 @@ fn key_material() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("key");
     std::fs::write(&file, "  a key file's material  \n").unwrap();
-    let from_file = SecretKey::from_env_or_file(Some(&file)).unwrap().unwrap();
+    let salt = [0u8; secrets::SALT_LEN];
+    let from_file = SecretKey::from_env_or_file(Some(&file))
+        .unwrap()
+        .unwrap()
+        .for_store(Derivation::Salted, &salt)
+        .unwrap();
     // Trimmed: the same key as the material without the whitespace.
-    let direct = SecretKey::from_material("a key file's material").unwrap();
+    let direct = store_key("a key file's material");
     let sealed = secrets::seal(&from_file, "c", "s", "v").unwrap();
     assert_eq!(secrets::open(&direct, "c", "s", &sealed).unwrap(), "v");
 
@@ -791,4 +803,173 @@ fn an_io_error_on_a_vanished_data_directory_names_the_path() {
             && text.contains("No such file or directory"),
         "{text}"
     );
+}
+
+/// Seals `value` the way weir sealed secrets before salted keys: the key is
+/// SHA-256 of the material; and writes the connection as that weir did, with no
+/// derivation recorded in the store.
+fn write_legacy_store(dir: &Path, material: &str, value: &str) {
+    use sha2::Digest as _;
+    let db = sled::open(dir.join("db")).unwrap();
+    let legacy = SecretKey::from_material(material)
+        .unwrap()
+        .for_store(Derivation::LegacySha256, &[])
+        .unwrap();
+    // The legacy key really is SHA-256 of the material (the old code's formula).
+    let direct = sha2::Sha256::digest(material.as_bytes());
+    let sealed = secrets::seal(&legacy, "crm", "password", value).unwrap();
+    let mut by_hand = sealed.clone();
+    let (nonce, _) = sealed.split_at(12);
+    {
+        use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+        let cipher =
+            chacha20poly1305::ChaCha20Poly1305::new(chacha20poly1305::Key::from_slice(&direct));
+        let mut aad = b"weir-secret\0crm\0".to_vec();
+        aad.extend_from_slice(b"password");
+        let ct = cipher
+            .encrypt(
+                chacha20poly1305::Nonce::from_slice(nonce),
+                Payload {
+                    msg: value.as_bytes(),
+                    aad: &aad,
+                },
+            )
+            .unwrap();
+        by_hand.truncate(12);
+        by_hand.extend_from_slice(&ct);
+    }
+    assert_eq!(sealed, by_hand, "the legacy derivation is the old formula");
+    let rest = ConnectionAtRest {
+        name: "crm".into(),
+        plugin: "csv".into(),
+        config: Vec::new(),
+        secrets: vec![("password".into(), hex(&sealed))],
+        directory: None,
+        http_hosts: Vec::new(),
+        http_internal: false,
+        state: ConnectionState::Unchecked,
+        updated_at: 1,
+    };
+    db.open_tree("connections")
+        .unwrap()
+        .insert("crm", encode(&rest).unwrap())
+        .unwrap();
+    db.flush().unwrap();
+}
+
+#[test]
+fn a_store_sealed_with_the_old_unsalted_key_still_opens_and_is_resealed_with_a_salt() {
+    let dir = tempfile::tempdir().unwrap();
+    let material = "an old passphrase, long enough";
+    write_legacy_store(dir.path(), material, SECRET);
+    // Without a key, or with a wrong one: nothing changes, the old derivation stays.
+    for wrong in [None, Some(key("a wrong passphrase, long"))] {
+        let store = Store::open(dir.path(), wrong.clone()).unwrap();
+        assert_eq!(store.key_derivation(), Derivation::LegacySha256);
+        assert!(store.connection("crm").is_err());
+    }
+    let sealed_before = {
+        let db = sled::open(dir.path().join("db")).unwrap();
+        db.open_tree("connections")
+            .unwrap()
+            .get("crm")
+            .unwrap()
+            .unwrap()
+            .to_vec()
+    };
+    {
+        let store = Store::open(dir.path(), Some(key(material))).unwrap();
+        assert_eq!(
+            store.key_derivation(),
+            Derivation::Salted,
+            "re-sealed on open"
+        );
+        let c = store.connection("crm").unwrap().unwrap();
+        assert_eq!(
+            c.secrets,
+            vec![("password".to_string(), SECRET.to_string())]
+        );
+        store.put_connection(&connection("erp")).unwrap();
+        let after = store.connections.get("crm").unwrap().unwrap().to_vec();
+        assert_ne!(after, sealed_before, "sealed anew");
+        // The old key no longer opens it; the salt is the store's own.
+        let rest: ConnectionAtRest = decode(|| "crm".into(), &after).unwrap();
+        let sealed = unhex(&rest.secrets[0].1).unwrap();
+        let legacy = key(material)
+            .for_store(Derivation::LegacySha256, &[])
+            .unwrap();
+        assert!(secrets::open(&legacy, "crm", "password", &sealed).is_err());
+        assert_eq!(
+            store.db.get(META_SALT).unwrap().unwrap().len(),
+            secrets::SALT_LEN
+        );
+    }
+    let store = Store::open(dir.path(), Some(key(material))).unwrap();
+    assert_eq!(store.key_derivation(), Derivation::Salted, "recorded");
+    assert_eq!(
+        store.connection("crm").unwrap().unwrap().secrets[0].1,
+        SECRET
+    );
+    assert_eq!(
+        store.connection("erp").unwrap().unwrap().secrets[0].1,
+        SECRET
+    );
+}
+
+#[test]
+fn a_new_store_salts_its_passphrase_and_takes_a_32_byte_key_as_is() {
+    let material = "the same passphrase in two stores";
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let salt_of = |dir: &Path| {
+        let store = Store::open(dir, Some(key(material))).unwrap();
+        assert_eq!(store.key_derivation(), Derivation::Salted);
+        store.put_connection(&connection("crm")).unwrap();
+        let salt = store.db.get(META_SALT).unwrap().unwrap().to_vec();
+        let sealed = store.connections.get("crm").unwrap().unwrap().to_vec();
+        (salt, sealed)
+    };
+    let (salt_a, at_rest_a) = salt_of(a.path());
+    let (salt_b, _) = salt_of(b.path());
+    assert_eq!(salt_a.len(), secrets::SALT_LEN);
+    assert_ne!(salt_a, salt_b, "each store its own salt");
+    // The key is not SHA-256 of the passphrase (nor the same in both stores).
+    let rest: ConnectionAtRest = decode(|| "crm".into(), &at_rest_a).unwrap();
+    let sealed = unhex(&rest.secrets[0].1).unwrap();
+    let legacy = key(material)
+        .for_store(Derivation::LegacySha256, &[])
+        .unwrap();
+    assert!(secrets::open(&legacy, "crm", "password", &sealed).is_err());
+    let other_salt = key(material)
+        .for_store(Derivation::Salted, &salt_b)
+        .unwrap();
+    assert!(secrets::open(&other_salt, "crm", "password", &sealed).is_err());
+    let right = key(material)
+        .for_store(Derivation::Salted, &salt_a)
+        .unwrap();
+    assert_eq!(
+        secrets::open(&right, "crm", "password", &sealed).unwrap(),
+        SECRET
+    );
+    // Reopened: the same salt, the secret readable.
+    let store = Store::open(a.path(), Some(key(material))).unwrap();
+    assert_eq!(
+        store.connection("crm").unwrap().unwrap().secrets[0].1,
+        SECRET
+    );
+
+    // 64 hex digits or base64 of 32 bytes: used as the key itself.
+    let hex_key = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+    let raw = SecretKey::from_material(hex_key).unwrap();
+    assert!(raw.is_raw_key());
+    let k = raw.for_store(Derivation::Salted, &salt_a).unwrap();
+    let b64 = SecretKey::from_material("ABEiM0RVZneImaq7zN3u/wARIjNEVWZ3iJmqu8zd7v8=").unwrap();
+    assert!(b64.is_raw_key());
+    let sealed = secrets::seal(&k, "c", "s", "v").unwrap();
+    let same = b64.for_store(Derivation::Salted, &salt_b).unwrap();
+    assert_eq!(
+        secrets::open(&same, "c", "s", &sealed).unwrap(),
+        "v",
+        "no salt for a key"
+    );
+    assert!(!key(material).is_raw_key());
 }

@@ -215,6 +215,7 @@ impl Connector for Testkit {
         .option(ConfigField::new("fetch_headers", "Headers of the `fetch_url` request: `Name: value` pairs separated by `|`."))
         .option(ConfigField::new("fetch_body", "The body of the `fetch_url` request."))
         .option(ConfigField::new("fetch_times", "How many requests each check or read sends.").default_value("1"))
+        .option(ConfigField::new("api_secret", "A credential the testkit never uses: declared secret, for the host's tests of secret options.").secret())
         .capability(Capability::Files)
         .capability(Capability::Http)
     }
