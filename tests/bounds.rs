@@ -407,7 +407,7 @@ fn a_huge_cursor_and_more_rejects_than_records_are_refused_and_the_store_stays_b
             tmp.path(),
             &weir_host::project::EnvPolicy::default(),
         )
-            .unwrap();
+        .unwrap();
         let started = Instant::now();
         let (id, report) = svc.run(name, Trigger::Manual, &mut Quiet).unwrap();
         let took = started.elapsed();

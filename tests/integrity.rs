@@ -304,7 +304,7 @@ fn a_half_written_last_line_is_read_whole_by_the_next_run() {
         dir.path(),
         &weir_host::project::EnvPolicy::default(),
     )
-        .unwrap();
+    .unwrap();
     let (_, first) = svc.run("inc", Trigger::Manual, &mut Quiet).unwrap();
     assert_eq!(first.status, Status::Warning, "{first}");
     let failure = &first.tasks[0].failures[0];

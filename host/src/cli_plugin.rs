@@ -28,17 +28,23 @@ pub enum PluginCmd {
     },
     /// Show what a plugin is: contract, kind, name, version, options, capabilities, entities.
     Inspect {
+        /// The plugin's .wasm file.
         file: PathBuf,
+        /// Print it as JSON.
         #[arg(long)]
         json: bool,
     },
     /// Install a plugin: validate, precompile, record name, version and hash.
     /// Versions install side by side; a project names one as `name@version`.
-    Install { file: PathBuf },
+    Install {
+        /// The plugin's .wasm file.
+        file: PathBuf,
+    },
     /// List installed plugins.
     List,
     /// Run the conformance suite against a plugin (use a test connection: upserts write).
     Test {
+        /// The plugin's .wasm file.
         file: PathBuf,
         /// A configuration option, `key=value` (repeatable).
         #[arg(long = "config", value_name = "KEY=VALUE")]
@@ -46,6 +52,7 @@ pub enum PluginCmd {
         /// A directory to grant (seen as /data).
         #[arg(long)]
         directory: Option<PathBuf>,
+        /// Print the results as JSON.
         #[arg(long)]
         json: bool,
     },

@@ -18,6 +18,7 @@ use weir_host::store::{
 pub enum ConnectionCmd {
     /// Store a connection (replacing one of the same name) and check it.
     Add {
+        /// The connection's name, as project files and the API name it.
         name: String,
         /// A bundled plugin name or a path to a .wasm file.
         #[arg(long)]
@@ -43,26 +44,35 @@ pub enum ConnectionCmd {
     },
     /// List connections and their state (secret names only).
     List {
+        /// Print the list as JSON.
         #[arg(long)]
         json: bool,
     },
     /// Check a connection: Connected, or what needs fixing.
-    Check { name: String },
+    Check {
+        /// The connection's name.
+        name: String,
+    },
     /// Replace a connection's credentials, then check it again.
     UpdateCredentials {
+        /// The connection's name.
         name: String,
         /// As for `add`: `KEY=-` (stdin) or `KEY=@FILE` rather than the value.
         #[arg(long = "secret", value_name = "KEY=VALUE", required = true)]
         secret: Vec<String>,
     },
     /// Delete a connection.
-    Delete { name: String },
+    Delete {
+        /// The connection's name.
+        name: String,
+    },
 }
 
 #[derive(Subcommand)]
 pub enum ProjectCmd {
     /// Create or update a project from its file (a new version when it changed).
     Apply {
+        /// The project file (TOML); its relative paths resolve against its folder.
         #[arg(short = 'f', long = "file")]
         file: PathBuf,
     },
@@ -70,27 +80,38 @@ pub enum ProjectCmd {
     List,
     /// Show a project's file (latest version, or --version N).
     Show {
+        /// The project's name.
         name: String,
+        /// A version number (see `project list`); default the latest.
         #[arg(long)]
         version: Option<u32>,
     },
     /// Delete a project (its executions stay in the history).
-    Delete { name: String },
+    Delete {
+        /// The project's name.
+        name: String,
+    },
     /// Pause a project's schedule (`weir serve` skips it until resumed). Applies to a
     /// running daemon at its next start; use the API to pause one that is running.
     Pause {
+        /// The project's name.
         name: String,
+        /// Why, shown with the project's state.
         #[arg(long, default_value = "paused by an administrator")]
         reason: String,
     },
     /// Resume a paused project's schedule.
-    Resume { name: String },
+    Resume {
+        /// The project's name.
+        name: String,
+    },
 }
 
 #[derive(Subcommand)]
 pub enum ExecutionsCmd {
     /// Executions, newest first.
     List {
+        /// Only this project's executions.
         #[arg(long)]
         project: Option<String>,
         /// running, completed, warning or error.
@@ -99,48 +120,64 @@ pub enum ExecutionsCmd {
         /// Only since: a date (2026-11-01), an RFC 3339 time, or an age (30m, 12h, 7d).
         #[arg(long)]
         since: Option<String>,
+        /// At most this many.
         #[arg(long, default_value_t = 50)]
         limit: usize,
+        /// Print the list as JSON.
         #[arg(long)]
         json: bool,
     },
     /// An execution: summary, counts per entity task, log.
     Show {
+        /// The execution's id.
         id: u64,
+        /// Print it as JSON.
         #[arg(long)]
         json: bool,
     },
     /// An execution's record errors (paged).
     Errors {
+        /// The execution's id.
         id: u64,
+        /// Skip this many first.
         #[arg(long, default_value_t = 0)]
         offset: u64,
+        /// At most this many.
         #[arg(long, default_value_t = 50)]
         limit: u64,
+        /// Print them as JSON.
         #[arg(long)]
         json: bool,
     },
     /// The records an execution sent to the destination (paged).
     Staging {
+        /// The execution's id.
         id: u64,
+        /// Skip this many first.
         #[arg(long, default_value_t = 0)]
         offset: u64,
+        /// At most this many.
         #[arg(long, default_value_t = 50)]
         limit: u64,
+        /// Print them as JSON.
         #[arg(long)]
         json: bool,
     },
     /// Run an execution's project again, linked to it; --failed-only re-sends only
     /// the records that failed, from their stored copies.
     Rerun {
+        /// The execution's id.
         id: u64,
+        /// Re-send only the records that failed.
         #[arg(long)]
         failed_only: bool,
     },
     /// Delete old executions (never running ones).
     Prune {
+        /// Delete executions older than this many days.
         #[arg(long, default_value_t = 45)]
         days: u32,
+        /// Keep at least this many newest executions of each project, whatever their age.
         #[arg(long)]
         keep_last: Option<usize>,
     },
