@@ -119,8 +119,17 @@ python3 - "$addr" <<'PY' >"$work/executions.json"
 import json, os, sys, urllib.request
 addr = sys.argv[1]
 token = os.environ["WEIR_TOKEN"]
-req = urllib.request.Request(f"http://{addr}/api/v1/executions?limit=100000", headers={"Authorization": f"Bearer {token}"})
-print(urllib.request.urlopen(req, timeout=60).read().decode())
+# The API pages at most 1,000 executions: read every page, or a run with more than
+# 1,000 executions would count the oldest (the long ones) as lost.
+items, offset = [], 0
+while True:
+    req = urllib.request.Request(f"http://{addr}/api/v1/executions?limit=1000&offset={offset}", headers={"Authorization": f"Bearer {token}"})
+    page = json.load(urllib.request.urlopen(req, timeout=60))
+    items += page["items"]
+    offset += len(page["items"])
+    if not page["items"] or offset >= page["total"]:
+        break
+print(json.dumps({"total": len(items), "items": items}))
 PY
 
 kill -TERM "$server"
