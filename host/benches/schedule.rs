@@ -192,7 +192,12 @@ mappings = [{{ destination = "id", source = "id" }}, {{ destination = "email", s
 "#
         );
         service
-            .apply_project_text(&tmp.path().join(format!("p{i}.toml")), &text, tmp.path())
+            .apply_project_text(
+                &tmp.path().join(format!("p{i}.toml")),
+                &text,
+                tmp.path(),
+                &weir_host::project::EnvPolicy::default(),
+            )
             .unwrap();
     }
     let applied = setup.elapsed();
