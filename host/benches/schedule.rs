@@ -118,8 +118,11 @@ mappings = [{{ destination = "id", source = "id" }}]
         let addr = line.trim().rsplit("http://").next().unwrap().to_owned();
         let mut s = std::net::TcpStream::connect(&addr).unwrap();
         use std::io::{Read, Write};
-        s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-            .unwrap();
+        // The daemon answers only for its own address (the Host check against DNS rebinding).
+        s.write_all(
+            format!("GET /health HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .unwrap();
         let mut answer = String::new();
         s.read_to_string(&mut answer).unwrap();
         assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
