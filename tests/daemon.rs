@@ -88,13 +88,7 @@ impl Fixture {
     }
 
     /// A service over the fixture's store with project `name` applied.
-    fn service_with(
-        &self,
-        name: &str,
-        schedule: &str,
-        extra: &str,
-        source: &str,
-    ) -> Service<'static> {
+    fn service_with(&self, name: &str, schedule: &str, extra: &str, source: &str) -> Service {
         let svc = service(&self.data());
         let text = project_text(name, &self.dir, schedule, extra, source);
         svc.apply_project_text(
@@ -108,7 +102,7 @@ impl Fixture {
     }
 }
 
-fn service(data: &Path) -> Service<'static> {
+fn service(data: &Path) -> Service {
     Service::new(Store::open(data, None).unwrap(), common::runtime())
 }
 

@@ -316,7 +316,7 @@ fn a_writer_of_a_trapped_instance_is_refused_not_reentered() {
 #[derive(Default)]
 struct Kept(Vec<Checkpoint>);
 impl Recorder for Kept {
-    fn checkpoint(&mut self, checkpoint: Checkpoint) -> Result<(), String> {
+    fn checkpoint(&mut self, checkpoint: Checkpoint) -> Result<(), weir_host::engine::TaskStop> {
         self.0.push(checkpoint);
         Ok(())
     }

@@ -51,7 +51,7 @@ fn check_with(
 ) -> (Result<(), CallError>, Vec<PluginLogLine>) {
     let mut instance = plugin().connector(grants, limits).unwrap();
     let result = instance.check(&config(pairs));
-    (result, instance.take_logs().0)
+    (result, instance.take_logs().lines)
 }
 
 fn check(grants: Grants, pairs: &[(&str, &str)]) -> (Result<(), CallError>, Vec<PluginLogLine>) {

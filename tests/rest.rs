@@ -463,7 +463,7 @@ fn a_429_with_retry_after_and_a_burst_of_500s_are_retried_and_the_run_completes(
     // The retry notes go to the execution's recorded log.
     struct Log(Vec<String>);
     impl Recorder for Log {
-        fn checkpoint(&mut self, cp: Checkpoint) -> Result<(), String> {
+        fn checkpoint(&mut self, cp: Checkpoint) -> Result<(), weir_host::engine::TaskStop> {
             self.0.extend(cp.log);
             Ok(())
         }
@@ -692,7 +692,7 @@ fn a_destination_going_down_mid_run_is_retried_or_fails_cleanly_and_nothing_is_l
     };
     struct Cursors(Arc<std::sync::Mutex<Vec<String>>>);
     impl Recorder for Cursors {
-        fn checkpoint(&mut self, cp: Checkpoint) -> Result<(), String> {
+        fn checkpoint(&mut self, cp: Checkpoint) -> Result<(), weir_host::engine::TaskStop> {
             if let Some(c) = cp.tasks.iter().find_map(|t| t.cursor.clone()) {
                 self.0.lock().unwrap().push(c);
             }

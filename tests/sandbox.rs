@@ -170,7 +170,7 @@ fn a_log_flood_is_bounded() {
     let mut flood = Config::default();
     flood.set("mode", "log-flood");
     instance.check(&flood).unwrap();
-    let (lines, dropped) = instance.take_logs();
+    let weir_host::runtime::PluginLogs { lines, dropped } = instance.take_logs();
     assert_eq!(lines.len(), Limits::default().log_lines_per_call);
     assert_eq!(lines.len() + dropped, 100_000);
     assert!(lines.iter().all(|l| l.message.len() <= 4096 + 20));

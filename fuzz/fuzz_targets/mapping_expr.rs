@@ -24,11 +24,11 @@ use vrl::compiler::{CompileConfig, TargetValue, TimeZone, TypeState, compile_wit
 use vrl::value::{Secrets, Value};
 
 #[allow(dead_code)]
-#[path = "../../host/src/engine/mapping/screen.rs"]
+#[path = "../../host/engine/src/mapping/screen.rs"]
 mod screen;
 
 #[allow(dead_code)]
-#[path = "../../host/src/engine/mapping/functions.rs"]
+#[path = "../../host/engine/src/mapping/functions.rs"]
 mod functions;
 
 const COMPILER_STACK: usize = 256 << 20;

@@ -13,7 +13,7 @@ use std::collections::HashSet;
 use libfuzzer_sys::fuzz_target;
 use weir_types::{BatchBuilder, FieldType, Value};
 
-#[path = "../../host/src/runtime/bounds.rs"]
+#[path = "../../host/runtime/src/bounds.rs"]
 #[allow(dead_code)]
 mod bounds;
 
@@ -22,7 +22,7 @@ mod runtime {
     pub use super::bounds::MAX_KEY_BYTES;
 }
 
-#[path = "../../host/src/engine/keys.rs"]
+#[path = "../../host/engine/src/keys.rs"]
 #[allow(dead_code)]
 mod keys;
 

@@ -1,5 +1,5 @@
 //! The project file (TOML) into the serde types users write
-//! (`host/src/project/file.rs`, included by path: the same source the host
+//! (`host/engine/src/project/file.rs`, included by path: the same source the host
 //! compiles). Also the untyped `toml::Table` parse the API's project PUT does
 //! first. The property: any text is a value or an error, never a panic or a
 //! stack overflow (toml's recursion limit holds on deep nesting).
@@ -12,7 +12,7 @@
 use libfuzzer_sys::fuzz_target;
 
 #[allow(dead_code)]
-#[path = "../../host/src/project/file.rs"]
+#[path = "../../host/engine/src/project/file.rs"]
 mod file;
 
 fuzz_target!(|input: &[u8]| {

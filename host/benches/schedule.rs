@@ -159,15 +159,13 @@ fn main() {
     );
 
     let tmp = tempfile::tempdir().unwrap();
-    let runtime: &'static Runtime = Box::leak(Box::new(
-        Runtime::new(RuntimeConfig {
-            cache_dir: Some(tmp.path().join("cache")),
-            ..RuntimeConfig::default()
-        })
-        .unwrap(),
-    ));
+    let runtime = Runtime::new(RuntimeConfig {
+        cache_dir: Some(tmp.path().join("cache")),
+        ..RuntimeConfig::default()
+    })
+    .unwrap();
     let store = Store::open(&tmp.path().join("data"), None).unwrap();
-    let service = Service::new(store, runtime);
+    let service = Service::new(store, &runtime);
     let testkit = format!("{PLUGIN_BUILD_DIR}/weir_plugin_testkit_connector.wasm");
     let setup = Instant::now();
     for i in 0..projects {

@@ -12,7 +12,7 @@
 use std::time::{Duration, Instant};
 
 use weir_host::store::{
-    Checkpoint, ExecStatus, ExecutionFilter, NewExecution, Store, TaskState, Trigger,
+    ExecStatus, ExecutionFilter, NewExecution, Store, StoredCheckpoint, TaskState, Trigger,
 };
 
 const PROJECTS: usize = 100;
@@ -54,9 +54,9 @@ fn main() {
             store
                 .checkpoint(
                     id,
-                    Checkpoint {
+                    StoredCheckpoint {
                         tasks: vec![task("contacts", 1_000 + i as u64), task("companies", 200)],
-                        ..Checkpoint::default()
+                        ..StoredCheckpoint::default()
                     },
                 )
                 .expect("checkpoint");

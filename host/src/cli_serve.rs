@@ -88,15 +88,13 @@ pub fn serve(data_dir: &Path, key_file: Option<&Path>, args: ServeArgs) -> Resul
     let config = ServeConfig::load(args.config.as_deref(), args.listen.as_deref())
         .map_err(|e| anyhow::anyhow!(e))?;
     let token = admin_token(data_dir, args.token_file.as_deref())?;
-    // One runtime for the daemon's life: leaking it gives the 'static borrow the
-    // service and its tasks share.
-    let runtime: &'static weir_host::runtime::Runtime = Box::leak(Box::new(
-        weir_host::runtime::Runtime::new(weir_host::runtime::RuntimeConfig {
-            cache_dir: Some(data_dir.join("cache")),
-            pool_instances: config.daemon.pool_instances(),
-            ..weir_host::runtime::RuntimeConfig::default()
-        })?,
-    ));
+    // One runtime for the daemon's life; the service (and through it every execution)
+    // holds a clone of the handle.
+    let runtime = weir_host::runtime::Runtime::new(weir_host::runtime::RuntimeConfig {
+        cache_dir: Some(data_dir.join("cache")),
+        pool_instances: config.daemon.pool_instances(),
+        ..weir_host::runtime::RuntimeConfig::default()
+    })?;
     let store = crate::cli_store::open_store(data_dir, key_file)?;
     for id in store.interrupted_on_open() {
         tracing::warn!(
@@ -104,7 +102,7 @@ pub fn serve(data_dir: &Path, key_file: Option<&Path>, args: ServeArgs) -> Resul
             "found interrupted at start; its next run resumes it"
         );
     }
-    let service = Service::new(store, runtime).with_env_policy(config.env.clone());
+    let service = Service::new(store, &runtime).with_env_policy(config.env.clone());
     let tokio = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

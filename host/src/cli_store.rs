@@ -297,7 +297,7 @@ fn parse_since(text: &str) -> Result<i64> {
     bail!("--since `{text}`: use a date (2026-11-01), an RFC 3339 time, or an age (30m, 12h, 7d)")
 }
 
-pub fn connection(service: &Service<'_>, cmd: ConnectionCmd) -> Result<ExitCode> {
+pub fn connection(service: &Service, cmd: ConnectionCmd) -> Result<ExitCode> {
     match cmd {
         ConnectionCmd::Add {
             name,
@@ -384,10 +384,14 @@ pub fn connection(service: &Service<'_>, cmd: ConnectionCmd) -> Result<ExitCode>
     }
 }
 
-pub fn project(service: &Service<'_>, cmd: ProjectCmd) -> Result<ExitCode> {
+pub fn project(service: &Service, cmd: ProjectCmd) -> Result<ExitCode> {
     match cmd {
         ProjectCmd::Apply { file } => {
-            let (name, version, changed) = service.apply_project(&file)?;
+            let weir_host::service::AppliedProject {
+                name,
+                version,
+                created: changed,
+            } = service.apply_project(&file)?;
             println!(
                 "project {name}: version {version}{}",
                 if changed { "" } else { " (unchanged)" }
@@ -436,7 +440,7 @@ pub fn project(service: &Service<'_>, cmd: ProjectCmd) -> Result<ExitCode> {
 }
 
 pub fn run_named(
-    service: &Service<'_>,
+    service: &Service,
     name: &str,
     json: bool,
     observer: &mut dyn Observer,
@@ -482,7 +486,7 @@ fn print_page<T: serde::Serialize>(
 }
 
 pub fn executions(
-    service: &Service<'_>,
+    service: &Service,
     cmd: ExecutionsCmd,
     observer: &mut dyn Observer,
 ) -> Result<ExitCode> {

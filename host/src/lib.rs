@@ -1,48 +1,42 @@
-//! weir-host: an embeddable WebAssembly plugin host for data integration.
+//! weir-host: the service, the daemon and the `weir` binary, over weir's libraries.
 //!
-//! Records move from a source to a destination through plugins — WebAssembly
-//! components implementing the WIT contract `weir:plugin@0.1.0` — run sandboxed
-//! in-process by wasmtime. This crate is the host: the library that embedders
-//! use, and the `weir` binary built on it.
+//! weir is an embeddable WebAssembly plugin host for data integration: records move from
+//! a source to a destination through plugins — WebAssembly components implementing the
+//! WIT contract `weir:plugin@0.1.0` — run sandboxed in-process by wasmtime. The work is
+//! split into crates with one job each (see ARCHITECTURE.md), re-exported here under
+//! the module names the binary and the tests use:
 //!
-//! - [`runtime`] loads plugins and calls them under limits (the only module that
-//!   knows wasmtime);
-//! - [`project`] is what to run: connections, a connection set, entity tasks;
-//! - [`engine`] runs a project as an execution: validate, then pull, map,
-//!   transform, upsert, with checkpoints;
-//! - [`store`] keeps connections (secrets encrypted), versioned projects and the
-//!   execution history in an embedded sled database (knows no engine or wasmtime);
+//! - [`runtime`] (`weir-runtime`) loads plugins and calls them under limits (the only
+//!   crate that knows wasmtime); [`redact`] scrubs secret values from texts;
+//! - [`project`], [`engine`] and [`bundled`] (`weir-engine`) are what to run and how:
+//!   connections, tasks, mappings, validation, execution with checkpoints;
+//! - [`store`] (`weir-store`) keeps connections (secrets encrypted), versioned projects
+//!   and the execution history in an embedded sled database (no engine, no wasmtime);
+//! - [`names`] (`weir-names`) is the rule for names people give things.
+//!
+//! This crate adds what a running installation needs, and is what an embedder does *not*
+//! need (an application that only runs projects depends on `weir-engine`):
+//!
 //! - [`service`] joins engine and store: recorded runs, resume, re-runs;
 //! - [`daemon`] schedules projects (cron, retries, auto-pause, alerts) for `weir serve`;
 //! - [`notify`] sends alerts by mail (SMTP, lettre) and webhooks, grouped and retried;
 //! - [`api`] is the daemon's HTTP API and dashboard (axum; the only module that
 //!   knows HTTP serving);
-//! - [`bundled`] holds the plugins and demo files shipped inside the binary.
-//!
-//! ```no_run
-//! use weir_host::{engine::{Engine, Quiet}, project::Project, runtime::{Runtime, RuntimeConfig}};
-//!
-//! let runtime = Runtime::new(RuntimeConfig::default())?;
-//! let project = Project::load("examples/contacts/project.toml".as_ref())?;
-//! let report = Engine::new(&runtime).run(&project, &mut Quiet)?;
-//! println!("{}", report.status);
-//! # Ok::<(), Box<dyn std::error::Error>>(())
-//! ```
-//!
+//! - [`conformance`] and [`scaffold`] are `weir plugin test` and `weir plugin new`.
 
 pub mod api;
-pub mod bundled;
 pub mod conformance;
 pub mod daemon;
-pub mod engine;
-pub mod names;
 pub mod notify;
-pub mod project;
-pub mod redact;
-pub mod runtime;
 pub mod scaffold;
 pub mod service;
-pub mod store;
+
+pub use weir_engine as engine;
+pub use weir_engine::{bundled, project};
+pub use weir_names as names;
+pub use weir_runtime as runtime;
+pub use weir_runtime::redact;
+pub use weir_store as store;
 
 /// Re-exported so embedders need not depend on `weir-types` directly.
 pub use weir_types::{Batch, BatchBuilder, Config, FieldType, Value};

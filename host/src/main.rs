@@ -225,7 +225,7 @@ fn is_file(target: &str) -> bool {
 fn with_service(
     data_dir: &Path,
     key_file: Option<&Path>,
-    f: impl FnOnce(&weir_host::service::Service<'_>) -> Result<ExitCode>,
+    f: impl FnOnce(&weir_host::service::Service) -> Result<ExitCode>,
 ) -> Result<ExitCode> {
     let runtime = runtime(data_dir)?;
     let store = cli_store::open_store(data_dir, key_file)?;
@@ -312,7 +312,7 @@ fn demo(dir: &Path, data_dir: &Path, key_file: Option<&Path>) -> Result<ExitCode
     let runtime = runtime(&data_dir)?;
     let store = cli_store::open_store(&data_dir, key_file)?;
     let service = weir_host::service::Service::new(store, &runtime);
-    let (name, _, _) = service.apply_project(&project_file)?;
+    let name = service.apply_project(&project_file)?.name;
     let mut observer = Progress::new(true);
     let (execution, report) =
         service.run(&name, weir_host::store::Trigger::Manual, &mut observer)?;

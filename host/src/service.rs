@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 use crate::engine::{
     self, Engine, EngineError, ExecutionReport, Observer, RecordCopy, Recorder, RunOptions, Status,
+    TaskStop,
 };
 use crate::project::{Connection, EnvPolicy, PluginRef, PluginSource, Project, ProjectError};
 use crate::runtime::{Grants, Limits, Runtime};
@@ -112,17 +113,28 @@ pub fn to_connection(c: &StoredConnection) -> Connection {
 }
 
 /// weir with its store.
-pub struct Service<'r> {
+/// What applying a project file did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AppliedProject {
+    /// The project's name, as the file gives it.
+    pub name: String,
+    /// Its latest version.
+    pub version: u32,
+    /// Whether that version was created now (false: the file equals the latest).
+    pub created: bool,
+}
+
+pub struct Service {
     pub store: Store,
-    engine: Engine<'r>,
+    engine: Engine,
     /// Secret option names per plugin (a describe call each, asked once).
     declared: std::sync::Mutex<HashMap<(PluginSource, bool), Vec<String>>>,
     /// Which environment variables stored projects may name (the administrator's).
     env: EnvPolicy,
 }
 
-impl<'r> Service<'r> {
-    pub fn new(store: Store, runtime: &'r Runtime) -> Service<'r> {
+impl Service {
+    pub fn new(store: Store, runtime: &Runtime) -> Service {
         Service {
             store,
             engine: Engine::new(runtime),
@@ -132,12 +144,12 @@ impl<'r> Service<'r> {
     }
 
     /// Sets which environment variables stored projects may read (`*_env`).
-    pub fn with_env_policy(mut self, env: EnvPolicy) -> Service<'r> {
+    pub fn with_env_policy(mut self, env: EnvPolicy) -> Service {
         self.env = env;
         self
     }
 
-    pub fn engine(&self) -> &Engine<'r> {
+    pub fn engine(&self) -> &Engine {
         &self.engine
     }
 
@@ -309,7 +321,7 @@ impl<'r> Service<'r> {
 
     /// Stores (creates or replaces) the project in `file`, as a new version when it
     /// changed. The file is validated as a project first.
-    pub fn apply_project(&self, file: &Path) -> Result<(String, u32, bool), ServiceError> {
+    pub fn apply_project(&self, file: &Path) -> Result<AppliedProject, ServiceError> {
         let text = std::fs::read_to_string(file).map_err(|source| ProjectError::Read {
             path: file.to_owned(),
             source,
@@ -332,7 +344,7 @@ impl<'r> Service<'r> {
         text: &str,
         base_dir: &Path,
         env: &EnvPolicy,
-    ) -> Result<(String, u32, bool), ServiceError> {
+    ) -> Result<AppliedProject, ServiceError> {
         let (known, _) = self.known_connections()?;
         let project = Project::parse_with_env(label, text, &known, env)?;
         // A path that can never be a plugin (a FIFO, a device, a directory, a
@@ -353,8 +365,12 @@ impl<'r> Service<'r> {
                     .map_err(|e| ServiceError::Invalid(e.to_string()))?;
             }
         }
-        let (version, changed) = self.store.apply_project(&project.name, text, base_dir)?;
-        Ok((project.name, version, changed))
+        let applied = self.store.apply_project(&project.name, text, base_dir)?;
+        Ok(AppliedProject {
+            name: project.name,
+            version: applied.version,
+            created: applied.created,
+        })
     }
 
     /// Installs a plugin: loads it (validating it and filling the compiled-component
@@ -546,11 +562,7 @@ impl<'r> Service<'r> {
         }
         if let Some((last_id, ExecStatus::Error)) = request.previous {
             let last = self.store.execution(last_id)?;
-            if let Some(last) = last.filter(|l| {
-                l.error
-                    .as_deref()
-                    .is_some_and(|e| e.starts_with(engine::INTERRUPTED_PREFIX))
-            }) {
+            if let Some(last) = last.filter(|l| l.interrupted) {
                 parent = Some(last.id);
                 for t in &last.tasks {
                     if let Some(c) = &t.cursor {
@@ -725,7 +737,7 @@ impl<'r> Service<'r> {
                 });
             }
         };
-        let mut status = match report.status {
+        let status = match report.status {
             Status::Completed => ExecStatus::Completed,
             Status::Warning => ExecStatus::Warning,
             Status::Error => ExecStatus::Error,
@@ -735,15 +747,16 @@ impl<'r> Service<'r> {
             .iter()
             .find_map(|t| t.error.as_ref())
             .map(|e| secrets.scrub(e));
-        // Stopped on request: whatever was upserted, the execution did not finish, and
-        // only an Error "interrupted" makes the next run resume from its cursors.
-        if error
-            .as_deref()
-            .is_some_and(|e| e.starts_with(engine::INTERRUPTED_PREFIX))
-        {
-            status = ExecStatus::Error;
+        // Stopped at a committed batch boundary: whatever was upserted, the execution did
+        // not finish; recorded as interrupted (Error), so the next run resumes from its
+        // cursors.
+        match report.tasks.iter().find(|t| t.interrupted) {
+            Some(t) => self.store.finish_interrupted(
+                id,
+                secrets.scrub(t.error.as_deref().unwrap_or("interrupted")),
+            )?,
+            None => self.store.finish_execution(id, status, error)?,
         }
-        self.store.finish_execution(id, status, error)?;
         self.store
             .prune(&Retention::default(), store::now_millis())?;
         self.store.flush()?;
@@ -796,9 +809,9 @@ impl StoreRecorder<'_> {
 }
 
 impl Recorder for StoreRecorder<'_> {
-    fn checkpoint(&mut self, cp: engine::Checkpoint) -> Result<(), String> {
+    fn checkpoint(&mut self, cp: engine::Checkpoint) -> Result<(), TaskStop> {
         let scrub = |t: &str| self.secrets.scrub(t);
-        let checkpoint = store::Checkpoint {
+        let checkpoint = store::StoredCheckpoint {
             tasks: cp
                 .tasks
                 .iter()
@@ -817,23 +830,23 @@ impl Recorder for StoreRecorder<'_> {
             record_errors: cp
                 .failures
                 .into_iter()
-                .map(|(task, f, record)| StoredRecordError {
-                    task,
-                    stage: f.stage.to_string(),
-                    key: f.key,
-                    position: f.position,
-                    field: f.field,
-                    message: scrub(&f.message),
-                    record: self.scrub_record(record.unwrap_or_default()),
+                .map(|r| StoredRecordError {
+                    task: r.task,
+                    stage: r.failure.stage.to_string(),
+                    key: r.failure.key,
+                    position: r.failure.position,
+                    field: r.failure.field,
+                    message: scrub(&r.failure.message),
+                    record: self.scrub_record(r.source.unwrap_or_default()),
                 })
                 .collect(),
             staged: cp
                 .staged
                 .into_iter()
-                .map(|(task, key, record)| store::StagedRecord {
-                    task,
-                    key: key.map(|k| scrub(&k)),
-                    record: self.scrub_record(record),
+                .map(|s| store::StagedRecord {
+                    task: s.task,
+                    key: s.key.map(|k| scrub(&k)),
+                    record: self.scrub_record(s.record),
                 })
                 .collect(),
         };
@@ -856,11 +869,12 @@ impl Recorder for StoreRecorder<'_> {
                 // Nothing went wrong with the data: the execution stops at this batch
                 // boundary like a shutdown does, so the next run resumes from the last
                 // recorded checkpoint instead of starting over.
-                StoreError::LowSpace { .. } | StoreError::NotWritable { .. } => format!(
-                    "{}: {e}; the next run resumes from the last checkpoint",
-                    engine::INTERRUPTED_PREFIX
-                ),
-                other => other.to_string(),
+                StoreError::LowSpace { .. } | StoreError::NotWritable { .. } => {
+                    TaskStop::Interrupted(format!(
+                        "interrupted: {e}; the next run resumes from the last checkpoint"
+                    ))
+                }
+                other => TaskStop::Failed(other.to_string()),
             })
     }
 }

@@ -10,7 +10,7 @@ use weir_host::engine::{Engine, ExecutionReport, Quiet};
 use weir_host::project::{Connection, EntityTask, Mapping, PluginRef, Project, TransformStep};
 use weir_host::runtime::{Limits, Runtime, RuntimeConfig};
 
-/// The path of a plugin built by host/build.rs (`testkit-connector` →
+/// The path of a plugin built by host/engine/build.rs (`testkit-connector` →
 /// `weir_plugin_testkit_connector.wasm`).
 pub fn plugin_path(name: &str) -> PathBuf {
     Path::new(PLUGIN_BUILD_DIR).join(format!("weir_plugin_{}.wasm", name.replace('-', "_")))

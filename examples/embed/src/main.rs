@@ -1,5 +1,6 @@
 //! Embedding weir: load the bundled plugins and run a project built in code — no
-//! daemon, no project file, no data directory.
+//! daemon, no project file, no data directory. It depends on `weir-engine` alone, so no
+//! HTTP server, mailer, store or PostgreSQL client is compiled into it.
 //!
 //! Run: `cargo run --release -p weir-embed-example`
 //!
@@ -8,9 +9,9 @@
 //! report and the output.
 
 use anyhow::Result;
-use weir_host::engine::{Engine, Quiet, Status};
-use weir_host::project::{Connection, EntityTask, Mapping, PluginRef, Project, TransformStep};
-use weir_host::runtime::{Limits, Runtime, RuntimeConfig};
+use weir_engine::project::{Connection, EntityTask, Mapping, PluginRef, Project, TransformStep};
+use weir_engine::runtime::{Limits, Runtime, RuntimeConfig};
+use weir_engine::{Engine, Quiet, Status};
 
 fn main() -> Result<()> {
     let work = std::env::temp_dir().join(format!("weir-embed-{}", std::process::id()));
@@ -26,7 +27,7 @@ fn main() -> Result<()> {
     // Instances are pre-instantiated and pooled; no compiled-component cache here.
     let runtime = Runtime::new(RuntimeConfig::default())?;
 
-    let mut normalize = weir_host::Config::default();
+    let mut normalize = weir_engine::Config::default();
     normalize.set("phone_fields", "phone");
     normalize.set("email_fields", "email");
     normalize.set("default_country_code", "1");

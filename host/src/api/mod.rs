@@ -675,8 +675,11 @@ async fn put_project(
             )));
         }
         // The project's author is not the one who set the server's environment.
-        let (name, version, changed) =
-            svc.apply_project_text(&label, &body, &base, &crate::project::EnvPolicy::none())?;
+        let crate::service::AppliedProject {
+            name,
+            version,
+            created: changed,
+        } = svc.apply_project_text(&label, &body, &base, &crate::project::EnvPolicy::none())?;
         state.daemon.reload(&name)?;
         let status = if changed {
             StatusCode::CREATED

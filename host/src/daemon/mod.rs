@@ -5,9 +5,10 @@
 //! row; raises alerts (Warning, Error, recovery, auto-pause); stops gracefully.
 //!
 //! What it is not: HTTP (that is `api`), mail (that is `notify`), or how a run works
-//! (that is `service` and `engine`). Executions run on tokio's blocking pool — a
-//! plugin call is synchronous CPU work and must not stall the async threads that
-//! serve the API.
+//! (that is `service` and `engine`). Each execution runs on a thread of its own at a
+//! lower CPU priority ([`EXECUTION_NICE`]; see `on_execution_thread` for why not tokio's
+//! blocking pool) — a plugin call is synchronous CPU work and must not stall the async
+//! threads that serve the API.
 
 pub mod config;
 
@@ -159,7 +160,7 @@ struct Entry {
 }
 
 struct Inner {
-    service: Service<'static>,
+    service: Service,
     settings: DaemonSettings,
     alerter: Option<Arc<dyn Alerter>>,
     projects: Mutex<HashMap<String, Entry>>,
@@ -193,7 +194,7 @@ impl Daemon {
     /// Loads every stored project's schedule. Call [`Daemon::start`] inside a tokio
     /// runtime to begin running them.
     pub fn new(
-        service: Service<'static>,
+        service: Service,
         settings: DaemonSettings,
         alerter: Option<Arc<dyn Alerter>>,
     ) -> Result<Daemon, DaemonError> {
@@ -218,7 +219,7 @@ impl Daemon {
         Ok(daemon)
     }
 
-    pub fn service(&self) -> &Service<'static> {
+    pub fn service(&self) -> &Service {
         &self.inner.service
     }
 
@@ -577,7 +578,7 @@ enum Work {
 type Reply = tokio::sync::oneshot::Sender<Result<ExecutionId, DaemonError>>;
 
 /// Runs one execution of a project already marked busy: waits for a slot, runs on
-/// the blocking pool, then raises alerts and frees the project.
+/// an execution thread of its own, then raises alerts and frees the project.
 fn spawn_run(
     inner: Arc<Inner>,
     name: String,
@@ -639,7 +640,7 @@ fn spawn_run(
 }
 
 /// The nice value execution threads run at (Linux; elsewhere none is set).
-const EXECUTION_NICE: i32 = 10;
+pub const EXECUTION_NICE: i32 = 10;
 
 /// Runs `f` (an execution) on a thread of its own at a lower CPU priority, and
 /// waits for it without blocking the async threads.

@@ -1,0 +1,386 @@
+//! weir-engine: what to run and how it runs — projects, their mappings and validation,
+//! and the execution of their entity tasks.
+//!
+//! What it is: [`project`] (connections, a connection set, entity tasks, read from a
+//! project file or built in code), and the pipeline pull → map → transform → upsert, in
+//! batches, with per-record failures collected by stage, checkpoints handed to a
+//! [`Recorder`], and an execution status computed from the counts. The plugins shipped
+//! with weir are in [`bundled`]. What it is not: a scheduler, a store, an HTTP API or a
+//! mailer; it knows plugins only through `weir-runtime`'s instance types (re-exported
+//! as [`runtime`]) and names no wasmtime type. An application embeds weir with this
+//! crate alone (see `examples/embed`).
+//!
+//! Failure policy: a bad record fails that record; a failed or trapping plugin
+//! call fails the entity task (status Error) and the execution goes on to the
+//! next task; the host process always goes on.
+//!
+//! Cargo features: `postgres` (off by default) turns on `weir-runtime/postgres`, so the
+//! bundled `postgres` connector can reach a database.
+//!
+//! ```no_run
+//! use weir_engine::{Engine, Quiet, project::Project, runtime::{Runtime, RuntimeConfig}};
+//!
+//! let runtime = Runtime::new(RuntimeConfig::default())?;
+//! let project = Project::load("examples/contacts/project.toml".as_ref())?;
+//! let report = Engine::new(&runtime).run(&project, &mut Quiet)?;
+//! println!("{}", report.status);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+pub mod bundled;
+pub mod project;
+
+/// The runtime this engine runs plugins on, so an embedder needs one dependency.
+pub use weir_runtime as runtime;
+/// Re-exported so embedders need not depend on `weir-types` directly.
+pub use weir_types::{Batch, BatchBuilder, Config, FieldType, Value};
+
+use weir_names as names;
+
+mod conform;
+mod execute;
+pub mod keys;
+pub mod lock;
+pub mod mapping;
+mod preview;
+mod report;
+mod retry;
+pub mod validate;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::Instant;
+
+pub use execute::{
+    Checkpoint, FailedRecord, NoRecorder, READ_AHEAD_PAGES, RecordCopy, Recorder, RunOptions,
+    StagedCopy, TaskProgress, TaskStop,
+};
+pub use mapping::{CompiledMappings, MappingError};
+pub use preview::{Prediction, PreviewRecord, PreviewReport};
+pub use report::{Counts, ExecutionReport, RecordFailure, Stage, Status, TaskReport};
+pub use validate::{Problem, Severity, ValidationReport};
+
+use crate::project::{Connection, Place, PluginRef, PluginSource, Project};
+use crate::runtime::{
+    ConnectorInstance, LoadError, Plugin, PluginKind, Runtime, TransformInstance, capabilities,
+};
+
+/// Record failures kept per task in a report (all are counted).
+pub const MAX_KEPT_FAILURES: usize = 1_000;
+
+/// Why a project could not start executing.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("{}plugin {source_name}: {error}", place_prefix(.place))]
+    Plugin {
+        place: Option<Place>,
+        source_name: String,
+        error: LoadError,
+    },
+    #[error("{}unknown bundled plugin `{name}` (bundled: {}); to use a file, give a path ending in .wasm", place_prefix(.place), bundled::plugin_names().join(", "))]
+    UnknownBundled { place: Option<Place>, name: String },
+    #[error("{}plugin {source_name} is a {found:?} plugin; {role} needs a {expected:?} plugin", place_prefix(.place))]
+    WrongKind {
+        place: Option<Place>,
+        source_name: String,
+        role: String,
+        found: PluginKind,
+        expected: PluginKind,
+    },
+    #[error("project `{}` is invalid; nothing was run.\n{}", .0.project, .0)]
+    Invalid(Box<ValidationReport>),
+    #[error("connection `{connection}`: granted directory {}: {reason}", .directory.display())]
+    Directory {
+        connection: String,
+        directory: PathBuf,
+        reason: String,
+    },
+}
+
+fn place_prefix(place: &Option<Place>) -> String {
+    place.as_ref().map(|p| format!("{p}: ")).unwrap_or_default()
+}
+
+/// Loads plugins by reference, once each: bundled ones from the binary, files
+/// from disk (through the runtime's compiled-component cache).
+pub struct PluginRegistry {
+    runtime: Runtime,
+    loaded: Mutex<HashMap<PluginSource, Plugin>>,
+}
+
+impl PluginRegistry {
+    pub fn new(runtime: &Runtime) -> PluginRegistry {
+        PluginRegistry {
+            runtime: runtime.clone(),
+            loaded: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn runtime(&self) -> &Runtime {
+        &self.runtime
+    }
+
+    /// The plugin a reference names, loading it on first use.
+    pub fn get(&self, plugin: &PluginRef) -> Result<Plugin, EngineError> {
+        if let Some(p) = self.loaded.lock().unwrap().get(&plugin.source) {
+            return Ok(p.clone());
+        }
+        let loaded = match &plugin.source {
+            PluginSource::Bundled(name) => {
+                let bytes = bundled::plugin(name).ok_or_else(|| EngineError::UnknownBundled {
+                    place: plugin.place.clone(),
+                    name: name.clone(),
+                })?;
+                self.runtime.load_bytes(name, bytes)
+            }
+            PluginSource::File(path) => self.runtime.load_file(path),
+        }
+        .map_err(|error| EngineError::Plugin {
+            place: plugin.place.clone(),
+            source_name: plugin.source.to_string(),
+            error,
+        })?;
+        self.loaded
+            .lock()
+            .unwrap()
+            .insert(plugin.source.clone(), loaded.clone());
+        Ok(loaded)
+    }
+
+    fn get_kind(
+        &self,
+        plugin: &PluginRef,
+        role: &str,
+        expected: PluginKind,
+    ) -> Result<Plugin, EngineError> {
+        let p = self.get(plugin)?;
+        if p.kind() != expected {
+            return Err(EngineError::WrongKind {
+                place: plugin.place.clone(),
+                source_name: plugin.source.to_string(),
+                role: role.to_owned(),
+                found: p.kind(),
+                expected,
+            });
+        }
+        Ok(p)
+    }
+}
+
+/// Told about progress while an execution runs (the CLI draws a progress bar).
+pub trait Observer {
+    /// A batch of `task` was upserted; `counts` are the task's totals so far.
+    fn batch_done(&mut self, task: &str, counts: &Counts) {
+        let _ = (task, counts);
+    }
+}
+
+/// An observer that ignores everything.
+pub struct Quiet;
+impl Observer for Quiet {}
+
+/// Plugins of one execution, instantiated with their grants.
+pub(crate) struct ExecutionPlugins {
+    source: ConnectorInstance,
+    destination: ConnectorInstance,
+    /// Per task, its transform instances.
+    transforms: Vec<Vec<TransformInstance>>,
+}
+
+/// Runs projects.
+pub struct Engine {
+    registry: PluginRegistry,
+}
+
+impl Engine {
+    /// An engine on `runtime` (a clone of the handle: the runtime is shared, not copied).
+    pub fn new(runtime: &Runtime) -> Engine {
+        Engine {
+            registry: PluginRegistry::new(runtime),
+        }
+    }
+
+    pub fn registry(&self) -> &PluginRegistry {
+        &self.registry
+    }
+
+    fn connector(
+        &self,
+        conn: &Connection,
+        role: &str,
+        create_dir: bool,
+    ) -> Result<ConnectorInstance, EngineError> {
+        let plugin = self.registry.get_kind(
+            &conn.plugin,
+            &format!("connection `{}` ({role})", conn.name),
+            PluginKind::Connector,
+        )?;
+        let mut grants = conn.grants.clone();
+        if let Some(dir) = &grants.directory {
+            if create_dir && !dir.exists() {
+                std::fs::create_dir_all(dir).map_err(|e| EngineError::Directory {
+                    connection: conn.name.clone(),
+                    directory: dir.clone(),
+                    reason: e.to_string(),
+                })?;
+            }
+            grants.directory =
+                Some(
+                    capabilities::resolve_directory(dir).map_err(|e| EngineError::Directory {
+                        connection: conn.name.clone(),
+                        directory: dir.clone(),
+                        reason: e.to_string(),
+                    })?,
+                );
+        }
+        Ok(plugin
+            .connector(grants, conn.limits.clone())
+            .expect("kind checked above"))
+    }
+
+    fn prepare(&self, project: &Project) -> Result<ExecutionPlugins, EngineError> {
+        let source = self.connector(&project.source, "source", false)?;
+        let destination = self.connector(&project.destination, "destination", true)?;
+        let mut transforms = Vec::new();
+        for task in &project.tasks {
+            let mut steps = Vec::new();
+            for step in &task.transforms {
+                let plugin = self.registry.get_kind(
+                    &step.plugin,
+                    &format!("a transform of task `{}`", task.name),
+                    PluginKind::Transform,
+                )?;
+                steps.push(
+                    plugin
+                        .transform(step.limits.clone())
+                        .expect("kind checked above"),
+                );
+            }
+            transforms.push(steps);
+        }
+        Ok(ExecutionPlugins {
+            source,
+            destination,
+            transforms,
+        })
+    }
+
+    /// Validates `project`: connections, organizations, entities, mappings,
+    /// keys, transforms. Every problem at once; nothing is written.
+    pub fn validate(&self, project: &Project) -> Result<ValidationReport, EngineError> {
+        let mut prepared = self.prepare(project)?;
+        Ok(validate::validate(project, &mut prepared, None).report)
+    }
+
+    /// Pulls up to `limit` source records of each task, maps and transforms
+    /// them, and predicts what the destination would do — writing nothing.
+    pub fn preview(&self, project: &Project, limit: u32) -> Result<PreviewReport, EngineError> {
+        let mut prepared = self.prepare(project)?;
+        let validated = validate::validate(project, &mut prepared, None);
+        if !validated.report.valid {
+            return Err(EngineError::Invalid(Box::new(validated.report)));
+        }
+        Ok(preview::preview(
+            project,
+            &mut prepared,
+            validated.mappings,
+            limit,
+        ))
+    }
+
+    /// Validates, then runs every entity task of `project` once. `Err` when the
+    /// project cannot start (invalid, a plugin that does not load, a missing
+    /// directory); anything that goes wrong while running is in the report, with
+    /// status Error.
+    pub fn run(
+        &self,
+        project: &Project,
+        observer: &mut dyn Observer,
+    ) -> Result<ExecutionReport, EngineError> {
+        self.execute(project, &RunOptions::default(), observer, &mut NoRecorder)
+    }
+
+    /// [`Engine::run`] with options (resume cursors, re-sending stored records,
+    /// checkpoints) and a recorder that persists each checkpoint.
+    pub fn execute(
+        &self,
+        project: &Project,
+        options: &RunOptions,
+        observer: &mut dyn Observer,
+        recorder: &mut dyn Recorder,
+    ) -> Result<ExecutionReport, EngineError> {
+        let started = Instant::now();
+        let mut prepared = self.prepare(project)?;
+        let validated = validate::validate(project, &mut prepared, options.stop.as_deref());
+        let mut progress = execute::Progress {
+            tasks: Vec::new(),
+            pending: Checkpoint::default(),
+            recorder,
+        };
+        for note in &validated.notes {
+            progress.log(note.clone());
+        }
+        if !validated.report.valid {
+            // Keep the retry notes: they explain how long the run tried.
+            if !validated.notes.is_empty() {
+                let _ = progress.commit();
+            }
+            return Err(EngineError::Invalid(Box::new(validated.report)));
+        }
+        let mut compiled = validated.mappings;
+        for p in &validated.report.problems {
+            progress.log(format!("warn validation [{}]: {}", p.code, p.message));
+        }
+        tracing::info!(project = %project.name, tasks = project.tasks.len(), "execution started");
+        let mut tasks = Vec::new();
+        for (i, task) in project.tasks.iter().enumerate() {
+            if options
+                .records
+                .as_ref()
+                .is_some_and(|r| !r.contains_key(&task.name))
+            {
+                continue;
+            }
+            let mut transforms = std::mem::take(&mut prepared.transforms[i]);
+            let mappings = compiled[i].take().expect("valid projects compile");
+            let mut plugins = execute::Plugins {
+                source: &mut prepared.source,
+                destination: &mut prepared.destination,
+                transforms: &mut transforms,
+            };
+            let report = execute::run_task(
+                project,
+                task,
+                &mappings,
+                validated.sources[i].as_ref(),
+                &mut plugins,
+                options,
+                observer,
+                &mut progress,
+            );
+            tracing::info!(
+                project = %project.name, task = %task.name,
+                read = report.counts.read, inserted = report.counts.inserted,
+                updated = report.counts.updated, failed = report.counts.failed,
+                error = report.error.as_deref().unwrap_or(""),
+                "entity task finished"
+            );
+            tasks.push(report);
+        }
+        let status = ExecutionReport::status_of(&tasks);
+        tracing::info!(project = %project.name, %status, "execution finished");
+        progress.log(format!("info execution finished: {status}"));
+        let log: Vec<String> = progress.pending.log.clone();
+        if let Err(e) = progress.commit() {
+            tracing::error!(project = %project.name, error = %e, "the last checkpoint could not be recorded");
+        }
+        Ok(ExecutionReport {
+            project: project.name.clone(),
+            status,
+            tasks,
+            duration_ms: started.elapsed().as_millis() as u64,
+            log,
+        })
+    }
+}

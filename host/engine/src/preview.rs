@@ -1,0 +1,220 @@
+//! `preview`: what a run would do with the first records, without writing.
+
+use std::collections::HashSet;
+
+use serde::Serialize;
+use weir_types::{ReadRequest, Value};
+
+use super::mapping::CompiledMappings;
+use super::{ExecutionPlugins, Stage};
+use crate::project::Project;
+
+/// What the destination would do with a staged record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Prediction {
+    Insert,
+    Update,
+    /// The record fails before the destination (pull, map or transform).
+    Reject,
+    /// The destination cannot be read to tell insert from update.
+    Upsert,
+}
+
+/// One staged record.
+#[derive(Clone, Debug, Serialize)]
+pub struct PreviewRecord {
+    pub task: String,
+    pub prediction: Prediction,
+    pub key: Option<String>,
+    /// The destination record as it would be sent (empty for rejects).
+    pub fields: Vec<(String, Value)>,
+    /// Why it would be rejected.
+    pub reason: Option<String>,
+    pub stage: Option<Stage>,
+}
+
+/// The staged records of a preview.
+#[derive(Clone, Debug, Serialize)]
+pub struct PreviewReport {
+    pub project: String,
+    pub records: Vec<PreviewRecord>,
+    /// Task-level errors (a plugin call that failed).
+    pub errors: Vec<String>,
+}
+
+impl std::fmt::Display for PreviewReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "preview of project {} (nothing was written)",
+            self.project
+        )?;
+        for r in &self.records {
+            let what = match r.prediction {
+                Prediction::Insert => "insert",
+                Prediction::Update => "update",
+                Prediction::Reject => "reject",
+                Prediction::Upsert => "upsert",
+            };
+            write!(f, "{what:<7} {}", r.key.as_deref().unwrap_or("-"))?;
+            if let Some(reason) = &r.reason {
+                writeln!(
+                    f,
+                    "  [{}] {reason}",
+                    r.stage.map_or("-".to_owned(), |s| s.to_string())
+                )?;
+            } else {
+                let fields: Vec<String> = r
+                    .fields
+                    .iter()
+                    .map(|(k, v)| format!("{k}={}", serde_json::to_string(v).unwrap_or_default()))
+                    .collect();
+                writeln!(f, "  {}", fields.join(" "))?;
+            }
+        }
+        for e in &self.errors {
+            writeln!(f, "error: {e}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Keys already in the destination entity, when it can be read (bounded).
+fn destination_keys(
+    project: &Project,
+    prepared: &mut ExecutionPlugins,
+    entity: &str,
+    key: &[String],
+) -> Option<HashSet<String>> {
+    const MAX_KEYS: usize = 1_000_000;
+    let mut keys = HashSet::new();
+    let mut cursor = None;
+    loop {
+        let page = prepared
+            .destination
+            .read(
+                &project.destination.config,
+                &ReadRequest {
+                    entity: entity.to_owned(),
+                    organization: project.organization.as_ref().map(|o| o.destination.clone()),
+                    cursor: cursor.clone(),
+                    max_records: 5_000,
+                },
+            )
+            .ok()?;
+        for row in page.records.rows() {
+            keys.insert(row.key(key));
+        }
+        if page.done || keys.len() > MAX_KEYS || page.next_cursor == cursor {
+            return Some(keys);
+        }
+        cursor = page.next_cursor;
+    }
+}
+
+pub(crate) fn preview(
+    project: &Project,
+    prepared: &mut ExecutionPlugins,
+    mut mappings: Vec<Option<CompiledMappings>>,
+    limit: u32,
+) -> PreviewReport {
+    let mut records = Vec::new();
+    let mut errors = Vec::new();
+    for (n, task) in project.tasks.iter().enumerate() {
+        let mappings = mappings[n].take().expect("valid projects compile");
+        let existing = destination_keys(project, prepared, &task.destination_entity, &task.key);
+        let page = match prepared.source.read(
+            &project.source.config,
+            &ReadRequest {
+                entity: task.source_entity.clone(),
+                organization: project.organization.as_ref().map(|o| o.source.clone()),
+                cursor: None,
+                max_records: limit,
+            },
+        ) {
+            Ok(p) => p,
+            Err(e) => {
+                errors.push(format!("task `{}`: {e}", task.name));
+                continue;
+            }
+        };
+        let reject = |key: Option<String>, stage, reason: String| PreviewRecord {
+            task: task.name.clone(),
+            prediction: Prediction::Reject,
+            key,
+            fields: Vec::new(),
+            reason: Some(reason),
+            stage: Some(stage),
+        };
+        for r in page.rejected {
+            records.push(reject(
+                r.key,
+                Stage::Pull,
+                format!("{}: {}", r.position, r.error.message),
+            ));
+        }
+        let mapped = match mappings.apply(page.records) {
+            Ok(m) => m,
+            Err(e) => {
+                errors.push(format!("task `{}`: {e}", task.name));
+                continue;
+            }
+        };
+        let mut batch = mapped.batch;
+        let mut keep = vec![true; batch.len()];
+        for f in mapped.failures {
+            keep[f.record] = false;
+            let key = Some(batch.row(f.record).key(&task.key));
+            records.push(reject(key, Stage::Map, f.message));
+        }
+        batch = batch.filter(&keep);
+        let mut failed_task = false;
+        for (step, t) in task
+            .transforms
+            .iter()
+            .zip(prepared.transforms[n].iter_mut())
+        {
+            match t.transform(&step.config, batch.clone()) {
+                Ok(out) => {
+                    let mut keep = vec![true; out.records.len()];
+                    for (i, e) in out.failures {
+                        keep[i as usize] = false;
+                        let key = Some(out.records.row(i as usize).key(&task.key));
+                        records.push(reject(key, Stage::Transform, e.message));
+                    }
+                    batch = out.records.filter(&keep);
+                }
+                Err(e) => {
+                    errors.push(format!("task `{}`: {e}", task.name));
+                    failed_task = true;
+                    break;
+                }
+            }
+        }
+        if failed_task {
+            continue;
+        }
+        for row in batch.rows() {
+            let key = row.key(&task.key);
+            let prediction = match &existing {
+                Some(keys) if keys.contains(&key) => Prediction::Update,
+                Some(_) => Prediction::Insert,
+                None => Prediction::Upsert,
+            };
+            records.push(PreviewRecord {
+                task: task.name.clone(),
+                prediction,
+                key: Some(key),
+                fields: row.values().map(|(k, v)| (k.to_owned(), v)).collect(),
+                reason: None,
+                stage: None,
+            });
+        }
+    }
+    PreviewReport {
+        project: project.name.clone(),
+        records,
+        errors,
+    }
+}

@@ -1,0 +1,202 @@
+//! What an execution reports: status, counts per entity task, record errors.
+
+use std::fmt;
+
+use serde::Serialize;
+
+/// An execution's outcome, as in the data integrator we model.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum Status {
+    /// Every record read was upserted.
+    Completed,
+    /// Some records failed; the others were upserted.
+    Warning,
+    /// No record was upserted (all failed, or the execution itself failed).
+    Error,
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Status::Completed => "Completed",
+            Status::Warning => "Warning",
+            Status::Error => "Error",
+        })
+    }
+}
+
+/// The pipeline stage where a record failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Stage {
+    Pull,
+    Map,
+    Transform,
+    Upsert,
+}
+
+impl fmt::Display for Stage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Stage::Pull => "pull",
+            Stage::Map => "map",
+            Stage::Transform => "transform",
+            Stage::Upsert => "upsert",
+        })
+    }
+}
+
+/// One record that did not make it to the destination.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct RecordFailure {
+    pub stage: Stage,
+    /// The record's key (destination key fields), when known.
+    pub key: Option<String>,
+    /// Where it is in the source (`line 17`), for pull failures.
+    pub position: Option<String>,
+    pub field: Option<String>,
+    pub message: String,
+}
+
+impl fmt::Display for RecordFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "[{}]", self.stage)?;
+        if let Some(key) = &self.key {
+            write!(f, " key {key}")?;
+        }
+        if let Some(pos) = &self.position {
+            write!(f, " ({pos})")?;
+        }
+        if let Some(field) = &self.field {
+            write!(f, " field `{field}`")?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+/// Record counts of an entity task.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Counts {
+    pub read: u64,
+    pub inserted: u64,
+    pub updated: u64,
+    pub failed: u64,
+}
+
+impl Counts {
+    pub fn upserted(&self) -> u64 {
+        self.inserted + self.updated
+    }
+
+    pub fn add(&mut self, other: &Counts) {
+        self.read += other.read;
+        self.inserted += other.inserted;
+        self.updated += other.updated;
+        self.failed += other.failed;
+    }
+}
+
+/// How an entity task went.
+#[derive(Clone, Debug, Serialize)]
+pub struct TaskReport {
+    pub name: String,
+    pub source_entity: String,
+    pub destination_entity: String,
+    pub counts: Counts,
+    /// The first record failures (at most [`super::MAX_KEPT_FAILURES`]); all are
+    /// counted in `counts.failed`.
+    pub failures: Vec<RecordFailure>,
+    /// Why the task stopped early, if it did.
+    pub error: Option<String>,
+    /// It stopped at a batch boundary with everything before it committed
+    /// ([`super::TaskStop::Interrupted`]): the next run resumes from `cursor`.
+    pub interrupted: bool,
+    /// Where the source stood after the last batch upserted.
+    pub cursor: Option<String>,
+    /// The most pages read but not yet taken by the writing side (bounded by
+    /// `READ_AHEAD_PAGES` + 2: the channel, the page the reader holds, and one in
+    /// hand-off).
+    pub read_ahead_peak: usize,
+}
+
+/// How an execution went.
+#[derive(Clone, Debug, Serialize)]
+pub struct ExecutionReport {
+    pub project: String,
+    pub status: Status,
+    pub tasks: Vec<TaskReport>,
+    pub duration_ms: u64,
+    /// Lines from the plugins' logs and the engine, for people reading the run.
+    pub log: Vec<String>,
+}
+
+impl ExecutionReport {
+    /// Counts summed over the tasks.
+    pub fn totals(&self) -> Counts {
+        let mut total = Counts::default();
+        for t in &self.tasks {
+            total.add(&t.counts);
+        }
+        total
+    }
+
+    /// The status the counts and errors call for.
+    pub fn status_of(tasks: &[TaskReport]) -> Status {
+        let mut total = Counts::default();
+        for t in tasks {
+            total.add(&t.counts);
+        }
+        let any_error = tasks.iter().any(|t| t.error.is_some());
+        if any_error || (total.upserted() == 0 && total.failed > 0) {
+            Status::Error
+        } else if total.failed > 0 {
+            Status::Warning
+        } else {
+            Status::Completed
+        }
+    }
+}
+
+impl fmt::Display for ExecutionReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let t = self.totals();
+        writeln!(f, "project:  {}", self.project)?;
+        writeln!(f, "status:   {}", self.status)?;
+        writeln!(
+            f,
+            "records:  read {}, inserted {}, updated {}, failed {}  ({:.2} s)",
+            t.read,
+            t.inserted,
+            t.updated,
+            t.failed,
+            self.duration_ms as f64 / 1000.0
+        )?;
+        for task in &self.tasks {
+            if self.tasks.len() > 1 {
+                let c = task.counts;
+                writeln!(
+                    f,
+                    "  {} ({} → {}): read {}, inserted {}, updated {}, failed {}",
+                    task.name,
+                    task.source_entity,
+                    task.destination_entity,
+                    c.read,
+                    c.inserted,
+                    c.updated,
+                    c.failed
+                )?;
+            }
+            if let Some(e) = &task.error {
+                writeln!(f, "  error in task `{}`: {e}", task.name)?;
+            }
+            for failure in task.failures.iter().take(10) {
+                writeln!(f, "  record error {failure}")?;
+            }
+            let more = (task.counts.failed as usize).saturating_sub(task.failures.len().min(10));
+            if more > 0 {
+                writeln!(f, "  … and {more} more record errors")?;
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,52 @@
+//! The one module that runs `bindgen!`: the host side of `weir:plugin@0.1.0`.
+//!
+//! Each contract version gets its own module like this one (`since_v0_1_0`), so a
+//! host can keep loading plugins built against an older frozen contract; the rest
+//! of the runtime converts from these generated types to `weir-batch` and the
+//! runtime's own types in `convert.rs` and never names them elsewhere.
+
+pub mod since_v0_1_0 {
+    /// The connector world. Its imports (`log`, `http`) are a superset of the
+    /// transform world's, so one linker serves both.
+    pub mod connector {
+        wasmtime::component::bindgen!({
+            path: "../../wit/since_v0.1.0",
+            world: "connector-plugin",
+        });
+    }
+
+    /// The transform world, sharing the connector world's types and `log`.
+    pub mod transform {
+        wasmtime::component::bindgen!({
+            path: "../../wit/since_v0.1.0",
+            world: "transform-plugin",
+            with: {
+                "weir:plugin/types": super::connector::weir::plugin::types,
+                "weir:plugin/log": super::connector::weir::plugin::log,
+            },
+        });
+    }
+
+    /// The interface names a component must export, one per world.
+    pub const CONNECTOR_EXPORT: &str = "weir:plugin/connector@0.1.0";
+    pub const TRANSFORM_EXPORT: &str = "weir:plugin/transform@0.1.0";
+}
+
+/// `weir:sql@0.1.0`: capabilities a connector may import beside the contract
+/// (a package of its own, so the frozen `weir:plugin@0.1.0` does not change).
+/// Linked into the same linker as the contract: any connector may import them,
+/// and the grants decide what a call gets.
+pub mod sql_v0_1_0 {
+    wasmtime::component::bindgen!({
+        path: "../../wit/sql/since_v0.1.0",
+        world: "postgres-client",
+    });
+}
+
+pub use since_v0_1_0::connector::exports::weir::plugin::connector as connector_api;
+pub use since_v0_1_0::connector::weir::plugin::{http, log, types};
+pub use since_v0_1_0::connector::{ConnectorPlugin, ConnectorPluginPre};
+pub use since_v0_1_0::transform::exports::weir::plugin::transform as transform_api;
+pub use since_v0_1_0::transform::{TransformPlugin, TransformPluginPre};
+pub use sql_v0_1_0::PostgresClient;
+pub use sql_v0_1_0::weir::sql::postgres;
