@@ -452,3 +452,75 @@ mappings = [
         "{\"id\":1,\"name\":\"Ada\",\"amount\":10}\n{\"id\":6,\"name\":\"Linus\",\"amount\":12}\n"
     );
 }
+
+/// `executions prune` says its rule, keeps what any rule keeps, and lists what would go
+/// with `--dry-run` (an administrator lost 95 young executions to `--keep-last 3 --days 30`).
+#[test]
+fn prune_keeps_what_any_rule_keeps_and_dry_run_deletes_nothing() {
+    let cwd = tempfile::tempdir().unwrap();
+    let demo = weir(cwd.path(), &["demo"]);
+    assert!(demo.status.success(), "{}", stderr(&demo));
+    let data = ["--data-dir", "weir-demo/weir-data"];
+    let with = |args: &[&str]| weir(cwd.path(), &[&data[..], args].concat());
+    for _ in 0..4 {
+        let run = with(&["run", "contacts-sync"]);
+        assert!(run.status.success(), "{}", stderr(&run));
+    }
+    let listed = |cmd: &Output| -> usize {
+        stdout(cmd)
+            .lines()
+            .filter(|l| l.contains("contacts-sync"))
+            .count()
+    };
+    assert_eq!(listed(&with(&["executions", "list"])), 5);
+
+    let both = with(&[
+        "executions",
+        "prune",
+        "--keep-last",
+        "2",
+        "--days",
+        "30",
+        "--dry-run",
+    ]);
+    assert!(both.status.success(), "{}", stderr(&both));
+    let out = stdout(&both);
+    assert!(
+        out.contains("rule: keep an execution if it is among the newest 2 of its project or younger than 30 days"),
+        "{out}"
+    );
+    assert!(out.contains("would prune 0 executions"), "{out}");
+
+    let dry = with(&["executions", "prune", "--keep-last", "2", "--dry-run"]);
+    let out = stdout(&dry);
+    assert_eq!(out.matches("would delete execution").count(), 3, "{out}");
+    for id in 1..=3 {
+        assert!(
+            out.contains(&format!("would delete execution {id} of contacts-sync")),
+            "{out}"
+        );
+    }
+    assert_eq!(
+        listed(&with(&["executions", "list"])),
+        5,
+        "a dry run deleted"
+    );
+
+    let kept = with(&["executions", "prune", "--keep-last", "2", "--days", "30"]);
+    assert!(
+        stdout(&kept).contains("pruned 0 executions"),
+        "{}",
+        stdout(&kept)
+    );
+    let pruned = with(&["executions", "prune", "--keep-last", "2"]);
+    assert!(
+        stdout(&pruned).contains("pruned 3 executions"),
+        "{}",
+        stdout(&pruned)
+    );
+    assert_eq!(listed(&with(&["executions", "list"])), 2);
+
+    let help = stdout(&with(&["executions", "prune", "--help"]));
+    assert!(help.contains("kept if ANY rule given keeps it"), "{help}");
+    assert!(help.contains("--dry-run"), "{help}");
+}

@@ -173,13 +173,23 @@ pub enum ExecutionsCmd {
         failed_only: bool,
     },
     /// Delete old executions (never running ones).
+    /// Deletes old executions with their logs, record errors and staging data.
+    ///
+    /// The rule: an execution is kept if ANY rule given keeps it — it is among the newest
+    /// N of its project (--keep-last N), or it started less than D days ago (--days D) —
+    /// and deleted only when every rule given lets it go. A running execution is never
+    /// deleted. With neither option, --days 45 (what `weir serve` applies after each run).
+    #[command(verbatim_doc_comment)]
     Prune {
-        /// Delete executions older than this many days.
-        #[arg(long, default_value_t = 45)]
-        days: u32,
-        /// Keep at least this many newest executions of each project, whatever their age.
-        #[arg(long)]
+        /// Keep executions that started less than this many days ago.
+        #[arg(long, value_name = "D")]
+        days: Option<u32>,
+        /// Keep the newest N executions of each project, whatever their age.
+        #[arg(long, value_name = "N")]
         keep_last: Option<usize>,
+        /// List what would be deleted, and delete nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
 }
 
@@ -668,15 +678,36 @@ pub fn executions(
             }
             return Ok(crate::exit_code(report.status));
         }
-        ExecutionsCmd::Prune { days, keep_last } => {
-            let n = store.prune(
-                &Retention {
-                    max_age_days: Some(days),
-                    keep_last,
-                },
-                now_millis(),
-            )?;
-            println!("pruned {n} executions");
+        ExecutionsCmd::Prune {
+            days,
+            keep_last,
+            dry_run,
+        } => {
+            let retention = Retention {
+                max_age_days: days.or(keep_last.is_none().then_some(45)),
+                keep_last,
+            };
+            let now = now_millis();
+            println!("rule: {retention}");
+            if dry_run {
+                let going = store.prune_candidates(&retention, now)?;
+                for s in &going {
+                    println!(
+                        "would delete execution {} of {} ({:?}, started {})",
+                        s.id,
+                        s.project,
+                        s.status,
+                        when(s.started_at)
+                    );
+                }
+                println!(
+                    "would prune {} executions (dry run: nothing deleted)",
+                    going.len()
+                );
+            } else {
+                let n = store.prune(&retention, now)?;
+                println!("pruned {n} executions");
+            }
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -385,10 +385,29 @@ impl Store {
         self.execution(id_from_key_tail("exec_by_project", &k)?)
     }
 
-    /// Deletes executions (with their log, errors and staging) started more than
-    /// `max_age_days` before `now_millis`, and/or beyond the newest `keep_last` of their
-    /// project. Never deletes a `Running` execution. Returns how many were deleted.
+    /// Deletes the executions (with their log, errors and staging) that
+    /// [`Store::prune_candidates`] names. Returns how many were deleted.
     pub fn prune(&self, retention: &Retention, now_millis: i64) -> Result<usize, StoreError> {
+        let mut deleted = 0;
+        for s in self.prune_candidates(retention, now_millis)? {
+            if self.delete_execution(s.id)? {
+                deleted += 1;
+            }
+        }
+        Ok(deleted)
+    }
+
+    /// The executions `retention` lets go at `now_millis`, oldest first; deletes
+    /// nothing (a dry run). See [`Retention`] for the rule: kept if any rule given keeps
+    /// it; never a `Running` execution.
+    pub fn prune_candidates(
+        &self,
+        retention: &Retention,
+        now_millis: i64,
+    ) -> Result<Vec<ExecutionSummary>, StoreError> {
+        if retention.keep_last.is_none() && retention.max_age_days.is_none() {
+            return Ok(Vec::new());
+        }
         let cutoff = retention
             .max_age_days
             .map(|d| now_millis.saturating_sub(i64::from(d).saturating_mul(MILLIS_PER_DAY)));
@@ -404,25 +423,20 @@ impl Store {
             by_project.entry(s.project.clone()).or_default().push(s);
         }
         let mut victims = Vec::new();
-        for list in by_project.values() {
+        for list in by_project.values_mut() {
             let n = list.len();
-            for (i, s) in list.iter().enumerate() {
+            for (i, s) in list.drain(..).enumerate() {
                 let newer = n - 1 - i;
-                let too_many = retention.keep_last.is_some_and(|k| newer >= k);
-                let too_old = cutoff.is_some_and(|c| s.started_at < c);
-                if (too_many || too_old) && s.status != ExecStatus::Running {
-                    victims.push(s.id);
+                // A rule not given keeps nothing, so it never stands in the way.
+                let kept_by_count = retention.keep_last.is_some_and(|k| newer < k);
+                let kept_by_age = cutoff.is_some_and(|c| s.started_at >= c);
+                if !kept_by_count && !kept_by_age && s.status != ExecStatus::Running {
+                    victims.push(s);
                 }
             }
         }
-        victims.sort_unstable();
-        let mut deleted = 0;
-        for id in victims {
-            if self.delete_execution(id)? {
-                deleted += 1;
-            }
-        }
-        Ok(deleted)
+        victims.sort_unstable_by_key(|s| s.id);
+        Ok(victims)
     }
 
     /// Deletes one finished execution. Its log, errors and staging go first and the record

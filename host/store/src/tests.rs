@@ -816,6 +816,68 @@ fn prune_by_age_and_keep_last_never_running() {
     assert!(store.execution(running_a).unwrap().is_some());
 }
 
+/// The rule administrators were surprised by: `--keep-last 3 --days 30` on 12 executions
+/// of today deleted 9. An execution is kept if *any* rule given keeps it.
+#[test]
+fn prune_keeps_what_any_rule_keeps() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let ids: Vec<ExecutionId> = (0..12)
+        .map(|_| {
+            let id = store.begin_execution(new_exec("p")).unwrap();
+            store
+                .finish_execution(id, ExecStatus::Completed, None)
+                .unwrap();
+            id
+        })
+        .collect();
+    let now = now_millis();
+    let rule = |keep_last: Option<usize>, max_age_days: Option<u32>| Retention {
+        max_age_days,
+        keep_last,
+    };
+    let would = |r: &Retention, at: i64| -> Vec<ExecutionId> {
+        store
+            .prune_candidates(r, at)
+            .unwrap()
+            .iter()
+            .map(|s| s.id)
+            .collect()
+    };
+    // All 12 are younger than 30 days: the age rule keeps them, whatever keep-last says.
+    assert_eq!(
+        would(&rule(Some(3), Some(30)), now),
+        Vec::<ExecutionId>::new()
+    );
+    assert_eq!(would(&rule(None, Some(30)), now), Vec::<ExecutionId>::new());
+    // Keep-last alone keeps the newest 3; the 9 oldest would go, oldest first.
+    assert_eq!(would(&rule(Some(3), None), now), ids[..9]);
+    // 40 days later the age rule keeps none, so keep-last decides.
+    let later = now + 40 * MILLIS_PER_DAY;
+    assert_eq!(would(&rule(Some(3), Some(30)), later), ids[..9]);
+    assert_eq!(would(&rule(None, Some(30)), later), ids);
+    // No rule: nothing goes.
+    assert_eq!(would(&rule(None, None), later), Vec::<ExecutionId>::new());
+    // A dry run deleted nothing; the real prune deletes exactly what it named.
+    assert_eq!(
+        store.executions(&ExecutionFilter::default()).unwrap().len(),
+        12
+    );
+    assert_eq!(store.prune(&rule(Some(3), Some(30)), now).unwrap(), 0);
+    assert_eq!(store.prune(&rule(Some(3), Some(30)), later).unwrap(), 9);
+    let left: Vec<ExecutionId> = store
+        .executions(&ExecutionFilter::default())
+        .unwrap()
+        .iter()
+        .map(|s| s.id)
+        .collect();
+    assert_eq!(left, [ids[11], ids[10], ids[9]]);
+    assert_eq!(
+        rule(Some(3), Some(30)).to_string(),
+        "keep an execution if it is among the newest 3 of its project or younger than 30 days"
+    );
+}
+
 /// A data directory removed under a running store (its parent deleted): the
 /// next checkpoint's error names the directory, not just "No such file".
 #[test]

@@ -282,13 +282,31 @@ pub struct ProjectState {
     pub changed_at: i64,
 }
 
-/// What `Store::prune` keeps.
+/// What `Store::prune` keeps. The rule: an execution is **kept if any rule given keeps
+/// it** — it is among the newest `keep_last` of its project, or it started less than
+/// `max_age_days` ago — and deleted only when every rule given lets it go. With no rule
+/// nothing is deleted; a `Running` execution is never deleted.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Retention {
-    /// Delete executions started more than this many days ago.
+    /// Keeps executions that started less than this many days ago.
     pub max_age_days: Option<u32>,
-    /// Per project, keep only this many newest executions.
+    /// Keeps, per project, this many newest executions whatever their age.
     pub keep_last: Option<usize>,
+}
+
+impl std::fmt::Display for Retention {
+    /// The rule in words, as the CLI prints it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.keep_last, self.max_age_days) {
+            (None, None) => write!(f, "no rule given: nothing is deleted"),
+            (Some(n), None) => write!(f, "keep the newest {n} executions of each project"),
+            (None, Some(d)) => write!(f, "keep executions younger than {d} days"),
+            (Some(n), Some(d)) => write!(
+                f,
+                "keep an execution if it is among the newest {n} of its project or younger than {d} days"
+            ),
+        }
+    }
 }
 
 impl Default for Retention {
