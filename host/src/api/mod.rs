@@ -347,13 +347,10 @@ fn shown_path(uri: &Uri) -> String {
 }
 
 /// Compares without stopping at the first different byte, so response time does not
-/// tell how much of a guessed token was right.
+/// tell how much of a guessed token was right (the length may show; it is no secret).
 fn same(a: &str, b: &str) -> bool {
-    a.len() == b.len()
-        && a.bytes()
-            .zip(b.bytes())
-            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-            == 0
+    use subtle::ConstantTimeEq as _;
+    a.as_bytes().ct_eq(b.as_bytes()).into()
 }
 
 fn session_cookie(headers: &HeaderMap) -> Option<String> {
@@ -394,12 +391,9 @@ fn authorized(state: &ApiState, headers: &HeaderMap) -> bool {
 }
 
 fn new_session_id() -> Result<String, ApiError> {
-    use std::io::Read;
     let mut bytes = [0u8; 24];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut bytes))
-        .map_err(ApiError::internal)?;
-    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+    getrandom::fill(&mut bytes).map_err(ApiError::internal)?;
+    Ok(hex::encode(bytes))
 }
 
 async fn require_token(State(state): State<ApiState>, request: Request, next: Next) -> Response {

@@ -17,7 +17,7 @@ impl Store {
                 .map(|(name, value)| {
                     Ok((
                         name.clone(),
-                        hex(&secrets::seal(key, &c.name, name, value)?),
+                        hex::encode(secrets::seal(key, &c.name, name, value)?),
                     ))
                 })
                 .collect::<Result<Vec<_>, StoreError>>()?
@@ -53,7 +53,7 @@ impl Store {
             rest.secrets
                 .iter()
                 .map(|(secret, sealed)| {
-                    let sealed = unhex(sealed).ok_or_else(|| StoreError::Corrupt {
+                    let sealed = hex::decode(sealed).ok().ok_or_else(|| StoreError::Corrupt {
                         key: format!("connections/{name}"),
                         reason: format!("secret {secret:?} is not hex"),
                     })?;

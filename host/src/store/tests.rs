@@ -843,7 +843,7 @@ fn write_legacy_store(dir: &Path, material: &str, value: &str) {
         name: "crm".into(),
         plugin: "csv".into(),
         config: Vec::new(),
-        secrets: vec![("password".into(), hex(&sealed))],
+        secrets: vec![("password".into(), hex::encode(&sealed))],
         directory: None,
         http_hosts: Vec::new(),
         http_internal: false,
@@ -894,7 +894,7 @@ fn a_store_sealed_with_the_old_unsalted_key_still_opens_and_is_resealed_with_a_s
         assert_ne!(after, sealed_before, "sealed anew");
         // The old key no longer opens it; the salt is the store's own.
         let rest: ConnectionAtRest = decode(|| "crm".into(), &after).unwrap();
-        let sealed = unhex(&rest.secrets[0].1).unwrap();
+        let sealed = hex::decode(&rest.secrets[0].1).unwrap();
         let legacy = key(material)
             .for_store(Derivation::LegacySha256, &[])
             .unwrap();
@@ -934,7 +934,7 @@ fn a_new_store_salts_its_passphrase_and_takes_a_32_byte_key_as_is() {
     assert_ne!(salt_a, salt_b, "each store its own salt");
     // The key is not SHA-256 of the passphrase (nor the same in both stores).
     let rest: ConnectionAtRest = decode(|| "crm".into(), &at_rest_a).unwrap();
-    let sealed = unhex(&rest.secrets[0].1).unwrap();
+    let sealed = hex::decode(&rest.secrets[0].1).unwrap();
     let legacy = key(material)
         .for_store(Derivation::LegacySha256, &[])
         .unwrap();
