@@ -973,3 +973,56 @@ fn a_new_store_salts_its_passphrase_and_takes_a_32_byte_key_as_is() {
     );
     assert!(!key(material).is_raw_key());
 }
+
+fn installed(name: &str, version: &str) -> InstalledPlugin {
+    InstalledPlugin {
+        name: name.into(),
+        version: version.into(),
+        kind: "connector".into(),
+        sha256: "00".repeat(32),
+        path: PathBuf::from(format!("/plugins/{name}-{version}.wasm")),
+        installed_at: 1,
+    }
+}
+
+#[test]
+fn the_highest_plugin_version_is_a_release_above_its_pre_releases() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    // Installed in an order where the last one is not the highest.
+    for v in ["1.0.0", "0.9.0", "1.0.0-rc1", "1.0.0-rc.2", "0.10.0"] {
+        store.put_plugin(&installed("items", v)).unwrap();
+    }
+    store.put_plugin(&installed("other", "2.0.0")).unwrap();
+    let highest = store.plugin("items", None).unwrap().unwrap();
+    assert_eq!(highest.version, "1.0.0");
+    // A pin names the exact installed version, pre-releases included.
+    let pinned = store.plugin("items", Some("1.0.0-rc1")).unwrap().unwrap();
+    assert_eq!(pinned.version, "1.0.0-rc1");
+    assert_eq!(store.plugin("items", Some("1.0")).unwrap(), None);
+    // Without the release, the newest pre-release is the highest; 0.10 is above 0.9.
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    for v in ["0.10.0", "1.0.0-rc.2", "0.9.0", "1.0.0-rc.10"] {
+        store.put_plugin(&installed("items", v)).unwrap();
+    }
+    assert_eq!(
+        store.plugin("items", None).unwrap().unwrap().version,
+        "1.0.0-rc.10"
+    );
+}
+
+#[test]
+fn a_plugin_version_that_is_not_semver_is_refused_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    for v in ["1.0", "v1.2.3", "latest"] {
+        let e = store.put_plugin(&installed("items", v)).unwrap_err();
+        let text = e.to_string();
+        assert!(
+            text.contains(&format!("{v:?}")) && text.contains("not a semantic version"),
+            "{text}"
+        );
+    }
+    assert!(store.plugins().unwrap().is_empty());
+}
