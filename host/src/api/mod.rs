@@ -40,6 +40,7 @@ use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
 use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -354,11 +355,23 @@ fn same(a: &str, b: &str) -> bool {
 }
 
 fn session_cookie(headers: &HeaderMap) -> Option<String> {
-    let cookies = headers.get(header::COOKIE)?.to_str().ok()?;
-    cookies.split(';').find_map(|c| {
-        let (k, v) = c.trim().split_once('=')?;
-        (k == COOKIE).then(|| v.to_owned())
-    })
+    CookieJar::from_headers(headers)
+        .get(COOKIE)
+        .map(|c| c.value().to_owned())
+}
+
+/// The session cookie as the login form sets it (`max_age` zero: as logout clears
+/// it). HttpOnly: no script reads it; SameSite=Strict: another site's page cannot
+/// send it.
+fn session_set_cookie(value: String, max_age: Duration) -> Cookie<'static> {
+    Cookie::build((COOKIE, value))
+        .http_only(true)
+        .same_site(SameSite::Strict)
+        .path("/")
+        .max_age(time::Duration::seconds(
+            i64::try_from(max_age.as_secs()).unwrap_or(i64::MAX),
+        ))
+        .build()
 }
 
 /// The bearer token, or a session the login form opened.
@@ -452,19 +465,16 @@ async fn login(State(state): State<ApiState>, Form(form): Form<LoginForm>) -> Re
             used: now,
         },
     );
-    let cookie = format!(
-        "{COOKIE}={id}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}",
-        state.web.session_max.as_secs()
-    );
-    ([(header::SET_COOKIE, cookie)], Redirect::to("/")).into_response()
+    let jar = CookieJar::new().add(session_set_cookie(id, state.web.session_max));
+    (jar, Redirect::to("/")).into_response()
 }
 
 async fn logout(State(state): State<ApiState>, headers: HeaderMap) -> Response {
     if let Some(id) = session_cookie(&headers) {
         state.sessions.lock().unwrap().remove(&id);
     }
-    let cookie = format!("{COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0");
-    ([(header::SET_COOKIE, cookie)], Redirect::to("/")).into_response()
+    let jar = CookieJar::new().add(session_set_cookie(String::new(), Duration::ZERO));
+    (jar, Redirect::to("/")).into_response()
 }
 
 async fn openapi() -> Response {
