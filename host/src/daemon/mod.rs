@@ -105,7 +105,7 @@ pub trait Alerter: Send + Sync {
 }
 
 /// A project as the scheduler sees it.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct ProjectView {
     pub name: String,
     pub version: u32,
@@ -122,7 +122,7 @@ pub struct ProjectView {
 }
 
 /// A project's latest execution, in brief.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct LastRun {
     pub id: ExecutionId,
     pub status: ExecStatus,
@@ -132,7 +132,7 @@ pub struct LastRun {
 }
 
 /// Scheduling lag and counts since the daemon started.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, utoipa::ToSchema)]
 pub struct SchedulerStats {
     pub fired: u64,
     pub skipped: u64,
@@ -968,8 +968,9 @@ mod tests {
             lags.record(ms * 1000);
         }
         let close = |got: f64, want: f64| (got - want).abs() <= want * 0.001 + 1e-9;
-        assert!(close(lags.quantile_ms(0.5), 500.0), "{}", lags.quantile_ms(0.5));
-        assert!(close(lags.quantile_ms(0.99), 990.0), "{}", lags.quantile_ms(0.99));
+        let (p50, p99) = (lags.quantile_ms(0.5), lags.quantile_ms(0.99));
+        assert!(close(p50, 500.0), "{p50}");
+        assert!(close(p99, 990.0), "{p99}");
         assert!(close(lags.max_ms(), 1000.0), "{}", lags.max_ms());
         let before = lags.0.distinct_values();
         // Negative lags (clock steps) count as none; absurd ones as a day; neither

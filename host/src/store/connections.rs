@@ -53,10 +53,12 @@ impl Store {
             rest.secrets
                 .iter()
                 .map(|(secret, sealed)| {
-                    let sealed = hex::decode(sealed).ok().ok_or_else(|| StoreError::Corrupt {
-                        key: format!("connections/{name}"),
-                        reason: format!("secret {secret:?} is not hex"),
-                    })?;
+                    let sealed = hex::decode(sealed)
+                        .ok()
+                        .ok_or_else(|| StoreError::Corrupt {
+                            key: format!("connections/{name}"),
+                            reason: format!("secret {secret:?} is not hex"),
+                        })?;
                     Ok((
                         secret.clone(),
                         secrets::open(key, &rest.name, secret, &sealed)?,
