@@ -129,7 +129,7 @@ async fn no_token_wrong_token_right_token() {
     let (s, doc) = api.get("/api/v1/openapi.json", Some(TOKEN)).await;
     assert_eq!(s, StatusCode::OK);
     let doc: Value = serde_json::from_str(&doc).unwrap();
-    assert_eq!(doc["openapi"], "3.0.3");
+    assert_eq!(doc["openapi"], "3.1.0");
     for p in [
         "/api/v1/projects/{name}/run",
         "/api/v1/executions/{id}/errors",

@@ -50,8 +50,8 @@ pub fn ensure_admin_token_file(data_dir: &Path) -> Result<PathBuf> {
         return Ok(path);
     }
     let mut bytes = [0u8; 24];
-    getrandom(&mut bytes)?;
-    let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    getrandom::fill(&mut bytes).context("reading random bytes for a token")?;
+    let token = hex::encode(bytes);
     std::fs::create_dir_all(data_dir)?;
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
@@ -75,13 +75,6 @@ fn checked(token: &str, origin: &str) -> Result<String> {
         );
     }
     Ok(token.to_owned())
-}
-
-fn getrandom(buf: &mut [u8]) -> Result<()> {
-    use std::io::Read;
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(buf))
-        .context("reading /dev/urandom for a token")
 }
 
 pub fn serve(data_dir: &Path, key_file: Option<&Path>, args: ServeArgs) -> Result<ExitCode> {

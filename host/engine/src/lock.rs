@@ -144,10 +144,7 @@ pub fn lock_destination(
     digest.update(target.target.as_bytes());
     digest.update([0]);
     digest.update(target.entity.as_bytes());
-    let name: String = digest.finalize()[..16]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let name = hex::encode(&digest.finalize()[..16]);
     let path = dir.join(format!("{name}.lock"));
     let mut options = OpenOptions::new();
     options.read(true).write(true).create(true).truncate(false);

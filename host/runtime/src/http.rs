@@ -577,7 +577,7 @@ impl Call<'_> {
     ) -> String {
         use sha2::Digest;
         let digest = sha2::Sha256::digest(client_secret.expose().as_bytes());
-        let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+        let hex = hex::encode(digest);
         format!("{token_url}\n{client_id}\n{}\n{hex}", scope.unwrap_or(""))
     }
 

@@ -695,14 +695,16 @@ fn decode(ty: &Type, raw: &[u8]) -> wit::DbValue {
             )
         }),
         Type::UUID => be(16).map(|b| {
-            let mut s = String::with_capacity(36);
-            for (i, byte) in b.iter().enumerate() {
-                if matches!(i, 4 | 6 | 8 | 10) {
-                    s.push('-');
-                }
-                let _ = write!(s, "{byte:02x}");
-            }
-            V::Text(s)
+            // 8-4-4-4-12 hex digits.
+            let h = hex::encode(b);
+            V::Text(format!(
+                "{}-{}-{}-{}-{}",
+                &h[..8],
+                &h[8..12],
+                &h[12..16],
+                &h[16..20],
+                &h[20..]
+            ))
         }),
         Type::JSONB => raw.split_first().map(|(_, rest)| text(rest)),
         _ if is_text_type(ty) || *ty == Type::JSON || *ty == Type::XML => Some(text(raw)),

@@ -20,11 +20,15 @@ pub struct ApiError {
     pub details: Option<serde_json::Value>,
 }
 
-#[derive(Serialize)]
-struct Body<'a> {
+/// An error answer: a stable `code` for programs, a `message` for people, and
+/// `details` where there is more (a validation report).
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = Error)]
+pub(super) struct Body<'a> {
     code: &'a str,
     message: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
     details: &'a Option<serde_json::Value>,
 }
 

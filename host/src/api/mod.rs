@@ -27,6 +27,7 @@
 
 mod error;
 mod extract;
+mod openapi;
 
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -38,24 +39,29 @@ use axum::extract::{ConnectInfo, DefaultBodyLimit, Request, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Redirect, Response};
-use axum::routing::{get, post};
 use axum::{Json, Router};
+use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
 use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 pub use error::ApiError;
 use extract::{Form, JsonBody, Query, TextBody, UrlPath};
 
-use crate::daemon::Daemon;
 use crate::daemon::config::WebSettings;
+use crate::daemon::{Daemon, ProjectView, SchedulerStats};
 use crate::service::redact_record;
-use crate::store::{ConnectionState, ExecStatus, ExecutionFilter, ExecutionId, StoredConnection};
+use crate::store::{
+    ConnectionState, ConnectionSummary, ExecStatus, ExecutionFilter, ExecutionId, ExecutionSummary,
+    StagedRecord, StoredConnection, StoredRecordError,
+};
 
 const COOKIE: &str = "weir_session";
 const DASHBOARD: &str = include_str!("dashboard.html");
 const LOGIN: &str = include_str!("login.html");
-const OPENAPI: &str = include_str!("openapi.json");
 
 /// What every handler sees.
 #[derive(Clone)]
@@ -104,49 +110,18 @@ const FAILURE_CLIENTS: usize = 10_000;
 
 /// The whole HTTP surface.
 pub fn router(state: ApiState) -> Router {
-    let api = Router::new()
-        .route("/api/v1/openapi.json", get(openapi))
-        .route("/api/v1/summary", get(summary))
-        .route("/api/v1/scheduler", get(scheduler_stats))
-        .route("/api/v1/projects", get(list_projects))
-        .route(
-            "/api/v1/projects/{name}",
-            get(get_project).put(put_project).delete(delete_project),
-        )
-        .route("/api/v1/projects/{name}/pause", post(pause_project))
-        .route("/api/v1/projects/{name}/resume", post(resume_project))
-        .route("/api/v1/projects/{name}/run", post(run_project))
-        .route("/api/v1/projects/{name}/validate", post(validate_project))
-        .route("/api/v1/projects/{name}/preview", get(preview_project))
-        .route("/api/v1/executions", get(list_executions))
-        .route("/api/v1/executions/{id}", get(get_execution))
-        .route("/api/v1/executions/{id}/errors", get(execution_errors))
-        .route("/api/v1/executions/{id}/staging", get(execution_staging))
-        .route("/api/v1/executions/{id}/log", get(execution_log))
-        .route("/api/v1/executions/{id}/rerun", post(rerun_execution))
-        .route("/api/v1/connections", get(list_connections))
-        .route(
-            "/api/v1/connections/{name}",
-            get(get_connection)
-                .put(put_connection)
-                .delete(delete_connection),
-        )
-        .route("/api/v1/connections/{name}/check", post(check_connection))
-        .route("/logout", post(logout))
+    let (api, _) = token_routes().split_for_parts();
+    let api = api
         // Before the token layer, so a wrong method needs the token too.
         .method_not_allowed_fallback(method_not_allowed)
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
-    let login_route =
-        Router::new()
-            .route("/login", post(login))
-            .route_layer(middleware::from_fn_with_state(
-                state.clone(),
-                count_failures,
-            ));
-    Router::new()
-        .route("/health", get(|| async { Json(json!({"status": "ok"})) }))
-        .route("/", get(dashboard))
-        .method_not_allowed_fallback(method_not_allowed)
+    let (login_route, _) = login_routes().split_for_parts();
+    let login_route = login_route.route_layer(middleware::from_fn_with_state(
+        state.clone(),
+        count_failures,
+    ));
+    let (open, _) = open_routes().split_for_parts();
+    open.method_not_allowed_fallback(method_not_allowed)
         .merge(login_route)
         .merge(api)
         .fallback(no_route)
@@ -154,6 +129,75 @@ pub fn router(state: ApiState) -> Router {
         .layer(middleware::from_fn_with_state(state.clone(), check_host))
         .layer(middleware::from_fn(security_headers))
         .with_state(state)
+}
+
+// The routes, in three groups by who may call them. `routes!` takes a handler only
+// together with its `#[utoipa::path]`, and both [`router`] and [`openapi_document`]
+// are built from these lists: a route cannot be served undocumented, nor documented
+// unserved.
+
+/// Routes anyone may call.
+fn open_routes() -> OpenApiRouter<ApiState> {
+    OpenApiRouter::new()
+        .routes(routes!(health))
+        .routes(routes!(dashboard))
+}
+
+/// The login form: it takes the token, so its wrong tokens are counted.
+fn login_routes() -> OpenApiRouter<ApiState> {
+    OpenApiRouter::new().routes(routes!(login))
+}
+
+/// Routes that need the administrator's token.
+fn token_routes() -> OpenApiRouter<ApiState> {
+    OpenApiRouter::new()
+        .routes(routes!(logout))
+        .routes(routes!(openapi))
+        .routes(routes!(summary))
+        .routes(routes!(scheduler_stats))
+        .routes(routes!(list_projects))
+        .routes(routes!(get_project, put_project, delete_project))
+        .routes(routes!(pause_project))
+        .routes(routes!(resume_project))
+        .routes(routes!(run_project))
+        .routes(routes!(validate_project))
+        .routes(routes!(preview_project))
+        .routes(routes!(list_executions))
+        .routes(routes!(get_execution))
+        .routes(routes!(execution_errors))
+        .routes(routes!(execution_staging))
+        .routes(routes!(execution_log))
+        .routes(routes!(rerun_execution))
+        .routes(routes!(list_connections))
+        .routes(routes!(get_connection, put_connection, delete_connection))
+        .routes(routes!(check_connection))
+}
+
+/// The OpenAPI document of [`router`], generated from the handlers' attributes and
+/// their types; served at `GET /api/v1/openapi.json`.
+pub fn openapi_document() -> &'static utoipa::openapi::OpenApi {
+    static DOC: OnceLock<utoipa::openapi::OpenApi> = OnceLock::new();
+    DOC.get_or_init(|| {
+        let mut doc = openapi::base();
+        for part in [open_routes(), login_routes(), token_routes()] {
+            doc.merge(part.into_openapi());
+        }
+        doc
+    })
+}
+
+/// `GET /health`'s answer.
+#[derive(Serialize, ToSchema)]
+struct Health {
+    /// Always `ok`.
+    status: &'static str,
+}
+
+/// Liveness; no token needed.
+#[utoipa::path(get, path = "/health", tag = "system", security(()),
+    responses((status = 200, description = "the daemon answers", body = Health)))]
+async fn health() -> Json<Health> {
+    Json(Health { status: "ok" })
 }
 
 /// The client's address, when the server was started with connect info.
@@ -347,21 +391,30 @@ fn shown_path(uri: &Uri) -> String {
 }
 
 /// Compares without stopping at the first different byte, so response time does not
-/// tell how much of a guessed token was right.
+/// tell how much of a guessed token was right (the length may show; it is no secret).
 fn same(a: &str, b: &str) -> bool {
-    a.len() == b.len()
-        && a.bytes()
-            .zip(b.bytes())
-            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-            == 0
+    use subtle::ConstantTimeEq as _;
+    a.as_bytes().ct_eq(b.as_bytes()).into()
 }
 
 fn session_cookie(headers: &HeaderMap) -> Option<String> {
-    let cookies = headers.get(header::COOKIE)?.to_str().ok()?;
-    cookies.split(';').find_map(|c| {
-        let (k, v) = c.trim().split_once('=')?;
-        (k == COOKIE).then(|| v.to_owned())
-    })
+    CookieJar::from_headers(headers)
+        .get(COOKIE)
+        .map(|c| c.value().to_owned())
+}
+
+/// The session cookie as the login form sets it (`max_age` zero: as logout clears
+/// it). HttpOnly: no script reads it; SameSite=Strict: another site's page cannot
+/// send it.
+fn session_set_cookie(value: String, max_age: Duration) -> Cookie<'static> {
+    Cookie::build((COOKIE, value))
+        .http_only(true)
+        .same_site(SameSite::Strict)
+        .path("/")
+        .max_age(time::Duration::seconds(
+            i64::try_from(max_age.as_secs()).unwrap_or(i64::MAX),
+        ))
+        .build()
 }
 
 /// The bearer token, or a session the login form opened.
@@ -394,12 +447,9 @@ fn authorized(state: &ApiState, headers: &HeaderMap) -> bool {
 }
 
 fn new_session_id() -> Result<String, ApiError> {
-    use std::io::Read;
     let mut bytes = [0u8; 24];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut bytes))
-        .map_err(ApiError::internal)?;
-    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+    getrandom::fill(&mut bytes).map_err(ApiError::internal)?;
+    Ok(hex::encode(bytes))
 }
 
 async fn require_token(State(state): State<ApiState>, request: Request, next: Next) -> Response {
@@ -428,6 +478,11 @@ fn login_page(message: Option<&str>) -> Response {
     (StatusCode::UNAUTHORIZED, Html(page)).into_response()
 }
 
+/// The dashboard page, or the login form without a session.
+#[utoipa::path(get, path = "/", tag = "dashboard", security((), ("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 200, description = "the dashboard (HTML)", content_type = "text/html", body = String),
+        (status = 401, description = "the login form (HTML)", content_type = "text/html", body = String)))]
 async fn dashboard(State(state): State<ApiState>, headers: HeaderMap) -> Response {
     if authorized(&state, &headers) {
         Html(DASHBOARD).into_response()
@@ -436,11 +491,21 @@ async fn dashboard(State(state): State<ApiState>, headers: HeaderMap) -> Respons
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct LoginForm {
+    /// The administrator's token.
     token: String,
 }
 
+/// The dashboard's login form: a right token opens a session (cookie `weir_session`,
+/// HttpOnly, SameSite=Strict, Max-Age the session's longest life) and redirects to
+/// the dashboard. Wrong tokens are counted per client address.
+#[utoipa::path(post, path = "/login", tag = "dashboard", security(()),
+    request_body(content = LoginForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 303, description = "logged in: `Set-Cookie` with the session, redirect to `/`"),
+        (status = 401, description = "the login form again, saying the token is wrong (HTML)", content_type = "text/html", body = String),
+        (status = 429, description = "too many wrong tokens from this address (`Retry-After`)", body = error::Body)))]
 async fn login(State(state): State<ApiState>, Form(form): Form<LoginForm>) -> Response {
     if !same(form.token.trim(), &state.token) {
         tracing::warn!("dashboard login refused");
@@ -458,23 +523,26 @@ async fn login(State(state): State<ApiState>, Form(form): Form<LoginForm>) -> Re
             used: now,
         },
     );
-    let cookie = format!(
-        "{COOKIE}={id}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}",
-        state.web.session_max.as_secs()
-    );
-    ([(header::SET_COOKIE, cookie)], Redirect::to("/")).into_response()
+    let jar = CookieJar::new().add(session_set_cookie(id, state.web.session_max));
+    (jar, Redirect::to("/")).into_response()
 }
 
+/// Ends the dashboard session and clears its cookie.
+#[utoipa::path(post, path = "/logout", tag = "dashboard",
+    responses((status = 303, description = "logged out: the cookie cleared, redirect to `/`"), (status = 401, description = "missing or wrong token (no details)", body = error::Body)))]
 async fn logout(State(state): State<ApiState>, headers: HeaderMap) -> Response {
     if let Some(id) = session_cookie(&headers) {
         state.sessions.lock().unwrap().remove(&id);
     }
-    let cookie = format!("{COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0");
-    ([(header::SET_COOKIE, cookie)], Redirect::to("/")).into_response()
+    let jar = CookieJar::new().add(session_set_cookie(String::new(), Duration::ZERO));
+    (jar, Redirect::to("/")).into_response()
 }
 
-async fn openapi() -> Response {
-    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+/// This document.
+#[utoipa::path(get, path = "/api/v1/openapi.json", tag = "system",
+    responses((status = 200, description = "the OpenAPI document", body = Object), (status = 401, description = "missing or wrong token (no details)", body = error::Body)))]
+async fn openapi() -> Json<&'static utoipa::openapi::OpenApi> {
+    Json(openapi_document())
 }
 
 /// An error about a project's run, scrubbed of its secret values (a validation
@@ -499,12 +567,15 @@ async fn blocking<T: Send + 'static>(
 // ---------------------------------------------------------------------------------
 // Summary
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct SummaryQuery {
+    /// Days back, default 14, at most 366.
     days: Option<u32>,
 }
 
-#[derive(Default, Serialize, Clone)]
+/// Executions per status.
+#[derive(Default, Serialize, Clone, ToSchema)]
 struct Counts {
     #[serde(rename = "Completed")]
     completed: u64,
@@ -530,6 +601,32 @@ impl Counts {
     }
 }
 
+/// `GET /api/v1/summary`'s answer.
+#[derive(Serialize, ToSchema)]
+struct Summary {
+    days_back: u32,
+    totals: Counts,
+    /// Every day of the range, oldest first, `YYYY-MM-DD` (UTC).
+    days: Vec<DayCounts>,
+    /// Projects and days with executions.
+    by_project: Vec<ProjectDayCounts>,
+}
+
+#[derive(Serialize, ToSchema)]
+struct DayCounts {
+    day: String,
+    #[serde(flatten)]
+    counts: Counts,
+}
+
+#[derive(Serialize, ToSchema)]
+struct ProjectDayCounts {
+    project: String,
+    day: String,
+    #[serde(flatten)]
+    counts: Counts,
+}
+
 fn day_of(millis: i64) -> String {
     DateTime::<Utc>::from_timestamp_millis(millis)
         .unwrap_or_default()
@@ -539,10 +636,12 @@ fn day_of(millis: i64) -> String {
 
 /// Executions per status: in all, per UTC day and per project and day, over the
 /// last `days` days (default 14, at most 366).
+#[utoipa::path(get, path = "/api/v1/summary", tag = "executions", params(SummaryQuery),
+    responses((status = 200, description = "totals, per UTC day, per project and day", body = Summary), (status = 401, description = "missing or wrong token (no details)", body = error::Body)))]
 async fn summary(
     State(state): State<ApiState>,
     Query(q): Query<SummaryQuery>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<Summary>, ApiError> {
     let days = q.days.unwrap_or(14).clamp(1, 366);
     blocking(move || {
         let today = Utc::now().date_naive();
@@ -574,51 +673,86 @@ async fn summary(
                 .or_default()
                 .add(e.status);
         }
-        let days_json: Vec<serde_json::Value> = by_day
-            .into_iter()
-            .map(|(day, c)| {
-                let mut v = serde_json::to_value(c).unwrap();
-                v["day"] = json!(day);
-                v
-            })
-            .collect();
-        let projects_json: Vec<serde_json::Value> = by_project
-            .into_iter()
-            .map(|((project, day), c)| {
-                let mut v = serde_json::to_value(c).unwrap();
-                v["project"] = json!(project);
-                v["day"] = json!(day);
-                v
-            })
-            .collect();
-        Ok(Json(json!({
-            "days_back": days,
-            "totals": totals,
-            "days": days_json,
-            "by_project": projects_json,
-        })))
+        Ok(Json(Summary {
+            days_back: days,
+            totals,
+            days: by_day
+                .into_iter()
+                .map(|(day, counts)| DayCounts { day, counts })
+                .collect(),
+            by_project: by_project
+                .into_iter()
+                .map(|((project, day), counts)| ProjectDayCounts {
+                    project,
+                    day,
+                    counts,
+                })
+                .collect(),
+        }))
     })
     .await
 }
 
-async fn scheduler_stats(State(state): State<ApiState>) -> Json<serde_json::Value> {
-    Json(json!({
-        "stats": state.daemon.stats(),
-        "active": state.daemon.active(),
-    }))
+/// `GET /api/v1/scheduler`'s answer.
+#[derive(Serialize, ToSchema)]
+struct SchedulerView {
+    stats: SchedulerStats,
+    /// Executions started and not yet finished.
+    active: usize,
+}
+
+/// Scheduler statistics: runs fired, skipped, started, lag p50/p99/max.
+#[utoipa::path(get, path = "/api/v1/scheduler", tag = "system",
+    responses((status = 200, description = "since the daemon started", body = SchedulerView), (status = 401, description = "missing or wrong token (no details)", body = error::Body)))]
+async fn scheduler_stats(State(state): State<ApiState>) -> Json<SchedulerView> {
+    Json(SchedulerView {
+        stats: state.daemon.stats(),
+        active: state.daemon.active(),
+    })
 }
 
 // ---------------------------------------------------------------------------------
 // Projects
 
-async fn list_projects(State(state): State<ApiState>) -> Result<Json<serde_json::Value>, ApiError> {
-    blocking(move || Ok(Json(json!({ "items": state.daemon.projects()? })))).await
+/// A list answer.
+#[derive(Serialize, ToSchema)]
+struct Items<T> {
+    items: Vec<T>,
 }
 
+/// Projects with schedule state and last execution.
+#[utoipa::path(get, path = "/api/v1/projects", tag = "projects",
+    responses((status = 200, description = "every project", body = Items<ProjectView>), (status = 401, description = "missing or wrong token (no details)", body = error::Body)))]
+async fn list_projects(
+    State(state): State<ApiState>,
+) -> Result<Json<Items<ProjectView>>, ApiError> {
+    blocking(move || {
+        Ok(Json(Items {
+            items: state.daemon.projects()?,
+        }))
+    })
+    .await
+}
+
+/// `GET /api/v1/projects/{name}`'s answer: the scheduler's view and the file.
+#[derive(Serialize, ToSchema)]
+struct ProjectDetail {
+    #[serde(flatten)]
+    view: ProjectView,
+    /// The project file's TOML, as applied.
+    text: String,
+    /// Where its relative paths resolve.
+    #[schema(value_type = String)]
+    base_dir: PathBuf,
+}
+
+/// One project, with its file text.
+#[utoipa::path(get, path = "/api/v1/projects/{name}", tag = "projects", params(("name" = String, Path, description = "the project's name")),
+    responses((status = 200, description = "the project", body = ProjectDetail), (status = 404, description = "no such project", body = error::Body), (status = 401, description = "missing or wrong token (no details)", body = error::Body)))]
 async fn get_project(
     State(state): State<ApiState>,
     UrlPath(name): UrlPath<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<ProjectDetail>, ApiError> {
     blocking(move || {
         let view = state
             .daemon
@@ -630,22 +764,42 @@ async fn get_project(
             .store
             .project(&name, None)?
             .ok_or_else(|| ApiError::not_found("project", &name))?;
-        let mut v = serde_json::to_value(view).map_err(ApiError::internal)?;
-        v["text"] = json!(stored.text);
-        v["base_dir"] = json!(stored.base_dir);
-        Ok(Json(v))
+        Ok(Json(ProjectDetail {
+            view,
+            text: stored.text,
+            base_dir: stored.base_dir,
+        }))
     })
     .await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ApplyQuery {
-    /// Where the project's relative paths resolve (absolute).
+    /// Absolute directory that relative paths resolve against (default: the daemon's
+    /// data directory).
+    #[param(value_type = Option<String>)]
     base_dir: Option<PathBuf>,
+}
+
+/// `PUT /api/v1/projects/{name}`'s answer.
+#[derive(Serialize, ToSchema)]
+struct Applied {
+    name: String,
+    /// The version now stored.
+    version: u32,
+    /// Whether the file differed from the latest version (then a new version).
+    changed: bool,
 }
 
 /// Applies a project file (TOML in the body). The name in the URL must be the
 /// project's name.
+#[utoipa::path(put, path = "/api/v1/projects/{name}", tag = "projects", params(("name" = String, Path, description = "the project's name"), ApplyQuery),
+    request_body(content = String, content_type = "text/plain", description = "the project file (TOML); its `project.name` must be the URL's. It reads no environment variable: `*_env` options are refused"),
+    responses(
+        (status = 200, description = "unchanged", body = Applied),
+        (status = 201, description = "new version stored", body = Applied),
+        (status = 400, description = "the file does not parse or is invalid, or names another project", body = error::Body), (status = 401, description = "missing or wrong token (no details)", body = error::Body)))]
 async fn put_project(
     State(state): State<ApiState>,
     UrlPath(name): UrlPath<String>,
@@ -688,13 +842,20 @@ async fn put_project(
         };
         Ok((
             status,
-            Json(json!({"name": name, "version": version, "changed": changed})),
+            Json(Applied {
+                name,
+                version,
+                changed,
+            }),
         )
             .into_response())
     })
     .await
 }
 
+/// Deletes a project (its executions stay).
+#[utoipa::path(delete, path = "/api/v1/projects/{name}", tag = "projects", params(("name" = String, Path, description = "the project's name")),
+    responses((status = 204, description = "deleted"), (status = 404, description = "no such project", body = error::Body), (status = 401, description = "missing or wrong token (no details)", body = error::Body)))]
 async fn delete_project(
     State(state): State<ApiState>,
     UrlPath(name): UrlPath<String>,
@@ -709,26 +870,34 @@ async fn delete_project(
     .await
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, ToSchema)]
 struct PauseBody {
+    /// Shown with the project (default: "paused by an administrator").
     reason: Option<String>,
 }
 
+/// Pauses the schedule.
+#[utoipa::path(post, path = "/api/v1/projects/{name}/pause", tag = "projects", params(("name" = String, Path, description = "the project's name")),
+    request_body(content = Option<PauseBody>, description = "optional"),
+    responses((status = 200, description = "the project, paused", body = ProjectView), (status = 404, description = "no such project", body = error::Body), (status = 401, description = "missing or wrong token (no details)", body = error::Body)))]
 async fn pause_project(
     State(state): State<ApiState>,
     UrlPath(name): UrlPath<String>,
     body: Option<JsonBody<PauseBody>>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<Option<ProjectView>>, ApiError> {
     let reason = body
         .and_then(|b| b.0.reason)
         .unwrap_or_else(|| "paused by an administrator".to_owned());
     set_paused(state, name, Some(reason)).await
 }
 
+/// Resumes the schedule.
+#[utoipa::path(post, path = "/api/v1/projects/{name}/resume", tag = "projects", params(("name" = String, Path, description = "the project's name")),
+    responses((status = 200, description = "the project, resumed", body = ProjectView), (status = 404, description = "no such project", body = error::Body), (status = 401, description = "missing or wrong token (no details)", body = error::Body)))]
 async fn resume_project(
     State(state): State<ApiState>,
     UrlPath(name): UrlPath<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<Option<ProjectView>>, ApiError> {
     set_paused(state, name, None).await
 }
 
@@ -737,26 +906,40 @@ async fn set_paused(
     state: ApiState,
     name: String,
     pause_reason: Option<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<Option<ProjectView>>, ApiError> {
     blocking(move || {
         let paused = pause_reason.is_some();
         state.daemon.set_paused(&name, paused, pause_reason)?;
-        let view = state.daemon.project(&name)?;
-        Ok(Json(
-            serde_json::to_value(view).map_err(ApiError::internal)?,
-        ))
+        Ok(Json(state.daemon.project(&name)?))
     })
     .await
 }
 
+/// A run's answer: the execution it recorded.
+#[derive(Serialize, ToSchema)]
+struct Started {
+    execution: ExecutionId,
+}
+
+/// Runs now; answers as soon as the execution is recorded.
+#[utoipa::path(post, path = "/api/v1/projects/{name}/run", tag = "projects", params(("name" = String, Path, description = "the project's name")),
+    responses(
+        (status = 202, description = "started", body = Started),
+        (status = 404, description = "no such project", body = error::Body),
+        (status = 409, description = "already running", body = error::Body),
+        (status = 503, description = "the daemon is shutting down", body = error::Body), (status = 401, description = "missing or wrong token (no details)", body = error::Body)))]
 async fn run_project(
     State(state): State<ApiState>,
     UrlPath(name): UrlPath<String>,
 ) -> Result<Response, ApiError> {
     let id = state.daemon.run_now(&name).await?;
-    Ok((StatusCode::ACCEPTED, Json(json!({"execution": id}))).into_response())
+    Ok((StatusCode::ACCEPTED, Json(Started { execution: id })).into_response())
 }
 
+/// Validates with the plugins (connections, organizations, entities, mappings, keys).
+#[utoipa::path(post, path = "/api/v1/projects/{name}/validate", tag = "projects", params(("name" = String, Path, description = "the project's name")),
+    responses((status = 200, description = "the validation report: each check with its outcome (secret values scrubbed)", body = Object),
+        (status = 404, description = "no such project", body = error::Body), (status = 401, description = "missing or wrong token (no details)", body = error::Body)))]
 async fn validate_project(
     State(state): State<ApiState>,
     UrlPath(name): UrlPath<String>,
@@ -776,11 +959,17 @@ async fn validate_project(
     .await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct PreviewQuery {
+    /// Records per entity, default 20, at most 1000.
     limit: Option<u32>,
 }
 
+/// Previews staged records: insert/update/reject, nothing written.
+#[utoipa::path(get, path = "/api/v1/projects/{name}/preview", tag = "projects", params(("name" = String, Path, description = "the project's name"), PreviewQuery),
+    responses((status = 200, description = "the preview report: records as they would be written, password-like values hidden", body = Object),
+        (status = 404, description = "no such project", body = error::Body), (status = 422, description = "the project is invalid, or the preview failed", body = error::Body), (status = 401, description = "missing or wrong token (no details)", body = error::Body)))]
 async fn preview_project(
     State(state): State<ApiState>,
     UrlPath(name): UrlPath<String>,
@@ -816,14 +1005,26 @@ async fn preview_project(
 // ---------------------------------------------------------------------------------
 // Executions
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ExecutionsQuery {
+    /// Only this project's.
     project: Option<String>,
+    /// Running, Completed, Warning, Error or Skipped.
     status: Option<String>,
     /// A UTC day, `YYYY-MM-DD`.
     day: Option<String>,
+    /// Default 50, at most 1000.
     limit: Option<usize>,
     offset: Option<usize>,
+}
+
+/// A page of a longer list.
+#[derive(Serialize, ToSchema)]
+struct Page<T> {
+    /// How many there are in all.
+    total: u64,
+    items: Vec<T>,
 }
 
 fn parse_status(s: &str) -> Result<ExecStatus, ApiError> {
@@ -839,10 +1040,13 @@ fn parse_status(s: &str) -> Result<ExecStatus, ApiError> {
     }
 }
 
+/// Execution history, newest first.
+#[utoipa::path(get, path = "/api/v1/executions", tag = "executions", params(ExecutionsQuery),
+    responses((status = 200, description = "a page of executions", body = Page<ExecutionSummary>), (status = 400, description = "a status or day that does not parse", body = error::Body), (status = 401, description = "missing or wrong token (no details)", body = error::Body)))]
 async fn list_executions(
     State(state): State<ApiState>,
     Query(q): Query<ExecutionsQuery>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<Page<ExecutionSummary>>, ApiError> {
     let status = q.status.as_deref().map(parse_status).transpose()?;
     let (since, until) = match &q.day {
         None => (None, None),
@@ -867,9 +1071,9 @@ async fn list_executions(
             until,
             limit: 0,
         })?;
-        let total = all.len();
+        let total = all.len() as u64;
         let items: Vec<_> = all.into_iter().skip(offset).take(limit).collect();
-        Ok(Json(json!({"total": total, "items": items})))
+        Ok(Json(Page { total, items }))
     })
     .await
 }
@@ -888,33 +1092,48 @@ fn load_execution(state: &ApiState, id: ExecutionId) -> Result<crate::store::Exe
         .ok_or_else(|| ApiError::not_found("execution", &id.to_string()))
 }
 
+/// One execution: tasks with counts and cursors, log.
+#[utoipa::path(get, path = "/api/v1/executions/{id}", tag = "executions", params(("id" = u64, Path, description = "the execution's id")),
+    responses((status = 200, description = "the execution", body = crate::store::Execution), (status = 400, description = "an id that is not a number", body = error::Body), (status = 404, description = "no such execution", body = error::Body), (status = 401, description = "missing or wrong token (no details)", body = error::Body)))]
 async fn get_execution(
     State(state): State<ApiState>,
     UrlPath(id): UrlPath<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<crate::store::Execution>, ApiError> {
     let id = parse_id(&id)?;
-    blocking(move || {
-        let e = load_execution(&state, id)?;
-        Ok(Json(serde_json::to_value(e).map_err(ApiError::internal)?))
-    })
-    .await
+    blocking(move || Ok(Json(load_execution(&state, id)?))).await
 }
 
+/// `GET /api/v1/executions/{id}/log`'s answer.
+#[derive(Serialize, ToSchema)]
+struct ExecutionLog {
+    log: Vec<String>,
+    /// Lines beyond the store's limit: counted, not kept.
+    dropped: u64,
+}
+
+/// The execution's log lines.
+#[utoipa::path(get, path = "/api/v1/executions/{id}/log", tag = "executions", params(("id" = u64, Path, description = "the execution's id")),
+    responses((status = 200, description = "the log", body = ExecutionLog), (status = 404, description = "no such execution", body = error::Body), (status = 401, description = "missing or wrong token (no details)", body = error::Body)))]
 async fn execution_log(
     State(state): State<ApiState>,
     UrlPath(id): UrlPath<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<ExecutionLog>, ApiError> {
     let id = parse_id(&id)?;
     blocking(move || {
         let e = load_execution(&state, id)?;
-        Ok(Json(json!({"log": e.log, "dropped": e.log_dropped})))
+        Ok(Json(ExecutionLog {
+            log: e.log,
+            dropped: e.log_dropped,
+        }))
     })
     .await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct PageQuery {
     offset: Option<u64>,
+    /// Default 100, at most 1000.
     limit: Option<u64>,
 }
 
@@ -931,7 +1150,7 @@ async fn execution_page<T: Serialize + Send + 'static>(
         u64,
     ) -> Result<(Vec<T>, u64), crate::store::StoreError>,
     record: fn(&mut T) -> &mut Vec<(String, serde_json::Value)>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<Page<T>>, ApiError> {
     let id = parse_id(&id)?;
     blocking(move || {
         let store = &state.daemon.service().store;
@@ -941,36 +1160,47 @@ async fn execution_page<T: Serialize + Send + 'static>(
             let r = record(item);
             *r = redact_record(r);
         }
-        Ok(Json(json!({"total": total, "items": items})))
+        Ok(Json(Page { total, items }))
     })
     .await
 }
 
+/// Record errors: task, stage, key, field, message, source record.
+#[utoipa::path(get, path = "/api/v1/executions/{id}/errors", tag = "executions", params(("id" = u64, Path, description = "the execution's id"), PageQuery),
+    responses((status = 200, description = "a page of record errors, password-like fields redacted", body = Page<StoredRecordError>), (status = 404, description = "no such execution", body = error::Body), (status = 401, description = "missing or wrong token (no details)", body = error::Body)))]
 async fn execution_errors(
     State(state): State<ApiState>,
     UrlPath(id): UrlPath<String>,
     Query(q): Query<PageQuery>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<Page<StoredRecordError>>, ApiError> {
     execution_page(state, id, q, crate::store::Store::record_errors, |e| {
         &mut e.record
     })
     .await
 }
 
+/// Staging data: records as sent to the destination.
+#[utoipa::path(get, path = "/api/v1/executions/{id}/staging", tag = "executions", params(("id" = u64, Path, description = "the execution's id"), PageQuery),
+    responses((status = 200, description = "a page of staged records, password-like fields redacted", body = Page<StagedRecord>), (status = 404, description = "no such execution", body = error::Body), (status = 401, description = "missing or wrong token (no details)", body = error::Body)))]
 async fn execution_staging(
     State(state): State<ApiState>,
     UrlPath(id): UrlPath<String>,
     Query(q): Query<PageQuery>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<Page<StagedRecord>>, ApiError> {
     execution_page(state, id, q, crate::store::Store::staged, |s| &mut s.record).await
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, ToSchema)]
 struct RerunBody {
+    /// Only the records that failed (default: everything).
     #[serde(default)]
     failed_only: bool,
 }
 
+/// Re-runs (all, or failed records only).
+#[utoipa::path(post, path = "/api/v1/executions/{id}/rerun", tag = "executions", params(("id" = u64, Path, description = "the execution's id")),
+    request_body(content = Option<RerunBody>, description = "optional"),
+    responses((status = 202, description = "started", body = Started), (status = 404, description = "no such execution", body = error::Body), (status = 409, description = "the project is running", body = error::Body), (status = 401, description = "missing or wrong token (no details)", body = error::Body)))]
 async fn rerun_execution(
     State(state): State<ApiState>,
     UrlPath(id): UrlPath<String>,
@@ -979,19 +1209,21 @@ async fn rerun_execution(
     let id = parse_id(&id)?;
     let failed_only = body.is_some_and(|b| b.0.failed_only);
     let new = state.daemon.rerun(id, failed_only).await?;
-    Ok((StatusCode::ACCEPTED, Json(json!({"execution": new}))).into_response())
+    Ok((StatusCode::ACCEPTED, Json(Started { execution: new })).into_response())
 }
 
 // ---------------------------------------------------------------------------------
 // Connections
 
 /// A connection as the API shows it: secret names, never their values.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = Connection)]
 struct ConnectionView {
     name: String,
     plugin: String,
     config: std::collections::BTreeMap<String, String>,
     secret_names: Vec<String>,
+    #[schema(value_type = Option<String>)]
     directory: Option<PathBuf>,
     http_hosts: Vec<String>,
     http_internal: bool,
@@ -1027,17 +1259,23 @@ impl From<StoredConnection> for ConnectionView {
     }
 }
 
+/// Connections (secret names only).
+#[utoipa::path(get, path = "/api/v1/connections", tag = "connections",
+    responses((status = 200, description = "every connection", body = Items<ConnectionSummary>), (status = 401, description = "missing or wrong token (no details)", body = error::Body)))]
 async fn list_connections(
     State(state): State<ApiState>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<Items<ConnectionSummary>>, ApiError> {
     blocking(move || {
-        Ok(Json(
-            json!({"items": state.daemon.service().store.connections()?}),
-        ))
+        Ok(Json(Items {
+            items: state.daemon.service().store.connections()?,
+        }))
     })
     .await
 }
 
+/// One connection (secret names only).
+#[utoipa::path(get, path = "/api/v1/connections/{name}", tag = "connections", params(("name" = String, Path, description = "the connection's name")),
+    responses((status = 200, description = "the connection", body = ConnectionView), (status = 404, description = "no such connection", body = error::Body), (status = 401, description = "missing or wrong token (no details)", body = error::Body)))]
 async fn get_connection(
     State(state): State<ApiState>,
     UrlPath(name): UrlPath<String>,
@@ -1054,23 +1292,42 @@ async fn get_connection(
     .await
 }
 
+/// `POST /api/v1/connections/{name}/check`'s answer.
+#[derive(Serialize, ToSchema)]
+struct ConnectionCheck {
+    name: String,
+    state: ConnectionState,
+}
+
 /// A connection to store: secrets are write-only.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = ConnectionInput)]
 struct ConnectionBody {
     plugin: String,
+    /// Options; credentials (`auth.token`, `auth.password`, `auth.key`,
+    /// `auth.client_secret`, `postgres.password`, options the plugin declares
+    /// secret) are refused here: give them in `secrets`.
     #[serde(default)]
     config: std::collections::BTreeMap<String, String>,
+    /// Write-only.
     #[serde(default)]
     secrets: std::collections::BTreeMap<String, String>,
+    /// Absolute.
+    #[schema(value_type = Option<String>)]
     directory: Option<PathBuf>,
     #[serde(default)]
     http_hosts: Vec<String>,
+    /// Hosts granted by name may resolve to internal (loopback, private, link-local)
+    /// addresses; default false.
     #[serde(default)]
     http_internal: bool,
 }
 
 /// Creates or replaces a connection, then checks it (the answer carries the state).
+#[utoipa::path(put, path = "/api/v1/connections/{name}", tag = "connections", params(("name" = String, Path, description = "the connection's name")),
+    request_body(content = ConnectionBody),
+    responses((status = 200, description = "the connection, checked", body = ConnectionView), (status = 400, description = "invalid connection", body = error::Body), (status = 409, description = "the daemon has no secret key to store secrets with", body = error::Body), (status = 401, description = "missing or wrong token (no details)", body = error::Body)))]
 async fn put_connection(
     State(state): State<ApiState>,
     UrlPath(name): UrlPath<String>,
@@ -1107,6 +1364,9 @@ async fn put_connection(
     .await
 }
 
+/// Deletes a connection.
+#[utoipa::path(delete, path = "/api/v1/connections/{name}", tag = "connections", params(("name" = String, Path, description = "the connection's name")),
+    responses((status = 204, description = "deleted"), (status = 404, description = "no such connection", body = error::Body), (status = 401, description = "missing or wrong token (no details)", body = error::Body)))]
 async fn delete_connection(
     State(state): State<ApiState>,
     UrlPath(name): UrlPath<String>,
@@ -1121,13 +1381,16 @@ async fn delete_connection(
     .await
 }
 
+/// Checks a connection: Connected, or NeedsFixing with the reason.
+#[utoipa::path(post, path = "/api/v1/connections/{name}/check", tag = "connections", params(("name" = String, Path, description = "the connection's name")),
+    responses((status = 200, description = "the connection's state", body = ConnectionCheck), (status = 404, description = "no such connection", body = error::Body), (status = 401, description = "missing or wrong token (no details)", body = error::Body)))]
 async fn check_connection(
     State(state): State<ApiState>,
     UrlPath(name): UrlPath<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<ConnectionCheck>, ApiError> {
     blocking(move || {
-        let s = state.daemon.service().check_connection(&name)?;
-        Ok(Json(json!({"name": name, "state": s})))
+        let state = state.daemon.service().check_connection(&name)?;
+        Ok(Json(ConnectionCheck { name, state }))
     })
     .await
 }

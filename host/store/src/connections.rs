@@ -16,7 +16,7 @@ impl Store {
                 .map(|(name, value)| {
                     Ok((
                         name.clone(),
-                        hex(&secrets::seal(key, &c.name, name, value)?),
+                        hex::encode(secrets::seal(key, &c.name, name, value)?),
                     ))
                 })
                 .collect::<Result<Vec<_>, StoreError>>()?
@@ -52,10 +52,12 @@ impl Store {
             rest.secrets
                 .iter()
                 .map(|(secret, sealed)| {
-                    let sealed = unhex(sealed).ok_or_else(|| StoreError::Corrupt {
-                        key: format!("connections/{name}"),
-                        reason: format!("secret {secret:?} is not hex"),
-                    })?;
+                    let sealed = hex::decode(sealed)
+                        .ok()
+                        .ok_or_else(|| StoreError::Corrupt {
+                            key: format!("connections/{name}"),
+                            reason: format!("secret {secret:?} is not hex"),
+                        })?;
                     Ok((
                         secret.clone(),
                         secrets::open(key, &rest.name, secret, &sealed)?,

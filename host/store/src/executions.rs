@@ -541,6 +541,6 @@ pub(super) fn seq_key_name(tree: &str, key: &[u8]) -> String {
             u64::from_be_bytes(seq)
         )
     } else {
-        format!("{tree}/{}", hex(key))
+        format!("{tree}/{}", hex::encode(key))
     }
 }

@@ -1,4 +1,9 @@
 //! Installed plugins: name + version → where the validated copy lives.
+//!
+//! Versions are semantic versions (`semver`), refused at install otherwise: "the
+//! highest version" must put a release above its own pre-releases (`1.0.0` over
+//! `1.0.0-rc1`), which splitting the text on `.`/`-` did not. A pinned lookup
+//! (`name@version`) matches the installed text exactly, as it always did.
 
 use super::*;
 
@@ -7,6 +12,15 @@ impl Store {
     pub fn put_plugin(&self, p: &InstalledPlugin) -> Result<(), StoreError> {
         check_name("plugin name", &p.name)?;
         check_name("plugin version", &p.version)?;
+        if let Err(e) = semver::Version::parse(&p.version) {
+            return Err(StoreError::Invalid {
+                what: "plugin version",
+                reason: format!(
+                    "{:?} of plugin {:?} is not a semantic version (MAJOR.MINOR.PATCH, such as 1.2.0 or 1.2.0-rc.1): {e}",
+                    p.version, p.name
+                ),
+            });
+        }
         let key = format!("{}\0{}", p.name, p.version);
         self.plugins
             .insert(key.as_bytes(), encode(p)?)
@@ -27,13 +41,14 @@ impl Store {
         Ok(out)
     }
 
-    /// The installed plugin `name` at `version`, or its highest version.
+    /// The installed plugin `name` at exactly `version`, or its highest semantic
+    /// version (a release above its pre-releases).
     pub fn plugin(
         &self,
         name: &str,
         version: Option<&str>,
     ) -> Result<Option<InstalledPlugin>, StoreError> {
-        let mut matching: Vec<InstalledPlugin> = self
+        let matching: Vec<InstalledPlugin> = self
             .plugins()?
             .into_iter()
             .filter(|p| p.name == name)
@@ -41,12 +56,10 @@ impl Store {
         if let Some(v) = version {
             return Ok(matching.into_iter().find(|p| p.version == v));
         }
-        let parts = |v: &str| -> Vec<u64> {
-            v.split(['.', '-', '+'])
-                .map(|x| x.parse().unwrap_or(0))
-                .collect()
-        };
-        matching.sort_by_key(|p| parts(&p.version));
-        Ok(matching.pop())
+        // A store written before versions were checked may hold one that does not
+        // parse: it ranks below every semantic version rather than failing the lookup.
+        Ok(matching
+            .into_iter()
+            .max_by_key(|p| semver::Version::parse(&p.version).ok()))
     }
 }

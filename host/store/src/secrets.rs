@@ -192,11 +192,8 @@ impl StoreKey {
 /// 32 bytes written as 64 hex digits or base64 (padded or not), else `None`.
 fn key_bytes(material: &str) -> Option<[u8; 32]> {
     use base64::Engine as _;
-    if material.len() == 64 && material.bytes().all(|b| b.is_ascii_hexdigit()) {
-        let mut out = [0u8; 32];
-        for (i, pair) in material.as_bytes().chunks(2).enumerate() {
-            out[i] = u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok()?;
-        }
+    let mut out = [0u8; 32];
+    if hex::decode_to_slice(material, &mut out).is_ok() {
         return Some(out);
     }
     if matches!(material.len(), 43 | 44) {

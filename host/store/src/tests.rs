@@ -937,7 +937,7 @@ fn write_legacy_store(dir: &Path, material: &str, value: &str) {
         name: "crm".into(),
         plugin: "csv".into(),
         config: Vec::new(),
-        secrets: vec![("password".into(), hex(&sealed))],
+        secrets: vec![("password".into(), hex::encode(&sealed))],
         directory: None,
         http_hosts: Vec::new(),
         http_internal: false,
@@ -988,7 +988,7 @@ fn a_store_sealed_with_the_old_unsalted_key_still_opens_and_is_resealed_with_a_s
         assert_ne!(after, sealed_before, "sealed anew");
         // The old key no longer opens it; the salt is the store's own.
         let rest: ConnectionAtRest = decode(|| "crm".into(), &after).unwrap();
-        let sealed = unhex(&rest.secrets[0].1).unwrap();
+        let sealed = hex::decode(&rest.secrets[0].1).unwrap();
         let legacy = key(material)
             .for_store(Derivation::LegacySha256, &[])
             .unwrap();
@@ -1028,7 +1028,7 @@ fn a_new_store_salts_its_passphrase_and_takes_a_32_byte_key_as_is() {
     assert_ne!(salt_a, salt_b, "each store its own salt");
     // The key is not SHA-256 of the passphrase (nor the same in both stores).
     let rest: ConnectionAtRest = decode(|| "crm".into(), &at_rest_a).unwrap();
-    let sealed = unhex(&rest.secrets[0].1).unwrap();
+    let sealed = hex::decode(&rest.secrets[0].1).unwrap();
     let legacy = key(material)
         .for_store(Derivation::LegacySha256, &[])
         .unwrap();
@@ -1066,4 +1066,57 @@ fn a_new_store_salts_its_passphrase_and_takes_a_32_byte_key_as_is() {
         "no salt for a key"
     );
     assert!(!key(material).is_raw_key());
+}
+
+fn installed(name: &str, version: &str) -> InstalledPlugin {
+    InstalledPlugin {
+        name: name.into(),
+        version: version.into(),
+        kind: "connector".into(),
+        sha256: "00".repeat(32),
+        path: PathBuf::from(format!("/plugins/{name}-{version}.wasm")),
+        installed_at: 1,
+    }
+}
+
+#[test]
+fn the_highest_plugin_version_is_a_release_above_its_pre_releases() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    // Installed in an order where the last one is not the highest.
+    for v in ["1.0.0", "0.9.0", "1.0.0-rc1", "1.0.0-rc.2", "0.10.0"] {
+        store.put_plugin(&installed("items", v)).unwrap();
+    }
+    store.put_plugin(&installed("other", "2.0.0")).unwrap();
+    let highest = store.plugin("items", None).unwrap().unwrap();
+    assert_eq!(highest.version, "1.0.0");
+    // A pin names the exact installed version, pre-releases included.
+    let pinned = store.plugin("items", Some("1.0.0-rc1")).unwrap().unwrap();
+    assert_eq!(pinned.version, "1.0.0-rc1");
+    assert_eq!(store.plugin("items", Some("1.0")).unwrap(), None);
+    // Without the release, the newest pre-release is the highest; 0.10 is above 0.9.
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    for v in ["0.10.0", "1.0.0-rc.2", "0.9.0", "1.0.0-rc.10"] {
+        store.put_plugin(&installed("items", v)).unwrap();
+    }
+    assert_eq!(
+        store.plugin("items", None).unwrap().unwrap().version,
+        "1.0.0-rc.10"
+    );
+}
+
+#[test]
+fn a_plugin_version_that_is_not_semver_is_refused_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    for v in ["1.0", "v1.2.3", "latest"] {
+        let e = store.put_plugin(&installed("items", v)).unwrap_err();
+        let text = e.to_string();
+        assert!(
+            text.contains(&format!("{v:?}")) && text.contains("not a semantic version"),
+            "{text}"
+        );
+    }
+    assert!(store.plugins().unwrap().is_empty());
 }

@@ -102,14 +102,16 @@ pub(super) fn migrate_to_salted(
         let key = || format!("connections/{}", String::from_utf8_lossy(&name));
         let mut rest: ConnectionAtRest = decode(key, &bytes)?;
         for (secret, sealed_hex) in &mut rest.secrets {
-            let sealed = unhex(sealed_hex).ok_or_else(|| StoreError::Corrupt {
-                key: key(),
-                reason: format!("secret {secret:?} is not hex"),
-            })?;
+            let sealed = hex::decode(&*sealed_hex)
+                .ok()
+                .ok_or_else(|| StoreError::Corrupt {
+                    key: key(),
+                    reason: format!("secret {secret:?} is not hex"),
+                })?;
             let Ok(plain) = secrets::open(&old, &rest.name, secret, &sealed) else {
                 return Ok(None);
             };
-            *sealed_hex = hex(&secrets::seal(&new, &rest.name, secret, &plain)?);
+            *sealed_hex = hex::encode(secrets::seal(&new, &rest.name, secret, &plain)?);
             count += 1;
         }
         rewritten.push((name, encode(&rest)?));

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 pub type ExecutionId = u64;
 
 /// What started an execution.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Trigger {
     Manual,
@@ -22,7 +22,7 @@ pub enum Trigger {
 }
 
 /// Where an execution stands. Only `Running` can still change.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub enum ExecStatus {
     Running,
     Completed,
@@ -46,7 +46,7 @@ impl fmt::Display for ExecStatus {
 }
 
 /// Whether a stored connection was last seen working.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub enum ConnectionState {
     Unchecked,
     Connected,
@@ -94,7 +94,7 @@ impl fmt::Debug for StoredConnection {
 }
 
 /// A connection in a listing: secret names, never values (listing needs no key).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ConnectionSummary {
     pub name: String,
     pub plugin: String,
@@ -125,7 +125,7 @@ pub struct ProjectSummary {
 }
 
 /// One entity task's progress inside an execution.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TaskState {
     pub name: String,
     pub read: u64,
@@ -161,7 +161,7 @@ pub struct NewExecution {
 
 /// An execution in full: counts, cursors and its log. Record errors and staged records
 /// are only counted here; page through them with `Store::record_errors` / `Store::staged`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Execution {
     pub id: ExecutionId,
     pub project: String,
@@ -193,7 +193,7 @@ pub struct Execution {
 }
 
 /// An execution in a listing: small, so listing never loads logs, errors or staging.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ExecutionSummary {
     pub id: ExecutionId,
     pub project: String,
@@ -213,7 +213,7 @@ pub struct ExecutionSummary {
 }
 
 /// One record that failed, kept so a person can see why.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct StoredRecordError {
     pub task: String,
     /// `pull`, `map`, `transform` or `upsert`.
@@ -224,14 +224,17 @@ pub struct StoredRecordError {
     pub message: String,
     /// The source record. Redacting secrets out of it is the caller's job: the store
     /// keeps what it is given.
+    #[schema(value_type = Vec<Vec<Object>>)]
     pub record: Vec<(String, serde_json::Value)>,
 }
 
 /// A record as it would be written (preview / dry runs).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct StagedRecord {
     pub task: String,
     pub key: Option<String>,
+    /// `[field, value]` pairs, in the record's order.
+    #[schema(value_type = Vec<Vec<Object>>)]
     pub record: Vec<(String, serde_json::Value)>,
 }
 

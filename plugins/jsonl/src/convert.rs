@@ -111,7 +111,7 @@ pub fn to_json(col: &Column, i: usize) -> Json {
             Json::String(v.get_str(i).unwrap_or_default().to_owned())
         }
         ColumnData::Timestamp(v) => Json::String(format_timestamp(v[i])),
-        ColumnData::Bytes(v) => Json::String(hex(v.get(i))),
+        ColumnData::Bytes(v) => Json::String(hex::encode(v.get(i))),
     }
 }
 
@@ -274,14 +274,6 @@ pub fn key_part(value: Option<&Json>) -> Option<String> {
         Json::String(s) => Some(s.clone()),
         other => Some(other.to_string()),
     }
-}
-
-pub fn hex(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        let _ = write!(out, "{b:02x}");
-    }
-    out
 }
 
 /// Microseconds since the epoch as RFC 3339 UTC: `2024-03-01T12:00:00Z`, with

@@ -146,7 +146,7 @@ pub fn to_json(value: Value) -> Json {
         Value::Float(x) => Number::from_f64(x).map_or(Json::Null, Json::Number),
         Value::Decimal(s) | Value::Text(s) => Json::String(s),
         Value::Timestamp(micros) => Json::String(format_rfc3339(micros)),
-        Value::Bytes(b) => Json::String(b.iter().map(|x| format!("{x:02x}")).collect()),
+        Value::Bytes(b) => Json::String(hex::encode(b)),
     }
 }
 

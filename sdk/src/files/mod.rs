@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use crate::Error;
 
 mod keyed;
+#[cfg(any(test, feature = "test-hooks"))]
 #[doc(hidden)]
 pub use keyed::{__crash_during_append, __forget_kept_index, __set_index_slots, __test_format};
 pub use keyed::{KeyedFileWriter, RecordFormat};

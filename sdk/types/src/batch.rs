@@ -97,7 +97,7 @@ impl Value {
             Value::Float(x) => x.to_string(),
             Value::Decimal(s) | Value::Text(s) => s.clone(),
             Value::Timestamp(t) => t.to_string(),
-            Value::Bytes(b) => b.iter().map(|x| format!("{x:02x}")).collect(),
+            Value::Bytes(b) => hex::encode(b),
         }
     }
 }

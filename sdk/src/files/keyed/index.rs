@@ -49,6 +49,7 @@ pub(super) const FILTER_BYTES: usize = 16 << 20;
 const PAGE_ENTRIES: usize = 256;
 const ENTRY: usize = 16;
 
+#[cfg(any(test, feature = "test-hooks"))]
 thread_local! {
     /// Tests make the table small to cross the spill boundary with few keys.
     static MEM_LIMIT: std::cell::Cell<usize> = const { std::cell::Cell::new(MEM_MAX_SLOTS) };
@@ -56,11 +57,20 @@ thread_local! {
 
 /// Makes the hash table of recent keys at most `slots` (a power of two, at
 /// least 1024) for writers opened afterwards on this thread, so tests cross the
-/// spill boundary with few keys. Not for production use.
+/// spill boundary with few keys. For tests (feature `test-hooks`).
+#[cfg(any(test, feature = "test-hooks"))]
 #[doc(hidden)]
 pub fn __set_index_slots(slots: usize) {
     assert!(slots.is_power_of_two() && slots >= MEM_MIN_SLOTS);
     MEM_LIMIT.with(|m| m.set(slots));
+}
+
+/// The hash table's size limit for a new writer: the tests' choice, or the budget.
+fn mem_limit() -> usize {
+    #[cfg(any(test, feature = "test-hooks"))]
+    return MEM_LIMIT.with(|m| m.get());
+    #[cfg(not(any(test, feature = "test-hooks")))]
+    MEM_MAX_SLOTS
 }
 
 /// A 64-bit hash of a byte stream, whatever the chunks it comes in
@@ -680,7 +690,7 @@ impl Index {
             files,
             tag,
             what: what.to_owned(),
-            mem: Memtable::new(MEM_LIMIT.with(|m| m.get())),
+            mem: Memtable::new(mem_limit()),
             filter: None,
             runs: Vec::new(),
             next_id: 0,
@@ -1115,7 +1125,9 @@ pub(super) fn take_kept(path: &Path, tag: u64, file: Option<&Fingerprint>) -> Op
     (kept.path == path && kept.tag == tag && Some(&kept.file) == file).then_some(kept.index)
 }
 
-/// Forgets the kept index, as a fresh instance would have none. For tests.
+/// Forgets the kept index, as a fresh instance would have none. For tests
+/// (feature `test-hooks`).
+#[cfg(any(test, feature = "test-hooks"))]
 #[doc(hidden)]
 pub fn __forget_kept_index() {
     KEPT.with(|k| k.borrow_mut().take());

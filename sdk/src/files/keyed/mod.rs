@@ -16,8 +16,13 @@ use super::{entity_path, io_error, temp_path};
 use crate::{Batch, Error, RecordError, UpsertOutcome, Writer};
 
 mod index;
+#[cfg(any(test, feature = "test-hooks"))]
 pub use index::{__forget_kept_index, __set_index_slots};
 
+// The crash hooks exist only for the SDK's own tests (feature `test-hooks`, which
+// only its dev-dependency on itself turns on): a plugin built against the SDK has
+// neither the hooks nor the thread-local they read.
+#[cfg(any(test, feature = "test-hooks"))]
 thread_local! {
     static CRASH_AT: std::cell::Cell<u8> = const { std::cell::Cell::new(0) };
 }
@@ -26,14 +31,27 @@ thread_local! {
 /// at `step`: 1 after the append manifest, 2 after half the records were
 /// appended, 3 after the appended records were made durable. `finish` then
 /// returns an error and cleans nothing up (forget the writer to skip `drop`).
-/// For tests.
+/// For tests (feature `test-hooks`).
+#[cfg(any(test, feature = "test-hooks"))]
 #[doc(hidden)]
 pub fn __crash_during_append(step: u8) {
     CRASH_AT.with(|c| c.set(step));
 }
 
+/// Whether a test asked for a crash at `step`.
+#[cfg(any(test, feature = "test-hooks"))]
+fn crash_armed(step: u8) -> bool {
+    CRASH_AT.with(|c| c.get()) == step
+}
+
+#[cfg(not(any(test, feature = "test-hooks")))]
+fn crash_armed(_step: u8) -> bool {
+    false
+}
+
 fn crash_at(step: u8) -> Result<(), Error> {
-    if CRASH_AT.with(|c| c.get()) == step {
+    if crash_armed(step) {
+        #[cfg(any(test, feature = "test-hooks"))]
         CRASH_AT.with(|c| c.set(0));
         return Err(Error::internal("simulated crash"));
     }
@@ -1077,7 +1095,7 @@ impl<F: RecordFormat> KeyedFileWriter<F> {
             if n == 0 {
                 break;
             }
-            if copied + n as u64 > log.len() / 2 && CRASH_AT.with(|c| c.get()) == 2 {
+            if copied + n as u64 > log.len() / 2 && crash_armed(2) {
                 let half = (log.len() / 2 - copied) as usize;
                 out.write_all(&buf[..half]).map_err(|e| self.ioe(path, e))?;
                 crash_at(2)?;
@@ -1403,6 +1421,7 @@ fn read_file_at<T>(file: &File, pos: u64, f: impl FnOnce(&mut dyn BufRead) -> T)
 }
 
 /// A line format for tests: `key<TAB>value\n`; an update replaces the value.
+#[cfg(any(test, feature = "test-hooks"))]
 #[doc(hidden)]
 pub mod __test_format {
     use super::*;
