@@ -17,6 +17,7 @@ pub mod mapping;
 mod preview;
 mod report;
 mod retry;
+mod secrets;
 pub mod validate;
 
 use std::collections::HashMap;
@@ -31,10 +32,12 @@ pub use execute::{
 pub use mapping::{CompiledMappings, MappingError};
 pub use preview::{Prediction, PreviewRecord, PreviewReport};
 pub use report::{Counts, ExecutionReport, RecordFailure, Stage, Status, TaskReport};
+pub use secrets::SECRET_AS_OPTION;
 pub use validate::{Problem, Severity, ValidationReport};
 
 use crate::bundled;
 use crate::project::{Connection, Place, PluginRef, PluginSource, Project};
+use crate::redact::Redactor;
 use crate::runtime::{
     ConnectorInstance, LoadError, Plugin, PluginKind, Runtime, TransformInstance, capabilities,
 };
@@ -241,24 +244,60 @@ impl<'r> Engine<'r> {
     /// Validates `project`: connections, organizations, entities, mappings,
     /// keys, transforms. Every problem at once; nothing is written.
     pub fn validate(&self, project: &Project) -> Result<ValidationReport, EngineError> {
+        let secrets = match self.secrets(project) {
+            Ok(r) => r,
+            Err(EngineError::Invalid(report)) => return Ok(*report),
+            Err(e) => return Err(e),
+        };
         let mut prepared = self.prepare(project)?;
-        Ok(validate::validate(project, &mut prepared, None).report)
+        let mut report = validate::validate(project, &mut prepared, None).report;
+        secrets::scrub_report(&mut report, &secrets);
+        Ok(report)
+    }
+
+    /// Every secret value a run of `project` knows (its credentials, stored
+    /// secrets, options its plugins declare secret), for scrubbing text.
+    pub fn redactor(&self, project: &Project) -> Redactor {
+        secrets::redactor(&self.registry, project)
+    }
+
+    /// The project's secrets, remembered process-wide so the runtime's log lines
+    /// (a plugin's, a trap's) are scrubbed of them too; `Invalid` when a secret is
+    /// given as a plain option (nothing is called then: no plugin sees it).
+    fn secrets(&self, project: &Project) -> Result<Redactor, EngineError> {
+        let r = self.redactor(project);
+        r.remember();
+        let problems = secrets::plain_secrets(&self.registry, project);
+        if !problems.is_empty() {
+            return Err(EngineError::Invalid(Box::new(ValidationReport {
+                project: project.name.clone(),
+                valid: false,
+                problems,
+            })));
+        }
+        Ok(r)
     }
 
     /// Pulls up to `limit` source records of each task, maps and transforms
     /// them, and predicts what the destination would do — writing nothing.
     pub fn preview(&self, project: &Project, limit: u32) -> Result<PreviewReport, EngineError> {
+        let secrets = self.secrets(project)?;
         let mut prepared = self.prepare(project)?;
         let validated = validate::validate(project, &mut prepared, None);
         if !validated.report.valid {
-            return Err(EngineError::Invalid(Box::new(validated.report)));
+            let e = EngineError::Invalid(Box::new(validated.report));
+            return Err(secrets::scrub_error(e, &secrets));
         }
-        Ok(preview::preview(
-            project,
-            &mut prepared,
-            validated.mappings,
-            limit,
-        ))
+        let mut report = preview::preview(project, &mut prepared, validated.mappings, limit);
+        if !secrets.is_empty() {
+            for r in &mut report.records {
+                r.reason = r.reason.as_deref().map(|t| secrets.scrub(t));
+            }
+            for e in &mut report.errors {
+                *e = secrets.scrub(e);
+            }
+        }
+        Ok(report)
     }
 
     /// Validates, then runs every entity task of `project` once. `Err` when the
@@ -283,12 +322,14 @@ impl<'r> Engine<'r> {
         recorder: &mut dyn Recorder,
     ) -> Result<ExecutionReport, EngineError> {
         let started = Instant::now();
+        let secrets = self.secrets(project)?;
         let mut prepared = self.prepare(project)?;
         let validated = validate::validate(project, &mut prepared, options.stop.as_deref());
         let mut progress = execute::Progress {
             tasks: Vec::new(),
             pending: Checkpoint::default(),
             recorder,
+            secrets: &secrets,
         };
         for note in &validated.notes {
             progress.log(note.clone());
@@ -298,7 +339,8 @@ impl<'r> Engine<'r> {
             if !validated.notes.is_empty() {
                 let _ = progress.commit();
             }
-            return Err(EngineError::Invalid(Box::new(validated.report)));
+            let e = EngineError::Invalid(Box::new(validated.report));
+            return Err(secrets::scrub_error(e, &secrets));
         }
         let mut compiled = validated.mappings;
         for p in &validated.report.problems {
@@ -321,7 +363,7 @@ impl<'r> Engine<'r> {
                 destination: &mut prepared.destination,
                 transforms: &mut transforms,
             };
-            let report = execute::run_task(
+            let mut report = execute::run_task(
                 project,
                 task,
                 &mappings,
@@ -331,6 +373,7 @@ impl<'r> Engine<'r> {
                 observer,
                 &mut progress,
             );
+            execute::scrub_task(&mut report, &secrets);
             tracing::info!(
                 project = %project.name, task = %task.name,
                 read = report.counts.read, inserted = report.counts.inserted,
