@@ -529,27 +529,31 @@ impl Plugin {
     }
 
     /// The names of the options the plugin declares `secret` (its describe
-    /// answer), asked once per loaded plugin. Empty when it cannot be described:
-    /// then nothing is known to be secret beyond the host's own credentials.
+    /// answer), asked once per loaded plugin. Empty when it cannot be described
+    /// (then nothing is known to be secret beyond the host's own credentials);
+    /// a failed describe (a full instance pool, a trap) is asked again next time.
     pub fn secret_options(&self) -> &[String] {
-        self.inner.secret_options.get_or_init(|| {
-            let info = match self.inner.kind {
-                PluginKind::Connector => self
-                    .connector(Grants::none(), Limits::default())
-                    .and_then(|mut c| c.describe()),
-                PluginKind::Transform => self
-                    .transform(Limits::default())
-                    .and_then(|mut t| t.describe()),
-            };
-            info.map(|i| {
-                i.config
+        if let Some(names) = self.inner.secret_options.get() {
+            return names;
+        }
+        let info = match self.inner.kind {
+            PluginKind::Connector => self
+                .connector(Grants::none(), Limits::default())
+                .and_then(|mut c| c.describe()),
+            PluginKind::Transform => self
+                .transform(Limits::default())
+                .and_then(|mut t| t.describe()),
+        };
+        match info {
+            Ok(info) => self.inner.secret_options.get_or_init(|| {
+                info.config
                     .into_iter()
                     .filter(|f| f.secret)
                     .map(|f| f.name)
                     .collect()
-            })
-            .unwrap_or_default()
-        })
+            }),
+            Err(_) => &[],
+        }
     }
 
     /// A connector instance with the given grants and limits. Instances are
