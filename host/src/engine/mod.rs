@@ -244,12 +244,12 @@ impl<'r> Engine<'r> {
     /// Validates `project`: connections, organizations, entities, mappings,
     /// keys, transforms. Every problem at once; nothing is written.
     pub fn validate(&self, project: &Project) -> Result<ValidationReport, EngineError> {
+        let mut prepared = self.prepare(project)?;
         let secrets = match self.secrets(project) {
             Ok(r) => r,
             Err(EngineError::Invalid(report)) => return Ok(*report),
             Err(e) => return Err(e),
         };
-        let mut prepared = self.prepare(project)?;
         let mut report = validate::validate(project, &mut prepared, None).report;
         secrets::scrub_report(&mut report, &secrets);
         Ok(report)
@@ -263,7 +263,9 @@ impl<'r> Engine<'r> {
 
     /// The project's secrets, remembered process-wide so the runtime's log lines
     /// (a plugin's, a trap's) are scrubbed of them too; `Invalid` when a secret is
-    /// given as a plain option (nothing is called then: no plugin sees it).
+    /// given as a plain option. Asked after [`Engine::prepare`] (which loads the
+    /// plugins, refusing one that does not load, and calls none) and before any
+    /// call: no plugin sees a refused secret.
     fn secrets(&self, project: &Project) -> Result<Redactor, EngineError> {
         let r = self.redactor(project);
         r.remember();
@@ -281,8 +283,8 @@ impl<'r> Engine<'r> {
     /// Pulls up to `limit` source records of each task, maps and transforms
     /// them, and predicts what the destination would do — writing nothing.
     pub fn preview(&self, project: &Project, limit: u32) -> Result<PreviewReport, EngineError> {
-        let secrets = self.secrets(project)?;
         let mut prepared = self.prepare(project)?;
+        let secrets = self.secrets(project)?;
         let validated = validate::validate(project, &mut prepared, None);
         if !validated.report.valid {
             let e = EngineError::Invalid(Box::new(validated.report));
@@ -322,8 +324,8 @@ impl<'r> Engine<'r> {
         recorder: &mut dyn Recorder,
     ) -> Result<ExecutionReport, EngineError> {
         let started = Instant::now();
-        let secrets = self.secrets(project)?;
         let mut prepared = self.prepare(project)?;
+        let secrets = self.secrets(project)?;
         let validated = validate::validate(project, &mut prepared, options.stop.as_deref());
         let mut progress = execute::Progress {
             tasks: Vec::new(),
