@@ -574,32 +574,33 @@ fn options_a_plugin_declares_secret_are_refused_as_plain_options_and_scrubbed() 
         svc.store.connection("kit").unwrap().is_none(),
         "nothing stored"
     );
-    // As a secret it is accepted.
+    // As a secret it is accepted (the plugin's refused check quotes it).
     svc.put_connection(&conn(
-        Vec::new(),
+        vec![(
+            "refuse_check".into(),
+            format!("login refused for {DECLARED}"),
+        )],
         vec![("api_secret".into(), DECLARED.into())],
     ))
     .unwrap();
 
-    // In a project file's config the value is allowed, but never recorded.
+    // In a project's config it is refused, naming it; run from the stored
+    // connection, its value is never recorded.
     let out = tmp.path().join("out");
     std::fs::create_dir_all(&out).unwrap();
-    let text = format!(
-        r#"
-[connections.src]
-plugin = "{testkit}"
-config = {{ api_secret = "{DECLARED}", refuse_check = "login refused for {DECLARED}" }}
-
+    let run = |name: &str, connection: &str, source: &str| {
+        let text = format!(
+            r#"{connection}
 [connections.dst]
 plugin = "jsonl"
 grants = {{ directory = "{out}" }}
 
 [connection_sets.s]
-source = "src"
+source = "{source}"
 destination = "dst"
 
 [project]
-name = "declared"
+name = "{name}"
 connection_set = "s"
 
 [[project.tasks]]
@@ -608,20 +609,30 @@ destination_entity = "people"
 key = ["id"]
 mappings = [{{ destination = "id", source = "id" }}]
 "#,
-        testkit = testkit.display(),
-        out = out.display(),
+            out = out.display(),
+        );
+        svc.apply_project_text(
+            &tmp.path().join(format!("{name}.toml")),
+            &text,
+            tmp.path(),
+            &EnvPolicy::default(),
+        )
+        .unwrap();
+        svc.run(name, Trigger::Manual, &mut Quiet)
+            .unwrap_err()
+            .to_string()
+    };
+    let inline = format!(
+        "[connections.src]\nplugin = \"{}\"\nconfig = {{ api_secret = \"{DECLARED}\" }}\n",
+        testkit.display()
     );
-    svc.apply_project_text(
-        &tmp.path().join("declared.toml"),
-        &text,
-        tmp.path(),
-        &EnvPolicy::default(),
-    )
-    .unwrap();
-    let e = svc
-        .run("declared", Trigger::Manual, &mut Quiet)
-        .unwrap_err()
-        .to_string();
+    let e = run("inline", &inline, "src");
+    assert!(
+        e.contains("source connection `src`: option `api_secret` is a secret"),
+        "{e}"
+    );
+    assert!(!e.contains(DECLARED), "{e}");
+    let e = run("declared", "", "kit");
     assert!(!e.contains(DECLARED), "{e}");
     assert!(e.contains("login refused for [redacted]"), "{e}");
     let last = svc.store.executions(&Default::default()).unwrap()[0].id;
@@ -682,5 +693,246 @@ fn the_cli_prints_no_echoed_token_for_a_project_file() {
             .iter()
             .any(|r| r.header("authorization") == Some(&format!("Bearer {ENV_TOKEN}"))),
         "the token was sent"
+    );
+}
+
+/// A secret written inline in a project file that is run directly — one of the
+/// host's credential options (`auth.token`) or an option the plugin declares
+/// secret (`api_secret`) — is refused by `weir run`, `weir validate` and `weir
+/// preview` before any plugin call, naming the file and line, the connection and
+/// the option, and saying how to pass it; the same token through the
+/// allow-listed `token_env` runs.
+#[test]
+fn a_secret_written_inline_in_a_project_file_is_refused_and_token_env_runs() {
+    let server = TestServer::start(|_| Reply::new(200, "ok"));
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let out = tmp.path().join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    let by_env = kit_project("inline", &server, &out);
+
+    // Obeyed: the token from the allowed environment variable.
+    let file = tmp.path().join("env.toml");
+    std::fs::write(&file, &by_env).unwrap();
+    let o = weir(&data, &["run", file.to_str().unwrap()], None);
+    assert!(o.status.success(), "{}", text(&o));
+    let sent = format!("Bearer {ENV_TOKEN}");
+    assert!(
+        server
+            .requests()
+            .iter()
+            .any(|r| r.header("authorization") == Some(sent.as_str())),
+        "the token from the environment was sent"
+    );
+
+    // Violated: the token (or a declared-secret option) written in `config`.
+    let auth_line = "auth = { kind = \"bearer\", token_env = \"WEIR_ENV_ECHO_TOKEN\" }\n";
+    let inline_token = by_env.replace(auth_line, "").replace(
+        "config = { fetch_url",
+        &format!("config = {{ \"auth.token\" = \"{ENV_TOKEN}\", fetch_url"),
+    );
+    let inline_declared = by_env.replace(
+        "config = { fetch_url",
+        &format!("config = {{ api_secret = \"{ENV_TOKEN}\", fetch_url"),
+    );
+    for (name, project_text, option, how) in [
+        (
+            "token.toml",
+            inline_token,
+            "auth.token",
+            "token_env = \"WEIR_ENV_",
+        ),
+        (
+            "declared.toml",
+            inline_declared,
+            "api_secret",
+            "--secret api_secret=",
+        ),
+    ] {
+        let file = tmp.path().join(name);
+        std::fs::write(&file, &project_text).unwrap();
+        let line = project_text
+            .lines()
+            .position(|l| l.starts_with("config = {"))
+            .unwrap()
+            + 1;
+        let before = server.accepted();
+        for command in ["run", "validate", "preview"] {
+            let o = weir(&data, &[command, file.to_str().unwrap()], None);
+            let shown = text(&o);
+            assert!(!o.status.success(), "{command} {name}: {shown}");
+            for wanted in [
+                "secret-as-option".to_owned(),
+                format!("source connection `src`: option `{option}` is a secret"),
+                format!("{}:{line}:", file.display()),
+                how.to_owned(),
+            ] {
+                assert!(
+                    shown.contains(&wanted),
+                    "{command} {name}: no {wanted:?} in {shown}"
+                );
+            }
+            assert!(!shown.contains(ENV_TOKEN), "{command} {name}: {shown}");
+        }
+        assert_eq!(server.accepted(), before, "{name}: no plugin call sent it");
+    }
+}
+
+/// Captures every formatted tracing line of this test process.
+#[derive(Clone, Copy)]
+struct Captured;
+
+static CAPTURED: std::sync::Mutex<Vec<u8>> = std::sync::Mutex::new(Vec::new());
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        CAPTURED.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Keeps every checkpoint the engine hands over.
+#[derive(Default)]
+struct Checkpoints(Vec<weir_host::engine::Checkpoint>);
+
+impl weir_host::engine::Recorder for Checkpoints {
+    fn checkpoint(
+        &mut self,
+        cp: weir_host::engine::Checkpoint,
+    ) -> Result<(), weir_host::engine::TaskStop> {
+        self.0.push(cp);
+        Ok(())
+    }
+}
+
+/// An embedder: the library API (no store, no `weir` binary) under a plain
+/// `tracing_subscriber::fmt()` subscriber writing every event at every level,
+/// without `ScrubbingWriter`. Servers on 127.0.0.1 echo the bearer token (read
+/// from the environment): in a 400 body (a plugin logs it, then fails its check)
+/// and inside records (which fail as record errors quoting it). The token is in
+/// none of the captured log lines, the returned error, the execution report and
+/// its record errors, nor the checkpoints; the echoed texts did arrive, with the
+/// marker in the token's place.
+#[test]
+fn an_embedder_with_a_plain_subscriber_never_sees_an_echoed_secret() {
+    use weir_host::engine::{Engine, Quiet, RunOptions};
+    use weir_host::project::{EnvPolicy, Project};
+
+    const TOKEN: &str = "embedder-token-77c0e5d1b2a94f18-unique";
+    const VAR: &str = "WEIR_ENV_EMBEDDER_TOKEN";
+    let _ = tracing::subscriber::set_global_default(
+        tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_ansi(false)
+            .with_writer(|| Captured)
+            .finish(),
+    );
+    // SAFETY: set before any thread of this test reads the environment; no
+    // other test of this binary reads this variable.
+    unsafe { std::env::set_var(VAR, TOKEN) };
+    let echoed = |r: &http_server::Received| {
+        format!("you sent {}", r.header("authorization").unwrap_or("none"))
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    let parse = |name: &str, text: &str| {
+        Project::parse_with_env(
+            &tmp.path().join(name),
+            text,
+            &Default::default(),
+            &EnvPolicy::default(),
+        )
+        .unwrap()
+    };
+    let engine = Engine::new(common::runtime());
+
+    // The echo test's REST project, reading the token from this test's variable
+    // and declaring `note` an integer (a record quoting the token fails).
+    let hook = TestServer::start(|_| Reply::new(200, "ok"));
+    let rest_project = |server: &TestServer| {
+        project("embedded-rest", "src", server, &hook, &out)
+            .replace("WEIR_ENV_ECHO_TOKEN", VAR)
+            .replace(
+                "entities = \"contacts\"",
+                "entities = \"contacts\"\nfields = \"id:integer,note:integer\"",
+            )
+    };
+
+    // A server refusing with the token echoed in its 400 body: the plugin's log
+    // line quotes it (testkit), and the returned error does (rest).
+    let refusing =
+        TestServer::start(move |r| Reply::new(400, format!("{{\"message\": \"{}\"}}", echoed(r))));
+    let kit = kit_project("embedded-kit", &refusing, &out).replace("WEIR_ENV_ECHO_TOKEN", VAR);
+    let e = engine
+        .run(&parse("kit.toml", &kit), &mut Quiet)
+        .unwrap_err()
+        .to_string();
+    assert!(!e.contains(TOKEN), "{e}");
+    let e = engine
+        .run(&parse("refused.toml", &rest_project(&refusing)), &mut Quiet)
+        .unwrap_err()
+        .to_string();
+    assert!(!e.contains(TOKEN), "{e}");
+    assert!(e.contains("you sent Bearer [redacted]"), "{e}");
+
+    // Records quoting the token: record errors in the report and checkpoints.
+    let records = TestServer::start(move |r| {
+        Reply::new(
+            200,
+            format!(
+                "[{{\"id\": 1, \"note\": 1}}, {{\"id\": 2, \"note\": \"{}\"}}]",
+                echoed(r)
+            ),
+        )
+    });
+    let rest = rest_project(&records);
+    let mut checkpoints = Checkpoints::default();
+    let report = engine
+        .execute(
+            &parse("rest.toml", &rest),
+            &RunOptions {
+                capture: true,
+                ..RunOptions::default()
+            },
+            &mut Quiet,
+            &mut checkpoints,
+        )
+        .unwrap();
+    let failures = &report.tasks[0].failures;
+    assert_eq!(report.totals().failed, 1, "{report}");
+    assert!(
+        failures[0].message.contains("you sent Bearer [redacted]"),
+        "{failures:?}"
+    );
+    let shown = format!("{report}\n{report:?}\n{:?}", checkpoints.0);
+    assert!(!shown.contains(TOKEN), "{shown}");
+    assert!(
+        checkpoints.0.iter().any(|cp| cp
+            .failures
+            .iter()
+            .any(|r| r.failure.message.contains("you sent Bearer [redacted]"))),
+        "{:?}",
+        checkpoints.0
+    );
+    assert!(
+        records
+            .requests()
+            .iter()
+            .chain(refusing.requests().iter())
+            .all(|r| r.header("authorization") == Some(&format!("Bearer {TOKEN}"))),
+        "the token was sent"
+    );
+
+    let logs = String::from_utf8_lossy(&CAPTURED.lock().unwrap()).into_owned();
+    assert!(!logs.contains(TOKEN), "{logs}");
+    // The plugin's log line with the refusing server's body arrived, scrubbed.
+    assert!(
+        logs.lines()
+            .any(|l| l.contains("http response") && l.contains("you sent Bearer [redacted]")),
+        "{logs}"
     );
 }

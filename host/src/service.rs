@@ -90,6 +90,8 @@ pub fn to_connection(c: &StoredConnection) -> Connection {
             conn.config.set(k, v);
         }
     }
+    // Stored secrets reach the plugin as options: validation lets these through.
+    conn.secret_options = c.secrets.iter().map(|(k, _)| k.clone()).collect();
     let http_auth =
         crate::project::http_auth_from_stored(&c.config, &c.secrets).unwrap_or_else(|reason| {
             tracing::warn!(connection = %c.name, %reason, "HTTP credentials ignored");
@@ -127,8 +129,6 @@ pub struct AppliedProject {
 pub struct Service {
     pub store: Store,
     engine: Engine,
-    /// Secret option names per plugin (a describe call each, asked once).
-    declared: std::sync::Mutex<HashMap<(PluginSource, bool), Vec<String>>>,
     /// Which environment variables stored projects may name (the administrator's).
     env: EnvPolicy,
 }
@@ -138,7 +138,6 @@ impl Service {
         Service {
             store,
             engine: Engine::new(runtime),
-            declared: Default::default(),
             env: EnvPolicy::default(),
         }
     }
@@ -167,55 +166,17 @@ impl Service {
 
     /// The names of the options a plugin declares `secret` (empty when it cannot
     /// be described: then nothing is known to be secret beyond the grants).
-    pub fn declared_secrets(&self, plugin: &PluginRef, connector: bool) -> Vec<String> {
-        let key = (plugin.source.clone(), connector);
-        if let Some(names) = self.declared.lock().unwrap().get(&key) {
-            return names.clone();
-        }
-        let Ok(p) = self.engine.registry().get(plugin) else {
-            return Vec::new();
-        };
-        let info = if connector {
-            p.connector(Grants::none(), Limits::default())
-                .and_then(|mut c| c.describe())
-        } else {
-            p.transform(Limits::default())
-                .and_then(|mut t| t.describe())
-        };
-        let Ok(info) = info else {
-            return Vec::new();
-        };
-        let names: Vec<String> = info
-            .config
-            .into_iter()
-            .filter(|f| f.secret)
-            .map(|f| f.name)
-            .collect();
-        self.declared.lock().unwrap().insert(key, names.clone());
-        names
+    /// Asked once per loaded plugin (the engine's registry keeps the answer).
+    pub fn declared_secrets(&self, plugin: &PluginRef) -> Vec<String> {
+        self.engine.registry().secret_options(plugin)
     }
 
     /// Every secret value a run of `project` knows: its connections' grants
-    /// (credentials read from the environment or the store) and the values of
-    /// options their plugins declare secret. Remembered process-wide, so the log
-    /// sink scrubs them as well.
+    /// (credentials read from the environment or the store), their stored
+    /// secrets and the values of options their plugins declare secret.
+    /// Remembered process-wide, so the library's log lines are scrubbed of them.
     pub fn redactor_for(&self, project: &Project) -> Redactor {
-        let mut r = Redactor::new();
-        for (conn, connector) in [(&project.source, true), (&project.destination, true)] {
-            r.merge(&conn.grants.redactor());
-            for name in self.declared_secrets(&conn.plugin, connector) {
-                if let Some(v) = conn.config.get(&name) {
-                    r.add(v);
-                }
-            }
-        }
-        for step in project.tasks.iter().flat_map(|t| &t.transforms) {
-            for name in self.declared_secrets(&step.plugin, false) {
-                if let Some(v) = step.config.get(&name) {
-                    r.add(v);
-                }
-            }
-        }
+        let r = self.engine.redactor(project);
         r.remember();
         r
     }
@@ -231,7 +192,7 @@ impl Service {
     ) -> Vec<String> {
         let mut plugin_ref = PluginRef::parse(plugin, Path::new("."));
         let declared = match self.resolve_installed(&mut plugin_ref) {
-            Ok(()) => self.declared_secrets(&plugin_ref, true),
+            Ok(()) => self.declared_secrets(&plugin_ref),
             Err(_) => Vec::new(),
         };
         config

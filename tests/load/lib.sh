@@ -1,9 +1,11 @@
-# Shared by the load scripts (sourced): builds weir, makes a work folder removed
-# on exit (kept with KEEP=1), stops a started daemon on exit, and starts
-# `weir serve` on a free loopback port.
+# Shared by the load scripts (sourced): builds weir (or takes the binary in $WEIR,
+# to compare builds), makes a work folder removed on exit (kept with KEEP=1),
+# stops a started daemon on exit, and starts `weir serve` on a free loopback port.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/weir/target}"
-cargo build --release -q -p weir-host --bin weir
-WEIR="$CARGO_TARGET_DIR/release/weir"
+if [ -z "${WEIR:-}" ]; then
+  cargo build --release -q -p weir-host --bin weir
+  WEIR="$CARGO_TARGET_DIR/release/weir"
+fi
 
 work=$(mktemp -d)
 server=""

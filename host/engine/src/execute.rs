@@ -21,6 +21,7 @@ use super::retry::with_retry;
 use super::{Counts, MAX_KEPT_FAILURES, Observer, RecordFailure, Stage, TaskReport};
 use super::{conform, lock};
 use crate::project::{EntityTask, Project};
+use crate::runtime::redact::Redactor;
 use crate::runtime::{CallError, ConnectorInstance, PluginLogs, TransformInstance, WriterHandle};
 
 /// A record as stored for drill-down and re-runs: `(field, value)` pairs.
@@ -161,17 +162,55 @@ pub(crate) struct Progress<'r> {
     pub tasks: Vec<TaskProgress>,
     pub pending: Checkpoint,
     pub recorder: &'r mut dyn Recorder,
+    /// The execution's secret values: scrubbed from every line logged and every
+    /// checkpoint before the recorder sees it.
+    pub secrets: &'r Redactor,
 }
 
 impl Progress<'_> {
     pub fn log(&mut self, line: String) {
-        self.pending.log.push(line);
+        self.pending.log.push(self.secrets.scrub_owned(line));
     }
 
     pub fn commit(&mut self) -> Result<(), TaskStop> {
         let mut cp = std::mem::take(&mut self.pending);
         cp.tasks = self.tasks.clone();
+        if !self.secrets.is_empty() {
+            let s = self.secrets;
+            for t in &mut cp.tasks {
+                t.error = t.error.take().map(|e| s.scrub_owned(e));
+            }
+            for r in &mut cp.failures {
+                scrub_failure(&mut r.failure, s);
+                for (_, value) in r.source.iter_mut().flatten() {
+                    s.scrub_json(value);
+                }
+            }
+            for c in &mut cp.staged {
+                c.key = c.key.take().map(|k| s.scrub_owned(k));
+                for (_, value) in c.record.iter_mut() {
+                    s.scrub_json(value);
+                }
+            }
+        }
         self.recorder.checkpoint(cp)
+    }
+}
+
+fn scrub_failure(f: &mut RecordFailure, secrets: &Redactor) {
+    f.message = secrets.scrub_owned(std::mem::take(&mut f.message));
+    f.key = f.key.take().map(|k| secrets.scrub_owned(k));
+}
+
+/// A finished task's report with `secrets` scrubbed from its texts (its error
+/// and record failures can quote a server that echoed a credential).
+pub(crate) fn scrub_task(report: &mut TaskReport, secrets: &Redactor) {
+    if secrets.is_empty() {
+        return;
+    }
+    report.error = report.error.take().map(|e| secrets.scrub_owned(e));
+    for f in &mut report.failures {
+        scrub_failure(f, secrets);
     }
 }
 

@@ -45,6 +45,7 @@ pub mod mapping;
 mod preview;
 mod report;
 mod retry;
+mod secrets;
 pub mod validate;
 
 use std::collections::HashMap;
@@ -59,9 +60,11 @@ pub use execute::{
 pub use mapping::{CompiledMappings, MappingError};
 pub use preview::{Prediction, PreviewRecord, PreviewReport};
 pub use report::{Counts, ExecutionReport, RecordFailure, Stage, Status, TaskReport};
+pub use secrets::SECRET_AS_OPTION;
 pub use validate::{Problem, Severity, ValidationReport};
 
 use crate::project::{Connection, Place, PluginRef, PluginSource, Project};
+use crate::runtime::redact::Redactor;
 use crate::runtime::{
     ConnectorInstance, LoadError, Plugin, PluginKind, Runtime, TransformInstance, capabilities,
 };
@@ -270,23 +273,61 @@ impl Engine {
     /// keys, transforms. Every problem at once; nothing is written.
     pub fn validate(&self, project: &Project) -> Result<ValidationReport, EngineError> {
         let mut prepared = self.prepare(project)?;
-        Ok(validate::validate(project, &mut prepared, None).report)
+        let secrets = match self.secrets(project) {
+            Ok(r) => r,
+            Err(EngineError::Invalid(report)) => return Ok(*report),
+            Err(e) => return Err(e),
+        };
+        let mut report = validate::validate(project, &mut prepared, None).report;
+        secrets::scrub_report(&mut report, &secrets);
+        Ok(report)
+    }
+
+    /// Every secret value a run of `project` knows (its credentials, stored
+    /// secrets, options its plugins declare secret), for scrubbing text.
+    pub fn redactor(&self, project: &Project) -> Redactor {
+        secrets::redactor(&self.registry, project)
+    }
+
+    /// The project's secrets, remembered process-wide so the runtime's log lines
+    /// (a plugin's, a trap's) are scrubbed of them too; `Invalid` when a secret is
+    /// given as a plain option. Asked after [`Engine::prepare`] (which loads the
+    /// plugins, refusing one that does not load, and calls none) and before any
+    /// call: no plugin sees a refused secret.
+    fn secrets(&self, project: &Project) -> Result<Redactor, EngineError> {
+        let r = self.redactor(project);
+        r.remember();
+        let problems = secrets::plain_secrets(&self.registry, project);
+        if !problems.is_empty() {
+            return Err(EngineError::Invalid(Box::new(ValidationReport {
+                project: project.name.clone(),
+                valid: false,
+                problems,
+            })));
+        }
+        Ok(r)
     }
 
     /// Pulls up to `limit` source records of each task, maps and transforms
     /// them, and predicts what the destination would do — writing nothing.
     pub fn preview(&self, project: &Project, limit: u32) -> Result<PreviewReport, EngineError> {
         let mut prepared = self.prepare(project)?;
+        let secrets = self.secrets(project)?;
         let validated = validate::validate(project, &mut prepared, None);
         if !validated.report.valid {
-            return Err(EngineError::Invalid(Box::new(validated.report)));
+            let e = EngineError::Invalid(Box::new(validated.report));
+            return Err(secrets::scrub_error(e, &secrets));
         }
-        Ok(preview::preview(
-            project,
-            &mut prepared,
-            validated.mappings,
-            limit,
-        ))
+        let mut report = preview::preview(project, &mut prepared, validated.mappings, limit);
+        if !secrets.is_empty() {
+            for r in &mut report.records {
+                r.reason = r.reason.as_deref().map(|t| secrets.scrub(t));
+            }
+            for e in &mut report.errors {
+                *e = secrets.scrub(e);
+            }
+        }
+        Ok(report)
     }
 
     /// Validates, then runs every entity task of `project` once. `Err` when the
@@ -312,11 +353,13 @@ impl Engine {
     ) -> Result<ExecutionReport, EngineError> {
         let started = Instant::now();
         let mut prepared = self.prepare(project)?;
+        let secrets = self.secrets(project)?;
         let validated = validate::validate(project, &mut prepared, options.stop.as_deref());
         let mut progress = execute::Progress {
             tasks: Vec::new(),
             pending: Checkpoint::default(),
             recorder,
+            secrets: &secrets,
         };
         for note in &validated.notes {
             progress.log(note.clone());
@@ -326,7 +369,8 @@ impl Engine {
             if !validated.notes.is_empty() {
                 let _ = progress.commit();
             }
-            return Err(EngineError::Invalid(Box::new(validated.report)));
+            let e = EngineError::Invalid(Box::new(validated.report));
+            return Err(secrets::scrub_error(e, &secrets));
         }
         let mut compiled = validated.mappings;
         for p in &validated.report.problems {
@@ -349,7 +393,7 @@ impl Engine {
                 destination: &mut prepared.destination,
                 transforms: &mut transforms,
             };
-            let report = execute::run_task(
+            let mut report = execute::run_task(
                 project,
                 task,
                 &mappings,
@@ -359,6 +403,7 @@ impl Engine {
                 observer,
                 &mut progress,
             );
+            execute::scrub_task(&mut report, &secrets);
             tracing::info!(
                 project = %project.name, task = %task.name,
                 read = report.counts.read, inserted = report.counts.inserted,

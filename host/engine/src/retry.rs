@@ -31,7 +31,9 @@ pub(crate) fn with_retry<T>(
             Ok(v) => return Ok(v),
             Err(e) if e.is_transient() && attempt < policy.attempts => {
                 let delay = policy.delay(attempt);
-                tracing::warn!(call = what, attempt, delay_ms = delay.as_millis() as u64, error = %e, "transient failure; retrying");
+                // The error can quote a server that echoed a credential.
+                let error = crate::runtime::redact::scrub_known_owned(e.to_string());
+                tracing::warn!(call = what, attempt, delay_ms = delay.as_millis() as u64, %error, "transient failure; retrying");
                 note(format!(
                     "warn {what}: transient failure (attempt {attempt} of {}), retrying in {:.1}s: {e}",
                     policy.attempts,

@@ -134,11 +134,15 @@ impl log::Host for HostState {
             return;
         }
         let max = self.limits.log_line_bytes;
-        let message = truncate(message, max);
+        // A plugin may log what a server echoed (a credential): scrubbed here, at
+        // the source, of every secret the process knows (the engine remembers a
+        // project's before any call), so no subscriber ever sees one.
+        let scrub = crate::redact::scrub_known_owned;
+        let message = scrub(truncate(message, max));
         let fields: Vec<(String, String)> = fields
             .into_iter()
             .take(32)
-            .map(|(k, v)| (truncate(k, 128), truncate(v, max)))
+            .map(|(k, v)| (scrub(truncate(k, 128)), scrub(truncate(v, max))))
             .collect();
         let rendered: String = fields
             .iter()

@@ -245,7 +245,10 @@ impl<B> Slot<B> {
             Err(e) => {
                 let trap = classify(&e, live.store.data(), &self.limits)
                     .unwrap_or_else(|| TrapKind::Other(format!("{e:#}")));
-                tracing::warn!(plugin = %self.plugin, %trap, "plugin call failed; discarding the instance");
+                // The trap can quote the plugin's stderr or panic text, which can
+                // quote a secret: scrubbed at the source (`redact`).
+                let shown = crate::redact::scrub_known_owned(trap.to_string());
+                tracing::warn!(plugin = %self.plugin, trap = %shown, "plugin call failed; discarding the instance");
                 // A trapped instance must never be entered again.
                 self.live = None;
                 self.generation += 1;

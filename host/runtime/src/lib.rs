@@ -485,6 +485,7 @@ impl Runtime {
                 pre,
                 cache: outcome,
                 http: self.http.clone(),
+                secret_options: std::sync::OnceLock::new(),
             }),
         })
     }
@@ -546,6 +547,8 @@ struct PluginInner {
     pre: instance::Pre,
     cache: CacheOutcome,
     http: Arc<http::HttpClient>,
+    /// The options it declares `secret`, asked once (a describe call).
+    secret_options: std::sync::OnceLock<Vec<String>>,
 }
 
 /// A loaded plugin: compiled, linked, ready to instantiate. Cheap to clone.
@@ -583,6 +586,34 @@ impl Plugin {
     /// Whether the compiled component came from the cache.
     pub fn cache_outcome(&self) -> CacheOutcome {
         self.inner.cache
+    }
+
+    /// The names of the options the plugin declares `secret` (its describe
+    /// answer), asked once per loaded plugin. Empty when it cannot be described
+    /// (then nothing is known to be secret beyond the host's own credentials);
+    /// a failed describe (a full instance pool, a trap) is asked again next time.
+    pub fn secret_options(&self) -> &[String] {
+        if let Some(names) = self.inner.secret_options.get() {
+            return names;
+        }
+        let info = match self.inner.kind {
+            PluginKind::Connector => self
+                .connector(Grants::none(), Limits::default())
+                .and_then(|mut c| c.describe()),
+            PluginKind::Transform => self
+                .transform(Limits::default())
+                .and_then(|mut t| t.describe()),
+        };
+        match info {
+            Ok(info) => self.inner.secret_options.get_or_init(|| {
+                info.config
+                    .into_iter()
+                    .filter(|f| f.secret)
+                    .map(|f| f.name)
+                    .collect()
+            }),
+            Err(_) => &[],
+        }
     }
 
     /// A connector instance with the given grants and limits. Instances are

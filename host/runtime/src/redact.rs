@@ -4,11 +4,15 @@
 //!
 //! A [`Redactor`] holds the secret values one execution (or one check) knows:
 //! stored connection secrets, values read from the environment, options the
-//! plugin declares `secret`. [`Redactor::remember`] also adds them to a
-//! process-wide set, which [`ScrubbingWriter`] applies to every traced line —
-//! a plugin's error can surface in a log line far from the code that knew the
-//! secret (a retry warning, a trap, the daemon's "execution failed"), so the
-//! log sink scrubs rather than each call site.
+//! plugin declares `secret`. The engine builds one per execution, check or
+//! preview and scrubs with it everything it hands back (errors, validation
+//! reports, execution reports, record errors, checkpoints);
+//! [`Redactor::remember`] also adds the values to a process-wide set, with
+//! which the library's own log lines are scrubbed where they are made (a
+//! plugin's log line, a trap, a retry warning, the daemon's "execution
+//! failed"). So an embedder with any `tracing` subscriber never sees a known
+//! secret; [`ScrubbingWriter`], which the `weir` binary installs, scrubs every
+//! written line once more (defence in depth).
 //!
 //! What it is not: a guarantee for secrets shorter than [`MIN_LEN`] characters
 //! (replacing them would shred unrelated text and protect nothing), nor for a
@@ -16,7 +20,7 @@
 //! because the redactor adds that form too).
 
 use std::io::Write;
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, OnceLock, RwLock};
 
 /// What a secret value is replaced with.
 pub const REDACTED: &str = "[redacted]";
@@ -73,6 +77,16 @@ impl Redactor {
         scrub(text, self.values.iter().map(String::as_str))
     }
 
+    /// [`Redactor::scrub`] of an owned text, which is handed back as is (no
+    /// copy) when it holds no secret.
+    pub fn scrub_owned(&self, text: String) -> String {
+        if self.values.iter().any(|v| text.contains(v.as_str())) {
+            self.scrub(&text)
+        } else {
+            text
+        }
+    }
+
     /// A JSON value with every string in it scrubbed (for API responses).
     pub fn scrub_json(&self, value: &mut serde_json::Value) {
         if self.values.is_empty() {
@@ -90,10 +104,24 @@ impl Redactor {
         }
     }
 
-    /// Adds these values to the process-wide set the log sink scrubs with.
+    /// Adds these values to the process-wide set that the library's own log
+    /// lines and the log sink scrub with. Cheap when they are known already (the
+    /// common case: a scheduled project runs again).
     pub fn remember(&self) {
-        let mut known = known().lock().unwrap_or_else(|e| e.into_inner());
-        known.merge(self);
+        if self.values.is_empty() {
+            return;
+        }
+        let lock = known();
+        {
+            let known = lock.read().unwrap_or_else(|e| e.into_inner());
+            if self.values.iter().all(|v| known.values.contains(v)) {
+                return;
+            }
+        }
+        let mut known = lock.write().unwrap_or_else(|e| e.into_inner());
+        let mut grown = Redactor::clone(&known);
+        grown.merge(self);
+        *known = Arc::new(grown);
     }
 }
 
@@ -108,17 +136,25 @@ pub fn scrub<'a>(text: &str, values: impl IntoIterator<Item = &'a str>) -> Strin
     out
 }
 
-fn known() -> &'static Mutex<Redactor> {
-    static KNOWN: OnceLock<Mutex<Redactor>> = OnceLock::new();
+/// The process-wide set: a snapshot replaced whole when it grows, so scrubbing
+/// holds no lock.
+fn known() -> &'static RwLock<Arc<Redactor>> {
+    static KNOWN: OnceLock<RwLock<Arc<Redactor>>> = OnceLock::new();
     KNOWN.get_or_init(Default::default)
+}
+
+fn known_now() -> Arc<Redactor> {
+    known().read().unwrap_or_else(|e| e.into_inner()).clone()
 }
 
 /// `text` scrubbed of every secret value this process has seen.
 pub fn scrub_known(text: &str) -> String {
-    known()
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .scrub(text)
+    known_now().scrub(text)
+}
+
+/// [`scrub_known`] of an owned text, handed back as is when it holds none.
+pub fn scrub_known_owned(text: String) -> String {
+    known_now().scrub_owned(text)
 }
 
 /// A `tracing_subscriber` writer that scrubs every line of the secret values the
@@ -129,8 +165,13 @@ pub struct ScrubbingWriter;
 
 impl Write for ScrubbingWriter {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let known = known_now();
         let text = String::from_utf8_lossy(buf);
-        std::io::stderr().write_all(scrub_known(&text).as_bytes())?;
+        if known.values.iter().any(|v| text.contains(v.as_str())) {
+            std::io::stderr().write_all(known.scrub(&text).as_bytes())?;
+        } else {
+            std::io::stderr().write_all(buf)?;
+        }
         Ok(buf.len())
     }
 

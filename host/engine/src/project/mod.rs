@@ -250,6 +250,12 @@ pub struct Connection {
     pub config: Config,
     pub grants: Grants,
     pub limits: Limits,
+    /// The options whose values are stored secrets (a stored connection's,
+    /// decrypted for its plugin): the one way an option the plugin declares
+    /// secret may reach it. Validation refuses any other secret option.
+    pub secret_options: Vec<String>,
+    /// Where each option was written, for a connection from a project file.
+    pub option_places: BTreeMap<String, Place>,
 }
 
 impl Connection {
@@ -261,6 +267,8 @@ impl Connection {
             config: Config::default(),
             grants: Grants::none(),
             limits: Limits::default(),
+            secret_options: Vec::new(),
+            option_places: BTreeMap::new(),
         }
     }
 
@@ -541,6 +549,12 @@ impl Project {
                     },
                 },
                 limits: limits(&loc, &conn.limits)?,
+                secret_options: Vec::new(),
+                option_places: conn
+                    .config
+                    .iter()
+                    .map(|(k, v)| (k.clone(), loc.place(v.span().start)))
+                    .collect(),
             })
         };
         let source = connection(&set.source, "source")?;
