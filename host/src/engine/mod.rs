@@ -17,6 +17,7 @@ pub mod mapping;
 mod preview;
 mod report;
 mod retry;
+pub mod transform_check;
 pub mod validate;
 
 use std::collections::HashMap;
