@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use clap::Subcommand;
-use weir_host::conformance;
+use weir_host::{conformance, conformance_sample};
 use weir_host::runtime::{Grants, Limits, PluginKind, Runtime, SUPPORTED_CONTRACTS};
 use weir_host::scaffold;
 
@@ -55,6 +55,16 @@ pub enum PluginCmd {
         /// Print the results as JSON.
         #[arg(long)]
         json: bool,
+        /// A transform's sample input (CSV with `name:type` headers, or JSON Lines).
+        #[arg(long)]
+        input: Option<PathBuf>,
+        /// What the transform must return for --input, compared value by value.
+        #[arg(long, requires = "input")]
+        expect: Option<PathBuf>,
+        /// A key field of the transform's input (repeatable; default `id`): it must
+        /// come back unchanged unless the configuration names it.
+        #[arg(long = "key", value_name = "FIELD")]
+        key: Vec<String>,
     },
 }
 
@@ -215,6 +225,9 @@ pub fn plugin(
             config,
             directory,
             json,
+            input,
+            expect,
+            key,
         } => {
             let plugin = runtime.load_file(&file)?;
             let pairs = config
@@ -232,11 +245,18 @@ pub fn plugin(
                 ),
                 None => Grants::none(),
             };
-            let report = conformance::run(
+            let sample = |p: Option<PathBuf>| p.map(|p| conformance_sample::read_sample(&p)).transpose();
+            let options = conformance::Options {
+                input: sample(input)?,
+                expect: sample(expect)?,
+                key,
+            };
+            let report = conformance::run_with(
                 &plugin,
                 &weir_host::Config::new(pairs),
                 grants,
                 Limits::default(),
+                &options,
             );
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);

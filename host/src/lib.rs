@@ -33,6 +33,8 @@
 pub mod api;
 pub mod bundled;
 pub mod conformance;
+mod conformance_cases;
+pub mod conformance_sample;
 pub mod daemon;
 pub mod engine;
 pub mod names;
