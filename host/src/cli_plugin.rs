@@ -52,6 +52,9 @@ pub enum PluginCmd {
         /// A directory to grant (seen as /data).
         #[arg(long)]
         directory: Option<PathBuf>,
+        /// A host the plugin may reach through `http` (`127.0.0.1:3000`; repeatable).
+        #[arg(long = "http", value_name = "HOST")]
+        http: Vec<String>,
         /// Print the results as JSON.
         #[arg(long)]
         json: bool,
@@ -224,6 +227,7 @@ pub fn plugin(
             file,
             config,
             directory,
+            http,
             json,
             input,
             expect,
@@ -238,13 +242,14 @@ pub fn plugin(
                         .with_context(|| format!("--config `{s}`: expected KEY=VALUE"))
                 })
                 .collect::<Result<Vec<_>>>()?;
-            let grants = match directory {
+            let mut grants = match directory {
                 Some(d) => Grants::directory(
                     weir_host::runtime::capabilities::resolve_directory(&d)
                         .with_context(|| format!("--directory {}", d.display()))?,
                 ),
                 None => Grants::none(),
             };
+            grants.http_hosts = http;
             let sample = |p: Option<PathBuf>| p.map(|p| conformance_sample::read_sample(&p)).transpose();
             let options = conformance::Options {
                 input: sample(input)?,
