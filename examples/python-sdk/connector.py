@@ -23,7 +23,7 @@ class Connector(weir_plugin.Connector):
 
     def entities(self, config):
         return [Entity(config["collection"],
-                       [Field("id", INTEGER, required=True), Field("name", TEXT), Field("email", TEXT)],
+                       [Field("id", INTEGER, required=True), Field("name", TEXT), Field("email", TEXT), Field("country", TEXT)],
                        key=["id"])]
 
     def url(self, config, query):
@@ -44,7 +44,7 @@ class Connector(weir_plugin.Connector):
         if status != 200:
             raise ConnectionFailed(f"GET {entity.name}: HTTP {status}", transient=False)
         items = json.loads(body)
-        rows = [{"id": item.get("id"), "name": item.get("name"), "email": item.get("email")} for item in items]
+        rows = [{f: item.get(f) for f in ("id", "name", "email", "country")} for item in items]
         log.debug("page read", entity=entity.name, after=after, records=len(rows))
         last = rows[-1]["id"] if rows else after
         return Page(rows, next_cursor=None if last is None else str(last), done=len(rows) < max_records)

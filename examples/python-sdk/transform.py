@@ -26,6 +26,7 @@ class Transform(weir_plugin.Transform):
         Option("field", "The field holding the code.", default="country"),
         Option("into", "The field to add with the looked-up name.", default="country_name"),
         Option("table", "CODE=NAME pairs separated by `;`.", required=True),
+        Option("missing", "A code not in the table: `fail` the record or leave the name `null`.", default="fail"),
     ]
 
     def output_fields(self, config, fields):
@@ -41,7 +42,7 @@ class Transform(weir_plugin.Transform):
         names = []
         for i, code in enumerate(codes):
             name = lookup.get(code) if code is not None else None
-            if code is not None and name is None:
+            if code is not None and name is None and config["missing"] == "fail":
                 failures[i] = RecordFailed(f"no entry for `{code}` in the lookup table", config["field"])
             names.append(name)
         unknown = sum(1 for c in codes if c is not None and c not in lookup)
