@@ -539,22 +539,6 @@ fn transform(s: &mut Suite, plugin: &Plugin, config: &Config, limits: Limits, op
         )
     });
     s.record("describe", r);
-    let input = vec![
-        FieldSchema::new("id", FieldType::Integer).required(),
-        FieldSchema::new("name", FieldType::Text),
-        FieldSchema::new("email", FieldType::Text),
-        FieldSchema::new("phone", FieldType::Text),
-    ];
-    let declared = match s.call(t.output_schema(config, &input)) {
-        Ok(out) => {
-            s.record("output-schema", Ok(format!("{} output fields", out.len())));
-            Some(out)
-        }
-        Err(e) => {
-            s.record("output-schema", Err(e));
-            None
-        }
-    };
     let mut b = BatchBuilder::new(&[
         ("id", FieldType::Integer),
         ("name", FieldType::Text),
@@ -569,5 +553,22 @@ fn transform(s: &mut Suite, plugin: &Plugin, config: &Config, limits: Limits, op
             Value::Text(format!("+1 415 555 01{i:02}")),
         ]);
     }
-    crate::conformance_cases::transform_checks(s, &mut t, config, options, b.finish(), declared);
+    // With an author's sample, every batch also carries the sample's columns, so a
+    // transform that needs its own fields (a `country` to look up) gets them.
+    let standard = crate::conformance_cases::with_sample_columns(b.finish(), options);
+    let input: Vec<FieldSchema> = crate::conformance_cases::schema_of(&standard)
+        .into_iter()
+        .map(|f| if f.name == "id" { f.required() } else { f })
+        .collect();
+    let declared = match s.call(t.output_schema(config, &input)) {
+        Ok(out) => {
+            s.record("output-schema", Ok(format!("{} output fields", out.len())));
+            Some(out)
+        }
+        Err(e) => {
+            s.record("output-schema", Err(e));
+            None
+        }
+    };
+    crate::conformance_cases::transform_checks(s, &mut t, config, options, standard, declared);
 }

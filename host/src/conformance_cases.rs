@@ -98,12 +98,13 @@ pub(crate) fn transform_checks(
             s.not_tried(name, "output-schema", "the transform has no output schema");
         }
     } else {
-        let edge_fields = schema_of(&edge_batch(&[]));
+        let edge_fields = schema_of(&with_sample_columns(edge_batch(&[]), options));
         let edge_declared = s.call(t.output_schema(config, &edge_fields));
         for (name, batch) in cases {
             let r = match &edge_declared {
                 Err(e) => Err(format!("output-schema refused the edge-case columns: {e}")),
-                Ok(d) => run_case(s, t, config, &key, d, batch()).map(|(detail, _)| detail),
+                Ok(d) => run_case(s, t, config, &key, d, with_sample_columns(batch(), options))
+                    .map(|(detail, _)| detail),
             };
             s.record(name, r);
         }
@@ -216,6 +217,35 @@ fn unchanged_edges(sent: &Batch, out: &Transformed) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// `batch` with the columns of the author's sample that it lacks, record `i`
+/// taking the sample's record `i % len` (nulls for an empty sample).
+pub(crate) fn with_sample_columns(batch: Batch, options: &Options) -> Batch {
+    let Some(sample) = &options.input else {
+        return batch;
+    };
+    let extra: Vec<(&str, FieldType)> = sample
+        .fields()
+        .filter(|(n, _)| batch.column(n).is_none())
+        .collect();
+    if extra.is_empty() {
+        return batch;
+    }
+    let mut fields: Vec<(&str, FieldType)> = batch.fields().collect();
+    fields.extend(extra.iter().copied());
+    let mut b = BatchBuilder::with_capacity(&fields, batch.len());
+    for i in 0..batch.len() {
+        let mut row: Vec<Value> = batch.row(i).values().map(|(_, v)| v).collect();
+        for (name, _) in &extra {
+            row.push(match sample.len() {
+                0 => Value::Null,
+                n => sample.row(i % n).get(name).unwrap_or(Value::Null),
+            });
+        }
+        b.push_row(&row).expect("columns copied with their types");
+    }
+    b.finish()
 }
 
 pub(crate) fn failed_set(failures: &[(u32, RecordError)], n: usize) -> Vec<bool> {
