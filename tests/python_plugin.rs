@@ -62,7 +62,9 @@ fn a_python_transform_builds_passes_conformance_and_runs() {
     };
     let tested = weir(&["plugin", "test", "titlecase.wasm", "--config", "field=name"]);
     assert!(
-        tested.status.success() && text(&tested).contains("all 5 checks passed"),
+        tested.status.success()
+            && text(&tested).contains("all 12 checks passed")
+            && text(&tested).contains("PASS edge-integers"),
         "{}",
         text(&tested)
     );

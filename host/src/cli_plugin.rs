@@ -6,9 +6,9 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use clap::Subcommand;
-use weir_host::conformance;
 use weir_host::runtime::{Grants, Limits, PluginKind, Runtime, SUPPORTED_CONTRACTS};
 use weir_host::scaffold;
+use weir_host::{conformance, conformance_sample};
 
 #[derive(Subcommand)]
 pub enum PluginCmd {
@@ -52,9 +52,22 @@ pub enum PluginCmd {
         /// A directory to grant (seen as /data).
         #[arg(long)]
         directory: Option<PathBuf>,
+        /// A host the plugin may reach through `http` (`127.0.0.1:3000`; repeatable).
+        #[arg(long = "http", value_name = "HOST")]
+        http: Vec<String>,
         /// Print the results as JSON.
         #[arg(long)]
         json: bool,
+        /// A transform's sample input (CSV with `name:type` headers, or JSON Lines).
+        #[arg(long)]
+        input: Option<PathBuf>,
+        /// What the transform must return for --input, compared value by value.
+        #[arg(long, requires = "input")]
+        expect: Option<PathBuf>,
+        /// A key field of the transform's input (repeatable; default `id`): it must
+        /// come back unchanged unless the configuration names it.
+        #[arg(long = "key", value_name = "FIELD")]
+        key: Vec<String>,
     },
 }
 
@@ -214,7 +227,11 @@ pub fn plugin(
             file,
             config,
             directory,
+            http,
             json,
+            input,
+            expect,
+            key,
         } => {
             let plugin = runtime.load_file(&file)?;
             let pairs = config
@@ -225,18 +242,27 @@ pub fn plugin(
                         .with_context(|| format!("--config `{s}`: expected KEY=VALUE"))
                 })
                 .collect::<Result<Vec<_>>>()?;
-            let grants = match directory {
+            let mut grants = match directory {
                 Some(d) => Grants::directory(
                     weir_host::runtime::capabilities::resolve_directory(&d)
                         .with_context(|| format!("--directory {}", d.display()))?,
                 ),
                 None => Grants::none(),
             };
-            let report = conformance::run(
+            grants.http_hosts = http;
+            let sample =
+                |p: Option<PathBuf>| p.map(|p| conformance_sample::read_sample(&p)).transpose();
+            let options = conformance::Options {
+                input: sample(input)?,
+                expect: sample(expect)?,
+                key,
+            };
+            let report = conformance::run_with(
                 &plugin,
                 &weir_host::Config::new(pairs),
                 grants,
                 Limits::default(),
+                &options,
             );
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);

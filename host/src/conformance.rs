@@ -18,8 +18,32 @@ use crate::runtime::{CallError, Grants, Limits, Plugin, PluginKind};
 #[derive(Clone, Debug, Serialize)]
 pub struct CheckResult {
     pub name: &'static str,
+    /// `state == Pass`, kept for readers of the JSON from before `state`.
     pub passed: bool,
+    pub state: State,
+    /// For `NotTried`: the check whose failure left nothing to test.
+    pub depends_on: Option<&'static str>,
     pub detail: String,
+}
+
+/// What became of a check. A check that could not run because an earlier step
+/// failed is `NotTried`, not `Pass`: a green line must mean something was tested.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum State {
+    Pass,
+    Fail,
+    NotTried,
+}
+
+impl State {
+    fn label(self) -> &'static str {
+        match self {
+            State::Pass => "PASS",
+            State::Fail => "FAIL",
+            State::NotTried => "NOT TRIED",
+        }
+    }
 }
 
 /// The results of a suite run.
@@ -31,16 +55,26 @@ pub struct ConformanceReport {
 }
 
 impl ConformanceReport {
+    /// No check failed. (A check is only `NotTried` when another one failed.)
     pub fn passed(&self) -> bool {
-        self.checks.iter().all(|c| c.passed)
+        self.checks.iter().all(|c| c.state != State::Fail)
     }
 
     pub fn failed(&self) -> Vec<&'static str> {
+        self.with_state(State::Fail)
+    }
+
+    pub fn with_state(&self, state: State) -> Vec<&'static str> {
         self.checks
             .iter()
-            .filter(|c| !c.passed)
+            .filter(|c| c.state == state)
             .map(|c| c.name)
             .collect()
+    }
+
+    /// The check named `name`, if it ran.
+    pub fn check(&self, name: &str) -> Option<&CheckResult> {
+        self.checks.iter().find(|c| c.name == name)
     }
 }
 
@@ -48,49 +82,73 @@ impl std::fmt::Display for ConformanceReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         writeln!(f, "conformance of {} ({:?} plugin)", self.plugin, self.kind)?;
         for c in &self.checks {
-            writeln!(
-                f,
-                "{} {:<26} {}",
-                if c.passed { "PASS" } else { "FAIL" },
-                c.name,
-                c.detail
-            )?;
+            let detail = match c.depends_on {
+                Some(d) => format!("(`{d}` failed) {}", c.detail),
+                None => c.detail.clone(),
+            };
+            writeln!(f, "{} {:<26} {}", c.state.label(), c.name, detail)?;
         }
         let failed = self.failed();
+        let not_tried = self.with_state(State::NotTried);
         if failed.is_empty() {
             writeln!(f, "all {} checks passed", self.checks.len())
         } else {
             writeln!(
                 f,
-                "{} of {} checks failed: {}",
+                "{} of {} checks failed: {}{}",
                 failed.len(),
                 self.checks.len(),
-                failed.join(", ")
+                failed.join(", "),
+                if not_tried.is_empty() {
+                    String::new()
+                } else {
+                    format!("; not tried: {}", not_tried.join(", "))
+                }
             )
         }
     }
 }
 
-struct Suite {
+pub(crate) struct Suite {
     checks: Vec<CheckResult>,
     trapped: Vec<String>,
 }
 
 impl Suite {
-    fn record(&mut self, name: &'static str, result: Result<String, String>) {
-        let (passed, detail) = match result {
-            Ok(d) => (true, d),
-            Err(d) => (false, d),
+    pub(crate) fn record(&mut self, name: &'static str, result: Result<String, String>) {
+        let (state, detail) = match result {
+            Ok(d) => (State::Pass, d),
+            Err(d) => (State::Fail, d),
         };
         self.checks.push(CheckResult {
             name,
-            passed,
+            passed: state == State::Pass,
+            state,
+            depends_on: None,
             detail,
         });
     }
 
+    /// Records `name` as not tried because `depends_on` failed (`why`).
+    pub(crate) fn not_tried(&mut self, name: &'static str, depends_on: &'static str, why: &str) {
+        self.checks.push(CheckResult {
+            name,
+            passed: false,
+            state: State::NotTried,
+            depends_on: Some(depends_on),
+            detail: why.to_owned(),
+        });
+    }
+
+    /// Whether the check named `name` failed or was not tried.
+    pub(crate) fn did_not_pass(&self, name: &str) -> bool {
+        self.checks
+            .iter()
+            .any(|c| c.name == name && c.state != State::Pass)
+    }
+
     /// Notes a trap or a contract breach, which fail `limits` / the check.
-    fn call<T>(&mut self, r: Result<T, CallError>) -> Result<T, String> {
+    pub(crate) fn call<T>(&mut self, r: Result<T, CallError>) -> Result<T, String> {
         r.map_err(|e| {
             if matches!(e, CallError::Trap { .. }) {
                 self.trapped.push(e.to_string());
@@ -150,13 +208,37 @@ fn check_schema(e: &EntitySchema) -> Result<(), String> {
 
 /// Runs the suite against `plugin` with a connection's `config` and `grants`.
 pub fn run(plugin: &Plugin, config: &Config, grants: Grants, limits: Limits) -> ConformanceReport {
+    run_with(plugin, config, grants, limits, &Options::default())
+}
+
+/// What an author adds to the suite (`weir plugin test --input --expect --key`).
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// A transform's sample input, run as its own check (`sample`).
+    pub input: Option<Batch>,
+    /// What the transform must return for `input`, compared value by value.
+    pub expect: Option<Batch>,
+    /// The key fields of a transform's input (default `id`): they must come back
+    /// unchanged unless the configuration names them (the rule the host applies
+    /// at run time, see `engine::transform_check`).
+    pub key: Vec<String>,
+}
+
+/// [`run`] with an author's sample, expected output and key.
+pub fn run_with(
+    plugin: &Plugin,
+    config: &Config,
+    grants: Grants,
+    limits: Limits,
+    options: &Options,
+) -> ConformanceReport {
     let mut suite = Suite {
         checks: Vec::new(),
         trapped: Vec::new(),
     };
     match plugin.kind() {
         PluginKind::Connector => connector(&mut suite, plugin, config, grants, limits),
-        PluginKind::Transform => transform(&mut suite, plugin, config, limits),
+        PluginKind::Transform => transform(&mut suite, plugin, config, limits, options),
     }
     let trapped = std::mem::take(&mut suite.trapped);
     suite.record(
@@ -222,6 +304,17 @@ fn connector(s: &mut Suite, plugin: &Plugin, config: &Config, grants: Grants, li
             Vec::new()
         }
     };
+    if s.did_not_pass("discover") {
+        for name in [
+            "read-to-end",
+            "read-resume",
+            "upsert-outcomes",
+            "upsert-idempotent",
+        ] {
+            s.not_tried(name, "discover", "no entity schemas to read or write");
+        }
+        return;
+    }
 
     // Reads: page to the end, then resume from the first page's cursor in a fresh
     // instance and get the same records.
@@ -318,7 +411,7 @@ fn connector(s: &mut Suite, plugin: &Plugin, config: &Config, grants: Grants, li
                 }
                 Err(e) => {
                     s.record("read-to-end", Err(e.clone()));
-                    s.record("read-resume", Err(format!("not tried: {e}")));
+                    s.not_tried("read-resume", "read-to-end", &e);
                 }
             }
         }
@@ -391,7 +484,7 @@ fn connector(s: &mut Suite, plugin: &Plugin, config: &Config, grants: Grants, li
             }
             None => {
                 s.record("upsert-outcomes", Err(e.clone()));
-                s.record("upsert-idempotent", Err(format!("not tried: {e}")));
+                s.not_tried("upsert-idempotent", "upsert-outcomes", &e);
             }
         },
     }
@@ -435,7 +528,7 @@ fn sample_value(f: &FieldSchema, i: i64) -> Value {
     }
 }
 
-fn transform(s: &mut Suite, plugin: &Plugin, config: &Config, limits: Limits) {
+fn transform(s: &mut Suite, plugin: &Plugin, config: &Config, limits: Limits, options: &Options) {
     let mut t = plugin.transform(limits).expect("kind checked");
     let info = s.call(t.describe());
     let r = info.and_then(|i| {
@@ -446,22 +539,6 @@ fn transform(s: &mut Suite, plugin: &Plugin, config: &Config, limits: Limits) {
         )
     });
     s.record("describe", r);
-    let input = vec![
-        FieldSchema::new("id", FieldType::Integer).required(),
-        FieldSchema::new("name", FieldType::Text),
-        FieldSchema::new("email", FieldType::Text),
-        FieldSchema::new("phone", FieldType::Text),
-    ];
-    let declared = match s.call(t.output_schema(config, &input)) {
-        Ok(out) => {
-            s.record("output-schema", Ok(format!("{} output fields", out.len())));
-            Some(out)
-        }
-        Err(e) => {
-            s.record("output-schema", Err(e));
-            None
-        }
-    };
     let mut b = BatchBuilder::new(&[
         ("id", FieldType::Integer),
         ("name", FieldType::Text),
@@ -476,40 +553,22 @@ fn transform(s: &mut Suite, plugin: &Plugin, config: &Config, limits: Limits) {
             Value::Text(format!("+1 415 555 01{i:02}")),
         ]);
     }
-    match s.call(t.transform(config, b.finish())) {
+    // With an author's sample, every batch also carries the sample's columns, so a
+    // transform that needs its own fields (a `country` to look up) gets them.
+    let standard = crate::conformance_cases::with_sample_columns(b.finish(), options);
+    let input: Vec<FieldSchema> = crate::conformance_cases::schema_of(&standard)
+        .into_iter()
+        .map(|f| if f.name == "id" { f.required() } else { f })
+        .collect();
+    let declared = match s.call(t.output_schema(config, &input)) {
         Ok(out) => {
-            s.record(
-                "transform-one-per-record",
-                Ok(format!(
-                    "10 records → {} records, {} failures",
-                    out.records.len(),
-                    out.failures.len()
-                )),
-            );
-            let r = match declared {
-                None => Err("no declared output schema to compare with".to_owned()),
-                Some(declared) => {
-                    let got: Vec<(String, FieldType)> = out
-                        .records
-                        .fields()
-                        .map(|(n, t)| (n.to_owned(), t))
-                        .collect();
-                    let want: Vec<(String, FieldType)> = declared
-                        .iter()
-                        .map(|f| (f.name.clone(), f.field_type))
-                        .collect();
-                    if got == want {
-                        Ok("output columns match the declared schema".to_owned())
-                    } else {
-                        Err(format!("declared {want:?}, returned {got:?}"))
-                    }
-                }
-            };
-            s.record("transform-honours-schema", r);
+            s.record("output-schema", Ok(format!("{} output fields", out.len())));
+            Some(out)
         }
         Err(e) => {
-            s.record("transform-one-per-record", Err(e.clone()));
-            s.record("transform-honours-schema", Err(format!("not tried: {e}")));
+            s.record("output-schema", Err(e));
+            None
         }
-    }
+    };
+    crate::conformance_cases::transform_checks(s, &mut t, config, options, standard, declared);
 }

@@ -26,6 +26,8 @@
 
 pub mod api;
 pub mod conformance;
+mod conformance_cases;
+pub mod conformance_sample;
 pub mod daemon;
 pub mod notify;
 pub mod scaffold;

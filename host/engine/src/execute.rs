@@ -19,7 +19,7 @@ use super::keys::{self, MAX_TRACKED_KEYS, ReadKeys};
 use super::mapping::CompiledMappings;
 use super::retry::with_retry;
 use super::{Counts, MAX_KEPT_FAILURES, Observer, RecordFailure, Stage, TaskReport};
-use super::{conform, lock};
+use super::{conform, lock, transform_check};
 use crate::project::{EntityTask, Project};
 use crate::runtime::redact::Redactor;
 use crate::runtime::{CallError, ConnectorInstance, PluginLogs, TransformInstance, WriterHandle};
@@ -457,9 +457,12 @@ fn prepare(
         if batch.is_empty() {
             break;
         }
-        let out = t
-            .transform(&task.transforms[step].config, batch)
-            .map_err(|e| e.to_string())?;
+        let config = &task.transforms[step].config;
+        let keys_before = transform_check::KeysBefore::new(&task.key, &batch);
+        let mut out = t.transform(config, batch).map_err(|e| e.to_string())?;
+        let failed: Vec<u32> = out.failures.iter().map(|(i, _)| *i).collect();
+        out.failures
+            .extend(keys_before.failures(&out.records, config, &failed));
         if out.failures.is_empty() {
             batch = out.records;
             continue;

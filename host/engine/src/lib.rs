@@ -46,6 +46,7 @@ mod preview;
 mod report;
 mod retry;
 mod secrets;
+pub mod transform_check;
 pub mod validate;
 
 use std::collections::HashMap;

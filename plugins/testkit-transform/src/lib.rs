@@ -74,7 +74,7 @@ impl Transform for TestkitTransform {
         ))
         .option(ConfigField::new(
             "malform",
-            "Break the contract in the output: offsets-past-end, offsets-backwards, column-length, utf8, nulls-length, duplicate-column, batch-length, drop-record, failure-index.",
+            "Break the contract in the output: offsets-past-end, offsets-backwards, column-length, utf8, nulls-length, duplicate-column, batch-length, drop-record, failure-index, round-integers.",
         ))
     }
 
@@ -202,6 +202,15 @@ fn malform(
             n as u32 + 1000,
             RecordError::field("id", "failed by testkit-transform: no such record"),
         )),
+        // 64-bit integers carried as floats, as QuickJS does: beyond 2^53 they
+        // round (…993 becomes …992), silently.
+        ("round-integers", _) => {
+            for c in &mut records.columns {
+                if let ColumnData::Integer(v) | ColumnData::Timestamp(v) = &mut c.data {
+                    v.iter_mut().for_each(|x| *x = *x as f64 as i64);
+                }
+            }
+        }
         (other, _) => {
             return Err(Error::config(format!(
                 "option `malform`: unknown or inapplicable `{other}`"
