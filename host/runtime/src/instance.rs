@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use wasmtime::component::ResourceAny;
-use wasmtime::{Store, Trap};
+use wasmtime::{Store as WasmStore, Trap};
 use weir_types::{
     Batch, Config, EntitySchema, FieldSchema, Organization, PluginError, PluginInfo, ReadPage,
     ReadRequest, RecordError, Transformed, UpsertOutcome, WriteRequest,
@@ -135,7 +135,7 @@ impl CallError {
 
 /// A store and the bindings of one live instance.
 struct Live<B> {
-    store: Store<HostState>,
+    store: WasmStore<HostState>,
     bindings: B,
 }
 
@@ -183,7 +183,7 @@ impl<B> Slot<B> {
 
     fn ensure_live(
         &mut self,
-        instantiate: impl FnOnce(&mut Store<HostState>) -> wasmtime::Result<B>,
+        instantiate: impl FnOnce(&mut WasmStore<HostState>) -> wasmtime::Result<B>,
         engine: &wasmtime::Engine,
     ) -> Result<(), CallError> {
         if self.live.is_some() {
@@ -191,7 +191,7 @@ impl<B> Slot<B> {
         }
         let state = HostState::new(&self.plugin, &self.grants, &self.limits, self.http.clone())
             .map_err(|e| self.host_err(e.to_string()))?;
-        let mut store = Store::new(engine, state);
+        let mut store = WasmStore::new(engine, state);
         store.limiter(|s| &mut s.limiter);
         store.set_epoch_deadline(self.deadline_ticks());
         let bindings = match instantiate(&mut store) {
@@ -230,7 +230,7 @@ impl<B> Slot<B> {
     /// Runs one call on the live instance under a fresh time budget.
     fn call<R>(
         &mut self,
-        f: impl FnOnce(&mut Store<HostState>, &B) -> wasmtime::Result<R>,
+        f: impl FnOnce(&mut WasmStore<HostState>, &B) -> wasmtime::Result<R>,
     ) -> Result<R, CallError> {
         let ticks = self.deadline_ticks();
         let live = self.live.as_mut().expect("ensure_live ran");
@@ -364,7 +364,7 @@ impl ConnectorInstance {
 
     fn run<R>(
         &mut self,
-        f: impl FnOnce(&mut Store<HostState>, &ConnectorPlugin) -> wasmtime::Result<R>,
+        f: impl FnOnce(&mut WasmStore<HostState>, &ConnectorPlugin) -> wasmtime::Result<R>,
     ) -> Result<R, CallError> {
         self.warm_up()?;
         self.slot.call(f)
@@ -568,7 +568,7 @@ impl TransformInstance {
 
     fn run<R>(
         &mut self,
-        f: impl FnOnce(&mut Store<HostState>, &TransformPlugin) -> wasmtime::Result<R>,
+        f: impl FnOnce(&mut WasmStore<HostState>, &TransformPlugin) -> wasmtime::Result<R>,
     ) -> Result<R, CallError> {
         self.warm_up()?;
         self.slot.call(f)

@@ -574,9 +574,9 @@ struct SummaryQuery {
     days: Option<u32>,
 }
 
-/// Executions per status.
+/// Executions per status (a tally for the dashboard; not `engine::Counts`, which counts records).
 #[derive(Default, Serialize, Clone, ToSchema)]
-struct Counts {
+struct StatusTally {
     #[serde(rename = "Completed")]
     completed: u64,
     #[serde(rename = "Warning")]
@@ -589,7 +589,7 @@ struct Counts {
     skipped: u64,
 }
 
-impl Counts {
+impl StatusTally {
     fn add(&mut self, s: ExecStatus) {
         match s {
             ExecStatus::Completed => self.completed += 1,
@@ -605,26 +605,26 @@ impl Counts {
 #[derive(Serialize, ToSchema)]
 struct Summary {
     days_back: u32,
-    totals: Counts,
+    totals: StatusTally,
     /// Every day of the range, oldest first, `YYYY-MM-DD` (UTC).
-    days: Vec<DayCounts>,
+    days: Vec<DayTally>,
     /// Projects and days with executions.
-    by_project: Vec<ProjectDayCounts>,
+    by_project: Vec<ProjectDayTally>,
 }
 
 #[derive(Serialize, ToSchema)]
-struct DayCounts {
+struct DayTally {
     day: String,
     #[serde(flatten)]
-    counts: Counts,
+    counts: StatusTally,
 }
 
 #[derive(Serialize, ToSchema)]
-struct ProjectDayCounts {
+struct ProjectDayTally {
     project: String,
     day: String,
     #[serde(flatten)]
-    counts: Counts,
+    counts: StatusTally,
 }
 
 fn day_of(millis: i64) -> String {
@@ -655,14 +655,14 @@ async fn summary(
             since: Some(since),
             ..Default::default()
         })?;
-        let mut totals = Counts::default();
-        let mut by_day: std::collections::BTreeMap<String, Counts> = (0..days)
+        let mut totals = StatusTally::default();
+        let mut by_day: std::collections::BTreeMap<String, StatusTally> = (0..days)
             .map(|i| {
                 let d = first + chrono::Days::new(u64::from(i));
-                (d.format("%Y-%m-%d").to_string(), Counts::default())
+                (d.format("%Y-%m-%d").to_string(), StatusTally::default())
             })
             .collect();
-        let mut by_project: std::collections::BTreeMap<(String, String), Counts> =
+        let mut by_project: std::collections::BTreeMap<(String, String), StatusTally> =
             Default::default();
         for e in &list {
             let day = day_of(e.started_at);
@@ -678,11 +678,11 @@ async fn summary(
             totals,
             days: by_day
                 .into_iter()
-                .map(|(day, counts)| DayCounts { day, counts })
+                .map(|(day, counts)| DayTally { day, counts })
                 .collect(),
             by_project: by_project
                 .into_iter()
-                .map(|((project, day), counts)| ProjectDayCounts {
+                .map(|((project, day), counts)| ProjectDayTally {
                     project,
                     day,
                     counts,
