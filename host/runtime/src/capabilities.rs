@@ -138,23 +138,39 @@ pub(crate) fn check_postgres(grants: &Grants) -> Result<&PostgresGrant, String> 
     })
 }
 
-/// A secret value (a token, a password). Its `Debug` never shows it.
-/// A credential value: never printed (`Debug` shows `Secret(..)`), handed out only by
+/// A credential value (a token, a password): held in a `secrecy::SecretString`, so it is
+/// zeroed when dropped and never printed (`Debug` shows `Secret(..)`); handed out only by
 /// [`Secret::expose`] to the code that sends it.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
+pub struct Secret(secrecy::SecretString);
 
 impl Secret {
     /// Wraps a credential value.
     pub fn new(value: impl Into<String>) -> Secret {
-        Secret(value.into())
+        Secret(secrecy::SecretString::from(value.into()))
     }
 
     /// The value itself, for the one place that sends it.
     pub fn expose(&self) -> &str {
-        &self.0
+        use secrecy::ExposeSecret;
+        self.0.expose_secret()
     }
 }
+
+// A copy is another zeroed-on-drop box, not a shared one.
+impl Clone for Secret {
+    fn clone(&self) -> Secret {
+        Secret::new(self.expose())
+    }
+}
+
+// Grants are compared (config reloads, tests); the value is compared, never printed.
+impl PartialEq for Secret {
+    fn eq(&self, other: &Secret) -> bool {
+        self.expose() == other.expose()
+    }
+}
+
+impl Eq for Secret {}
 
 impl std::fmt::Debug for Secret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
