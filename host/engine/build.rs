@@ -21,6 +21,9 @@ fn main() {
     for dir in ["plugins", "sdk", "wit"] {
         watch(&root.join(dir));
     }
+    // The watched paths are absolute: rerun when this build is of another checkout
+    // (set by the repository's .cargo/config.toml).
+    println!("cargo:rerun-if-env-changed=WEIR_CHECKOUT");
 
     // OUT_DIR is <target>/<profile>/build/<pkg>-<hash>/out: put the guest target
     // directory beside the host's profiles, so it shares the host's target dir.

@@ -594,6 +594,7 @@ pub fn executions(
                     "record errors: {} (weir executions errors {id}); staged records: {}",
                     e.record_errors, e.staged
                 );
+                print_plugin_costs(&e.plugins);
                 println!("log:");
                 for line in &e.log {
                     println!("  {line}");
@@ -711,4 +712,44 @@ pub fn executions(
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The plugins' cost table of `executions show`: which plugin was slow or greedy, beside
+/// its limits.
+fn print_plugin_costs(plugins: &[weir_host::store::StoredPluginCost]) {
+    if plugins.is_empty() {
+        return;
+    }
+    let secs = |micros: u64| micros as f64 / 1e6;
+    let mib = |bytes: u64| bytes as f64 / f64::from(1 << 20);
+    println!("plugins:");
+    for p in plugins {
+        println!(
+            "  {} ({}): {} calls, {:.3} s inside ({:.3} s CPU); slowest call {:.3} s (limit {:.0} s)",
+            p.plugin,
+            p.role,
+            p.calls,
+            secs(p.wall_micros),
+            secs(p.cpu_micros),
+            secs(p.slowest_call_micros),
+            secs(p.call_timeout_micros),
+        );
+        let traps = if p.traps > 0 {
+            format!("; {} traps, {} instances", p.traps, p.instantiations)
+        } else {
+            String::new()
+        };
+        println!(
+            "    memory high-water {:.1} MiB (limit {:.0} MiB); records in {} / out {}; bytes in {} / out {}; HTTP {} requests ({} B sent, {} B received){traps}",
+            mib(p.memory_high_water_bytes),
+            mib(p.memory_limit_bytes),
+            p.records_in,
+            p.records_out,
+            p.bytes_in,
+            p.bytes_out,
+            p.http_requests,
+            p.http_bytes_sent,
+            p.http_bytes_received,
+        );
+    }
 }

@@ -708,6 +708,8 @@ impl Service {
             .iter()
             .find_map(|t| t.error.as_ref())
             .map(|e| secrets.scrub(e));
+        self.store
+            .record_plugin_costs(id, report.plugins.iter().map(stored_cost).collect())?;
         // Stopped at a committed batch boundary: whatever was upserted, the execution did
         // not finish; recorded as interrupted (Error), so the next run resumes from its
         // cursors.
@@ -722,6 +724,38 @@ impl Service {
             .prune(&Retention::default(), store::now_millis())?;
         self.store.flush()?;
         Ok((id, report))
+    }
+}
+
+/// The history's copy of what the engine measured for one plugin instance.
+fn stored_cost(usage: &engine::PluginUsage) -> store::StoredPluginCost {
+    let c = &usage.cost;
+    store::StoredPluginCost {
+        plugin: usage.plugin.clone(),
+        role: match &usage.role {
+            engine::PluginRole::Source => store::PluginRole::Source,
+            engine::PluginRole::Destination => store::PluginRole::Destination,
+            engine::PluginRole::Transform { task, step } => store::PluginRole::Transform {
+                task: task.clone(),
+                step: *step,
+            },
+        },
+        calls: c.calls,
+        wall_micros: c.wall_micros,
+        cpu_micros: c.cpu_micros,
+        slowest_call_micros: c.slowest_call_micros,
+        call_timeout_micros: usage.call_timeout_micros,
+        memory_high_water_bytes: c.memory_high_water_bytes,
+        memory_limit_bytes: usage.memory_limit_bytes,
+        instantiations: c.instantiations,
+        traps: c.traps,
+        records_in: c.records_in,
+        records_out: c.records_out,
+        bytes_in: c.bytes_in,
+        bytes_out: c.bytes_out,
+        http_requests: c.http_requests,
+        http_bytes_sent: c.http_bytes_sent,
+        http_bytes_received: c.http_bytes_received,
     }
 }
 

@@ -60,14 +60,17 @@ pub use execute::{
 };
 pub use mapping::{CompiledMappings, MappingError};
 pub use preview::{Prediction, PreviewRecord, PreviewReport};
-pub use report::{Counts, ExecutionReport, RecordFailure, Stage, Status, TaskReport};
+pub use report::{
+    Counts, ExecutionReport, PluginRole, PluginUsage, RecordFailure, Stage, Status, TaskReport,
+};
 pub use secrets::SECRET_AS_OPTION;
 pub use validate::{Problem, Severity, ValidationReport};
 
 use crate::project::{Connection, Place, PluginRef, PluginSource, Project};
 use crate::runtime::redact::Redactor;
 use crate::runtime::{
-    ConnectorInstance, LoadError, Plugin, PluginKind, Runtime, TransformInstance, capabilities,
+    ConnectorInstance, Limits, LoadError, Plugin, PluginCost, PluginKind, Runtime,
+    TransformInstance, capabilities,
 };
 
 /// Record failures kept per task in a report (all are counted).
@@ -190,6 +193,46 @@ pub(crate) struct ExecutionPlugins {
     destination: ConnectorInstance,
     /// Per task, its transform instances.
     transforms: Vec<Vec<TransformInstance>>,
+}
+
+impl ExecutionPlugins {
+    /// What each instance cost so far, with its limits.
+    fn usage(&self, project: &Project) -> Vec<PluginUsage> {
+        fn usage(plugin: &str, role: PluginRole, cost: PluginCost, limits: &Limits) -> PluginUsage {
+            PluginUsage {
+                plugin: plugin.to_owned(),
+                role,
+                cost,
+                memory_limit_bytes: limits.memory_bytes as u64,
+                call_timeout_micros: u64::try_from(limits.call_timeout.as_micros())
+                    .unwrap_or(u64::MAX),
+            }
+        }
+        let mut out = vec![
+            usage(
+                self.source.plugin(),
+                PluginRole::Source,
+                self.source.cost(),
+                self.source.limits(),
+            ),
+            usage(
+                self.destination.plugin(),
+                PluginRole::Destination,
+                self.destination.cost(),
+                self.destination.limits(),
+            ),
+        ];
+        for (task, steps) in project.tasks.iter().zip(&self.transforms) {
+            for (step, t) in steps.iter().enumerate() {
+                let role = PluginRole::Transform {
+                    task: task.name.clone(),
+                    step,
+                };
+                out.push(usage(t.plugin(), role, t.cost(), t.limits()));
+            }
+        }
+        out
+    }
 }
 
 /// Runs projects.
@@ -404,6 +447,8 @@ impl Engine {
                 observer,
                 &mut progress,
             );
+            // Put back for the execution's cost accounting (`ExecutionPlugins::usage`).
+            prepared.transforms[i] = transforms;
             execute::scrub_task(&mut report, &secrets);
             tracing::info!(
                 project = %project.name, task = %task.name,
@@ -427,6 +472,7 @@ impl Engine {
             tasks,
             duration_ms: started.elapsed().as_millis() as u64,
             log,
+            plugins: prepared.usage(project),
         })
     }
 }

@@ -4,6 +4,8 @@ use std::fmt;
 
 use serde::Serialize;
 
+use crate::runtime::PluginCost;
+
 /// An execution's outcome, as in the data integrator we model.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub enum Status {
@@ -128,6 +130,52 @@ pub struct ExecutionReport {
     pub duration_ms: u64,
     /// Lines from the plugins' logs and the engine, for people reading the run.
     pub log: Vec<String>,
+    /// What each plugin instance of the run cost (validation's calls included).
+    pub plugins: Vec<PluginUsage>,
+}
+
+/// What one plugin instance of an execution did and cost, beside its limits.
+#[derive(Clone, Debug, Serialize)]
+pub struct PluginUsage {
+    /// The plugin's label (a bundled name, `name@version`, a file name).
+    pub plugin: String,
+    /// Its part in the execution.
+    pub role: PluginRole,
+    /// What the host measured around its calls.
+    pub cost: PluginCost,
+    /// Its memory limit, in bytes (compare with `cost.memory_high_water_bytes`).
+    pub memory_limit_bytes: u64,
+    /// Its per-call time limit, in microseconds (compare with `cost.slowest_call_micros`).
+    pub call_timeout_micros: u64,
+}
+
+/// A plugin's part in an execution.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum PluginRole {
+    /// The connector records are read from (every task's).
+    Source,
+    /// The connector records are upserted into (every task's).
+    Destination,
+    /// A transform of one task, at `step` (0-based) of its chain.
+    Transform {
+        /// The task's name.
+        task: String,
+        /// Its place in the task's chain of transforms.
+        step: usize,
+    },
+}
+
+impl fmt::Display for PluginRole {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PluginRole::Source => f.write_str("source"),
+            PluginRole::Destination => f.write_str("destination"),
+            PluginRole::Transform { task, step } => {
+                write!(f, "transform {} of task `{task}`", step + 1)
+            }
+        }
+    }
 }
 
 impl ExecutionReport {

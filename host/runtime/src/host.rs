@@ -9,6 +9,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::{http, log, postgres as sql, types};
 use super::capabilities::{self, Grants};
+use super::cost::ImportCounts;
 use super::http::{HttpClient, HttpFailure, HttpRequest};
 use super::limits::{Limiter, Limits};
 use super::postgres::{PgCall, PgSession};
@@ -56,6 +57,8 @@ pub(crate) struct HostState {
     pub call_deadline: Option<Instant>,
     /// The instance's PostgreSQL session (opened on first use, if granted).
     pub postgres: PgSession,
+    /// What the imports counted during the current call (taken after each call).
+    pub imports: ImportCounts,
 }
 
 impl HostState {
@@ -73,6 +76,7 @@ impl HostState {
             limiter: Limiter {
                 memory_bytes: limits.memory_bytes,
                 refused_growth_to: None,
+                high_water: 0,
             },
             limits: limits.clone(),
             grants: grants.clone(),
@@ -82,6 +86,7 @@ impl HostState {
             http,
             call_deadline: None,
             postgres: PgSession::default(),
+            imports: ImportCounts::default(),
         })
     }
 
@@ -185,6 +190,8 @@ impl http::Host for HostState {
         let deadline = self
             .call_deadline
             .unwrap_or_else(|| Instant::now() + self.limits.call_timeout);
+        self.imports.http_requests += 1;
+        self.imports.http_bytes_sent += request.body.len() as u64;
         let request = HttpRequest {
             method: request.method,
             url: request.url,
@@ -201,6 +208,9 @@ impl http::Host for HostState {
                     ))
                 }),
         };
+        if let Ok(r) = &result {
+            self.imports.http_bytes_received += r.body.len() as u64;
+        }
         match result {
             Ok(r) => Ok(http::Response {
                 status: r.status,

@@ -21,6 +21,7 @@ use super::bindings::{
 };
 use super::capabilities::Grants;
 use super::convert;
+use super::cost::{PluginCost, thread_cpu_time};
 use super::host::{HostState, PluginLogLine, PluginLogs};
 use super::http::HttpClient;
 use super::limits::Limits;
@@ -153,6 +154,8 @@ struct Slot<B> {
     generation: u64,
     logs: Vec<PluginLogLine>,
     logs_dropped: usize,
+    /// What this instance cost so far, over every store it had.
+    cost: PluginCost,
 }
 
 impl<B> Slot<B> {
@@ -171,6 +174,7 @@ impl<B> Slot<B> {
             generation: 0,
             logs: Vec::new(),
             logs_dropped: 0,
+            cost: PluginCost::default(),
         }
     }
 
@@ -219,6 +223,7 @@ impl<B> Slot<B> {
                 });
             }
         };
+        self.cost.instantiations += 1;
         self.live = Some(Live { store, bindings });
         Ok(())
     }
@@ -236,13 +241,25 @@ impl<B> Slot<B> {
         let live = self.live.as_mut().expect("ensure_live ran");
         live.store.set_epoch_deadline(ticks);
         live.store.data_mut().call_deadline = Some(Instant::now() + self.limits.call_timeout);
+        let (started, cpu_before) = (Instant::now(), thread_cpu_time());
         let result = f(&mut live.store, &live.bindings);
+        self.cost
+            .count_call(started.elapsed(), thread_cpu_time().saturating_sub(cpu_before));
         let state = live.store.data_mut();
         self.logs.append(&mut state.log_lines);
         self.logs_dropped += std::mem::take(&mut state.log_dropped);
+        let imports = std::mem::take(&mut state.imports);
+        self.cost.http_requests += imports.http_requests;
+        self.cost.http_bytes_sent += imports.http_bytes_sent;
+        self.cost.http_bytes_received += imports.http_bytes_received;
+        self.cost.memory_high_water_bytes = self
+            .cost
+            .memory_high_water_bytes
+            .max(state.limiter.high_water as u64);
         match result {
             Ok(r) => Ok(r),
             Err(e) => {
+                self.cost.traps += 1;
                 let trap = classify(&e, live.store.data(), &self.limits)
                     .unwrap_or_else(|| TrapKind::Other(format!("{e:#}")));
                 // The trap can quote the plugin's stderr or panic text, which can
@@ -273,6 +290,16 @@ impl<B> Slot<B> {
             message: format!("malformed batch: {e}"),
         })?;
         Ok(batch)
+    }
+
+    fn count_in(&mut self, batch: &Batch) {
+        self.cost.records_in += batch.len() as u64;
+        self.cost.bytes_in += batch.byte_size() as u64;
+    }
+
+    fn count_out(&mut self, batch: &Batch) {
+        self.cost.records_out += batch.len() as u64;
+        self.cost.bytes_out += batch.byte_size() as u64;
     }
 
     fn take_logs(&mut self) -> PluginLogs {
@@ -362,6 +389,16 @@ impl ConnectorInstance {
         self.slot.take_logs()
     }
 
+    /// What this instance has cost so far (see [`PluginCost`]).
+    pub fn cost(&self) -> PluginCost {
+        self.slot.cost
+    }
+
+    /// The limits its calls run under.
+    pub fn limits(&self) -> &Limits {
+        &self.slot.limits
+    }
+
     fn run<R>(
         &mut self,
         f: impl FnOnce(&mut WasmStore<HostState>, &ConnectorPlugin) -> wasmtime::Result<R>,
@@ -438,6 +475,7 @@ impl ConnectorInstance {
         let records = self
             .slot
             .checked_batch(convert::batch_from_wit(page.records))?;
+        self.slot.count_out(&records);
         Ok(ReadPage {
             records,
             rejected: page
@@ -490,6 +528,7 @@ impl ConnectorInstance {
     ) -> Result<Vec<UpsertOutcome>, CallError> {
         self.check_writer(writer)?;
         let len = records.len();
+        self.slot.count_in(&records);
         let batch = convert::batch_to_wit(records);
         let outcomes = self
             .slot
@@ -566,6 +605,16 @@ impl TransformInstance {
         self.slot.take_logs()
     }
 
+    /// What this instance has cost so far (see [`PluginCost`]).
+    pub fn cost(&self) -> PluginCost {
+        self.slot.cost
+    }
+
+    /// The limits its calls run under.
+    pub fn limits(&self) -> &Limits {
+        &self.slot.limits
+    }
+
     fn run<R>(
         &mut self,
         f: impl FnOnce(&mut WasmStore<HostState>, &TransformPlugin) -> wasmtime::Result<R>,
@@ -599,6 +648,7 @@ impl TransformInstance {
     /// Transforms a batch: one output record per input record.
     pub fn transform(&mut self, config: &Config, records: Batch) -> Result<Transformed, CallError> {
         let len = records.len();
+        self.slot.count_in(&records);
         let batch = convert::batch_to_wit(records);
         let out = self
             .run(|s, b| {
@@ -609,6 +659,7 @@ impl TransformInstance {
         let records = self
             .slot
             .checked_batch(convert::batch_from_wit(out.records))?;
+        self.slot.count_out(&records);
         if records.len() != len {
             return Err(CallError::Contract {
                 plugin: self.slot.plugin.clone(),

@@ -38,6 +38,8 @@ impl Default for Limits {
 pub(crate) struct Limiter {
     pub memory_bytes: usize,
     pub refused_growth_to: Option<usize>,
+    /// The largest size granted so far (the instance's high-water mark).
+    pub high_water: usize,
 }
 
 impl wasmtime::ResourceLimiter for Limiter {
@@ -51,6 +53,7 @@ impl wasmtime::ResourceLimiter for Limiter {
             self.refused_growth_to = Some(desired);
             return Ok(false);
         }
+        self.high_water = self.high_water.max(desired);
         Ok(true)
     }
 

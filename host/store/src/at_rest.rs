@@ -67,6 +67,9 @@ pub(super) struct ExecRecord {
     pub(super) record_error_bytes: u64,
     pub(super) staged_stored: u64,
     pub(super) staged_dropped: u64,
+    /// Absent in records written before plugin costs were measured.
+    #[serde(default)]
+    pub(super) plugins: Vec<StoredPluginCost>,
 }
 
 impl ExecRecord {
@@ -116,6 +119,7 @@ impl ExecRecord {
             record_errors_dropped: self.record_errors_dropped,
             staged: self.staged_stored + self.staged_dropped,
             staged_dropped: self.staged_dropped,
+            plugins: self.plugins,
         }
     }
 }

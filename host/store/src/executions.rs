@@ -45,6 +45,7 @@ impl Store {
             record_error_bytes: 0,
             staged_stored: 0,
             staged_dropped: 0,
+            plugins: Vec::new(),
         };
         let marker = encode(&Marker {})?;
         (&self.executions, &self.exec_by_project, &self.exec_running)
@@ -145,6 +146,31 @@ impl Store {
         // or a crash within sled's half-second flush window would replay committed
         // records (harmless for upserts, but counts and the log would go back in time).
         self.flush()
+    }
+
+    /// Records what each plugin instance of a `Running` execution cost (replacing what
+    /// was recorded before): called once, just before the execution finishes.
+    pub fn record_plugin_costs(
+        &self,
+        id: ExecutionId,
+        plugins: Vec<StoredPluginCost>,
+    ) -> Result<(), StoreError> {
+        (&self.executions, &self.exec_by_project)
+            .transaction(|(executions, index)| {
+                let Some(mut rec) = tx_exec(executions, id)? else {
+                    return abort(Err(StoreError::NotFound {
+                        what: "execution",
+                        name: id.to_string(),
+                    }));
+                };
+                if rec.status != ExecStatus::Running {
+                    return abort(Err(StoreError::NotRunning { id }));
+                }
+                rec.plugins = plugins.clone();
+                rec.updated_at = now_millis();
+                tx_put_exec(executions, index, &rec)
+            })
+            .map_err(tx_err)
     }
 
     /// Ends a `Running` execution with a final status (not `Running`).

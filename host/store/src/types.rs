@@ -190,6 +190,81 @@ pub struct Execution {
     pub staged: u64,
     /// Of those, how many were beyond `StoreLimits::max_staged_per_execution`.
     pub staged_dropped: u64,
+    /// What each plugin instance cost, recorded when the execution ends (empty while it
+    /// runs, and in executions recorded before weir measured it).
+    pub plugins: Vec<StoredPluginCost>,
+}
+
+/// What one plugin instance of an execution did and cost, beside its limits, as the
+/// history keeps it (the engine measures it: `weir_engine::PluginUsage`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct StoredPluginCost {
+    /// The plugin's label (a bundled name, `name@version`, a file name).
+    pub plugin: String,
+    /// Its part in the execution.
+    pub role: PluginRole,
+    /// Calls into the plugin.
+    pub calls: u64,
+    /// Wall-clock time inside those calls, in microseconds.
+    pub wall_micros: u64,
+    /// CPU time inside those calls, in microseconds.
+    pub cpu_micros: u64,
+    /// The longest single call, in microseconds.
+    pub slowest_call_micros: u64,
+    /// The per-call time limit, in microseconds.
+    pub call_timeout_micros: u64,
+    /// The most linear memory an instance of it had, in bytes.
+    pub memory_high_water_bytes: u64,
+    /// The memory limit, in bytes.
+    pub memory_limit_bytes: u64,
+    /// Instances created (more than 1 when a trap discarded one).
+    pub instantiations: u64,
+    /// Calls that trapped.
+    pub traps: u64,
+    /// Records handed to the plugin.
+    pub records_in: u64,
+    /// Records the plugin handed back.
+    pub records_out: u64,
+    /// Bytes of record data handed to the plugin.
+    pub bytes_in: u64,
+    /// Bytes of record data the plugin handed back.
+    pub bytes_out: u64,
+    /// HTTP requests the host sent for it.
+    pub http_requests: u64,
+    /// Request body bytes of those.
+    pub http_bytes_sent: u64,
+    /// Response body bytes of those.
+    pub http_bytes_received: u64,
+}
+
+/// A plugin's part in an execution.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum PluginRole {
+    /// The connector records are read from.
+    #[default]
+    Source,
+    /// The connector records are upserted into.
+    Destination,
+    /// A transform of one task, at `step` (0-based) of its chain.
+    Transform {
+        /// The task's name.
+        task: String,
+        /// Its place in the task's chain.
+        step: usize,
+    },
+}
+
+impl fmt::Display for PluginRole {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PluginRole::Source => f.write_str("source"),
+            PluginRole::Destination => f.write_str("destination"),
+            PluginRole::Transform { task, step } => {
+                write!(f, "transform {} of task `{task}`", step + 1)
+            }
+        }
+    }
 }
 
 /// An execution in a listing: small, so listing never loads logs, errors or staging.

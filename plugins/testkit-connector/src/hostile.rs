@@ -188,7 +188,7 @@ static CALLS: AtomicU32 = AtomicU32::new(0);
 
 /// Busy work of a known size, then a normal answer: the obeyed half of a time
 /// limit pair (the same work under a shorter limit is the violated half).
-fn busy(iterations: u64) {
+pub fn busy(iterations: u64) {
     let mut acc = 0u64;
     for i in 0..iterations {
         acc = black_box(acc.wrapping_add(i));

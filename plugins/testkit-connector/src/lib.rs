@@ -20,7 +20,7 @@ use std::collections::HashSet;
 
 use weir_sdk::*;
 
-use hostile::{MODES, Mode, act};
+use hostile::{MODES, Mode, act, busy};
 
 const ENTITY: &str = "people";
 
@@ -175,6 +175,8 @@ impl Writer for TestkitWriter {
             mode_for(&self.config, "upsert", self.options.mode),
             &self.config,
         )?;
+        // `upsert_spin`: busy work per batch, a slow destination.
+        busy(self.config.parse_or("upsert_spin", 0)?);
         let mut outcomes: Vec<UpsertOutcome> =
             records.rows().map(|row| self.outcome(row)).collect();
         // `broken = outcome-count` breaks the contract on purpose.
@@ -254,12 +256,7 @@ impl Connector for Testkit {
         act(mode_for(config, "read", options.mode), config)?;
         // `read_spin`: busy work per page, so a test can kill a run midway (the
         // sandbox has no clock to sleep on).
-        let spin: u64 = config.parse_or("read_spin", 0)?;
-        let mut acc = 0u64;
-        for i in 0..spin {
-            acc = std::hint::black_box(acc.wrapping_add(i));
-        }
-        std::hint::black_box(acc);
+        busy(config.parse_or("read_spin", 0)?);
         if request.entity != ENTITY {
             return Err(Error::config(format!(
                 "entity `{}`: testkit only has `{ENTITY}`",
