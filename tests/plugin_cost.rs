@@ -52,36 +52,13 @@ fn children_cpu() -> Duration {
 }
 
 fn project(name: &str, spin: u64, hold_mb: u64) -> String {
-    let testkit = common::plugin_path("testkit-connector");
-    let testkit = testkit.display();
-    format!(
-        r#"[connections.src]
-plugin = "{testkit}"
-config = {{ count = "1000" }}
-
-[connections.dst]
-plugin = "{testkit}"
-config = {{ upsert_spin = "{spin}", mode = "hold", mb = "{hold_mb}", mode_calls = "upsert" }}
-
-[connection_sets.main]
-source = "src"
-destination = "dst"
-
-[project]
-name = "{name}"
-connection_set = "main"
-batch_size = 250
-
-[[project.tasks]]
-source_entity = "people"
-destination_entity = "people"
-key = ["id"]
-mappings = [
-  {{ destination = "id", source = "id" }},
-  {{ destination = "name", source = "name" }},
-  {{ destination = "email", source = "email" }},
-]
-"#
+    common::testkit_project_file(
+        name,
+        r#"count = "1000""#,
+        &format!(
+            r#"upsert_spin = "{spin}", mode = "hold", mb = "{hold_mb}", mode_calls = "upsert""#
+        ),
+        250,
     )
 }
 

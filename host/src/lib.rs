@@ -20,6 +20,8 @@
 //! - [`service`] joins engine and store: recorded runs, resume, re-runs;
 //! - [`daemon`] schedules projects (cron, retries, auto-pause, alerts) for `weir serve`;
 //! - [`notify`] sends alerts by mail (SMTP, lettre) and webhooks, grouped and retried;
+//! - [`metrics`] counts executions, records, plugin calls, store writes and alerts for
+//!   Prometheus (`GET /metrics` of `weir serve`);
 //! - [`api`] is the daemon's HTTP API and dashboard (axum; the only module that
 //!   knows HTTP serving);
 //! - [`conformance`] and [`scaffold`] are `weir plugin test` and `weir plugin new`.
@@ -29,6 +31,7 @@ pub mod conformance;
 mod conformance_cases;
 pub mod conformance_sample;
 pub mod daemon;
+pub mod metrics;
 pub mod notify;
 pub mod scaffold;
 pub mod service;

@@ -720,6 +720,11 @@ impl Service {
             )?,
             None => self.store.finish_execution(id, status, error)?,
         }
+        crate::metrics::ExecutionFinished {
+            id,
+            report: &report,
+        }
+        .emit();
         self.store
             .prune(&Retention::default(), store::now_millis())?;
         self.store.flush()?;
@@ -858,8 +863,13 @@ impl Recorder for StoreRecorder<'_> {
             }
             checkpoint.tasks = merged;
         }
-        self.store
-            .checkpoint(self.id, checkpoint)
+        let started = std::time::Instant::now();
+        let written = self.store.checkpoint(self.id, checkpoint);
+        crate::metrics::CheckpointWritten {
+            took: started.elapsed(),
+        }
+        .emit();
+        written
             .map_err(|e| match e {
                 // Nothing went wrong with the data: the execution stops at this batch
                 // boundary like a shutdown does, so the next run resumes from the last

@@ -142,3 +142,45 @@ mappings = [
 "#
     )
 }
+
+/// A project file: testkit source (`source_config`, e.g. `count = "1000"`) → testkit
+/// destination (`destination_config`), task `people` keyed by `id`, mapping id, name and
+/// email, in batches of `batch_size`.
+pub fn testkit_project_file(
+    name: &str,
+    source_config: &str,
+    destination_config: &str,
+    batch_size: u32,
+) -> String {
+    let testkit = plugin_path("testkit-connector");
+    let testkit = testkit.display();
+    format!(
+        r#"[connections.src]
+plugin = "{testkit}"
+config = {{ {source_config} }}
+
+[connections.dst]
+plugin = "{testkit}"
+config = {{ {destination_config} }}
+
+[connection_sets.main]
+source = "src"
+destination = "dst"
+
+[project]
+name = "{name}"
+connection_set = "main"
+batch_size = {batch_size}
+
+[[project.tasks]]
+source_entity = "people"
+destination_entity = "people"
+key = ["id"]
+mappings = [
+  {{ destination = "id", source = "id" }},
+  {{ destination = "name", source = "name" }},
+  {{ destination = "email", source = "email" }},
+]
+"#
+    )
+}

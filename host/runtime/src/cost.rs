@@ -28,6 +28,8 @@ pub struct PluginCost {
     pub instantiations: u64,
     /// Calls that trapped (time limit, memory limit, panic).
     pub traps: u64,
+    /// Those traps by kind.
+    pub traps_by_kind: TrapCounts,
     /// Records handed to the plugin (upserted, transformed).
     pub records_in: u64,
     /// Records the plugin handed back (read, transformed).
@@ -56,6 +58,7 @@ impl PluginCost {
             .max(other.memory_high_water_bytes);
         self.instantiations += other.instantiations;
         self.traps += other.traps;
+        self.traps_by_kind.add(&other.traps_by_kind);
         self.records_in += other.records_in;
         self.records_out += other.records_out;
         self.bytes_in += other.bytes_in;
@@ -72,6 +75,44 @@ impl PluginCost {
         self.wall_micros += wall;
         self.cpu_micros += micros(cpu);
         self.slowest_call_micros = self.slowest_call_micros.max(wall);
+    }
+}
+
+/// Traps by kind (see [`crate::TrapKind`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct TrapCounts {
+    /// Calls stopped at their time limit.
+    pub timeout: u64,
+    /// Calls stopped at their memory limit.
+    pub out_of_memory: u64,
+    /// Calls whose stack overflowed.
+    pub stack_overflow: u64,
+    /// Calls that panicked or aborted.
+    pub panic: u64,
+    /// Any other trap.
+    pub other: u64,
+}
+
+impl TrapCounts {
+    fn add(&mut self, other: &TrapCounts) {
+        self.timeout += other.timeout;
+        self.out_of_memory += other.out_of_memory;
+        self.stack_overflow += other.stack_overflow;
+        self.panic += other.panic;
+        self.other += other.other;
+    }
+
+    /// Counts one trap of `kind`.
+    pub(crate) fn count(&mut self, kind: &crate::TrapKind) {
+        use crate::TrapKind as K;
+        let slot = match kind {
+            K::Timeout(_) => &mut self.timeout,
+            K::OutOfMemory { .. } => &mut self.out_of_memory,
+            K::StackOverflow => &mut self.stack_overflow,
+            K::Panic(_) => &mut self.panic,
+            K::Other(_) => &mut self.other,
+        };
+        *slot += 1;
     }
 }
 

@@ -259,9 +259,10 @@ impl<B> Slot<B> {
         match result {
             Ok(r) => Ok(r),
             Err(e) => {
-                self.cost.traps += 1;
                 let trap = classify(&e, live.store.data(), &self.limits)
                     .unwrap_or_else(|| TrapKind::Other(format!("{e:#}")));
+                self.cost.traps += 1;
+                self.cost.traps_by_kind.count(&trap);
                 // The trap can quote the plugin's stderr or panic text, which can
                 // quote a secret: scrubbed at the source (`redact`).
                 let shown = crate::redact::scrub_known_owned(trap.to_string());

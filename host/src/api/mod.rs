@@ -27,6 +27,7 @@
 
 mod error;
 mod extract;
+mod metrics;
 mod openapi;
 
 use std::collections::{HashMap, VecDeque};
@@ -171,6 +172,7 @@ fn token_routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(list_connections))
         .routes(routes!(get_connection, put_connection, delete_connection))
         .routes(routes!(check_connection))
+        .routes(routes!(metrics::metrics))
 }
 
 /// The OpenAPI document of [`router`], generated from the handlers' attributes and

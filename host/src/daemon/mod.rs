@@ -623,6 +623,10 @@ fn spawn_run(
             if let Some(due) = due {
                 let lag = (Utc::now() - due).num_microseconds().unwrap_or(i64::MAX);
                 s.lags.record(lag);
+                crate::metrics::ScheduleLag {
+                    lag: Duration::from_micros(u64::try_from(lag).unwrap_or(0)),
+                }
+                .emit();
             }
         }
         inner.active.fetch_add(1, Ordering::SeqCst);

@@ -783,6 +783,14 @@ async fn deliver(job: &Job, sender: &Sender, shared: &Shared, retry: Retry) {
             }
         }
     };
+    crate::metrics::AlertDelivery {
+        channel: match channel {
+            Channel::Email => crate::metrics::ChannelLabel::email,
+            Channel::Webhook => crate::metrics::ChannelLabel::webhook,
+        },
+        delivered: outcome.is_ok(),
+    }
+    .emit();
     shared.record(Delivery {
         at: now(),
         project: message.project.clone(),
