@@ -28,6 +28,7 @@
 mod error;
 mod extract;
 mod openapi;
+mod store_commands;
 
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -68,6 +69,9 @@ const LOGIN: &str = include_str!("login.html");
 pub struct ApiState {
     pub daemon: Daemon,
     token: Arc<str>,
+    /// The token of `<data-dir>/daemon.json` (`daemon::local_access`), accepted like the
+    /// administrator's: how `weir` commands on the same data directory reach the daemon.
+    local_token: Option<Arc<str>>,
     /// Dashboard sessions: random ids handed out by the login form, so the cookie never
     /// holds the token itself. In memory: a restart logs everyone out.
     sessions: Arc<std::sync::Mutex<HashMap<String, Session>>>,
@@ -95,11 +99,18 @@ impl ApiState {
         ApiState {
             daemon,
             token: Arc::from(token),
+            local_token: None,
             sessions: Default::default(),
             failures: Default::default(),
             web: Arc::new(web),
             base_dir,
         }
+    }
+
+    /// Also accepts `token` as a bearer token (the local-access file's).
+    pub fn with_local_token(mut self, token: &str) -> ApiState {
+        self.local_token = Some(Arc::from(token));
+        self
     }
 }
 
@@ -171,6 +182,7 @@ fn token_routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(list_connections))
         .routes(routes!(get_connection, put_connection, delete_connection))
         .routes(routes!(check_connection))
+        .merge(store_commands::routes())
 }
 
 /// The OpenAPI document of [`router`], generated from the handlers' attributes and
@@ -423,9 +435,13 @@ fn authorized(state: &ApiState, headers: &HeaderMap) -> bool {
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
     {
-        return v
-            .strip_prefix("Bearer ")
-            .is_some_and(|t| same(t.trim(), &state.token));
+        return v.strip_prefix("Bearer ").is_some_and(|t| {
+            same(t.trim(), &state.token)
+                || state
+                    .local_token
+                    .as_ref()
+                    .is_some_and(|l| same(t.trim(), l))
+        });
     }
     session_cookie(headers).is_some_and(|id| {
         let mut sessions = state.sessions.lock().unwrap();
