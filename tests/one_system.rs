@@ -7,8 +7,10 @@
 //! Real binary, real `weir serve` on 127.0.0.1, the demo's data directory.
 
 mod common;
+#[path = "common/serve.rs"]
+mod serve;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -90,15 +92,7 @@ impl Scene {
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .unwrap();
-        let mut first = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut first)
-            .unwrap();
-        let address = first
-            .trim()
-            .strip_prefix("weir serve: listening on http://")
-            .unwrap_or_else(|| panic!("unexpected first line {first:?}"))
-            .to_owned();
+        let address = serve::listening_address(&mut child);
         Daemon {
             child,
             address,
