@@ -21,7 +21,7 @@ const SECRET: &str = "s3cret-value-never-shown-7f1c";
 const SECRET_2: &str = "second-secret-never-shown-42aa";
 
 /// A folder with the demo's data directory (`weir-demo/weir-data`, project
-/// `contacts-sync`, execution 1) and the demo's input folder.
+/// `contacts-sync`, execution 1) and the demo's input folder, plus one bad row.
 struct Scene {
     dir: tempfile::TempDir,
 }
@@ -38,6 +38,14 @@ impl Scene {
             .unwrap();
         assert!(demo.status.success(), "{}", text(&demo.stderr));
         std::fs::write(dir.path().join("secret.txt"), format!("{SECRET_2}\n")).unwrap();
+        // One bad row from now on: runs end in Warning with a record error to show and
+        // to re-run (it failed while read: no stored copy to re-send).
+        let csv = dir.path().join("weir-demo/crm-export/contacts.csv");
+        let mut text = std::fs::read_to_string(&csv).unwrap();
+        text.push_str(
+            "abc,Bad,Row,bad@example.com,555 0100,Acme,CTO,Paris,FR,2025-02-10T19:28:00Z\n",
+        );
+        std::fs::write(&csv, text).unwrap();
         Scene { dir }
     }
 
@@ -249,17 +257,10 @@ fn script(plugin: &str) -> Vec<(Vec<String>, &'static str, u8)> {
         (&["project", "apply", "-f", "weir-demo/project.toml"], "", 0),
         (&["validate", "contacts-sync"], "", 0),
         (&["validate", "contacts-sync", "--json"], "", 0),
-        (&["run", "contacts-sync"], "", 0),
+        (&["run", "contacts-sync"], "", 1),
         (&["executions", "list"], "", 0),
         (
-            &[
-                "executions",
-                "list",
-                "--status",
-                "completed",
-                "--limit",
-                "1",
-            ],
+            &["executions", "list", "--status", "warning", "--limit", "1"],
             "",
             0,
         ),
@@ -278,7 +279,7 @@ fn script(plugin: &str) -> Vec<(Vec<String>, &'static str, u8)> {
         (&["executions", "show", "2"], "", 0),
         (&["executions", "errors", "2"], "", 0),
         (&["executions", "staging", "2", "--limit", "2"], "", 0),
-        (&["executions", "rerun", "2"], "", 0),
+        (&["executions", "rerun", "2"], "", 1),
         (&["executions", "rerun", "2", "--failed-only"], "", 0),
         (
             &[
@@ -392,9 +393,20 @@ fn every_store_command_answers_the_same_with_and_without_the_daemon() {
     }
     // What the script shows is real: runs completed, the re-run is linked.
     let find = |cmd: &str| &with.iter().find(|(c, _)| c == cmd).unwrap().1;
-    assert!(find("run contacts-sync").contains("status:   Completed"));
+    let run = find("run contacts-sync");
+    assert!(run.contains("status:   Warning"), "{run}");
+    assert!(
+        run.contains("record error [pull] task contacts key - (line 5002) field `id`"),
+        "{run}"
+    );
+    let failed_only = find("executions rerun 2 --failed-only");
+    assert!(
+        failed_only.contains("note: 1 records failed while being read"),
+        "{failed_only}"
+    );
     assert!(find("executions rerun 2").contains("(re-run of 2)"));
-    assert!(find("connection list").contains("files"));
+    // The secret read from stdin reached the daemon's store (its name only is shown).
+    assert!(find("connection list").contains("secrets: token (hidden)"));
     assert!(find("validate contacts-sync").contains("valid"));
     assert!(find("plugin list").contains("testkit"));
     assert!(find("executions prune --keep-last 3").contains("pruned 1 executions"));
@@ -456,16 +468,18 @@ fn a_stale_daemon_file_does_not_stop_the_cli() {
     assert!(said.contains("daemon: not running"), "{said}");
     assert!(said.contains(&format!("pid {pid}")), "{said}");
 
-    for args in [
-        &["project", "list"][..],
-        &["connection", "list"][..],
-        &["executions", "list"][..],
-        &["run", "contacts-sync"][..],
-        &["validate", "contacts-sync"][..],
+    // The run ends in Warning (the scene's bad row): exit code 1, and it was recorded.
+    for (args, code) in [
+        (&["project", "list"][..], 0),
+        (&["connection", "list"][..], 0),
+        (&["run", "contacts-sync"][..], 1),
+        (&["executions", "show", "2"][..], 0),
+        (&["validate", "contacts-sync"][..], 0),
     ] {
         let out = scene.weir(args);
-        assert!(
-            out.status.success(),
+        assert_eq!(
+            out.status.code(),
+            Some(code),
             "weir {args:?} with a stale daemon file: {}",
             text(&out.stderr)
         );

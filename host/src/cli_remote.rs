@@ -37,9 +37,14 @@ pub struct RunOutcome {
     /// The execution as the store recorded it.
     pub execution: Execution,
     /// Records that failed while being read and have no stored copy to re-send (a
-    /// failed-only re-run); `None` when the side that ran it does not say.
+    /// failed-only re-run); `None` for a run.
     pub without_copy: Option<u64>,
+    /// Its first record errors (at most [`FIRST_ERRORS`]), shown with the summary.
+    pub first_errors: Vec<StoredRecordError>,
 }
+
+/// How many record errors a run's summary shows.
+pub const FIRST_ERRORS: u64 = 10;
 
 /// What `executions prune` did (or, in a dry run, would do).
 pub struct PruneOutcome {
@@ -290,18 +295,12 @@ impl Backend {
         match self {
             Backend::Local(s) => {
                 let (id, _report) = s.run(name, weir_host::store::Trigger::Manual, observer)?;
-                Ok(RunOutcome {
-                    execution: recorded(s, id)?,
-                    without_copy: None,
-                })
+                self.outcome(recorded(s, id)?, None)
             }
             Backend::Daemon(d) => {
                 let started: Started =
                     d.send(reqwest::Method::POST, &project_path(name, "/run"), None)?;
-                Ok(RunOutcome {
-                    execution: d.wait(started.execution)?,
-                    without_copy: None,
-                })
+                self.outcome(d.wait(started.execution)?, None)
             }
         }
     }
@@ -316,24 +315,54 @@ impl Backend {
         match self {
             Backend::Local(s) => {
                 let (new_id, _report, skipped) = s.rerun(id, failed_only, observer)?;
-                Ok(RunOutcome {
-                    execution: recorded(s, new_id)?,
-                    without_copy: Some(skipped),
-                })
+                self.outcome(recorded(s, new_id)?, Some(skipped))
             }
             Backend::Daemon(d) => {
+                // Counted as the service counts them, from the same stored errors.
+                let without_copy = if failed_only {
+                    self.without_copy(id)?
+                } else {
+                    0
+                };
                 let body = serde_json::json!({ "failed_only": failed_only });
                 let started: Started = d.send(
                     reqwest::Method::POST,
                     &format!("/api/v1/executions/{id}/rerun"),
                     Some(&body),
                 )?;
-                Ok(RunOutcome {
-                    execution: d.wait(started.execution)?,
-                    without_copy: None,
-                })
+                self.outcome(d.wait(started.execution)?, Some(without_copy))
             }
         }
+    }
+
+    /// How many of an execution's record errors have no stored copy to re-send (they
+    /// failed while being read).
+    fn without_copy(&self, id: ExecutionId) -> Result<u64> {
+        const PAGE: u64 = 1000;
+        let (mut offset, mut count) = (0, 0);
+        loop {
+            let (page, total) = self.page::<StoredRecordError>(id, offset, PAGE)?;
+            offset += page.len() as u64;
+            count += page.iter().filter(|e| e.record.is_empty()).count() as u64;
+            if page.is_empty() || offset >= total {
+                return Ok(count);
+            }
+        }
+    }
+
+    /// A finished execution with its first record errors.
+    fn outcome(&self, execution: Execution, without_copy: Option<u64>) -> Result<RunOutcome> {
+        let first_errors = if execution.record_errors > 0 {
+            self.page::<StoredRecordError>(execution.id, 0, FIRST_ERRORS)?
+                .0
+        } else {
+            Vec::new()
+        };
+        Ok(RunOutcome {
+            execution,
+            without_copy,
+            first_errors,
+        })
     }
 
     pub fn prune(&self, retention: &Retention, dry_run: bool) -> Result<PruneOutcome> {

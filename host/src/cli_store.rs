@@ -520,10 +520,16 @@ fn print_run(outcome: &RunOutcome, json: bool, rerun: Option<RerunOf>) -> Result
     if let Some(err) = &e.error {
         text.push_str(&format!("error:    {err}\n"));
     }
-    if e.record_errors > 0 {
+    for failure in &outcome.first_errors {
+        text.push_str(&format!("  record error {}\n", error_line(failure)));
+    }
+    let more = e
+        .record_errors
+        .saturating_sub(outcome.first_errors.len() as u64);
+    if more > 0 {
         text.push_str(&format!(
-            "record errors: {} (weir executions errors {})\n",
-            e.record_errors, e.id
+            "  … and {more} more record errors (weir executions errors {})\n",
+            e.id
         ));
     }
     // Stored texts were scrubbed by the service; printing scrubs again what this
@@ -550,6 +556,25 @@ fn print_run(outcome: &RunOutcome, json: bool, rerun: Option<RerunOf>) -> Result
         );
     }
     Ok(())
+}
+
+/// A record error in one line: stage, task, key, place, field, message.
+fn error_line(e: &weir_host::store::StoredRecordError) -> String {
+    format!(
+        "[{}] task {} key {}{}{}: {}",
+        e.stage,
+        e.task,
+        e.key.as_deref().unwrap_or("-"),
+        e.position
+            .as_ref()
+            .map(|p| format!(" ({p})"))
+            .unwrap_or_default(),
+        e.field
+            .as_ref()
+            .map(|f| format!(" field `{f}`"))
+            .unwrap_or_default(),
+        e.message
+    )
 }
 
 /// What a re-run printed is a re-run of.
@@ -757,21 +782,7 @@ pub fn executions(
             let (page, total) =
                 backend.page::<weir_host::store::StoredRecordError>(id, offset, limit)?;
             print_page("record errors", "errors", offset, total, &page, json, |e| {
-                let mut line = format!(
-                    "[{}] task {} key {}{}{}: {}",
-                    e.stage,
-                    e.task,
-                    e.key.as_deref().unwrap_or("-"),
-                    e.position
-                        .as_ref()
-                        .map(|p| format!(" ({p})"))
-                        .unwrap_or_default(),
-                    e.field
-                        .as_ref()
-                        .map(|f| format!(" field `{f}`"))
-                        .unwrap_or_default(),
-                    e.message
-                );
+                let mut line = error_line(e);
                 if !e.record.is_empty() {
                     line.push_str(&format!(
                         "\n    record: {}",
