@@ -46,6 +46,13 @@ impl Scene {
             "abc,Bad,Row,bad@example.com,555 0100,Acme,CTO,Paris,FR,2025-02-10T19:28:00Z\n",
         );
         std::fs::write(&csv, text).unwrap();
+        // A project file with a misspelled option: refused with its place.
+        let project = std::fs::read_to_string(dir.path().join("weir-demo/project.toml")).unwrap();
+        std::fs::write(
+            dir.path().join("bad.toml"),
+            project.replace("batch_size", "batch_sise"),
+        )
+        .unwrap();
         Scene { dir }
     }
 
@@ -303,6 +310,7 @@ fn script(plugin: &str) -> Vec<(Vec<String>, &'static str, u8)> {
         (&["plugin", "list"], "", 0),
         // Failing commands: the same exit codes either way.
         (&["run", "no-such-project"], "", 2),
+        (&["project", "apply", "-f", "bad.toml"], "", 2),
         (&["validate", "no-such-project"], "", 2),
         (&["project", "show", "no-such-project"], "", 2),
         (&["executions", "show", "999"], "", 2),
@@ -339,7 +347,13 @@ fn play(scene: &Scene, mode: &str) -> Vec<(String, String)> {
             );
         }
         if args[0] != "status" {
-            outputs.push((args.join(" "), normalized(&stdout, scene.root())));
+            // A failing command's message counts too.
+            let said = if code == 0 {
+                stdout
+            } else {
+                format!("{stdout}{stderr}")
+            };
+            outputs.push((args.join(" "), normalized(&said, scene.root())));
         }
     }
     outputs
@@ -405,6 +419,11 @@ fn every_store_command_answers_the_same_with_and_without_the_daemon() {
         "{failed_only}"
     );
     assert!(find("executions rerun 2").contains("(re-run of 2)"));
+    let refused = find("project apply -f bad.toml");
+    assert!(
+        refused.contains("bad.toml:") && refused.contains("unknown field `batch_sise`"),
+        "{refused}"
+    );
     // The secret read from stdin reached the daemon's store (its name only is shown).
     assert!(find("connection list").contains("secrets: token (hidden)"));
     assert!(find("validate contacts-sync").contains("valid"));

@@ -171,7 +171,9 @@ impl Backend {
                     .unwrap_or_default();
                 let mut url = d.url(&project_path(&name, ""));
                 url.query_pairs_mut()
-                    .append_pair("base_dir", &folder.to_string_lossy());
+                    .append_pair("base_dir", &folder.to_string_lossy())
+                    // Errors name the file as the command was given it, as locally.
+                    .append_pair("file_name", &file.to_string_lossy());
                 let applied: AppliedAnswer = d.request(
                     d.http
                         .put(url)

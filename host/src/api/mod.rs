@@ -32,7 +32,7 @@ mod store_commands;
 
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -796,6 +796,9 @@ struct ApplyQuery {
     /// data directory).
     #[param(value_type = Option<String>)]
     base_dir: Option<PathBuf>,
+    /// The file's name as its author knows it, for the places in error messages
+    /// (default: `<name>.toml`); `weir project apply` sends the path it was given.
+    file_name: Option<String>,
 }
 
 /// `PUT /api/v1/projects/{name}`'s answer.
@@ -830,7 +833,7 @@ async fn put_project(
         )));
     }
     blocking(move || {
-        let label = Path::new(&format!("{name}.toml")).to_path_buf();
+        let label = PathBuf::from(q.file_name.unwrap_or_else(|| format!("{name}.toml")));
         let svc = state.daemon.service();
         // A file that does not parse gets its full error (with line) from the apply.
         let file_name = body
