@@ -79,9 +79,8 @@ pub fn plugin(
 ) -> Result<ExitCode> {
     match cmd {
         PluginCmd::Install { file } => {
-            let store = crate::cli_store::open_store(data_dir, key_file)?;
-            let service = weir_host::service::Service::new(store, runtime);
-            let p = service.install_plugin(&file, &data_dir.join("plugins"))?;
+            let backend = crate::cli_remote::Backend::open(data_dir, key_file)?;
+            let p = backend.install_plugin(&file, data_dir)?;
             println!(
                 "installed {} {} ({}, sha256 {})",
                 p.name,
@@ -95,8 +94,8 @@ pub fn plugin(
             );
         }
         PluginCmd::List => {
-            let store = crate::cli_store::open_store(data_dir, key_file)?;
-            for p in store.plugins()? {
+            let backend = crate::cli_remote::Backend::open(data_dir, key_file)?;
+            for p in backend.plugins()? {
                 println!(
                     "{:<16} {:<10} {:<10} {}  {}",
                     p.name,

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use weir_host::api::{ApiState, router};
 use weir_host::daemon::config::ServeConfig;
+use weir_host::daemon::local_access::LocalAccess;
 use weir_host::daemon::{Alerter, Daemon};
 use weir_host::notify::Notifier;
 use weir_host::service::Service;
@@ -104,16 +105,18 @@ pub fn serve(data_dir: &Path, key_file: Option<&Path>, args: ServeArgs) -> Resul
         let alerter: Arc<dyn Alerter> = Arc::new(notifier.clone());
         let daemon = Daemon::new(service, config.daemon.clone(), Some(alerter))?;
         let base_dir = std::path::absolute(data_dir)?;
-        let app = router(ApiState::with_web(
-            daemon.clone(),
-            &token,
-            base_dir,
-            config.web.clone(),
-        ));
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("listening on {}", config.listen))?;
         let addr = listener.local_addr()?;
+        // `weir` commands on this data directory reach the daemon through this file
+        // (removed when `_access_file` drops, at a clean shutdown).
+        let access = LocalAccess::new(local_address(addr))?;
+        let _access_file = access.write(data_dir)?;
+        let app = router(
+            ApiState::with_web(daemon.clone(), &token, base_dir, config.web.clone())
+                .with_local_token(&access.token),
+        );
         // Tests and scripts read the port from this first line.
         println!("weir serve: listening on http://{addr}");
         std::io::stdout().flush()?;
@@ -142,6 +145,21 @@ pub fn serve(data_dir: &Path, key_file: Option<&Path>, args: ServeArgs) -> Resul
     })?;
     // Blocking threads still inside a plugin call past the deadline are abandoned.
     std::process::exit(0)
+}
+
+/// The address a local command connects to: a daemon listening on every interface is
+/// reached on loopback.
+fn local_address(addr: std::net::SocketAddr) -> std::net::SocketAddr {
+    let ip = match addr.ip() {
+        std::net::IpAddr::V4(v4) if v4.is_unspecified() => {
+            std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)
+        }
+        std::net::IpAddr::V6(v6) if v6.is_unspecified() => {
+            std::net::IpAddr::V6(std::net::Ipv6Addr::LOCALHOST)
+        }
+        ip => ip,
+    };
+    std::net::SocketAddr::new(ip, addr.port())
 }
 
 async fn shutdown_signal() {

@@ -1,18 +1,21 @@
 //! The store-backed commands: connections, projects, executions. Parsing and
-//! printing only; the work is in `weir_host::service`.
+//! printing only; the work is in `weir_host::service`, reached through a
+//! [`Backend`]: the store opened here, or the daemon holding it (`cli_remote`).
+//! Each answer is printed here, once, whichever side gave it.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use clap::Subcommand;
-use weir_host::engine::Observer;
+use weir_host::engine::{Observer, ValidationReport};
 use weir_host::redact::scrub_known;
-use weir_host::service::{Service, redact_record};
 use weir_host::store::{
     ConnectionState, ExecStatus, ExecutionFilter, Retention, SecretKey, Store, StoreLimits,
-    StoredConnection, Trigger, now_millis,
+    StoredConnection, now_millis,
 };
+
+use crate::cli_remote::{Backend, RunOutcome};
 
 #[derive(Subcommand)]
 pub enum ConnectionCmd {
@@ -91,8 +94,8 @@ pub enum ProjectCmd {
         /// The project's name.
         name: String,
     },
-    /// Pause a project's schedule (`weir serve` skips it until resumed). Applies to a
-    /// running daemon at its next start; use the API to pause one that is running.
+    /// Pause a project's schedule (`weir serve` skips it until resumed). With a daemon
+    /// running on the data directory, it applies at once (through the daemon).
     Pause {
         /// The project's name.
         name: String,
@@ -269,7 +272,7 @@ fn trim_newline(mut text: String) -> String {
     text
 }
 
-fn when(millis: i64) -> String {
+pub fn when(millis: i64) -> String {
     chrono::DateTime::from_timestamp_millis(millis)
         .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
         .unwrap_or_else(|| millis.to_string())
@@ -307,7 +310,7 @@ fn parse_since(text: &str) -> Result<i64> {
     bail!("--since `{text}`: use a date (2026-11-01), an RFC 3339 time, or an age (30m, 12h, 7d)")
 }
 
-pub fn connection(service: &Service, cmd: ConnectionCmd) -> Result<ExitCode> {
+pub fn connection(backend: &Backend, cmd: ConnectionCmd) -> Result<ExitCode> {
     match cmd {
         ConnectionCmd::Add {
             name,
@@ -334,13 +337,12 @@ pub fn connection(service: &Service, cmd: ConnectionCmd) -> Result<ExitCode> {
                 state: ConnectionState::Unchecked,
                 updated_at: now_millis(),
             };
-            service.put_connection(&conn)?;
-            let state = service.check_connection(&name)?;
+            let state = backend.put_connection(&conn)?;
             println!("connection {name}: {}", state_text(&state));
             Ok(ExitCode::SUCCESS)
         }
         ConnectionCmd::List { json } => {
-            let list = service.store.connections()?;
+            let list = backend.connections()?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&list)?);
             } else {
@@ -361,7 +363,7 @@ pub fn connection(service: &Service, cmd: ConnectionCmd) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         ConnectionCmd::Check { name } => {
-            let state = service.check_connection(&name)?;
+            let state = backend.check_connection(&name)?;
             println!("connection {name}: {}", state_text(&state));
             Ok(if state == ConnectionState::Connected {
                 ExitCode::SUCCESS
@@ -370,14 +372,9 @@ pub fn connection(service: &Service, cmd: ConnectionCmd) -> Result<ExitCode> {
             })
         }
         ConnectionCmd::UpdateCredentials { name, secret } => {
-            let mut conn = service
-                .store
-                .connection(&name)?
+            let state = backend
+                .update_credentials(&name, secret_pairs(&secret)?)?
                 .with_context(|| format!("no connection named `{name}`"))?;
-            conn.secrets = secret_pairs(&secret)?;
-            conn.updated_at = now_millis();
-            service.put_connection(&conn)?;
-            let state = service.check_connection(&name)?;
             println!(
                 "connection {name}: credentials updated; {}",
                 state_text(&state)
@@ -385,7 +382,7 @@ pub fn connection(service: &Service, cmd: ConnectionCmd) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         ConnectionCmd::Delete { name } => {
-            if !service.store.delete_connection(&name)? {
+            if !backend.delete_connection(&name)? {
                 bail!("no connection named `{name}`");
             }
             println!("connection {name}: deleted");
@@ -394,21 +391,21 @@ pub fn connection(service: &Service, cmd: ConnectionCmd) -> Result<ExitCode> {
     }
 }
 
-pub fn project(service: &Service, cmd: ProjectCmd) -> Result<ExitCode> {
+pub fn project(backend: &Backend, cmd: ProjectCmd) -> Result<ExitCode> {
     match cmd {
         ProjectCmd::Apply { file } => {
             let weir_host::service::AppliedProject {
                 name,
                 version,
                 created: changed,
-            } = service.apply_project(&file)?;
+            } = backend.apply_project(&file)?;
             println!(
                 "project {name}: version {version}{}",
                 if changed { "" } else { " (unchanged)" }
             );
         }
         ProjectCmd::List => {
-            for p in service.store.projects()? {
+            for p in backend.projects()? {
                 println!(
                     "{:<24} version {:<4} updated {}",
                     p.name,
@@ -418,8 +415,7 @@ pub fn project(service: &Service, cmd: ProjectCmd) -> Result<ExitCode> {
             }
         }
         ProjectCmd::Show { name, version } => {
-            let p = service
-                .store
+            let p = backend
                 .project(&name, version)?
                 .with_context(|| format!("no project named `{name}`"))?;
             println!(
@@ -432,43 +428,221 @@ pub fn project(service: &Service, cmd: ProjectCmd) -> Result<ExitCode> {
             print!("{}", p.text);
         }
         ProjectCmd::Delete { name } => {
-            if !service.store.delete_project(&name)? {
+            if !backend.delete_project(&name)? {
                 bail!("no project named `{name}`");
             }
             println!("project {name}: deleted (its executions stay in the history)");
         }
         ProjectCmd::Pause { name, reason } => {
-            service.store.set_project_state(&name, true, Some(reason))?;
+            backend.set_paused(&name, Some(reason))?;
             println!("project {name}: schedule paused");
         }
         ProjectCmd::Resume { name } => {
-            service.store.set_project_state(&name, false, None)?;
+            backend.set_paused(&name, None)?;
             println!("project {name}: schedule resumed");
         }
     }
     Ok(ExitCode::SUCCESS)
 }
 
+/// `weir run NAME`: runs a stored project, waits for its end and prints the
+/// execution as recorded.
 pub fn run_named(
-    service: &Service,
+    backend: &Backend,
     name: &str,
     json: bool,
     observer: &mut dyn Observer,
-) -> Result<weir_host::engine::Status> {
-    let (id, report) = service.run(name, Trigger::Manual, observer)?;
+) -> Result<ExitCode> {
+    let outcome = backend.run(name, observer)?;
+    print_run(&outcome, json, None)?;
+    Ok(exit_code(outcome.execution.status))
+}
+
+/// A finished run as the store recorded it, as JSON (`{execution, report}`: the report
+/// keeps the engine report's field names for the fields it has) or as text.
+fn print_run(outcome: &RunOutcome, json: bool, rerun: Option<RerunOf>) -> Result<()> {
+    let e = &outcome.execution;
+    let duration_ms = e.finished_at.unwrap_or(e.updated_at) - e.started_at;
     if json {
-        println!(
-            "{}",
-            scrub_known(&serde_json::to_string_pretty(
-                &serde_json::json!({ "execution": id, "report": report })
-            )?)
-        );
-    } else {
-        // The report is the engine's: it can quote a server echoing a credential.
-        print!("{}", scrub_known(&report.to_string()));
-        println!("execution: {id}  (weir executions show {id})");
+        let report = RunReport {
+            project: &e.project,
+            project_version: e.project_version,
+            status: e.status,
+            error: e.error.as_deref(),
+            duration_ms,
+            record_errors: e.record_errors,
+            tasks: e
+                .tasks
+                .iter()
+                .map(|t| RunTask {
+                    name: &t.name,
+                    counts: RunCounts {
+                        read: t.read,
+                        inserted: t.inserted,
+                        updated: t.updated,
+                        failed: t.failed,
+                        skipped: t.skipped,
+                    },
+                    cursor: t.cursor.as_deref(),
+                    error: t.error.as_deref(),
+                })
+                .collect(),
+        };
+        let out = RunJson {
+            execution: e.id,
+            parent: e.parent,
+            report,
+        };
+        println!("{}", scrub_known(&serde_json::to_string_pretty(&out)?));
+        return Ok(());
     }
-    Ok(report.status)
+    let sum = |f: fn(&weir_host::store::TaskState) -> u64| e.tasks.iter().map(f).sum::<u64>();
+    let mut text = format!("project:  {}\nstatus:   {}\n", e.project, e.status);
+    text.push_str(&format!(
+        "records:  read {}, inserted {}, updated {}, failed {}  ({:.2} s)\n",
+        sum(|t| t.read),
+        sum(|t| t.inserted),
+        sum(|t| t.updated),
+        sum(|t| t.failed),
+        duration_ms as f64 / 1000.0
+    ));
+    for t in &e.tasks {
+        if e.tasks.len() > 1 {
+            text.push_str(&format!(
+                "  {}: read {}, inserted {}, updated {}, failed {}\n",
+                t.name, t.read, t.inserted, t.updated, t.failed
+            ));
+        }
+        if let Some(err) = &t.error {
+            text.push_str(&format!("  error in task `{}`: {err}\n", t.name));
+        }
+    }
+    if let Some(err) = &e.error {
+        text.push_str(&format!("error:    {err}\n"));
+    }
+    for failure in &outcome.first_errors {
+        text.push_str(&format!("  record error {}\n", error_line(failure)));
+    }
+    let more = e
+        .record_errors
+        .saturating_sub(outcome.first_errors.len() as u64);
+    if more > 0 {
+        text.push_str(&format!(
+            "  … and {more} more record errors (weir executions errors {})\n",
+            e.id
+        ));
+    }
+    // Stored texts were scrubbed by the service; printing scrubs again what this
+    // process has seen.
+    print!("{}", scrub_known(&text));
+    match rerun {
+        None => println!("execution: {}  (weir executions show {})", e.id, e.id),
+        Some(RerunOf {
+            parent,
+            failed_only,
+        }) => println!(
+            "execution: {} (re-run of {parent}{})",
+            e.id,
+            if failed_only {
+                ", failed records only"
+            } else {
+                ""
+            }
+        ),
+    }
+    if let Some(n) = outcome.without_copy.filter(|n| *n > 0) {
+        println!(
+            "note: {n} records failed while being read and have no stored copy; run the project again to re-read them"
+        );
+    }
+    Ok(())
+}
+
+/// A record error in one line: stage, task, key, place, field, message.
+fn error_line(e: &weir_host::store::StoredRecordError) -> String {
+    format!(
+        "[{}] task {} key {}{}{}: {}",
+        e.stage,
+        e.task,
+        e.key.as_deref().unwrap_or("-"),
+        e.position
+            .as_ref()
+            .map(|p| format!(" ({p})"))
+            .unwrap_or_default(),
+        e.field
+            .as_ref()
+            .map(|f| format!(" field `{f}`"))
+            .unwrap_or_default(),
+        e.message
+    )
+}
+
+/// What a re-run printed is a re-run of.
+#[derive(Clone, Copy)]
+struct RerunOf {
+    parent: u64,
+    failed_only: bool,
+}
+
+/// `weir run NAME --json`.
+#[derive(serde::Serialize)]
+struct RunJson<'a> {
+    execution: u64,
+    parent: Option<u64>,
+    report: RunReport<'a>,
+}
+
+#[derive(serde::Serialize)]
+struct RunReport<'a> {
+    project: &'a str,
+    project_version: u32,
+    status: ExecStatus,
+    error: Option<&'a str>,
+    duration_ms: i64,
+    record_errors: u64,
+    tasks: Vec<RunTask<'a>>,
+}
+
+#[derive(serde::Serialize)]
+struct RunTask<'a> {
+    name: &'a str,
+    counts: RunCounts,
+    cursor: Option<&'a str>,
+    error: Option<&'a str>,
+}
+
+#[derive(serde::Serialize)]
+struct RunCounts {
+    read: u64,
+    inserted: u64,
+    updated: u64,
+    failed: u64,
+    skipped: u64,
+}
+
+/// Completed → 0, Warning → 1, Error → 3 (2 is for errors before any run); a run that
+/// did not start (Skipped) is 1.
+fn exit_code(status: ExecStatus) -> ExitCode {
+    match status {
+        ExecStatus::Completed => ExitCode::SUCCESS,
+        ExecStatus::Warning | ExecStatus::Skipped => ExitCode::from(1),
+        ExecStatus::Error | ExecStatus::Running => ExitCode::from(3),
+    }
+}
+
+/// `weir validate`: a validation report, from a file or a stored project (here or
+/// through the daemon), printed one way. Valid → 0, invalid → 1.
+pub fn print_validation(report: &ValidationReport, json: bool) -> Result<ExitCode> {
+    if json {
+        println!("{}", scrub_known(&serde_json::to_string_pretty(report)?));
+    } else {
+        print!("{}", scrub_known(&report.to_string()));
+    }
+    Ok(if report.valid {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 /// Prints one page of a paged listing, as text lines or as JSON.
@@ -496,11 +670,10 @@ fn print_page<T: serde::Serialize>(
 }
 
 pub fn executions(
-    service: &Service,
+    backend: &Backend,
     cmd: ExecutionsCmd,
     observer: &mut dyn Observer,
 ) -> Result<ExitCode> {
-    let store = &service.store;
     match cmd {
         ExecutionsCmd::List {
             project,
@@ -522,7 +695,7 @@ pub fn executions(
                 })
                 .transpose()?;
             let since = since.as_deref().map(parse_since).transpose()?;
-            let list = store.executions(&ExecutionFilter {
+            let list = backend.executions(&ExecutionFilter {
                 project,
                 status,
                 since,
@@ -551,7 +724,7 @@ pub fn executions(
             }
         }
         ExecutionsCmd::Show { id, json } => {
-            let e = store
+            let e = backend
                 .execution(id)?
                 .with_context(|| format!("no execution {id}"))?;
             if json {
@@ -607,25 +780,10 @@ pub fn executions(
             limit,
             json,
         } => {
-            let (mut page, total) = store.record_errors(id, offset, limit)?;
-            page.iter_mut()
-                .for_each(|e| e.record = redact_record(&e.record));
+            let (page, total) =
+                backend.page::<weir_host::store::StoredRecordError>(id, offset, limit)?;
             print_page("record errors", "errors", offset, total, &page, json, |e| {
-                let mut line = format!(
-                    "[{}] task {} key {}{}{}: {}",
-                    e.stage,
-                    e.task,
-                    e.key.as_deref().unwrap_or("-"),
-                    e.position
-                        .as_ref()
-                        .map(|p| format!(" ({p})"))
-                        .unwrap_or_default(),
-                    e.field
-                        .as_ref()
-                        .map(|f| format!(" field `{f}`"))
-                        .unwrap_or_default(),
-                    e.message
-                );
+                let mut line = error_line(e);
                 if !e.record.is_empty() {
                     line.push_str(&format!(
                         "\n    record: {}",
@@ -641,9 +799,8 @@ pub fn executions(
             limit,
             json,
         } => {
-            let (mut page, total) = store.staged(id, offset, limit)?;
-            page.iter_mut()
-                .for_each(|s| s.record = redact_record(&s.record));
+            let (page, total) =
+                backend.page::<weir_host::store::StagedRecord>(id, offset, limit)?;
             print_page(
                 "staged records",
                 "records",
@@ -662,22 +819,16 @@ pub fn executions(
             )?;
         }
         ExecutionsCmd::Rerun { id, failed_only } => {
-            let (new_id, report, skipped) = service.rerun(id, failed_only, observer)?;
-            print!("{}", scrub_known(&report.to_string()));
-            println!(
-                "execution: {new_id} (re-run of {id}{})",
-                if failed_only {
-                    ", failed records only"
-                } else {
-                    ""
-                }
-            );
-            if skipped > 0 {
-                println!(
-                    "note: {skipped} records failed while being read and have no stored copy; run the project again to re-read them"
-                );
-            }
-            return Ok(crate::exit_code(report.status));
+            let outcome = backend.rerun(id, failed_only, observer)?;
+            print_run(
+                &outcome,
+                false,
+                Some(RerunOf {
+                    parent: id,
+                    failed_only,
+                }),
+            )?;
+            return Ok(exit_code(outcome.execution.status));
         }
         ExecutionsCmd::Prune {
             days,
@@ -688,11 +839,10 @@ pub fn executions(
                 max_age_days: days.or(keep_last.is_none().then_some(45)),
                 keep_last,
             };
-            let now = now_millis();
-            println!("rule: {retention}");
+            let outcome = backend.prune(&retention, dry_run)?;
+            println!("rule: {}", outcome.rule);
             if dry_run {
-                let going = store.prune_candidates(&retention, now)?;
-                for s in &going {
+                for s in &outcome.going {
                     println!(
                         "would delete execution {} of {} ({:?}, started {})",
                         s.id,
@@ -703,11 +853,10 @@ pub fn executions(
                 }
                 println!(
                     "would prune {} executions (dry run: nothing deleted)",
-                    going.len()
+                    outcome.going.len()
                 );
             } else {
-                let n = store.prune(&retention, now)?;
-                println!("pruned {n} executions");
+                println!("pruned {} executions", outcome.deleted);
             }
         }
     }

@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 mod cli_plugin;
+mod cli_remote;
 mod cli_serve;
+mod cli_status;
 mod cli_store;
 
 use anyhow::{Context, Result};
@@ -66,8 +68,8 @@ enum Command {
     /// Validate a project: connections, organizations, entities, mappings, keys,
     /// transforms. Every problem at once; nothing is written.
     Validate {
-        /// The project file (TOML).
-        project: PathBuf,
+        /// A project file (an existing file), or the name of a stored project.
+        project: String,
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
@@ -99,8 +101,12 @@ enum Command {
     /// List the bundled plugins.
     Plugins,
     /// Run the daemon: schedules, HTTP API and dashboard, alerts. Stops gracefully
-    /// on SIGTERM or Ctrl-C.
+    /// on SIGTERM or Ctrl-C. While it runs, `weir` commands on its data directory go
+    /// through it.
     Serve(cli_serve::ServeArgs),
+    /// Say who holds the data directory: a daemon (its address, pid, since when), or
+    /// nobody (commands open the store themselves).
+    Status,
 }
 
 fn main() -> ExitCode {
@@ -131,28 +137,28 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Run { project, json } if !is_file(&project) => {
-            let runtime = runtime(&cli.data_dir)?;
-            let store = cli_store::open_store(&cli.data_dir, cli.key_file.as_deref())?;
-            let service = weir_host::service::Service::new(store, &runtime);
+            let backend = cli_remote::Backend::open(&cli.data_dir, cli.key_file.as_deref())?;
             let mut observer = Progress::new(!json);
-            let status = cli_store::run_named(&service, &project, json, &mut observer)?;
-            Ok(exit_code(status))
+            let code = cli_store::run_named(&backend, &project, json, &mut observer);
+            observer.bar.finish_and_clear();
+            code
         }
+        Command::Status => cli_status::status(&cli.data_dir),
         Command::Plugin(cmd) => cli_plugin::plugin(
             &runtime(&cli.data_dir)?,
             &cli.data_dir,
             cli.key_file.as_deref(),
             cmd,
         ),
-        Command::Connection(cmd) => with_service(&cli.data_dir, cli.key_file.as_deref(), |s| {
-            cli_store::connection(s, cmd)
+        Command::Connection(cmd) => with_backend(&cli.data_dir, cli.key_file.as_deref(), |b| {
+            cli_store::connection(b, cmd)
         }),
-        Command::Project(cmd) => with_service(&cli.data_dir, cli.key_file.as_deref(), |s| {
-            cli_store::project(s, cmd)
+        Command::Project(cmd) => with_backend(&cli.data_dir, cli.key_file.as_deref(), |b| {
+            cli_store::project(b, cmd)
         }),
-        Command::Executions(cmd) => with_service(&cli.data_dir, cli.key_file.as_deref(), |s| {
+        Command::Executions(cmd) => with_backend(&cli.data_dir, cli.key_file.as_deref(), |b| {
             let mut observer = Progress::new(true);
-            cli_store::executions(s, cmd, &mut observer)
+            cli_store::executions(b, cmd, &mut observer)
         }),
         Command::Run { project, json } => {
             let project = load(Path::new(&project))?;
@@ -165,19 +171,16 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(exit_code(report.status))
         }
         Command::Demo { dir } => demo(&dir, &cli.data_dir, cli.key_file.as_deref()),
-        Command::Validate { project, json } => {
-            let project = load(&project)?;
+        // An existing file is a file; anything else names a stored project.
+        Command::Validate { project, json } if Path::new(&project).is_file() => {
+            let project = load(Path::new(&project))?;
             let runtime = runtime(&cli.data_dir)?;
             let report = Engine::new(&runtime).validate(&project)?;
-            if json {
-                println!("{}", scrub_known(&serde_json::to_string_pretty(&report)?));
-            } else {
-                print!("{}", scrub_known(&report.to_string()));
-            }
-            Ok(if report.valid {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(1)
+            cli_store::print_validation(&report, json)
+        }
+        Command::Validate { project, json } => {
+            with_backend(&cli.data_dir, cli.key_file.as_deref(), |b| {
+                cli_store::print_validation(&b.validate(&project)?, json)
             })
         }
         Command::Preview {
@@ -222,15 +225,13 @@ fn is_file(target: &str) -> bool {
     target.ends_with(".toml") || Path::new(target).is_file()
 }
 
-fn with_service(
+/// Runs a store command against the daemon holding `data_dir`, or the store itself.
+fn with_backend(
     data_dir: &Path,
     key_file: Option<&Path>,
-    f: impl FnOnce(&weir_host::service::Service) -> Result<ExitCode>,
+    f: impl FnOnce(&cli_remote::Backend) -> Result<ExitCode>,
 ) -> Result<ExitCode> {
-    let runtime = runtime(data_dir)?;
-    let store = cli_store::open_store(data_dir, key_file)?;
-    let service = weir_host::service::Service::new(store, &runtime);
-    f(&service)
+    f(&cli_remote::Backend::open(data_dir, key_file)?)
 }
 
 /// Completed → 0, Warning → 1, Error → 3 (2 is for errors before any run).

@@ -29,10 +29,11 @@ mod error;
 mod extract;
 mod metrics;
 mod openapi;
+mod store_commands;
 
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -69,6 +70,9 @@ const LOGIN: &str = include_str!("login.html");
 pub struct ApiState {
     pub daemon: Daemon,
     token: Arc<str>,
+    /// The token of `<data-dir>/daemon.json` (`daemon::local_access`), accepted like the
+    /// administrator's: how `weir` commands on the same data directory reach the daemon.
+    local_token: Option<Arc<str>>,
     /// Dashboard sessions: random ids handed out by the login form, so the cookie never
     /// holds the token itself. In memory: a restart logs everyone out.
     sessions: Arc<std::sync::Mutex<HashMap<String, Session>>>,
@@ -96,11 +100,18 @@ impl ApiState {
         ApiState {
             daemon,
             token: Arc::from(token),
+            local_token: None,
             sessions: Default::default(),
             failures: Default::default(),
             web: Arc::new(web),
             base_dir,
         }
+    }
+
+    /// Also accepts `token` as a bearer token (the local-access file's).
+    pub fn with_local_token(mut self, token: &str) -> ApiState {
+        self.local_token = Some(Arc::from(token));
+        self
     }
 }
 
@@ -173,6 +184,7 @@ fn token_routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(get_connection, put_connection, delete_connection))
         .routes(routes!(check_connection))
         .routes(routes!(metrics::metrics))
+        .merge(store_commands::routes())
 }
 
 /// The OpenAPI document of [`router`], generated from the handlers' attributes and
@@ -425,9 +437,13 @@ fn authorized(state: &ApiState, headers: &HeaderMap) -> bool {
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
     {
-        return v
-            .strip_prefix("Bearer ")
-            .is_some_and(|t| same(t.trim(), &state.token));
+        return v.strip_prefix("Bearer ").is_some_and(|t| {
+            same(t.trim(), &state.token)
+                || state
+                    .local_token
+                    .as_ref()
+                    .is_some_and(|l| same(t.trim(), l))
+        });
     }
     session_cookie(headers).is_some_and(|id| {
         let mut sessions = state.sessions.lock().unwrap();
@@ -782,6 +798,9 @@ struct ApplyQuery {
     /// data directory).
     #[param(value_type = Option<String>)]
     base_dir: Option<PathBuf>,
+    /// The file's name as its author knows it, for the places in error messages
+    /// (default: `<name>.toml`); `weir project apply` sends the path it was given.
+    file_name: Option<String>,
 }
 
 /// `PUT /api/v1/projects/{name}`'s answer.
@@ -816,7 +835,7 @@ async fn put_project(
         )));
     }
     blocking(move || {
-        let label = Path::new(&format!("{name}.toml")).to_path_buf();
+        let label = PathBuf::from(q.file_name.unwrap_or_else(|| format!("{name}.toml")));
         let svc = state.daemon.service();
         // A file that does not parse gets its full error (with line) from the apply.
         let file_name = body

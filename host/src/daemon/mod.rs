@@ -11,6 +11,7 @@
 //! threads that serve the API.
 
 pub mod config;
+pub mod local_access;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
