@@ -284,27 +284,8 @@ fn state_text(s: &ConnectionState) -> String {
 }
 
 fn parse_since(text: &str) -> Result<i64> {
-    let t = text.trim();
-    if let Some((n, unit)) = t.char_indices().last().map(|(i, c)| (&t[..i], c)) {
-        if let (Ok(n), Some(ms)) = (
-            n.parse::<i64>(),
-            match unit {
-                'm' => Some(60_000),
-                'h' => Some(3_600_000),
-                'd' => Some(86_400_000),
-                _ => None,
-            },
-        ) {
-            return Ok(now_millis() - n * ms);
-        }
-    }
-    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(t) {
-        return Ok(t.timestamp_millis());
-    }
-    if let Ok(d) = chrono::NaiveDate::parse_from_str(t, "%Y-%m-%d") {
-        return Ok(d.and_hms_opt(0, 0, 0).unwrap().and_utc().timestamp_millis());
-    }
-    bail!("--since `{text}`: use a date (2026-11-01), an RFC 3339 time, or an age (30m, 12h, 7d)")
+    weir_host::since::parse_since(text, now_millis())
+        .with_context(|| format!("--since `{text}`: use {}", weir_host::since::SINCE_FORMS))
 }
 
 pub fn connection(service: &Service, cmd: ConnectionCmd) -> Result<ExitCode> {

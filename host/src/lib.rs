@@ -32,6 +32,7 @@ pub mod daemon;
 pub mod notify;
 pub mod scaffold;
 pub mod service;
+pub mod since;
 
 pub use weir_engine as engine;
 pub use weir_engine::{bundled, project};
