@@ -336,7 +336,7 @@ async fn refusals_by_the_router_have_their_status_and_code() {
     let expected = [
         (case("truncated JSON", M::PUT, "/api/v1/connections/c", JSON, br#"{"plugin": "#), 400, "malformed-body"),
         (case("JSON as text/plain", M::PUT, "/api/v1/connections/c", TEXT, &connection_body("")), 415, "unsupported-media-type"),
-        (case("unknown field", M::PUT, "/api/v1/connections/c", JSON, &connection_body(r#", "colour": "red""#)), 422, "invalid-body"),
+        (case("unknown field", M::PUT, "/api/v1/connections/c", JSON, &connection_body(r#", "colour": "red""#)), 400, "unknown-field"),
         (case("a number for an object", M::PUT, "/api/v1/connections/c", JSON, b"5"), 422, "invalid-body"),
         (case("3 MiB JSON", M::PUT, "/api/v1/connections/c", JSON,
             &connection_body(&format!(r#", "config": {{"x": "{}"}}"#, "a".repeat(3 << 20)))), 413, "too-large"),

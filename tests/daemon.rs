@@ -138,6 +138,26 @@ fn settings() -> DaemonSettings {
     }
 }
 
+/// Mail through the test SMTP server on `port`, failures grouped over `window`.
+fn mail_settings(port: u16, window: Duration) -> NotifySettings {
+    NotifySettings {
+        smtp: Some(SmtpSettings {
+            host: "127.0.0.1".into(),
+            port,
+            tls: TlsMode::None,
+            username: None,
+            password: None,
+            from: "weir@example.com".into(),
+            timeout: Duration::from_secs(10),
+        }),
+        base_url: "http://dash.example:8080".into(),
+        group_window: window,
+        attempts: 3,
+        backoff: Duration::from_millis(200),
+        allow_internal_webhooks: false,
+    }
+}
+
 /// Collects alerts (for the tests that do not need mail).
 #[derive(Default)]
 struct Collected(Mutex<Vec<Alert>>);
@@ -161,22 +181,7 @@ async fn destination_down_then_back_retries_and_mails_error_and_recovery() {
 retry = { attempts = 2, backoff_secs = 0.1, pause_after_errors = 0 }"#,
         "count = 20",
     );
-    let notifier = Notifier::start(NotifySettings {
-        smtp: Some(SmtpSettings {
-            host: "127.0.0.1".into(),
-            port: smtp.port(),
-            tls: TlsMode::None,
-            username: None,
-            password: None,
-            from: "weir@example.com".into(),
-            timeout: Duration::from_secs(10),
-        }),
-        base_url: "http://dash.example:8080".into(),
-        group_window: Duration::from_secs(3600),
-        attempts: 3,
-        backoff: Duration::from_millis(200),
-        allow_internal_webhooks: false,
-    });
+    let notifier = Notifier::start(mail_settings(smtp.port(), Duration::from_secs(3600)));
     let daemon = Daemon::new(svc, settings(), Some(Arc::new(notifier.clone()))).unwrap();
     let scheduler = daemon.start();
 
@@ -688,4 +693,63 @@ fn incremental_tasks_read_only_what_is_new() {
     let (third, report) = svc.run("inc", Trigger::Manual, &mut Quiet).unwrap();
     assert_eq!(read(third), 10, "only the 10 new records: {report}");
     assert_eq!(report.totals().inserted + report.totals().updated, 10);
+}
+
+/// Issue 20: "at most one message every <window>" holds end to end — the daemon's
+/// scheduler on a 20-second schedule, a project whose destination is down (every run
+/// an Error), auto-pause after 3, real mail through aiosmtpd. The window is 25 s
+/// (`notify.group_window_secs`), so the three mails (the first Error; the digest; the
+/// pause with the last failure) are each at least 25 s apart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_project_on_a_20_second_schedule_gets_mail_no_closer_than_the_interval() {
+    let Some(smtp) = smtp::SmtpServer::start() else {
+        return;
+    };
+    let fx = Fixture::new(true);
+    let svc = fx.service_with(
+        "every-20s",
+        "*/20 * * * * *",
+        r#"notify = { emails = "ops@example.com" }
+retry = { attempts = 1, pause_after_errors = 3 }"#,
+        "count = 5",
+    );
+    let window = Duration::from_secs(25);
+    let notifier = Notifier::start(mail_settings(smtp.port(), window));
+    let daemon = Daemon::new(svc, settings(), Some(Arc::new(notifier.clone()))).unwrap();
+    let scheduler = daemon.start();
+
+    wait_until("the project to be paused", Duration::from_secs(80), || {
+        daemon.project("every-20s").unwrap().filter(|p| p.paused)
+    })
+    .await;
+    let mails = tokio::task::block_in_place(|| smtp.wait_for(3, Duration::from_secs(40)));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let subjects: Vec<String> = smtp
+        .messages()
+        .iter()
+        .map(|m| m.subject().to_owned())
+        .collect();
+    assert_eq!(subjects.len(), 3, "{subjects:?}");
+    assert!(
+        subjects[0].ends_with(": Error (execution 1)"),
+        "{subjects:?}"
+    );
+    assert!(
+        subjects[1].contains("1 more failed execution"),
+        "{subjects:?}"
+    );
+    assert!(
+        subjects[2].contains("Paused after repeated failures (execution 3)"),
+        "{subjects:?}"
+    );
+    // The pause mail names the failure held with it, on a line of its own.
+    let held_line = mails[2]
+        .body
+        .lines()
+        .find(|l| l.starts_with("Failed since the last message"));
+    assert_eq!(held_line, Some("Failed since the last message: 3 Error."));
+    let at: Vec<_> = notifier.delivered().iter().map(|d| d.at).collect();
+    smtp::assert_spaced(&at, window);
+    scheduler.abort();
+    daemon.shutdown(Duration::from_secs(10)).await;
 }

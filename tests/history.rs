@@ -131,6 +131,19 @@ fn warning_errors_then_failed_only_rerun_completes_and_secrets_stay_hidden() {
             .contains("rejected by testkit")
     );
     assert_eq!(errors["errors"][0]["stage"], "upsert");
+    // For people: `field=value` pairs, not nested JSON pair arrays.
+    let text = ok(d, &["executions", "errors", "1", "--limit", "1"]);
+    let record = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("record: "))
+        .unwrap_or_else(|| panic!("no record line:\n{text}"));
+    assert!(!record.contains("[["), "{text}");
+    assert!(record.split(' ').any(|p| p.starts_with("id=")), "{text}");
+    let staged_text = ok(d, &["executions", "staging", "1", "--limit", "1"]);
+    assert!(
+        !staged_text.contains("[[") && staged_text.contains("id="),
+        "{staged_text}"
+    );
     let listed = ok(
         d,
         &[
@@ -154,7 +167,22 @@ fn warning_errors_then_failed_only_rerun_completes_and_secrets_stay_hidden() {
 
     // Fix the cause (the destination stops rejecting), then re-send only the failures.
     ok(d, &["connection", "add", "dst", "--plugin", &testkit()]);
+    // Re-reading single keys is refused, clearly, and runs nothing.
+    let reread = weir(
+        d,
+        &["executions", "rerun", "1", "--failed-only", "--reread"],
+    );
+    let said = String::from_utf8_lossy(&reread.stderr);
+    assert!(!reread.status.success(), "{said}");
+    assert!(
+        said.contains("cannot re-read single records") && said.contains("Nothing was run"),
+        "{said}"
+    );
     let rerun = ok(d, &["executions", "rerun", "1", "--failed-only"]);
+    assert!(
+        rerun.starts_with("note: re-sending the stored copies") && rerun.contains("not read again"),
+        "said when it starts: {rerun}"
+    );
     assert!(rerun.contains("status:   Completed"), "{rerun}");
     assert!(
         rerun.contains("read 11, inserted 11, updated 0, failed 0"),

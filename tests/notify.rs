@@ -751,3 +751,66 @@ async fn webhooks_to_internal_addresses_are_refused_unless_allowed() {
     assert_eq!(receiver.requests().len(), 1);
     assert!(notifier.delivered().iter().all(|d| d.ok));
 }
+
+/// Issue 20: the mails promise "at most one message every <window>", but a project
+/// failing on a 20-second schedule got a digest and a pause mail within seconds of
+/// each other. Events come as a 20-second schedule makes them: an Error at 0 s, 20 s
+/// and 40 s, the third followed at once by the automatic pause (the daemon pauses
+/// right after the third consecutive Error). The window is 25 s (the administrator's
+/// `notify.group_window_secs`), so the test takes about 50 s: the first mail at
+/// once, the digest of 20 s at 25 s, and one mail at 50 s with the pause and the
+/// failure at 40 s — never two closer than the window.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_20_second_schedule_never_gets_two_mails_closer_than_the_interval() {
+    let Some(server) = SmtpServer::start() else {
+        return;
+    };
+    let window = Duration::from_secs(25);
+    let notifier = Notifier::start(settings(server.port(), window));
+    let to = emails("ops@example.org");
+    let project = "every-20s";
+
+    let started = tokio::time::Instant::now();
+    for (at, id) in [(0, 1), (20, 2), (40, 3)] {
+        tokio::time::sleep_until(started + Duration::from_secs(at)).await;
+        notifier.notify(&to, event(EventKind::Error, project, id));
+        if id == 3 {
+            notifier.notify(&to, event(EventKind::AutoPaused, project, id));
+        }
+    }
+    // The pause is held to the end of the window, not sent at 40 s.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        subjects(&server.messages()),
+        [
+            "[weir] every-20s: Error (execution 1)",
+            "[weir] every-20s: 1 more failed execution (newest: execution 2)"
+        ],
+        "the pause and the failure at 40 s must wait for the window's end"
+    );
+
+    let mails = wait_mails(&server, 3);
+    assert_eq!(
+        subjects(&mails)[2],
+        "[weir] every-20s: Paused after repeated failures (execution 3)"
+    );
+    assert!(
+        mails[2]
+            .body
+            .contains("Failed since the last message: 3 Error."),
+        "{}",
+        mails[2].body
+    );
+    assert!(
+        mails[2].body.contains("every 25s, a pause notice included"),
+        "the mail says what it promises: {}",
+        mails[2].body
+    );
+    notifier.flush(WAIT).await;
+    assert_eq!(server.messages().len(), 3, "nothing else was sent");
+
+    // Handed to SMTP no closer than the window (delivery itself adds a few ms).
+    let at: Vec<_> = notifier.delivered().iter().map(|d| d.at).collect();
+    assert_eq!(at.len(), 3);
+    smtp::assert_spaced(&at, window);
+}

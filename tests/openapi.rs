@@ -8,7 +8,6 @@ mod common;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
 use serde_json::Value;
-use tower::ServiceExt as _;
 use weir_host::api::{ApiState, openapi_document, router};
 use weir_host::daemon::{Daemon, DaemonSettings};
 use weir_host::service::Service;
@@ -97,17 +96,7 @@ async fn call(app: &axum::Router, method: &str, path: &str, token: bool) -> (Sta
     if token {
         request = request.header(header::AUTHORIZATION, format!("Bearer {TOKEN}"));
     }
-    let response = app
-        .clone()
-        .oneshot(request.body(Body::empty()).unwrap())
-        .await
-        .unwrap();
-    let status = response.status();
-    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
-        .await
-        .unwrap();
-    let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-    (status, body)
+    common::oneshot_json(app, request.body(Body::empty()).unwrap()).await
 }
 
 /// Whether the router itself found no route (rather than a handler finding no project).

@@ -28,7 +28,7 @@ pub enum PluginCmd {
     },
     /// Show what a plugin is: contract, kind, name, version, options, capabilities, entities.
     Inspect {
-        /// The plugin's .wasm file.
+        /// The plugin's .wasm file, or a bundled plugin's name (`weir plugins` lists them).
         file: PathBuf,
         /// Print it as JSON.
         #[arg(long)]
@@ -127,11 +127,24 @@ pub fn plugin(
             println!("next: cd {} && cargo build --release", dir.display());
         }
         PluginCmd::Inspect { file, json } => {
-            let plugin = runtime.load_file(&file)?;
+            // A bundled plugin's name, unless a file of that name is here.
+            let bundled = file
+                .to_str()
+                .filter(|_| !file.exists())
+                .and_then(|name| Some((name, weir_host::bundled::plugin(name)?)));
+            let (plugin, stamp) = match bundled {
+                Some((name, bytes)) => (
+                    runtime.load_bytes(name, bytes)?,
+                    weir_host::runtime::contract_stamp(bytes),
+                ),
+                None => (
+                    runtime.load_file(&file)?,
+                    weir_host::runtime::read_plugin_file(&file)
+                        .ok()
+                        .and_then(|b| weir_host::runtime::contract_stamp(&b)),
+                ),
+            };
             let contract = SUPPORTED_CONTRACTS[0];
-            let stamp = weir_host::runtime::read_plugin_file(&file)
-                .ok()
-                .and_then(|b| weir_host::runtime::contract_stamp(&b));
             let (info, entities) = match plugin.kind() {
                 PluginKind::Connector => {
                     let mut c = plugin.connector(Grants::none(), Limits::default())?;

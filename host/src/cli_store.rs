@@ -171,9 +171,14 @@ pub enum ExecutionsCmd {
     Rerun {
         /// The execution's id.
         id: u64,
-        /// Re-send only the records that failed.
+        /// Re-send only the records that failed: their stored copies, as they were
+        /// read then (a value fixed at the source since is not seen; see --reread).
         #[arg(long)]
         failed_only: bool,
+        /// With --failed-only: read the failed records' keys from the source again
+        /// instead of re-sending the stored copies, where the source connector can.
+        #[arg(long, requires = "failed_only")]
+        reread: bool,
     },
     /// Delete old executions (never running ones).
     /// Deletes old executions with their logs, record errors and staging data.
@@ -286,28 +291,46 @@ fn state_text(s: &ConnectionState) -> String {
     }
 }
 
+/// What `rerun --failed-only` re-sends, said before it starts, so an administrator
+/// who fixed bad values at the source knows they are not read again; `--reread` is
+/// refused, clearly, while no connector can read single records by key.
+fn print_failed_only_note(
+    id: u64,
+    reread: bool,
+    execution: &Option<weir_host::store::Execution>,
+) -> Result<()> {
+    let project = execution.as_ref().map_or("?", |e| e.project.as_str());
+    if reread {
+        bail!(
+            "--reread: the source connector of project `{project}` cannot re-read single records: \
+             the plugin contract (weir:plugin@0.1.0) has no read by key, so no connector can yet. \
+             Nothing was run. To read the source again, re-run everything: `weir executions rerun {id}` \
+             (records already written are updated by key, not duplicated)"
+        );
+    }
+    println!(
+        "note: re-sending the stored copies of the records that failed in execution {id}, as they were read then; \
+         values fixed at the source since are not read again (re-run everything to read them: `weir executions rerun {id}`)"
+    );
+    Ok(())
+}
+
+/// A connection's state after a check, and the exit code: 1 unless Connected, so a
+/// script that adds or checks a connection with a wrong password sees it fail.
+fn print_checked(name: &str, state: &ConnectionState) -> ExitCode {
+    println!("connection {name}: {}", state_text(state));
+    if *state == ConnectionState::Connected {
+        return ExitCode::SUCCESS;
+    }
+    println!(
+        "fix it with `weir connection update-credentials {name} --secret KEY=VALUE` (or add it again), then `weir connection check {name}`"
+    );
+    ExitCode::from(1)
+}
+
 fn parse_since(text: &str) -> Result<i64> {
-    let t = text.trim();
-    if let Some((n, unit)) = t.char_indices().last().map(|(i, c)| (&t[..i], c)) {
-        if let (Ok(n), Some(ms)) = (
-            n.parse::<i64>(),
-            match unit {
-                'm' => Some(60_000),
-                'h' => Some(3_600_000),
-                'd' => Some(86_400_000),
-                _ => None,
-            },
-        ) {
-            return Ok(now_millis() - n * ms);
-        }
-    }
-    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(t) {
-        return Ok(t.timestamp_millis());
-    }
-    if let Ok(d) = chrono::NaiveDate::parse_from_str(t, "%Y-%m-%d") {
-        return Ok(d.and_hms_opt(0, 0, 0).unwrap().and_utc().timestamp_millis());
-    }
-    bail!("--since `{text}`: use a date (2026-11-01), an RFC 3339 time, or an age (30m, 12h, 7d)")
+    weir_host::since::parse_since(text, now_millis())
+        .with_context(|| format!("--since `{text}`: use {}", weir_host::since::SINCE_FORMS))
 }
 
 pub fn connection(backend: &Backend, cmd: ConnectionCmd) -> Result<ExitCode> {
@@ -338,8 +361,10 @@ pub fn connection(backend: &Backend, cmd: ConnectionCmd) -> Result<ExitCode> {
                 updated_at: now_millis(),
             };
             let state = backend.put_connection(&conn)?;
-            println!("connection {name}: {}", state_text(&state));
-            Ok(ExitCode::SUCCESS)
+            if state != ConnectionState::Connected {
+                println!("connection {name} is stored, but its check failed:");
+            }
+            Ok(print_checked(&name, &state))
         }
         ConnectionCmd::List { json } => {
             let list = backend.connections()?;
@@ -364,12 +389,7 @@ pub fn connection(backend: &Backend, cmd: ConnectionCmd) -> Result<ExitCode> {
         }
         ConnectionCmd::Check { name } => {
             let state = backend.check_connection(&name)?;
-            println!("connection {name}: {}", state_text(&state));
-            Ok(if state == ConnectionState::Connected {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(1)
-            })
+            Ok(print_checked(&name, &state))
         }
         ConnectionCmd::UpdateCredentials { name, secret } => {
             let state = backend
@@ -646,6 +666,28 @@ pub fn print_validation(report: &ValidationReport, json: bool) -> Result<ExitCod
 }
 
 /// Prints one page of a paged listing, as text lines or as JSON.
+/// A stored record as people read it: `field=value` pairs in the record's order; a
+/// text is bare unless it is empty or holds spaces, quotes or `=` (then JSON-quoted),
+/// other values are JSON. `--json` prints the records for programs.
+fn fields_line(record: &[(String, serde_json::Value)]) -> String {
+    let value = |v: &serde_json::Value| match v {
+        serde_json::Value::String(t)
+            if !t.is_empty()
+                && !t.chars().any(|c| {
+                    c.is_whitespace() || c.is_control() || matches!(c, '"' | '=' | '\\')
+                }) =>
+        {
+            t.clone()
+        }
+        other => other.to_string(),
+    };
+    record
+        .iter()
+        .map(|(k, v)| format!("{k}={}", value(v)))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 fn print_page<T: serde::Serialize>(
     title: &str,
     field: &str,
@@ -785,10 +827,7 @@ pub fn executions(
             print_page("record errors", "errors", offset, total, &page, json, |e| {
                 let mut line = error_line(e);
                 if !e.record.is_empty() {
-                    line.push_str(&format!(
-                        "\n    record: {}",
-                        serde_json::to_string(&e.record)?
-                    ));
+                    line.push_str(&format!("\n    record: {}", fields_line(&e.record)));
                 }
                 Ok(line)
             })?;
@@ -813,12 +852,19 @@ pub fn executions(
                         "{} {}: {}",
                         s.task,
                         s.key.as_deref().unwrap_or("-"),
-                        serde_json::to_string(&s.record)?
+                        fields_line(&s.record)
                     ))
                 },
             )?;
         }
-        ExecutionsCmd::Rerun { id, failed_only } => {
+        ExecutionsCmd::Rerun {
+            id,
+            failed_only,
+            reread,
+        } => {
+            if failed_only {
+                print_failed_only_note(id, reread, &backend.execution(id)?)?;
+            }
             let outcome = backend.rerun(id, failed_only, observer)?;
             print_run(
                 &outcome,

@@ -35,6 +35,7 @@ pub mod metrics;
 pub mod notify;
 pub mod scaffold;
 pub mod service;
+pub mod since;
 
 pub use weir_engine as engine;
 pub use weir_engine::{bundled, project};

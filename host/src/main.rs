@@ -109,6 +109,18 @@ enum Command {
     Status,
 }
 
+/// The log level without `WEIR_LOG`: what an administrator must see. A command
+/// prints its own outcome (a failed check, record errors, a report), so its log
+/// shows errors only — a warning there (a refused HTTP request, a retried call)
+/// would only repeat the outcome. `weir serve` prints no outcome, so it logs
+/// warnings too (alerts that could not be sent, automatic pauses, retries).
+fn default_log_level(command: &Command) -> &'static str {
+    match command {
+        Command::Serve(_) => "warn",
+        _ => "error",
+    }
+}
+
 fn main() -> ExitCode {
     // Die quietly on a closed pipe (`weir executions list | head`), like other
     // Unix tools, instead of panicking on the next print.
@@ -116,15 +128,15 @@ fn main() -> ExitCode {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
+    let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("WEIR_LOG")
-                .unwrap_or_else(|_| "warn".into()),
+                .unwrap_or_else(|_| default_log_level(&cli.command).into()),
         )
         // Every line passes the secret values the process has seen (`redact`).
         .with_writer(weir_host::redact::ScrubbingWriter)
         .init();
-    let cli = Cli::parse();
     match run(cli) {
         Ok(code) => code,
         Err(e) => {

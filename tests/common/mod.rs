@@ -184,3 +184,19 @@ mappings = [
 "#
     )
 }
+
+/// Calls the API's router without a socket: the status and the JSON answer
+/// (`Null` when the body is not JSON).
+pub async fn oneshot_json(
+    app: &axum::Router,
+    request: axum::http::Request<axum::body::Body>,
+) -> (axum::http::StatusCode, serde_json::Value) {
+    use tower::ServiceExt as _;
+    let response = app.clone().oneshot(request).await.unwrap();
+    let status = response.status();
+    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    let body = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
+    (status, body)
+}

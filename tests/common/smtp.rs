@@ -264,3 +264,16 @@ fn read_maildir(python: &Path, maildir: &Path) -> Vec<Mail> {
         })
         .collect()
 }
+
+/// Asserts that messages handed to SMTP at `at` (oldest first) are no two closer than
+/// `window`, the interval the mails promise; delivery itself adds a few ms, so 500 ms
+/// of slack.
+pub fn assert_spaced(at: &[chrono::DateTime<chrono::Utc>], window: Duration) {
+    for pair in at.windows(2) {
+        let gap = (pair[1] - pair[0]).to_std().unwrap_or_default();
+        assert!(
+            gap + Duration::from_millis(500) >= window,
+            "two mails {gap:?} apart, promised at most one every {window:?}: {at:?}"
+        );
+    }
+}

@@ -68,7 +68,7 @@ impl std::fmt::Display for PreviewReport {
                 let fields: Vec<String> = r
                     .fields
                     .iter()
-                    .map(|(k, v)| format!("{k}={}", serde_json::to_string(v).unwrap_or_default()))
+                    .map(|(k, v)| format!("{k}={}", shown(v)))
                     .collect();
                 writeln!(f, "  {}", fields.join(" "))?;
             }
@@ -77,6 +77,18 @@ impl std::fmt::Display for PreviewReport {
             writeln!(f, "error: {e}")?;
         }
         Ok(())
+    }
+}
+
+/// A value as people read it: JSON, but a timestamp (microseconds since the epoch in
+/// the record) as RFC 3339 UTC, e.g. `2026-11-01T08:00:00Z`.
+fn shown(v: &Value) -> String {
+    match v {
+        Value::Timestamp(us) => chrono::DateTime::from_timestamp_micros(*us).map_or_else(
+            || us.to_string(),
+            |t| t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+        ),
+        other => serde_json::to_string(other).unwrap_or_default(),
     }
 }
 
@@ -216,5 +228,32 @@ pub(crate) fn preview(
         project: project.name.clone(),
         records,
         errors,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_are_shown_as_rfc3339_not_microseconds() {
+        let report = PreviewReport {
+            project: "p".into(),
+            records: vec![PreviewRecord {
+                task: "t".into(),
+                key: Some("7".into()),
+                prediction: Prediction::Insert,
+                stage: None,
+                reason: None,
+                fields: vec![
+                    ("at".into(), Value::Timestamp(1_780_000_000_123_000)),
+                    ("n".into(), Value::Integer(3)),
+                ],
+            }],
+            errors: Vec::new(),
+        };
+        let text = report.to_string();
+        assert!(text.contains("at=2026-05-28T20:26:40.123Z n=3"), "{text}");
+        assert!(!text.contains("1780000000123000"), "{text}");
     }
 }

@@ -2,20 +2,32 @@
 //! rejecting with [`ApiError`] instead of axum's text/plain answers, so a request
 //! the router cannot read is answered `{code, message}` like every other error.
 //!
-//! Codes: `malformed-body` (400: not JSON, not UTF-8, unreadable), `invalid-body`
-//! (422: well-formed, but not what the route takes),
+//! Codes: `malformed-body` (400: not JSON, not UTF-8, unreadable), `unknown-field`
+//! (400: a body field the route does not take, named with the ones it does),
+//! `invalid-body` (422: well-formed, but not what the route takes),
 //! `unsupported-media-type` (415), `too-large` (413), `bad-query` and `bad-path`
 //! (400). Messages name the problem (the field, the line and column) and never a
 //! Rust type or a server path.
+//!
+//! Unknown query parameters: [`known_query`] checks every request to a token route
+//! against the parameters its OpenAPI operation documents (generated from the same
+//! `IntoParams` types the handlers extract), so a route that takes none refuses any,
+//! and a misspelled or guessed parameter is a 400 `unknown-parameter` naming it and
+//! the accepted names — never silently ignored. The query types also carry
+//! `deny_unknown_fields`, so the two cannot drift apart unnoticed.
 
 use axum::extract::rejection::{
     BytesRejection, FailedToBufferBody, FormRejection, JsonRejection, PathRejection,
     QueryRejection, StringRejection,
 };
 use axum::extract::{FromRequest, FromRequestParts, OptionalFromRequest, Request};
-use axum::http::StatusCode;
 use axum::http::request::Parts;
+use axum::http::{Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
+use std::collections::HashMap;
+use std::sync::OnceLock;
 
 use super::ApiError;
 
@@ -103,6 +115,13 @@ impl From<JsonRejection> for ApiError {
                 "malformed-body",
                 format!("the body is not valid JSON: {}", detail(&e)),
             ),
+            JsonRejection::JsonDataError(e) if detail(&e).contains("unknown field `") => {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "unknown-field",
+                    format!("the JSON body does not fit this request: {}", detail(&e)),
+                )
+            }
             JsonRejection::JsonDataError(e) => ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "invalid-body",
@@ -210,6 +229,108 @@ impl From<PathRejection> for ApiError {
             // The route and its extractor disagree: the server's mistake.
             _ => ApiError::internal(e.body_text()),
         }
+    }
+}
+
+/// The query parameters each documented operation takes, by `(METHOD, path template)`.
+fn documented_queries() -> &'static HashMap<(String, String), Vec<String>> {
+    static MAP: OnceLock<HashMap<(String, String), Vec<String>>> = OnceLock::new();
+    MAP.get_or_init(|| {
+        let doc = serde_json::to_value(super::openapi_document()).unwrap_or_default();
+        let mut map = HashMap::new();
+        for (path, item) in doc["paths"].as_object().into_iter().flatten() {
+            for (method, op) in item.as_object().into_iter().flatten() {
+                let names = op["parameters"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter(|p| p["in"] == "query")
+                    .filter_map(|p| p["name"].as_str().map(str::to_owned))
+                    .collect();
+                map.insert((method.to_ascii_uppercase(), path.clone()), names);
+            }
+        }
+        map
+    })
+}
+
+/// The documented operation a request is for: its method and a path template whose
+/// `{param}` segments match any one segment. This layer sits on routes the router
+/// has matched, and the router is built from the same documented list.
+fn operation_of(
+    method: &Method,
+    path: &str,
+) -> Option<(&'static (String, String), &'static [String])> {
+    let segments: Vec<&str> = path.split('/').collect();
+    // The most literal template wins (`/x/summary` over `/x/{name}`).
+    let params = |t: &str| t.matches('{').count();
+    let mut fitting: Vec<_> = documented_queries()
+        .iter()
+        .filter_map(|(key, names)| {
+            let fits = key.0 == method.as_str() && {
+                let template: Vec<&str> = key.1.split('/').collect();
+                template.len() == segments.len()
+                    && template
+                        .iter()
+                        .zip(&segments)
+                        .all(|(t, s)| t == s || (t.starts_with('{') && t.ends_with('}')))
+            };
+            fits.then_some((key, names.as_slice()))
+        })
+        .collect();
+    fitting.sort_by_key(|((_, t), _)| params(t));
+    fitting.into_iter().next()
+}
+
+/// Refuses a query parameter the route does not document (see the module's notes).
+pub(super) async fn known_query(request: Request, next: Next) -> Response {
+    if let Some(query) = request.uri().query()
+        && let Some(((method, path), accepted)) =
+            operation_of(request.method(), request.uri().path())
+    {
+        let unknown = form_urlencoded::parse(query.as_bytes())
+            .map(|(name, _)| name)
+            .find(|name| !name.is_empty() && !accepted.iter().any(|a| a == name));
+        if let Some(name) = unknown {
+            return unknown_parameter(&name, method, path, accepted).into_response();
+        }
+    }
+    next.run(request).await
+}
+
+fn unknown_parameter(name: &str, method: &str, path: &str, accepted: &[String]) -> ApiError {
+    let takes = if accepted.is_empty() {
+        "takes no query parameters".to_owned()
+    } else {
+        let names: Vec<String> = accepted.iter().map(|a| format!("`{a}`")).collect();
+        format!("takes {}", names.join(", "))
+    };
+    ApiError::new(
+        StatusCode::BAD_REQUEST,
+        "unknown-parameter",
+        format!(
+            "unknown query parameter `{}`: {method} {path} {takes}",
+            bounded(name)
+        ),
+    )
+}
+
+/// `value` if it lies in `lo..=hi`, else a 400 naming the parameter and the range.
+pub(super) fn in_range<T: PartialOrd + std::fmt::Display + Copy>(
+    name: &str,
+    value: Option<T>,
+    default: T,
+    lo: T,
+    hi: T,
+) -> Result<T, ApiError> {
+    match value {
+        None => Ok(default),
+        Some(v) if v >= lo && v <= hi => Ok(v),
+        Some(v) => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad-query",
+            format!("`{name}` {v} is out of range: use {lo} to {hi} (default {default})"),
+        )),
     }
 }
 

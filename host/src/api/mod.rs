@@ -126,6 +126,8 @@ pub fn router(state: ApiState) -> Router {
     let api = api
         // Before the token layer, so a wrong method needs the token too.
         .method_not_allowed_fallback(method_not_allowed)
+        // Inside the token layer: only an authorized caller learns what a route takes.
+        .route_layer(middleware::from_fn(extract::known_query))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     let (login_route, _) = login_routes().split_for_parts();
     let login_route = login_route.route_layer(middleware::from_fn_with_state(
@@ -587,6 +589,7 @@ async fn blocking<T: Send + 'static>(
 
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 struct SummaryQuery {
     /// Days back, default 14, at most 366.
     days: Option<u32>,
@@ -660,7 +663,7 @@ async fn summary(
     State(state): State<ApiState>,
     Query(q): Query<SummaryQuery>,
 ) -> Result<Json<Summary>, ApiError> {
-    let days = q.days.unwrap_or(14).clamp(1, 366);
+    let days = extract::in_range("days", q.days, 14, 1, 366)?;
     blocking(move || {
         let today = Utc::now().date_naive();
         let first = today - chrono::Days::new(u64::from(days) - 1);
@@ -793,6 +796,7 @@ async fn get_project(
 
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 struct ApplyQuery {
     /// Absolute directory that relative paths resolve against (default: the daemon's
     /// data directory).
@@ -892,6 +896,7 @@ async fn delete_project(
 }
 
 #[derive(Deserialize, Default, ToSchema)]
+#[serde(deny_unknown_fields)]
 struct PauseBody {
     /// Shown with the project (default: "paused by an administrator").
     reason: Option<String>,
@@ -982,6 +987,7 @@ async fn validate_project(
 
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 struct PreviewQuery {
     /// Records per entity, default 20, at most 1000.
     limit: Option<u32>,
@@ -996,7 +1002,7 @@ async fn preview_project(
     UrlPath(name): UrlPath<String>,
     Query(q): Query<PreviewQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let limit = q.limit.unwrap_or(20).clamp(1, 1000);
+    let limit = extract::in_range("limit", q.limit, 20, 1, 1000)?;
     blocking(move || {
         let svc = state.daemon.service();
         let (project, _, secrets) = svc.load_project(&name, None)?;
@@ -1028,6 +1034,7 @@ async fn preview_project(
 
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 struct ExecutionsQuery {
     /// Only this project's.
     project: Option<String>,
@@ -1035,8 +1042,13 @@ struct ExecutionsQuery {
     status: Option<String>,
     /// A UTC day, `YYYY-MM-DD`.
     day: Option<String>,
-    /// Default 50, at most 1000.
+    /// Only those started since: a date (`2026-11-01`, midnight UTC), an RFC 3339
+    /// time, or an age counted back from now (`30m`, `12h`, `7d`) — as the CLI's
+    /// `weir executions list --since`.
+    since: Option<String>,
+    /// 1 to 1000, default 50.
     limit: Option<usize>,
+    /// How many of the newest to skip, default 0.
     offset: Option<usize>,
 }
 
@@ -1082,7 +1094,25 @@ async fn list_executions(
             )
         }
     };
-    let limit = q.limit.unwrap_or(50).clamp(1, 1000);
+    let since = match q.since.as_deref() {
+        None => since,
+        Some(text) => {
+            let at =
+                crate::since::parse_since(text, crate::store::now_millis()).ok_or_else(|| {
+                    ApiError::new(
+                        StatusCode::BAD_REQUEST,
+                        "bad-query",
+                        format!(
+                            "`since` `{}` is not understood: use {}",
+                            text.chars().take(60).collect::<String>(),
+                            crate::since::SINCE_FORMS
+                        ),
+                    )
+                })?;
+            Some(since.map_or(at, |day_start: i64| day_start.max(at)))
+        }
+    };
+    let limit = extract::in_range("limit", q.limit, 50, 1, 1000)?;
     let offset = q.offset.unwrap_or(0);
     blocking(move || {
         let all = state.daemon.service().store.executions(&ExecutionFilter {
@@ -1152,9 +1182,11 @@ async fn execution_log(
 
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 struct PageQuery {
+    /// How many to skip, default 0.
     offset: Option<u64>,
-    /// Default 100, at most 1000.
+    /// 1 to 1000, default 100.
     limit: Option<u64>,
 }
 
@@ -1173,9 +1205,9 @@ async fn execution_page<T: Serialize + Send + 'static>(
     record: fn(&mut T) -> &mut Vec<(String, serde_json::Value)>,
 ) -> Result<Json<Page<T>>, ApiError> {
     let id = parse_id(&id)?;
+    let limit = extract::in_range("limit", q.limit, 100, 1, 1000)?;
     blocking(move || {
         let store = &state.daemon.service().store;
-        let limit = q.limit.unwrap_or(100).clamp(1, 1000);
         let (mut items, total) = fetch(store, id, q.offset.unwrap_or(0), limit)?;
         for item in &mut items {
             let r = record(item);
@@ -1212,23 +1244,41 @@ async fn execution_staging(
 }
 
 #[derive(Deserialize, Default, ToSchema)]
+#[serde(deny_unknown_fields)]
 struct RerunBody {
     /// Only the records that failed (default: everything).
     #[serde(default)]
-    failed_only: bool,
+    failed_only: Option<bool>,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+struct RerunQuery {
+    /// The same as the body's `failed_only` (both may be given only if they agree).
+    failed_only: Option<bool>,
 }
 
 /// Re-runs (all, or failed records only).
-#[utoipa::path(post, path = "/api/v1/executions/{id}/rerun", tag = "executions", params(("id" = u64, Path, description = "the execution's id")),
+#[utoipa::path(post, path = "/api/v1/executions/{id}/rerun", tag = "executions", params(("id" = u64, Path, description = "the execution's id"), RerunQuery),
     request_body(content = Option<RerunBody>, description = "optional"),
     responses((status = 202, description = "started", body = Started), (status = 404, description = "no such execution", body = error::Body), (status = 409, description = "the project is running", body = error::Body), (status = 401, description = "missing or wrong token (no details)", body = error::Body)))]
 async fn rerun_execution(
     State(state): State<ApiState>,
     UrlPath(id): UrlPath<String>,
+    Query(q): Query<RerunQuery>,
     body: Option<JsonBody<RerunBody>>,
 ) -> Result<Response, ApiError> {
     let id = parse_id(&id)?;
-    let failed_only = body.is_some_and(|b| b.0.failed_only);
+    let in_body = body.and_then(|b| b.0.failed_only);
+    let failed_only = match (q.failed_only, in_body) {
+        (Some(a), Some(b)) if a != b => {
+            return Err(ApiError::bad_request(format!(
+                "`failed_only` is {a} in the query and {b} in the body: give it once"
+            )));
+        }
+        (a, b) => a.or(b).unwrap_or(false),
+    };
     let new = state.daemon.rerun(id, failed_only).await?;
     Ok((StatusCode::ACCEPTED, Json(Started { execution: new })).into_response())
 }

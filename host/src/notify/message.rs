@@ -131,12 +131,7 @@ pub(super) fn digest(held: &[Event], base_url: &str, window: Duration) -> Outgoi
     text.push_str("\n\nThe newest:\n\n");
     write_details(&mut text, newest);
     let _ = write!(text, "\nDetails: {link}\n");
-    let _ = write!(
-        text,
-        "\nweir sends at most one message about a failing project every {}; \
-         the failures in between are grouped like this.\n",
-        human(window)
-    );
+    text.push_str(&interval_note(window));
 
     let executions: Vec<serde_json::Value> = held
         .iter()
@@ -170,6 +165,45 @@ pub(super) fn digest(held: &[Event], base_url: &str, window: Duration) -> Outgoi
         text,
         json,
     }
+}
+
+/// What a digest promises, and the one exemption.
+fn interval_note(window: Duration) -> String {
+    format!(
+        "\nweir sends at most one message about a failing project every {}, \
+         a pause notice included; the failures in between are grouped like this. \
+         Only a recovery is sent at once (after any failures still held), so that \
+         no one goes on believing a project fails when it works again.\n",
+        human(window)
+    )
+}
+
+/// The pause notice, held until the project's interval ended: it also names the
+/// failures held with it (oldest first; may be empty).
+pub(super) fn paused_with(
+    held: &[Event],
+    pause: &Event,
+    base_url: &str,
+    window: Duration,
+) -> Outgoing {
+    let mut m = single(pause, base_url);
+    if !held.is_empty() {
+        let list: Vec<String> = held
+            .iter()
+            .map(|e| format!("{} {}", e.execution_id, one_line(&e.status, 40)))
+            .collect();
+        let line = clean(&format!(
+            "Failed since the last message: {}.\n\n",
+            list.join(", ")
+        ));
+        if let Some(at) = m.text.find("\n\n") {
+            m.text.insert_str(at + 2, &line);
+        }
+        m.digest_of = held.iter().map(|e| e.execution_id).collect();
+        m.json["digest_of"] = json!(m.digest_of);
+    }
+    m.text.push_str(&interval_note(window));
+    m
 }
 
 fn write_details(text: &mut String, event: &Event) {

@@ -6,9 +6,12 @@
 //! reqwest — retrying failed deliveries with capped exponential backoff. Repeated failures
 //! of one project are grouped: after a message for a project, its further failures within
 //! [`NotifySettings::group_window`] are held and sent as one digest at the end of the
-//! window, so a project failing every minute does not send sixty mails an hour. A
-//! recovery is always sent at once, after any digest held for that project, so people
-//! read failure → recovery in that order.
+//! window, so a project failing every minute does not send sixty mails an hour. An
+//! automatic pause is a message about a failing project too: within the window it is
+//! held and sent at the window's end together with the held failures (one message), so
+//! no two messages about a failing project are closer than the window. A recovery is
+//! the one exemption, said so in the digests: it is sent at once, after any digest held
+//! for that project, so people read failure → recovery in that order.
 //!
 //! What it is not: it decides nothing about *whether* an execution deserves a notice
 //! (the caller does: it knows the previous status, and auto-pausing), it keeps no state
@@ -440,6 +443,9 @@ struct Group {
     last_sent: Instant,
     /// Failures that arrived within the window after `last_sent`, oldest first.
     held: Vec<Event>,
+    /// An automatic pause that arrived within the window: it waits for the window's
+    /// end like the failures, and goes out as one message with them.
+    pause: Option<Event>,
     /// The recipients of the newest held event: a digest goes where the project's
     /// notifications go now.
     to: Recipients,
@@ -477,13 +483,30 @@ struct Worker {
     lanes: HashMap<LaneKey, mpsc::UnboundedSender<Job>>,
 }
 
+impl Group {
+    /// Whether it holds anything to send at the window's end.
+    fn holds(&self) -> bool {
+        !self.held.is_empty() || self.pause.is_some()
+    }
+}
+
+/// The project a group that holds something is about.
+fn event_project(group: &Group) -> String {
+    group
+        .held
+        .first()
+        .or(group.pause.as_ref())
+        .map(|e| e.project.clone())
+        .unwrap_or_default()
+}
+
 impl Worker {
     async fn run(mut self) {
         loop {
             let next_due = self
                 .groups
                 .values()
-                .filter(|g| !g.held.is_empty())
+                .filter(|g| g.holds())
                 .map(|g| g.last_sent + self.window)
                 .min();
             let command = tokio::select! {
@@ -517,7 +540,7 @@ impl Worker {
         // news again and goes out at once.
         let window = self.window;
         self.groups
-            .retain(|_, g| !g.held.is_empty() || now < g.last_sent + window);
+            .retain(|_, g| g.holds() || now < g.last_sent + window);
 
         match event.kind {
             EventKind::Warning | EventKind::Error => match self.groups.get_mut(&event.project) {
@@ -526,12 +549,12 @@ impl Worker {
                     group.to = to;
                     group.held.push(event);
                 }
-                Some(group) if !group.held.is_empty() => {
+                Some(group) if group.holds() => {
                     // The window has ended but its timer has not fired yet: the digest
                     // takes this failure too, rather than two messages going out at once.
                     group.to = to;
                     group.held.push(event);
-                    let project = group.held[0].project.clone();
+                    let project = event_project(group);
                     if let Some(mut group) = self.groups.remove(&project) {
                         self.release_held(&mut group);
                         self.groups.insert(project, group);
@@ -544,6 +567,7 @@ impl Worker {
                         Group {
                             last_sent: now,
                             held: Vec::new(),
+                            pause: None,
                             to,
                         },
                     );
@@ -559,20 +583,28 @@ impl Worker {
                 self.shared.done(1);
             }
             EventKind::AutoPaused => {
-                if let Some(mut group) = self.groups.remove(&event.project) {
+                // A pause is a message about a failing project: within the interval it
+                // waits, with the failures held, for the interval's end (one message).
+                let project = event.project.clone();
+                let existing = self.groups.remove(&project);
+                let due = existing
+                    .as_ref()
+                    .is_none_or(|g| now >= g.last_sent + window);
+                let mut group = existing.unwrap_or(Group {
+                    last_sent: now,
+                    held: Vec::new(),
+                    pause: None,
+                    to: to.clone(),
+                });
+                group.to = to;
+                if group.pause.replace(event).is_some() {
+                    // Paused twice within one interval: the newer notice says it all.
+                    self.shared.done(1);
+                }
+                if due {
                     self.release_held(&mut group);
                 }
-                self.dispatch(Arc::new(message::single(&event, &self.base_url)), &to);
-                // A pause is a message too: failures right after it are grouped.
-                self.groups.insert(
-                    event.project.clone(),
-                    Group {
-                        last_sent: now,
-                        held: Vec::new(),
-                        to,
-                    },
-                );
-                self.shared.done(1);
+                self.groups.insert(project, group);
             }
         }
         debug_assert!(
@@ -592,7 +624,7 @@ impl Worker {
         let due: Vec<String> = self
             .groups
             .iter()
-            .filter(|(_, g)| !g.held.is_empty() && g.last_sent + window <= now)
+            .filter(|(_, g)| g.holds() && g.last_sent + window <= now)
             .map(|(project, _)| project.clone())
             .collect();
         for project in due {
@@ -618,14 +650,16 @@ impl Worker {
     }
 
     fn release_held(&mut self, group: &mut Group) {
-        if group.held.is_empty() {
-            return;
-        }
         let held = std::mem::take(&mut group.held);
-        self.dispatch(
-            Arc::new(message::digest(&held, &self.base_url, self.window)),
-            &group.to,
-        );
+        let message = match group.pause.take() {
+            Some(pause) => {
+                self.shared.done(1);
+                message::paused_with(&held, &pause, &self.base_url, self.window)
+            }
+            None if held.is_empty() => return,
+            None => message::digest(&held, &self.base_url, self.window),
+        };
+        self.dispatch(Arc::new(message), &group.to);
         group.last_sent = Instant::now();
         self.shared.done(held.len());
     }
