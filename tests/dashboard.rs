@@ -739,8 +739,19 @@ fn mail_link_survives_login_and_pages_hold_up() {
         eprintln!("note: skipping the mail link test: no aiosmtpd (WEIR_AIOSMTPD_PYTHON)");
         return;
     };
-    let (tmp, data) = seeded(&[("people-mail", project("people-mail", "", ""))]);
+    let (tmp, data) = seeded(&[
+        ("people-mail", project("people-mail", "", "")),
+        (
+            "people-bad",
+            project(
+                "people-bad",
+                "{ destination = \"age\", expr = 'to_int!(.name)' },",
+                "",
+            ),
+        ),
+    ]);
     let dir = tmp.path();
+    let (_, bad_id, _) = run(&data, dir, "people-bad");
     let (_, first, _) = run(&data, dir, "people-mail");
     let (_, id, _) = run(&data, dir, "people-mail");
     assert!(id > first);
@@ -889,6 +900,38 @@ fn mail_link_survives_login_and_pages_hold_up() {
         "the cursor {cursor} in words"
     );
     assert_eq!(cell.attr("title"), Some(format!("cursor {cursor}")));
+
+    // ---- A re-run says what it re-ran (recorded by the store, not guessed) ----
+    let rerun = |of: u64, failed_only: bool| -> u64 {
+        let response = api
+            .http
+            .post(format!("{}/api/v1/executions/{of}/rerun", daemon.base))
+            .bearer_auth(TOKEN)
+            .json(&serde_json::json!({ "failed_only": failed_only }))
+            .send()
+            .unwrap();
+        let status = response.status();
+        let body: Value = response.json().unwrap();
+        assert!(status.is_success(), "rerun {of}: {status} {body}");
+        body["execution"].as_u64().unwrap()
+    };
+    let failed_rerun = rerun(bad_id, true);
+    let full_rerun = rerun(id, false);
+    for (x, kind) in [(failed_rerun, "failed_only"), (full_rerun, "all_records")] {
+        let shown = api.get(&format!("/api/v1/executions/{x}"));
+        assert_eq!(shown["trigger"], "rerun", "{shown}");
+        assert_eq!(shown["rerun"], kind, "{shown}");
+    }
+    b.goto(&format!("{}/#/executions/{failed_rerun}", daemon.base));
+    b.wait_until("the failed-only re-run says so", WAIT, |b| {
+        let a = b.try_find("#detail a.rerun-of")?;
+        (a.text() == format!("re-run of #{bad_id} (failed records only)")).then_some(())
+    });
+    b.goto(&format!("{}/#/executions?project=people-mail", daemon.base));
+    b.wait_until("the full re-run says so in the list", WAIT, |b| {
+        let note = b.try_find(&format!("tr.execution[data-id='{full_rerun}'] .rerun-of"))?;
+        (note.text() == format!("re-run of #{id} (all records)")).then_some(())
+    });
     drop(b);
     drop(daemon);
 }

@@ -17,7 +17,7 @@ use crate::project::{Connection, EnvPolicy, PluginRef, PluginSource, Project, Pr
 use crate::runtime::{Grants, Limits, Runtime};
 use crate::store::{
     self, ConnectionState, ExecStatus, ExecutionId, InstalledPlugin, NewExecution, Retention,
-    Store, StoreError, StoredConnection, StoredRecordError, Trigger,
+    Store, StoreError, StoredConnection, StoredRecordError, Trigger, RerunKind,
 };
 
 /// Batches between checkpoints of a recorded execution.
@@ -671,11 +671,19 @@ impl Service {
         secrets: &Redactor,
         started: &mut dyn FnMut(ExecutionId),
     ) -> Result<(ExecutionId, ExecutionReport), ServiceError> {
+        let rerun = (trigger == Trigger::Rerun).then(|| {
+            if options.records.is_some() {
+                RerunKind::FailedOnly
+            } else {
+                RerunKind::AllRecords
+            }
+        });
         let id = self.store.begin_execution(NewExecution {
             project: project.name.clone(),
             project_version: version,
             trigger,
             parent,
+            rerun,
             tasks: project.tasks.iter().map(|t| t.name.clone()).collect(),
         })?;
         started(id);

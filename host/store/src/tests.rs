@@ -72,6 +72,7 @@ fn new_exec(project: &str) -> NewExecution {
         project_version: 1,
         trigger: Trigger::Manual,
         parent: None,
+        rerun: None,
         tasks: vec!["contacts".to_string(), "companies".to_string()],
     }
 }
