@@ -944,22 +944,52 @@ fn project_page_fixes_a_mapping_in_place() {
     if !browser_or_skip() {
         return;
     }
+    // The destination is a stored connection with a credential: the page never gets it.
+    const SECRET: &str = "S3cr3t-page-token-7731";
+    let (tmp, data) = seeded(&[]);
+    let dir = tmp.path();
+    std::fs::create_dir(dir.join("out-vault")).unwrap();
+    let added = weir(
+        &data,
+        dir,
+        &[
+            "connection",
+            "add",
+            "vault-out",
+            "--plugin",
+            "jsonl",
+            "--directory",
+            "out-vault",
+            "--config",
+            "auth.kind=bearer",
+            "--secret",
+            &format!("auth.token={SECRET}"),
+        ],
+    );
+    assert!(added.status.success(), "{added:?}");
     let text = project(
         "people-dup",
         "{ destination = \"name\", source = \"email\" }, # the second `name`",
         "",
-    );
-    let (tmp, data) = seeded(&[("people-dup", text)]);
-    let daemon = Daemon::start(&data, tmp.path());
+    )
+    .replace("destination = \"out\"\n", "destination = \"vault-out\"\n");
+    std::fs::write(dir.join("people-dup.toml"), &text).unwrap();
+    let applied = weir(&data, dir, &["project", "apply", "-f", "people-dup.toml"]);
+    assert!(applied.status.success(), "{applied:?}");
+    let daemon = Daemon::start(&data, dir);
     let api = api_client(&daemon.base);
 
     let page = api.get("/api/v1/projects/people-dup/mappings");
     assert_eq!(page["version"], 1);
     assert_eq!(page["connection_set"]["source"]["plugin"], "csv");
+    assert_eq!(
+        page["connection_set"]["destination"]["connection"],
+        "vault-out"
+    );
     let raw = page.to_string();
     assert!(
-        !raw.contains("out-people-dup") && !raw.contains("grants"),
-        "the page gets no connection options or grants: {raw}"
+        !raw.contains(SECRET) && !raw.contains("out-vault") && !raw.contains("grants"),
+        "the page gets no credential, option or grant: {raw}"
     );
 
     let b = Browser::start();
@@ -1053,6 +1083,32 @@ fn project_page_fixes_a_mapping_in_place() {
         "{body}"
     );
     assert_eq!(api.get("/api/v1/projects/people-dup")["version"], 2);
+    // Nothing the page received or shows carries the credential.
+    let checked = api
+        .http
+        .post(format!("{}/api/v1/projects/people-dup/mappings/check", daemon.base))
+        .bearer_auth(TOKEN)
+        .json(&serde_json::json!({"version": 2, "task": 0, "row": 4, "destination": "x", "source": "email"}))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(checked.contains("\"valid\""), "{checked}");
+    let html = b.execute("return document.documentElement.outerHTML;", vec![]);
+    for (what, text) in [
+        ("the check", checked),
+        ("the refused save", body.to_string()),
+        ("the page", html.to_string()),
+        (
+            "the page data",
+            api.get("/api/v1/projects/people-dup/mappings").to_string(),
+        ),
+    ] {
+        assert!(
+            !text.contains(SECRET),
+            "{what} carries the credential: {text}"
+        );
+    }
     drop(b);
     drop(daemon);
 }

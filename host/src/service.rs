@@ -16,8 +16,8 @@ use crate::engine::{
 use crate::project::{Connection, EnvPolicy, PluginRef, PluginSource, Project, ProjectError};
 use crate::runtime::{Grants, Limits, Runtime};
 use crate::store::{
-    self, ConnectionState, ExecStatus, ExecutionId, InstalledPlugin, NewExecution, Retention,
-    Store, StoreError, StoredConnection, StoredRecordError, Trigger, RerunKind,
+    self, ConnectionState, ExecStatus, ExecutionId, InstalledPlugin, NewExecution, RerunKind,
+    Retention, Store, StoreError, StoredConnection, StoredRecordError, Trigger,
 };
 
 /// Batches between checkpoints of a recorded execution.
