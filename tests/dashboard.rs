@@ -811,7 +811,20 @@ fn mail_link_survives_login_and_pages_hold_up() {
     assert_eq!(link, format!("{}/#/executions/{id}", daemon.base));
 
     let b = Browser::start();
-    open_and_log_in(&b, &link);
+    // A wrong token first: the form comes back (at /login, without the fragment) and
+    // still carries the page to return to.
+    b.goto(&link);
+    b.wait_for("form[action='/login'] input[name=token]", WAIT)
+        .type_text("not the token");
+    b.click("form[action='/login'] button[type=submit]");
+    b.wait_for(".login-error", WAIT);
+    assert_eq!(
+        b.find("input[name=next]").attr("value"),
+        Some(format!("#/executions/{id}")),
+        "the page to return to, after a wrong token"
+    );
+    b.find("input[name=token]").type_text(TOKEN);
+    b.click("form[action='/login'] button[type=submit]");
     b.wait_until("the mailed execution after login", WAIT, |b| {
         b.current_url()
             .ends_with(&format!("/#/executions/{id}"))
