@@ -10,6 +10,8 @@
 
 #[path = "common/browser.rs"]
 mod browser;
+#[path = "common/smtp.rs"]
+mod smtp;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
@@ -266,22 +268,31 @@ fn execution_rows(b: &Browser) -> Vec<(u64, String)> {
         .collect()
 }
 
-#[test]
-fn dashboard_in_headless_chromium() {
-    if !browser::available() {
-        if std::env::var_os("CI").is_some() {
-            panic!(
-                "{} or {} is missing; install them with `apt-get install -y chromium chromium-driver`",
-                browser::CHROMIUM,
-                browser::CHROMEDRIVER
-            );
-        }
-        eprintln!(
-            "note: skipping the dashboard browser test: {} or {} is missing \
-             (apt-get install -y chromium chromium-driver)",
+/// Whether the browser tests can run: without Chromium they print a note and pass,
+/// unless `CI` is set.
+fn browser_or_skip() -> bool {
+    if browser::available() {
+        return true;
+    }
+    if std::env::var_os("CI").is_some() {
+        panic!(
+            "{} or {} is missing; install them with `apt-get install -y chromium chromium-driver`",
             browser::CHROMIUM,
             browser::CHROMEDRIVER
         );
+    }
+    eprintln!(
+        "note: skipping the dashboard browser test: {} or {} is missing \
+         (apt-get install -y chromium chromium-driver)",
+        browser::CHROMIUM,
+        browser::CHROMEDRIVER
+    );
+    false
+}
+
+#[test]
+fn dashboard_in_headless_chromium() {
+    if !browser_or_skip() {
         return;
     }
 
@@ -386,15 +397,7 @@ fn dashboard_in_headless_chromium() {
     // ---- The daemon ----
     let daemon = Daemon::start(&data, dir);
     let base = daemon.base.clone();
-    let api = Api {
-        http: reqwest::blocking::Client::builder()
-            .no_proxy()
-            .timeout(Duration::from_secs(30))
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap(),
-        base: base.clone(),
-    };
+    let api = api_client(&base);
     let health = api.http.get(format!("{base}/health")).send().unwrap();
     assert!(health.status().is_success(), "GET /health without a token");
     let denied = api
@@ -664,6 +667,461 @@ fn dashboard_in_headless_chromium() {
     // ---- Logout returns to the login page ----
     b.click("button.logout");
     b.wait_for("form[action='/login'] input[name=token]", WAIT);
+    drop(b);
+    drop(daemon);
+}
+
+/// A fresh data directory with `src/people.csv` and the given projects applied.
+fn seeded(projects: &[(&str, String)]) -> (tempfile::TempDir, PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_path_buf();
+    let data = dir.join("data");
+    std::fs::create_dir(dir.join("src")).unwrap();
+    std::fs::write(
+        dir.join("src/people.csv"),
+        "id,name,email\n1,Ada,ada@example.com\n2,Grace,grace@example.com\n",
+    )
+    .unwrap();
+    for (name, text) in projects {
+        let file = format!("{name}.toml");
+        std::fs::write(dir.join(&file), text).unwrap();
+        let out = weir(&data, &dir, &["project", "apply", "-f", &file]);
+        assert!(
+            out.status.success(),
+            "apply {name}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    (tmp, data)
+}
+
+fn api_client(base: &str) -> Api {
+    Api {
+        http: reqwest::blocking::Client::builder()
+            .no_proxy()
+            .timeout(Duration::from_secs(60))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap(),
+        base: base.to_string(),
+    }
+}
+
+/// Opens `url` (a page behind the login) and logs in on the form it shows.
+fn open_and_log_in(b: &Browser, url: &str) {
+    b.goto(url);
+    b.wait_for("form[action='/login'] input[name=token]", WAIT)
+        .type_text(TOKEN);
+    b.click("form[action='/login'] button[type=submit]");
+}
+
+/// How many requests the page has made whose URL contains `needle`.
+fn requests_to(b: &Browser, needle: &str) -> u64 {
+    b.execute(
+        "return performance.getEntriesByType('resource').filter(e => e.name.includes(arguments[0])).length;",
+        vec![Value::from(needle)],
+    )
+    .as_u64()
+    .unwrap()
+}
+
+/// An alert mail's link, followed in the browser: the login form, then the execution
+/// it names (not the overview). Then the walls of issue 20's item 9: a pruned
+/// execution's page says so once and stops asking; a paused project's row stays
+/// inside its card at 1,280 px; a cursor reads as words.
+#[test]
+fn mail_link_survives_login_and_pages_hold_up() {
+    if !browser_or_skip() {
+        return;
+    }
+    let Some(smtp) = smtp::SmtpServer::start() else {
+        eprintln!("note: skipping the mail link test: no aiosmtpd (WEIR_AIOSMTPD_PYTHON)");
+        return;
+    };
+    let (tmp, data) = seeded(&[
+        ("people-mail", project("people-mail", "", "")),
+        (
+            "people-bad",
+            project(
+                "people-bad",
+                "{ destination = \"age\", expr = 'to_int!(.name)' },",
+                "",
+            ),
+        ),
+    ]);
+    let dir = tmp.path();
+    let (_, bad_id, _) = run(&data, dir, "people-bad");
+    let (_, first, _) = run(&data, dir, "people-mail");
+    let (_, id, _) = run(&data, dir, "people-mail");
+    assert!(id > first);
+    let daemon = Daemon::start(&data, dir);
+    let api = api_client(&daemon.base);
+
+    // A real alert mail from weir's notifier, through a real SMTP server.
+    let settings = weir_host::notify::NotifySettings {
+        smtp: Some(weir_host::notify::SmtpSettings {
+            host: "127.0.0.1".into(),
+            port: smtp.port(),
+            tls: weir_host::notify::TlsMode::None,
+            username: None,
+            password: None,
+            from: "weir <weir@example.org>".into(),
+            timeout: Duration::from_secs(5),
+        }),
+        base_url: format!("{}/", daemon.base),
+        group_window: Duration::from_secs(600),
+        attempts: 3,
+        backoff: Duration::from_millis(100),
+        allow_internal_webhooks: true,
+    };
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let notifier = weir_host::notify::Notifier::start(settings);
+        let to = weir_host::notify::Recipients {
+            emails: weir_host::notify::parse_email_list("ops@example.org").unwrap(),
+            webhooks: Vec::new(),
+        };
+        notifier.notify(
+            &to,
+            weir_host::notify::Event {
+                kind: weir_host::notify::EventKind::Error,
+                project: "people-mail".into(),
+                execution_id: id,
+                status: "Error".into(),
+                trigger: "schedule".into(),
+                read: 2,
+                inserted: 0,
+                updated: 0,
+                failed: 2,
+                error: Some("a test alert".into()),
+                first_errors: Vec::new(),
+            },
+        );
+        notifier.flush(WAIT).await;
+    });
+    let mails = smtp.wait_for(1, WAIT);
+    let link = mails
+        .iter()
+        .flat_map(|m| m.body.lines())
+        .find_map(|l| l.strip_prefix("Details: "))
+        .unwrap_or_else(|| panic!("no link in the mail: {mails:?}"))
+        .trim()
+        .to_string();
+    assert_eq!(link, format!("{}/#/executions/{id}", daemon.base));
+
+    let b = Browser::start();
+    // A wrong token first: the form comes back (at /login, without the fragment) and
+    // still carries the page to return to.
+    b.goto(&link);
+    b.wait_for("form[action='/login'] input[name=token]", WAIT)
+        .type_text("not the token");
+    b.click("form[action='/login'] button[type=submit]");
+    b.wait_for(".login-error", WAIT);
+    assert_eq!(
+        b.find("input[name=next]").attr("value"),
+        Some(format!("#/executions/{id}")),
+        "the page to return to, after a wrong token"
+    );
+    b.find("input[name=token]").type_text(TOKEN);
+    b.click("form[action='/login'] button[type=submit]");
+    b.wait_until("the mailed execution after login", WAIT, |b| {
+        b.current_url()
+            .ends_with(&format!("/#/executions/{id}"))
+            .then_some(())
+    });
+    let head = b.wait_for("#detail-head h1", WAIT);
+    assert_eq!(head.text(), format!("Execution #{id}"));
+    b.wait_for("tr.task[data-task='people']", WAIT);
+    assert!(
+        b.try_find(".tile").is_none(),
+        "the overview was shown instead of the execution"
+    );
+
+    // ---- A pruned execution: said once, no more requests ----
+    b.goto(&format!("{}/#/executions/9999", daemon.base));
+    let missing = b.wait_for(".missing", WAIT);
+    assert_eq!(
+        missing.text(),
+        "execution 9999 does not exist (pruned or never ran)"
+    );
+    assert_eq!(
+        b.find_all(".card").len(),
+        1,
+        "one card, not four empty ones"
+    );
+    let asked = requests_to(&b, "/api/v1/executions/9999");
+    assert!(asked >= 1, "the page asked the API");
+    std::thread::sleep(Duration::from_millis(4500)); // two polling periods
+    assert_eq!(
+        requests_to(&b, "/api/v1/executions/9999"),
+        asked,
+        "the page kept polling a missing execution"
+    );
+
+    // ---- A paused project's row stays inside its card at 1,280 px ----
+    let paused = api
+        .http
+        .post(format!("{}/api/v1/projects/people-mail/pause", daemon.base))
+        .bearer_auth(TOKEN)
+        .json(&serde_json::json!({"reason": format!(
+            "paused automatically after 3 consecutive executions ended in Error (last: {id}); fix the cause, then resume"
+        )}))
+        .send()
+        .unwrap();
+    assert!(paused.status().is_success());
+    b.goto(&format!("{}/#/", daemon.base));
+    b.wait_for(
+        "tr.project[data-project='people-mail'] button.pause[aria-pressed='true']",
+        WAIT,
+    );
+    b.wait_for("#recent tr.execution", WAIT);
+    let width = b
+        .execute("return window.innerWidth;", vec![])
+        .as_f64()
+        .unwrap();
+    assert!((1200.0..=1280.0).contains(&width), "window width {width}");
+    let overflow = b.execute(
+        "const out = [];\
+         for (const card of document.querySelectorAll('.card')) {\
+           const c = card.getBoundingClientRect();\
+           for (const t of card.querySelectorAll('table, button')) {\
+             const r = t.getBoundingClientRect();\
+             if (r.width && (r.right > c.right + 0.5 || r.left < c.left - 0.5)) out.push(`${t.tagName}.${t.className} ${r.left}-${r.right} outside ${c.left}-${c.right}`);\
+           }\
+         }\
+         return out;",
+        vec![],
+    );
+    assert_eq!(
+        overflow,
+        Value::Array(vec![]),
+        "tables and buttons outside their cards"
+    );
+
+    // ---- A cursor in words (a file connector's `<byte>:<line>`) ----
+    let detail = api.get(&format!("/api/v1/executions/{id}"));
+    let cursor = detail["tasks"][0]["cursor"]
+        .as_str()
+        .unwrap_or_else(|| panic!("a csv task's committed cursor: {detail}"));
+    let (byte, line) = cursor.split_once(':').expect("`<byte>:<line>`");
+    b.goto(&format!("{}/#/executions/{id}", daemon.base));
+    let cell = b.wait_for("tr.task td.cursor", WAIT);
+    assert_eq!(
+        cell.text(),
+        format!("next read starts at line {line} (byte {byte})"),
+        "the cursor {cursor} in words"
+    );
+    assert_eq!(cell.attr("title"), Some(format!("cursor {cursor}")));
+
+    // ---- A re-run says what it re-ran (recorded by the store, not guessed) ----
+    let rerun = |of: u64, failed_only: bool| -> u64 {
+        let response = api
+            .http
+            .post(format!("{}/api/v1/executions/{of}/rerun", daemon.base))
+            .bearer_auth(TOKEN)
+            .json(&serde_json::json!({ "failed_only": failed_only }))
+            .send()
+            .unwrap();
+        let status = response.status();
+        let body: Value = response.json().unwrap();
+        assert!(status.is_success(), "rerun {of}: {status} {body}");
+        body["execution"].as_u64().unwrap()
+    };
+    let failed_rerun = rerun(bad_id, true);
+    let full_rerun = rerun(id, false);
+    for (x, kind) in [(failed_rerun, "failed_only"), (full_rerun, "all_records")] {
+        let shown = api.get(&format!("/api/v1/executions/{x}"));
+        assert_eq!(shown["trigger"], "rerun", "{shown}");
+        assert_eq!(shown["rerun"], kind, "{shown}");
+    }
+    b.goto(&format!("{}/#/executions/{failed_rerun}", daemon.base));
+    b.wait_until("the failed-only re-run says so", WAIT, |b| {
+        let a = b.try_find("#detail a.rerun-of")?;
+        (a.text() == format!("re-run of #{bad_id} (failed records only)")).then_some(())
+    });
+    b.goto(&format!("{}/#/executions?project=people-mail", daemon.base));
+    b.wait_until("the full re-run says so in the list", WAIT, |b| {
+        let note = b.try_find(&format!("tr.execution[data-id='{full_rerun}'] .rerun-of"))?;
+        (note.text() == format!("re-run of #{id} (all records)")).then_some(())
+    });
+    drop(b);
+    drop(daemon);
+}
+
+/// The project page: a duplicate destination field shown on its two rows under the
+/// orange banner, one row fixed in place, validated, saved as a new version, and
+/// the difference shown.
+#[test]
+fn project_page_fixes_a_mapping_in_place() {
+    if !browser_or_skip() {
+        return;
+    }
+    // The destination is a stored connection with a credential: the page never gets it.
+    const SECRET: &str = "S3cr3t-page-token-7731";
+    let (tmp, data) = seeded(&[]);
+    let dir = tmp.path();
+    std::fs::create_dir(dir.join("out-vault")).unwrap();
+    let added = weir(
+        &data,
+        dir,
+        &[
+            "connection",
+            "add",
+            "vault-out",
+            "--plugin",
+            "jsonl",
+            "--directory",
+            "out-vault",
+            "--config",
+            "auth.kind=bearer",
+            "--secret",
+            &format!("auth.token={SECRET}"),
+        ],
+    );
+    assert!(added.status.success(), "{added:?}");
+    let text = project(
+        "people-dup",
+        "{ destination = \"name\", source = \"email\" }, # the second `name`",
+        "",
+    )
+    .replace("destination = \"out\"\n", "destination = \"vault-out\"\n");
+    std::fs::write(dir.join("people-dup.toml"), &text).unwrap();
+    let applied = weir(&data, dir, &["project", "apply", "-f", "people-dup.toml"]);
+    assert!(applied.status.success(), "{applied:?}");
+    let daemon = Daemon::start(&data, dir);
+    let api = api_client(&daemon.base);
+
+    let page = api.get("/api/v1/projects/people-dup/mappings");
+    assert_eq!(page["version"], 1);
+    assert_eq!(page["connection_set"]["source"]["plugin"], "csv");
+    assert_eq!(
+        page["connection_set"]["destination"]["connection"],
+        "vault-out"
+    );
+    let raw = page.to_string();
+    assert!(
+        !raw.contains(SECRET) && !raw.contains("out-vault") && !raw.contains("grants"),
+        "the page gets no credential, option or grant: {raw}"
+    );
+
+    let b = Browser::start();
+    open_and_log_in(&b, &format!("{}/#/projects/people-dup", daemon.base));
+    let banner = b.wait_for(".issues", Duration::from_secs(60));
+    assert!(
+        banner.text().contains("The mapping has issues"),
+        "{}",
+        banner.text()
+    );
+    let flagged: Vec<(String, String)> = b
+        .find_all("tr.mapping-row.has-problem")
+        .iter()
+        .map(|r| {
+            (
+                r.attr("data-row").unwrap(),
+                r.attr("data-destination").unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        flagged,
+        [
+            ("2".to_string(), "name".to_string()),
+            ("4".to_string(), "name".to_string())
+        ],
+        "the duplicate shown on its two rows"
+    );
+    assert!(
+        b.find("tr.mapping-row[data-row='1'] .key-mark").text() == "key",
+        "the key field is marked"
+    );
+    assert_eq!(
+        b.find("#connection-set tr[data-side='destination'] td.mono")
+            .text(),
+        "jsonl"
+    );
+
+    // Edit row 4 in place: validate, then save.
+    b.click("tr.mapping-row[data-row='4'] button.edit-row");
+    let to = b.wait_for("tr.mapping-edit input.edit-destination", WAIT);
+    to.clear();
+    to.type_text("contact_email");
+    assert!(
+        b.find("button.save-row").attr("disabled").is_some(),
+        "save before validating"
+    );
+    b.click("button.validate-row");
+    b.wait_for(".edit-result [data-valid='true']", Duration::from_secs(60));
+    let planned = b.find(".edit-result tr.change[data-row='4']").text();
+    assert!(
+        planned.contains("email → name") && planned.contains("email → contact_email"),
+        "{planned}"
+    );
+    // Nothing stored by validating.
+    assert_eq!(api.get("/api/v1/projects/people-dup")["version"], 1);
+    b.click("button.save-row");
+    b.wait_for("#project-version[data-version='2']", WAIT);
+    b.wait_for(".valid-note", Duration::from_secs(60));
+    assert!(b.find_all("tr.mapping-row.has-problem").is_empty());
+    let diff = b.wait_for("#changes tr.change[data-row='4']", WAIT).text();
+    assert!(diff.contains("email → contact_email"), "{diff}");
+
+    let stored = api.get("/api/v1/projects/people-dup");
+    assert_eq!(stored["version"], 2);
+    let text = stored["text"].as_str().unwrap();
+    assert!(
+        text.contains("{ destination = \"contact_email\", source = \"email\" }"),
+        "{text}"
+    );
+    assert!(
+        text.contains("# the second `name`")
+            && text.contains("{ destination = \"id\", source = \"id\" }"),
+        "the rest of the file is kept: {text}"
+    );
+
+    // An edit that does not validate is refused and stores nothing.
+    let refused = api
+        .http
+        .put(format!("{}/api/v1/projects/people-dup/mappings", daemon.base))
+        .bearer_auth(TOKEN)
+        .json(&serde_json::json!({"version": 2, "task": 0, "row": 4, "destination": "id", "source": "email"}))
+        .send()
+        .unwrap();
+    assert_eq!(refused.status().as_u16(), 422);
+    let body: Value = refused.json().unwrap();
+    assert!(
+        body["details"]["problems"]
+            .as_array()
+            .is_some_and(|p| !p.is_empty()),
+        "{body}"
+    );
+    assert_eq!(api.get("/api/v1/projects/people-dup")["version"], 2);
+    // Nothing the page received or shows carries the credential.
+    let checked = api
+        .http
+        .post(format!("{}/api/v1/projects/people-dup/mappings/check", daemon.base))
+        .bearer_auth(TOKEN)
+        .json(&serde_json::json!({"version": 2, "task": 0, "row": 4, "destination": "x", "source": "email"}))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(checked.contains("\"valid\""), "{checked}");
+    let html = b.execute("return document.documentElement.outerHTML;", vec![]);
+    for (what, text) in [
+        ("the check", checked),
+        ("the refused save", body.to_string()),
+        ("the page", html.to_string()),
+        (
+            "the page data",
+            api.get("/api/v1/projects/people-dup/mappings").to_string(),
+        ),
+    ] {
+        assert!(
+            !text.contains(SECRET),
+            "{what} carries the credential: {text}"
+        );
+    }
     drop(b);
     drop(daemon);
 }

@@ -17,7 +17,7 @@ const TOKEN: &str = "openapi-test-token-0123456789";
 
 /// Every route the router serves, as `METHOD path`. A new route is documented by
 /// construction (`routes!`); this list says the document did not lose one.
-const ROUTES: [&str; 33] = [
+const ROUTES: [&str; 36] = [
     "GET /",
     "GET /health",
     "GET /metrics",
@@ -29,6 +29,9 @@ const ROUTES: [&str; 33] = [
     "GET /api/v1/projects",
     "GET /api/v1/projects/{name}",
     "PUT /api/v1/projects/{name}",
+    "GET /api/v1/projects/{name}/mappings",
+    "PUT /api/v1/projects/{name}/mappings",
+    "POST /api/v1/projects/{name}/mappings/check",
     "DELETE /api/v1/projects/{name}",
     "POST /api/v1/projects/{name}/pause",
     "POST /api/v1/projects/{name}/resume",

@@ -48,6 +48,7 @@ fn main() {
                     project_version: 1,
                     trigger: Trigger::Scheduled,
                     parent: None,
+                    rerun: None,
                     tasks: vec!["contacts".to_string(), "companies".to_string()],
                 })
                 .expect("begin");

@@ -16,8 +16,8 @@ use crate::engine::{
 use crate::project::{Connection, EnvPolicy, PluginRef, PluginSource, Project, ProjectError};
 use crate::runtime::{Grants, Limits, Runtime};
 use crate::store::{
-    self, ConnectionState, ExecStatus, ExecutionId, InstalledPlugin, NewExecution, Retention,
-    Store, StoreError, StoredConnection, StoredRecordError, Trigger,
+    self, ConnectionState, ExecStatus, ExecutionId, InstalledPlugin, NewExecution, RerunKind,
+    Retention, Store, StoreError, StoredConnection, StoredRecordError, Trigger,
 };
 
 /// Batches between checkpoints of a recorded execution.
@@ -437,9 +437,22 @@ impl Service {
                 what: "project",
                 name: name.to_owned(),
             })?;
+        let (project, secrets) = self.project_from_text(name, &stored.text, &stored.base_dir)?;
+        Ok((project, stored.version, secrets))
+    }
+
+    /// A stored project's text as [`Service::load_project`] reads it (stored
+    /// connections, installed plugins, the service's environment policy): for a
+    /// candidate version validated before it is stored. Writes nothing.
+    pub fn project_from_text(
+        &self,
+        name: &str,
+        text: &str,
+        base_dir: &Path,
+    ) -> Result<(Project, Redactor), ServiceError> {
         let (known, mut secrets) = self.known_connections()?;
-        let path: PathBuf = stored.base_dir.join(format!("{name}.toml"));
-        let mut project = Project::parse_with_env(&path, &stored.text, &known, &self.env)?;
+        let path: PathBuf = base_dir.join(format!("{name}.toml"));
+        let mut project = Project::parse_with_env(&path, text, &known, &self.env)?;
         self.resolve_installed(&mut project.source.plugin)?;
         self.resolve_installed(&mut project.destination.plugin)?;
         for task in &mut project.tasks {
@@ -448,7 +461,7 @@ impl Service {
             }
         }
         secrets.merge(&self.redactor_for(&project));
-        Ok((project, stored.version, secrets))
+        Ok((project, secrets))
     }
 
     /// Runs the latest version of project `name` as a recorded execution. If the
@@ -658,11 +671,19 @@ impl Service {
         secrets: &Redactor,
         started: &mut dyn FnMut(ExecutionId),
     ) -> Result<(ExecutionId, ExecutionReport), ServiceError> {
+        let rerun = (trigger == Trigger::Rerun).then(|| {
+            if options.records.is_some() {
+                RerunKind::FailedOnly
+            } else {
+                RerunKind::AllRecords
+            }
+        });
         let id = self.store.begin_execution(NewExecution {
             project: project.name.clone(),
             project_version: version,
             trigger,
             parent,
+            rerun,
             tasks: project.tasks.iter().map(|t| t.name.clone()).collect(),
         })?;
         started(id);

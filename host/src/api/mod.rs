@@ -27,8 +27,10 @@
 
 mod error;
 mod extract;
+mod login_return;
 mod metrics;
 mod openapi;
+mod project_page;
 mod store_commands;
 
 use std::collections::{HashMap, VecDeque};
@@ -187,6 +189,7 @@ fn token_routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(check_connection))
         .routes(routes!(metrics::metrics))
         .merge(store_commands::routes())
+        .merge(project_page::routes())
 }
 
 /// The OpenAPI document of [`router`], generated from the handlers' attributes and
@@ -344,15 +347,20 @@ fn content_security_policy() -> &'static str {
     CSP.get_or_init(|| {
         use base64::Engine as _;
         use sha2::Digest as _;
-        let script = DASHBOARD
-            .split_once("<script>")
-            .and_then(|(_, rest)| rest.split_once("</script>"))
-            .map_or("", |(body, _)| body);
-        let hash = base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(script));
+        // The dashboard's script and the login form's (which carries the page's
+        // fragment through the login).
+        let hash = |page: &str| {
+            let script = page
+                .split_once("<script>")
+                .and_then(|(_, rest)| rest.split_once("</script>"))
+                .map_or("", |(body, _)| body);
+            base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(script))
+        };
+        let (dashboard, login) = (hash(DASHBOARD), hash(LOGIN));
         // Styles: the pages' `<style>` blocks and the `style` attributes the dashboard
         // sets; CSS runs no code, and every value the dashboard shows goes in as text.
         format!(
-            "default-src 'self'; script-src 'sha256-{hash}'; style-src 'self' 'unsafe-inline'; \
+            "default-src 'self'; script-src 'sha256-{dashboard}' 'sha256-{login}'; style-src 'self' 'unsafe-inline'; \
              img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; \
              form-action 'self'; frame-ancestors 'none'"
         )
@@ -488,13 +496,19 @@ async fn require_token(State(state): State<ApiState>, request: Request, next: Ne
     }
 }
 
-fn login_page(message: Option<&str>) -> Response {
-    let page = LOGIN.replace(
-        "<!--MESSAGE-->",
-        &message.map_or(String::new(), |m| {
-            format!("<p class=\"login-error\" role=\"alert\">{m}</p>")
-        }),
-    );
+fn login_page(message: Option<&str>, next: Option<&str>) -> Response {
+    let page = LOGIN
+        .replace(
+            "<!--MESSAGE-->",
+            &message.map_or(String::new(), |m| {
+                format!("<p class=\"login-error\" role=\"alert\">{m}</p>")
+            }),
+        )
+        // `next` passed `login_return::fragment`: no quote or markup character.
+        .replace(
+            "value=\"\" data-next",
+            &format!("value=\"{}\" data-next", next.unwrap_or("")),
+        );
     (StatusCode::UNAUTHORIZED, Html(page)).into_response()
 }
 
@@ -507,7 +521,7 @@ async fn dashboard(State(state): State<ApiState>, headers: HeaderMap) -> Respons
     if authorized(&state, &headers) {
         Html(DASHBOARD).into_response()
     } else {
-        login_page(None)
+        login_page(None, None)
     }
 }
 
@@ -515,6 +529,11 @@ async fn dashboard(State(state): State<ApiState>, headers: HeaderMap) -> Respons
 struct LoginForm {
     /// The administrator's token.
     token: String,
+    /// The dashboard page to open after login: its URL fragment (`#/executions/12`),
+    /// which the browser never sends and the form's script copies here. Anything but
+    /// a dashboard fragment is ignored (no redirect elsewhere).
+    #[serde(default)]
+    next: Option<String>,
 }
 
 /// The dashboard's login form: a right token opens a session (cookie `weir_session`,
@@ -523,13 +542,14 @@ struct LoginForm {
 #[utoipa::path(post, path = "/login", tag = "dashboard", security(()),
     request_body(content = LoginForm, content_type = "application/x-www-form-urlencoded"),
     responses(
-        (status = 303, description = "logged in: `Set-Cookie` with the session, redirect to `/`"),
+        (status = 303, description = "logged in: `Set-Cookie` with the session, redirect to `/` (with the form's `next` fragment when it is a dashboard page)"),
         (status = 401, description = "the login form again, saying the token is wrong (HTML)", content_type = "text/html", body = String),
         (status = 429, description = "too many wrong tokens from this address (`Retry-After`)", body = error::Body)))]
 async fn login(State(state): State<ApiState>, Form(form): Form<LoginForm>) -> Response {
     if !same(form.token.trim(), &state.token) {
         tracing::warn!("dashboard login refused");
-        return login_page(Some("That token is not the administrator's token."));
+        let next = form.next.as_deref().and_then(login_return::fragment);
+        return login_page(Some("That token is not the administrator's token."), next);
     }
     let id = match new_session_id() {
         Ok(id) => id,
@@ -544,7 +564,8 @@ async fn login(State(state): State<ApiState>, Form(form): Form<LoginForm>) -> Re
         },
     );
     let jar = CookieJar::new().add(session_set_cookie(id, state.web.session_max));
-    (jar, Redirect::to("/")).into_response()
+    let to = login_return::target(form.next.as_deref());
+    (jar, Redirect::to(&to)).into_response()
 }
 
 /// Ends the dashboard session and clears its cookie.

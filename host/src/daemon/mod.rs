@@ -569,6 +569,7 @@ fn fire(inner: &Arc<Inner>, name: String, due: DateTime<Utc>) {
             project_version: e.version,
             trigger: Trigger::Scheduled,
             parent: e.running,
+            rerun: None,
             tasks: Vec::new(),
         };
         drop(projects);

@@ -48,6 +48,9 @@ pub(super) struct ExecRecord {
     pub(super) project_version: u32,
     pub(super) trigger: Trigger,
     pub(super) parent: Option<ExecutionId>,
+    /// Which records a re-run sent again. Absent in records written before it existed.
+    #[serde(default)]
+    pub(super) rerun: Option<RerunKind>,
     pub(super) status: ExecStatus,
     pub(super) error: Option<String>,
     /// Ended in Error at a committed batch boundary: the next run resumes from the
@@ -80,6 +83,7 @@ impl ExecRecord {
             project_version: self.project_version,
             trigger: self.trigger,
             parent: self.parent,
+            rerun: self.rerun,
             status: self.status,
             started_at: self.started_at,
             updated_at: self.updated_at,
@@ -106,6 +110,7 @@ impl ExecRecord {
             project_version: self.project_version,
             trigger: self.trigger,
             parent: self.parent,
+            rerun: self.rerun,
             status: self.status,
             error: self.error,
             interrupted: self.interrupted,

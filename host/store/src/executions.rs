@@ -31,6 +31,7 @@ impl Store {
             project_version: new.project_version,
             trigger: new.trigger,
             parent: new.parent,
+            rerun: new.rerun,
             status: ExecStatus::Running,
             error: None,
             interrupted: false,

@@ -72,6 +72,7 @@ fn new_exec(project: &str) -> NewExecution {
         project_version: 1,
         trigger: Trigger::Manual,
         parent: None,
+        rerun: None,
         tasks: vec!["contacts".to_string(), "companies".to_string()],
     }
 }
@@ -1119,4 +1120,45 @@ fn a_plugin_version_that_is_not_semver_is_refused_naming_it() {
         );
     }
     assert!(store.plugins().unwrap().is_empty());
+}
+
+#[test]
+fn a_rerun_records_which_records_it_sent_and_older_records_read_without_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let parent = store.begin_execution(new_exec("p")).unwrap();
+    let mut failed_only = new_exec("p");
+    failed_only.trigger = Trigger::Rerun;
+    failed_only.parent = Some(parent);
+    failed_only.rerun = Some(RerunKind::FailedOnly);
+    let id = store.begin_execution(failed_only).unwrap();
+    let e = store.execution(id).unwrap().unwrap();
+    assert_eq!(
+        (e.trigger, e.parent, e.rerun),
+        (Trigger::Rerun, Some(parent), Some(RerunKind::FailedOnly))
+    );
+    let all = ExecutionFilter {
+        project: None,
+        status: None,
+        since: None,
+        until: None,
+        limit: 0,
+    };
+    let listed = store.executions(&all).unwrap();
+    assert_eq!(
+        listed.iter().find(|s| s.id == id).unwrap().rerun,
+        Some(RerunKind::FailedOnly)
+    );
+    assert_eq!(listed.iter().find(|s| s.id == parent).unwrap().rerun, None);
+
+    // A record written before the kind existed: no field, read as unknown.
+    let raw = store.executions.get(id_key(id)).unwrap().unwrap();
+    let mut v: serde_json::Value = serde_json::from_slice(&raw).unwrap();
+    assert_eq!(v["rerun"], "failed_only", "{v}");
+    v.as_object_mut().unwrap().remove("rerun");
+    store
+        .executions
+        .insert(id_key(id), serde_json::to_vec(&v).unwrap())
+        .unwrap();
+    assert_eq!(store.execution(id).unwrap().unwrap().rerun, None);
 }

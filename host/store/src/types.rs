@@ -21,6 +21,16 @@ pub enum Trigger {
     Rerun,
 }
 
+/// Which records a re-run (`Trigger::Rerun`) sends again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RerunKind {
+    /// Every record of the source, as a fresh run.
+    AllRecords,
+    /// Only the records that failed in the parent execution.
+    FailedOnly,
+}
+
 /// Where an execution stands. Only `Running` can still change.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub enum ExecStatus {
@@ -155,6 +165,8 @@ pub struct NewExecution {
     pub project_version: u32,
     pub trigger: Trigger,
     pub parent: Option<ExecutionId>,
+    /// For a re-run: which records it sends again.
+    pub rerun: Option<RerunKind>,
     /// The entity tasks' names, in run order.
     pub tasks: Vec<String>,
 }
@@ -168,6 +180,9 @@ pub struct Execution {
     pub project_version: u32,
     pub trigger: Trigger,
     pub parent: Option<ExecutionId>,
+    /// For a re-run: which records it sent again (`None` for re-runs stored before
+    /// the kind was recorded).
+    pub rerun: Option<RerunKind>,
     pub status: ExecStatus,
     pub error: Option<String>,
     /// Ended in Error at a committed batch boundary (the process stopped, a stop
@@ -275,6 +290,9 @@ pub struct ExecutionSummary {
     pub project_version: u32,
     pub trigger: Trigger,
     pub parent: Option<ExecutionId>,
+    /// For a re-run: which records it sent again (`None` for re-runs stored before
+    /// the kind was recorded).
+    pub rerun: Option<RerunKind>,
     pub status: ExecStatus,
     pub started_at: i64,
     pub updated_at: i64,
