@@ -438,3 +438,31 @@ mappings = [
     let out = String::from_utf8_lossy(&o.stdout).into_owned();
     assert!(!out.contains("\"task\": \"invoices\""), "{out}");
 }
+
+#[test]
+fn an_unknown_organization_hides_no_other_check_and_says_what_it_skipped() {
+    let mut project = common::testkit_project(3);
+    project.source.config.set("organizations", "usmf,demf");
+    project.organization = Some(weir_host::project::OrganizationPair {
+        source: "usfm".into(),
+        destination: "main".into(),
+    });
+    // A second task with a duplicate destination field and an unmapped key.
+    let mut second = project.tasks[0].clone();
+    second.name = "again".into();
+    second.mappings.push(Mapping::new("name", "email"));
+    second.key = vec!["ident".into()];
+    project.tasks.push(second);
+    let report = Engine::new(common::runtime()).validate(&project).unwrap();
+    let codes = report.codes();
+    for code in ["organization-unknown", "mapping-duplicate", "key-unmapped"] {
+        assert!(codes.contains(&code), "{code} missing: {report}");
+    }
+    let skipped: Vec<_> = report
+        .skipped
+        .iter()
+        .filter(|s| s.because == "organization-unknown")
+        .map(|s| s.task.clone().unwrap_or_default())
+        .collect();
+    assert_eq!(skipped, ["people", "again"], "{report}");
+}
