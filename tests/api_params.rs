@@ -26,6 +26,7 @@ fn app(tmp: &std::path::Path) -> axum::Router {
             project_version: 1,
             trigger: Trigger::Manual,
             parent: None,
+            rerun: None,
             tasks: vec!["t".into()],
         })
         .unwrap();

@@ -225,6 +225,7 @@ fn a_full_instance_pool_is_named_and_a_freed_slot_is_reused() {
         pooling: true,
         pool_instances: 1,
         cache_dir: None,
+        cache_writes: true,
     })
     .unwrap();
     assert!(runtime.pooling());

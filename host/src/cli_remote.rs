@@ -16,6 +16,7 @@ use anyhow::{Context, Result, anyhow};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use weir_host::daemon::local_access::{Found, LocalAccess};
+use weir_host::engine::validate::SkippedCheck;
 use weir_host::engine::{Observer, Problem, Severity, ValidationReport};
 use weir_host::service::{AppliedProject, Service};
 use weir_host::store::{
@@ -240,12 +241,8 @@ impl Backend {
 
     pub fn validate(&self, name: &str) -> Result<ValidationReport> {
         match self {
-            Backend::Local(s) => {
-                let (project, _, secrets) = s.load_project(name, None)?;
-                // Printed lines are scrubbed of what the process has seen.
-                secrets.remember();
-                Ok(s.engine().validate(&project)?)
-            }
+            // Remembers the project's secrets, so printed lines are scrubbed of them.
+            Backend::Local(s) => Ok(s.validate_project(name, None)?),
             Backend::Daemon(d) => {
                 let answer: ReportAnswer = d.send(
                     reqwest::Method::POST,
@@ -720,6 +717,15 @@ struct ReportAnswer {
     project: String,
     valid: bool,
     problems: Vec<ProblemAnswer>,
+    #[serde(default)]
+    skipped: Vec<SkippedAnswer>,
+}
+
+#[derive(Deserialize)]
+struct SkippedAnswer {
+    task: Option<String>,
+    checks: String,
+    because: String,
 }
 
 #[derive(Deserialize)]
@@ -739,6 +745,15 @@ impl ReportAnswer {
         ValidationReport {
             project: self.project,
             valid: self.valid,
+            skipped: self
+                .skipped
+                .into_iter()
+                .map(|s| SkippedCheck {
+                    task: s.task,
+                    checks: s.checks,
+                    because: Box::leak(s.because.into_boxed_str()),
+                })
+                .collect(),
             problems: self
                 .problems
                 .into_iter()

@@ -173,8 +173,19 @@ fn run(cli: Cli) -> Result<ExitCode> {
             cli_store::executions(b, cmd, &mut observer)
         }),
         Command::Run { project, json } => {
-            let project = load(Path::new(&project))?;
-            let report = execute(&cli.data_dir, &project, !json)?;
+            let report = match file_service(&cli.data_dir, cli.key_file.as_deref(), true)? {
+                // With a store, the file may name stored connections and
+                // installed plugins.
+                Some(service) => {
+                    let loaded = service.load_file(Path::new(&project))?;
+                    loaded.secrets.remember();
+                    let mut observer = Progress::new(!json);
+                    let report = service.engine().run(&loaded.project, &mut observer)?;
+                    observer.bar.finish_and_clear();
+                    report
+                }
+                None => execute(&cli.data_dir, &load(Path::new(&project))?, !json)?,
+            };
             if json {
                 println!("{}", scrub_known(&serde_json::to_string_pretty(&report)?));
             } else {
@@ -185,9 +196,19 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Demo { dir } => demo(&dir, &cli.data_dir, cli.key_file.as_deref()),
         // An existing file is a file; anything else names a stored project.
         Command::Validate { project, json } if Path::new(&project).is_file() => {
-            let project = load(Path::new(&project))?;
-            let runtime = runtime(&cli.data_dir)?;
-            let report = Engine::new(&runtime).validate(&project)?;
+            // Writes nothing: the compiled-component cache is read, not written,
+            // and no directory or store entry is created.
+            let path = Path::new(&project);
+            let report = match file_service(&cli.data_dir, cli.key_file.as_deref(), false)? {
+                Some(service) => service.validate_file(path)?,
+                None => {
+                    let runtime = Runtime::new(RuntimeConfig {
+                        cache_writes: false,
+                        ..runtime_config(&cli.data_dir)
+                    })?;
+                    Engine::new(&runtime).validate(&load(path)?)?
+                }
+            };
             cli_store::print_validation(&report, json)
         }
         Command::Validate { project, json } => {
@@ -285,11 +306,34 @@ impl Observer for Progress {
     }
 }
 
-fn runtime(data_dir: &Path) -> Result<Runtime> {
-    Ok(Runtime::new(RuntimeConfig {
+fn runtime_config(data_dir: &Path) -> RuntimeConfig {
+    RuntimeConfig {
         cache_dir: Some(data_dir.join("cache")),
         ..RuntimeConfig::default()
-    })?)
+    }
+}
+
+fn runtime(data_dir: &Path) -> Result<Runtime> {
+    Ok(Runtime::new(runtime_config(data_dir))?)
+}
+
+/// The service a project file is read with when the data directory holds a
+/// store (`None`: no store, and none is created for a file). `writes`: whether
+/// the runtime may write its compiled-component cache (not for validation).
+fn file_service(
+    data_dir: &Path,
+    key_file: Option<&Path>,
+    writes: bool,
+) -> Result<Option<weir_host::service::Service>> {
+    if !data_dir.join("store").is_dir() {
+        return Ok(None);
+    }
+    let runtime = Runtime::new(RuntimeConfig {
+        cache_writes: writes,
+        ..runtime_config(data_dir)
+    })?;
+    let store = cli_store::open_store(data_dir, key_file)?;
+    Ok(Some(weir_host::service::Service::new(store, &runtime)))
 }
 
 fn execute(data_dir: &Path, project: &Project, progress: bool) -> Result<ExecutionReport> {

@@ -114,6 +114,13 @@ pub fn to_connection(c: &StoredConnection) -> Connection {
     conn
 }
 
+/// A project file read with the store (see [`Service::load_file`]).
+pub struct LoadedFile {
+    pub project: Project,
+    /// Every secret value the project knows, stored ones included.
+    pub secrets: Redactor,
+}
+
 /// weir with its store.
 /// What applying a project file did.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -395,7 +402,11 @@ impl Service {
             Some((n, v)) => (n.to_owned(), Some(v.to_owned())),
             None => (text.clone(), None),
         };
-        match self.store.plugin(&name, version.as_deref())? {
+        let found = match &version {
+            Some(req) => self.store.plugin_matching(&name, req)?,
+            None => self.store.plugin(&name, None)?,
+        };
+        match found {
             Some(p) => plugin.source = PluginSource::File(p.path),
             None if version.is_some() => {
                 let installed: Vec<String> = self
@@ -406,7 +417,7 @@ impl Service {
                     .map(|p| p.version)
                     .collect();
                 return Err(ServiceError::Invalid(format!(
-                    "{}plugin `{text}` is not installed (installed versions of `{name}`: {})",
+                    "{}plugin `{text}`: no installed version matches (installed versions of `{name}`: {}; versions are Cargo-style requirements: `1.2`, `^1.2`, `~1.2.3`, `=1.2.3`)",
                     plugin
                         .place
                         .as_ref()
@@ -453,6 +464,13 @@ impl Service {
         let (known, mut secrets) = self.known_connections()?;
         let path: PathBuf = base_dir.join(format!("{name}.toml"));
         let mut project = Project::parse_with_env(&path, text, &known, &self.env)?;
+        self.resolve_plugins(&mut project)?;
+        secrets.merge(&self.redactor_for(&project));
+        Ok((project, secrets))
+    }
+
+    /// Every plugin name of `project` pointed at the installed plugin it means.
+    fn resolve_plugins(&self, project: &mut Project) -> Result<(), ServiceError> {
         self.resolve_installed(&mut project.source.plugin)?;
         self.resolve_installed(&mut project.destination.plugin)?;
         for task in &mut project.tasks {
@@ -460,8 +478,54 @@ impl Service {
                 self.resolve_installed(&mut step.plugin)?;
             }
         }
+        Ok(())
+    }
+
+    /// A project file read with what the store holds: `connection = "name"`
+    /// entries are the stored connections, `plugin = "name@1.2"` the installed
+    /// plugins. Nothing is recorded (this is `weir run FILE`/`weir validate FILE`).
+    pub fn load_file(&self, path: &Path) -> Result<LoadedFile, ServiceError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ProjectError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let (known, mut secrets) = self.known_connections()?;
+        let mut project = Project::parse_with_env(path, &text, &known, &self.env)?;
+        self.resolve_plugins(&mut project)?;
         secrets.merge(&self.redactor_for(&project));
-        Ok((project, secrets))
+        Ok(LoadedFile { project, secrets })
+    }
+
+    /// Validates the stored project `name` at `version` (latest when `None`),
+    /// writing nothing: no execution is recorded, no directory created (an
+    /// engine whose runtime has `cache_writes: false` writes no cache either).
+    pub fn validate_project(
+        &self,
+        name: &str,
+        version: Option<u32>,
+    ) -> Result<engine::validate::ValidationReport, ServiceError> {
+        let (project, _, secrets) = self.load_project(name, version)?;
+        self.validate_loaded(&project, &secrets)
+    }
+
+    /// Validates a project file with what the store holds (see [`Service::load_file`]),
+    /// writing nothing.
+    pub fn validate_file(
+        &self,
+        path: &Path,
+    ) -> Result<engine::validate::ValidationReport, ServiceError> {
+        let loaded = self.load_file(path)?;
+        self.validate_loaded(&loaded.project, &loaded.secrets)
+    }
+
+    fn validate_loaded(
+        &self,
+        project: &Project,
+        secrets: &Redactor,
+    ) -> Result<engine::validate::ValidationReport, ServiceError> {
+        secrets.remember();
+        let report = self.engine.validate(project)?;
+        Ok(report)
     }
 
     /// Runs the latest version of project `name` as a recorded execution. If the

@@ -264,6 +264,12 @@ impl Engine {
             PluginKind::Connector,
         )?;
         let mut grants = conn.grants.clone();
+        if !create_dir && grants.directory.as_ref().is_some_and(|d| !d.exists()) {
+            // Validation and preview write nothing, so a directory a run would
+            // create is not created; validation reports it and calls nothing
+            // that would look into it.
+            grants.directory = None;
+        }
         if let Some(dir) = &grants.directory {
             if create_dir && !dir.exists() {
                 std::fs::create_dir_all(dir).map_err(|e| EngineError::Directory {
@@ -286,9 +292,11 @@ impl Engine {
             .expect("kind checked above"))
     }
 
-    fn prepare(&self, project: &Project) -> Result<ExecutionPlugins, EngineError> {
+    /// Instantiates the project's plugins. `writes`: a run, which creates the
+    /// destination's directory; validation and preview create nothing.
+    fn prepare(&self, project: &Project, writes: bool) -> Result<ExecutionPlugins, EngineError> {
         let source = self.connector(&project.source, "source", false)?;
-        let destination = self.connector(&project.destination, "destination", true)?;
+        let destination = self.connector(&project.destination, "destination", writes)?;
         let mut transforms = Vec::new();
         for task in &project.tasks {
             let mut steps = Vec::new();
@@ -316,7 +324,7 @@ impl Engine {
     /// Validates `project`: connections, organizations, entities, mappings,
     /// keys, transforms. Every problem at once; nothing is written.
     pub fn validate(&self, project: &Project) -> Result<ValidationReport, EngineError> {
-        let mut prepared = self.prepare(project)?;
+        let mut prepared = self.prepare(project, false)?;
         let secrets = match self.secrets(project) {
             Ok(r) => r,
             Err(EngineError::Invalid(report)) => return Ok(*report),
@@ -347,6 +355,7 @@ impl Engine {
                 project: project.name.clone(),
                 valid: false,
                 problems,
+                skipped: Vec::new(),
             })));
         }
         Ok(r)
@@ -355,7 +364,7 @@ impl Engine {
     /// Pulls up to `limit` source records of each task, maps and transforms
     /// them, and predicts what the destination would do — writing nothing.
     pub fn preview(&self, project: &Project, limit: u32) -> Result<PreviewReport, EngineError> {
-        let mut prepared = self.prepare(project)?;
+        let mut prepared = self.prepare(project, false)?;
         let secrets = self.secrets(project)?;
         let validated = validate::validate(project, &mut prepared, None);
         if !validated.report.valid {
@@ -396,7 +405,7 @@ impl Engine {
         recorder: &mut dyn Recorder,
     ) -> Result<ExecutionReport, EngineError> {
         let started = Instant::now();
-        let mut prepared = self.prepare(project)?;
+        let mut prepared = self.prepare(project, true)?;
         let secrets = self.secrets(project)?;
         let validated = validate::validate(project, &mut prepared, options.stop.as_deref());
         let mut progress = execute::Progress {

@@ -7,7 +7,8 @@
 //! |---|---|
 //! | `connection-not-connected` | the connection check failed |
 //! | `organization-missing` / `organization-unknown` | no organization chosen where the system has several, or one it does not know |
-//! | `entity-unknown` | the source entity (error) or destination entity (warning) was not discovered |
+//! | `entity-unknown` | the source entity was not discovered (error); the destination entity neither (a warning where the destination creates it on the first write, an error with the `CREATE TABLE` that would create it for a PostgreSQL destination) |
+//! | `directory-missing` | a granted directory does not exist: the source's (error), the destination's (warning: a run creates it; validation creates nothing, so the destination's checks are skipped) |
 //! | `mandatory-field-unmapped` | a required destination field has no mapping |
 //! | `mapping-incomplete` | a row without `source`/`expr`, with both, without a destination, or naming a destination field that does not exist |
 //! | `source-field-unknown` | a row reads a source field that does not exist (with the nearest name) |
@@ -16,6 +17,12 @@
 //! | `expression-invalid` / `expression-rejected` | an expression that does not compile / that screening refuses |
 //! | `key-unmapped` | a key field is not a mapped destination field |
 //! | `transform-output-incompatible` | a transform refuses the mapped fields, or outputs what the destination cannot take |
+//!
+//! Validation does not stop at the first problem: every row of every task is
+//! checked. Checks that cannot be made (the source's schema is unknown because its
+//! connection failed or its organization is unknown) are listed in
+//! [`ValidationReport::skipped`], each saying why, rather than reported as
+//! problems they would only guess at.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -55,6 +62,20 @@ pub struct ValidationReport {
     pub project: String,
     pub valid: bool,
     pub problems: Vec<Problem>,
+    /// Checks that could not be made, and why (a connection that failed).
+    #[serde(default)]
+    pub skipped: Vec<SkippedCheck>,
+}
+
+/// A check validation could not make, because a problem it reported prevents it.
+#[derive(Clone, Debug, Serialize)]
+pub struct SkippedCheck {
+    /// The entity task, when the check is one task's.
+    pub task: Option<String>,
+    /// What was not checked.
+    pub checks: String,
+    /// The reported problem that prevents it (its code).
+    pub because: &'static str,
 }
 
 impl ValidationReport {
@@ -102,6 +123,13 @@ impl fmt::Display for ValidationReport {
                 writeln!(f, "  fix: {hint}")?;
             }
         }
+        for s in &self.skipped {
+            write!(f, "skipped")?;
+            if let Some(task) = &s.task {
+                write!(f, " task `{task}`")?;
+            }
+            writeln!(f, ": {} (because of {})", s.checks, s.because)?;
+        }
         Ok(())
     }
 }
@@ -118,6 +146,7 @@ pub(crate) struct Validated {
 
 struct Collector {
     problems: Vec<Problem>,
+    skipped: Vec<SkippedCheck>,
 }
 
 impl Collector {
@@ -162,8 +191,26 @@ fn list(names: &[&str]) -> String {
     }
 }
 
+/// What validation knows of one side's entities.
+enum Side {
+    /// Discovered.
+    Known(Vec<EntitySchema>),
+    /// Not discovered; the reported problem with this code says why.
+    Unknown { because: &'static str },
+}
+
+impl Side {
+    fn entities(&self) -> Option<&[EntitySchema]> {
+        match self {
+            Side::Known(e) => Some(e),
+            Side::Unknown { .. } => None,
+        }
+    }
+}
+
 /// Checks the connections, organizations, entities, mappings, keys and
-/// transforms of `project` with its plugins.
+/// transforms of `project` with its plugins. Every task is checked whatever an
+/// earlier check found; what cannot be checked is listed as skipped.
 pub(crate) fn validate(
     project: &Project,
     prepared: &mut ExecutionPlugins,
@@ -171,130 +218,85 @@ pub(crate) fn validate(
 ) -> Validated {
     let mut c = Collector {
         problems: Vec::new(),
+        skipped: Vec::new(),
     };
     let mut notes = Vec::new();
-    let org = project.organization.as_ref();
-
-    // Connections, then organizations, then entities: each needs the one before.
-    let mut sides: Vec<Option<Vec<EntitySchema>>> = Vec::new();
-    for (role, conn, instance, wanted_org) in [
-        (
-            "source",
-            &project.source,
-            &mut prepared.source,
-            org.map(|o| o.source.as_str()),
-        ),
-        (
-            "destination",
-            &project.destination,
-            &mut prepared.destination,
-            org.map(|o| o.destination.as_str()),
-        ),
-    ] {
-        // A server that is briefly down is retried (the project's retry policy)
-        // before the connection is declared as needing fixing.
-        let checked = super::retry::with_retry(
-            &project.retry,
-            stop,
-            &format!("{role} `{}` check", conn.name),
-            |n| notes.push(n),
-            || instance.check(&conn.config),
-        );
-        if let Err(e) = checked {
-            c.error(
-                "connection-not-connected",
-                None,
-                Some(&conn.name),
-                format!("{role} connection `{}` needs fixing: {e}", conn.name),
-                Some(format!(
-                    "fix connection `{}` (its configuration or credentials), then validate again",
-                    conn.name
-                )),
-            );
-            sides.push(None);
-            continue;
-        }
-        let orgs: Vec<Organization> = match instance.organizations(&conn.config) {
-            Ok(o) => o,
-            Err(e) => {
-                c.error(
-                    "connection-not-connected",
-                    None,
-                    Some(&conn.name),
-                    format!(
-                        "{role} connection `{}` cannot list organizations: {e}",
-                        conn.name
-                    ),
-                    None,
-                );
-                sides.push(None);
-                continue;
-            }
-        };
-        let ids: Vec<&str> = orgs.iter().map(|o| o.id.as_str()).collect();
-        match wanted_org {
-            Some(wanted) if !ids.is_empty() && !ids.contains(&wanted) => {
-                c.error(
-                    "organization-unknown",
-                    None,
-                    Some(&conn.name),
-                    format!("{role} connection `{}` has no organization `{wanted}`; valid organizations: {}", conn.name, list(&ids)),
-                    nearest(wanted, ids.iter().copied()).map(|n| format!("did you mean `{n}`?")),
-                );
-                sides.push(None);
-                continue;
-            }
-            None if ids.len() > 1 => {
-                c.error(
-                    "organization-missing",
-                    None,
-                    Some(&conn.name),
-                    format!("{role} connection `{}` has several organizations and the project names none; valid organizations: {}", conn.name, list(&ids)),
-                    Some("pair organizations in the connection set (`organizations = [{ source = \"…\", destination = \"…\" }]`)".to_owned()),
-                );
-                sides.push(None);
-                continue;
-            }
-            _ => {}
-        }
-        match instance.discover(&conn.config, wanted_org) {
-            Ok(entities) => sides.push(Some(entities)),
-            Err(e) => {
-                c.error(
-                    "connection-not-connected",
-                    None,
-                    Some(&conn.name),
-                    format!(
-                        "{role} connection `{}` cannot discover entities: {e}",
-                        conn.name
-                    ),
-                    None,
-                );
-                sides.push(None);
-            }
-        }
-    }
-    let (source_entities, destination_entities) = (sides.remove(0), sides.remove(0));
+    let source_side = check_side(
+        &mut c,
+        project,
+        "source",
+        &project.source,
+        &mut prepared.source,
+        project.organization.as_ref().map(|o| o.source.as_str()),
+        stop,
+        &mut notes,
+    );
+    let destination_side = check_side(
+        &mut c,
+        project,
+        "destination",
+        &project.destination,
+        &mut prepared.destination,
+        project
+            .organization
+            .as_ref()
+            .map(|o| o.destination.as_str()),
+        stop,
+        &mut notes,
+    );
 
     let mut mappings = Vec::new();
     let mut sources = Vec::new();
     for (n, task) in project.tasks.iter().enumerate() {
+        let t = Some(task.name.as_str());
+        for (side, checks) in [
+            (
+                &source_side,
+                format!(
+                    "source entity `{}`, source field names and the types of expressions",
+                    task.source_entity
+                ),
+            ),
+            (
+                &destination_side,
+                format!(
+                    "destination entity `{}`: its fields, types and required fields",
+                    task.destination_entity
+                ),
+            ),
+        ] {
+            if let Side::Unknown { because } = side {
+                c.skipped.push(SkippedCheck {
+                    task: t.map(str::to_owned),
+                    checks,
+                    because,
+                });
+            }
+        }
         let source = find_entity(
             &mut c,
             task,
-            source_entities.as_deref(),
+            source_side.entities(),
             &task.source_entity,
             Severity::Error,
             "source",
         );
-        let destination = find_entity(
-            &mut c,
-            task,
-            destination_entities.as_deref(),
-            &task.destination_entity,
-            Severity::Warning,
-            "destination",
-        );
+        // A PostgreSQL destination creates no table: a missing one is an error
+        // (reported below, with the DDL from the mapped types).
+        let creates_entities = project.destination.grants.postgres.is_none();
+        let destination = match destination_side.entities() {
+            Some(entities) if !creates_entities => {
+                entities.iter().find(|e| e.name == task.destination_entity)
+            }
+            entities => find_entity(
+                &mut c,
+                task,
+                entities,
+                &task.destination_entity,
+                Severity::Warning,
+                "destination",
+            ),
+        };
         let compiled = task_mappings(
             &mut c,
             project,
@@ -302,6 +304,12 @@ pub(crate) fn validate(
             source.map(|e| e.fields.as_slice()),
             destination,
         );
+        if destination.is_none() && !creates_entities {
+            if let Some(entities) = destination_side.entities() {
+                missing_table(&mut c, task, entities, compiled.outputs.as_slice());
+            }
+        }
+        let compiled = compiled.ready;
         let transform_fields = check_transforms(&mut c, task, prepared, n, compiled.as_ref());
         if let (Some(fields), Some(dest)) = (&transform_fields, destination) {
             check_against_destination(&mut c, task, fields, dest, "the last transform");
@@ -317,6 +325,13 @@ pub(crate) fn validate(
                     .map(|m| m.destination.as_str())
                     .collect(),
             };
+            // A missing row has no place of its own: the task's first row is
+            // where the mappings it belongs with are written.
+            let task_place = task
+                .mappings
+                .first()
+                .and_then(|m| m.place.as_ref())
+                .map(|p| p.to_string());
             for f in dest.fields.iter().filter(|f| f.required) {
                 if !written.contains(&f.name.as_str()) {
                     c.error(
@@ -331,7 +346,8 @@ pub(crate) fn validate(
                             "add a mapping row for `{}` (a constant works: `expr = '\"…\"'`)",
                             f.name
                         )),
-                    );
+                    )
+                    .place = task_place.clone();
                 }
             }
         }
@@ -345,10 +361,212 @@ pub(crate) fn validate(
             project: project.name.clone(),
             valid,
             problems: c.problems,
+            skipped: c.skipped,
         },
         mappings,
         sources,
     }
+}
+
+/// Checks one side's connection and organization and discovers its entities.
+#[allow(clippy::too_many_arguments)]
+fn check_side(
+    c: &mut Collector,
+    project: &Project,
+    role: &str,
+    conn: &crate::project::Connection,
+    instance: &mut weir_runtime::ConnectorInstance,
+    wanted_org: Option<&str>,
+    stop: Option<&std::sync::atomic::AtomicBool>,
+    notes: &mut Vec<String>,
+) -> Side {
+    // Validation creates nothing: a destination directory a run would create
+    // is not there to look into, and nothing in it could exist yet.
+    if let Some(dir) = conn.grants.directory.as_ref().filter(|d| !d.exists()) {
+        // Only the destination's is created by a run; a source's must exist.
+        let severity = if role == "destination" {
+            Severity::Warning
+        } else {
+            Severity::Error
+        };
+        c.push(
+            severity,
+            "directory-missing",
+            None,
+            Some(&conn.name),
+            format!(
+                "{role} connection `{}`: directory {} does not exist",
+                conn.name,
+                dir.display()
+            ),
+            Some(if role == "destination" {
+                "a run creates it; validation creates nothing".to_owned()
+            } else {
+                format!("create {} or grant another directory", dir.display())
+            }),
+        );
+        return Side::Unknown {
+            because: "directory-missing",
+        };
+    }
+    // A server that is briefly down is retried (the project's retry policy)
+    // before the connection is declared as needing fixing.
+    let checked = super::retry::with_retry(
+        &project.retry,
+        stop,
+        &format!("{role} `{}` check", conn.name),
+        |n| notes.push(n),
+        || instance.check(&conn.config),
+    );
+    if let Err(e) = checked {
+        c.error(
+            "connection-not-connected",
+            None,
+            Some(&conn.name),
+            format!("{role} connection `{}` needs fixing: {e}", conn.name),
+            Some(format!(
+                "fix connection `{}` (its configuration or credentials), then validate again",
+                conn.name
+            )),
+        );
+        return Side::Unknown {
+            because: "connection-not-connected",
+        };
+    }
+    let orgs: Vec<Organization> = match instance.organizations(&conn.config) {
+        Ok(o) => o,
+        Err(e) => return cannot(c, role, conn, "list organizations", &e),
+    };
+    let ids: Vec<&str> = orgs.iter().map(|o| o.id.as_str()).collect();
+    match wanted_org {
+        Some(wanted) if !ids.is_empty() && !ids.contains(&wanted) => {
+            c.error(
+                "organization-unknown",
+                None,
+                Some(&conn.name),
+                format!("{role} connection `{}` has no organization `{wanted}`; valid organizations: {}", conn.name, list(&ids)),
+                nearest(wanted, ids.iter().copied()).map(|n| format!("did you mean `{n}`?")),
+            );
+            return Side::Unknown {
+                because: "organization-unknown",
+            };
+        }
+        None if ids.len() > 1 => {
+            c.error(
+                "organization-missing",
+                None,
+                Some(&conn.name),
+                format!("{role} connection `{}` has several organizations and the project names none; valid organizations: {}", conn.name, list(&ids)),
+                Some("pair organizations in the connection set (`organizations = [{ source = \"…\", destination = \"…\" }]`)".to_owned()),
+            );
+            return Side::Unknown {
+                because: "organization-missing",
+            };
+        }
+        _ => {}
+    }
+    match instance.discover(&conn.config, wanted_org) {
+        Ok(entities) => Side::Known(entities),
+        Err(e) => cannot(c, role, conn, "discover entities", &e),
+    }
+}
+
+/// A connection that answered its check but not `what` it was asked next.
+fn cannot(
+    c: &mut Collector,
+    role: &str,
+    conn: &crate::project::Connection,
+    what: &str,
+    e: &dyn fmt::Display,
+) -> Side {
+    c.error(
+        "connection-not-connected",
+        None,
+        Some(&conn.name),
+        format!("{role} connection `{}` cannot {what}: {e}", conn.name),
+        None,
+    );
+    Side::Unknown {
+        because: "connection-not-connected",
+    }
+}
+
+/// A PostgreSQL destination table that does not exist: an error whose fix is
+/// the `CREATE TABLE` the mapped fields and the key would need.
+fn missing_table(
+    c: &mut Collector,
+    task: &EntityTask,
+    entities: &[EntitySchema],
+    outputs: &[(String, Option<FieldType>)],
+) {
+    let names: Vec<&str> = entities.iter().map(|e| e.name.as_str()).collect();
+    let guess = nearest(&task.destination_entity, names.iter().copied())
+        .map(|n| format!("did you mean `{n}`? otherwise create it: "))
+        .unwrap_or_else(|| "create it: ".to_owned());
+    let place = task
+        .mappings
+        .first()
+        .and_then(|m| m.place.as_ref())
+        .map(|p| p.to_string());
+    c.error(
+        "entity-unknown",
+        Some(&task.name),
+        None,
+        format!(
+            "the destination database has no table `{}` (it has: {}); PostgreSQL destinations do not create tables",
+            task.destination_entity,
+            list(&names)
+        ),
+        Some(format!(
+            "{guess}{}",
+            create_table(&task.destination_entity, outputs, &task.key)
+        )),
+    )
+    .place = place;
+}
+
+/// `CREATE TABLE` for a destination entity from the mapped fields' types
+/// (text where a type is not known) and the key.
+pub fn create_table(
+    entity: &str,
+    fields: &[(String, Option<FieldType>)],
+    key: &[String],
+) -> String {
+    let ident = |name: &str| {
+        if !name.is_empty()
+            && name
+                .chars()
+                .all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '_')
+        {
+            name.to_owned()
+        } else {
+            format!("\"{}\"", name.replace('"', "\"\""))
+        }
+    };
+    let table = entity.split('.').map(ident).collect::<Vec<_>>().join(".");
+    let mut columns: Vec<String> = fields
+        .iter()
+        .map(|(name, ty)| {
+            let sql = match ty.unwrap_or(FieldType::Text) {
+                FieldType::Text => "text",
+                FieldType::Integer => "bigint",
+                FieldType::Float => "double precision",
+                FieldType::Decimal => "numeric",
+                FieldType::Boolean => "boolean",
+                FieldType::Timestamp => "timestamptz",
+                FieldType::Bytes => "bytea",
+            };
+            let not_null = if key.contains(name) { " NOT NULL" } else { "" };
+            format!("{} {sql}{not_null}", ident(name))
+        })
+        .collect();
+    if !key.is_empty() {
+        columns.push(format!(
+            "PRIMARY KEY ({})",
+            key.iter().map(|k| ident(k)).collect::<Vec<_>>().join(", ")
+        ));
+    }
+    format!("CREATE TABLE {table} ({});", columns.join(", "))
 }
 
 fn find_entity<'e>(
@@ -385,15 +603,23 @@ fn find_entity<'e>(
     None
 }
 
+/// A task's mappings as validation compiled them.
+struct TaskMappings {
+    /// All rows compiled: what the run applies. `None` when a row did not.
+    ready: Option<CompiledMappings>,
+    /// `(destination field, type when known)` of the rows that compiled.
+    outputs: Vec<(String, Option<FieldType>)>,
+}
+
 /// Compiles the task's mappings against the source schema and checks them
-/// against the destination schema. `None` when they cannot run.
+/// against the destination schema: every row, whatever another row's problem.
 fn task_mappings(
     c: &mut Collector,
     project: &Project,
     task: &EntityTask,
     source: Option<&[FieldSchema]>,
     destination: Option<&EntitySchema>,
-) -> Option<CompiledMappings> {
+) -> TaskMappings {
     let t = Some(task.name.as_str());
     let place = |row: usize| {
         task.mappings
@@ -473,16 +699,41 @@ fn task_mappings(
         }
     }
 
-    let compiled = match CompiledMappings::compile(&task.mappings, source, &project.lookups) {
-        Ok(m) => Some(m),
-        Err(problems) => {
-            for p in problems {
-                let dest = task.mappings.get(p.row).map(|m| m.destination.clone());
-                c.error(p.code, t, dest.as_deref(), p.message, p.hint).place = place(p.row);
-            }
-            None
+    let each = CompiledMappings::compile_each(&task.mappings, source, &project.lookups);
+    let outputs: Vec<(String, Option<FieldType>)> = each
+        .compiled
+        .outputs()
+        .map(|(n, t)| (n.to_owned(), t))
+        .collect();
+    let mut unchecked = Vec::new();
+    let mut failed = false;
+    for p in each.problems {
+        if p.code == crate::mapping::UNCHECKED {
+            unchecked.push(p.row + 1);
+            continue;
         }
-    };
+        failed = true;
+        let dest = task.mappings.get(p.row).map(|m| m.destination.clone());
+        c.error(p.code, t, dest.as_deref(), p.message, p.hint).place = place(p.row);
+    }
+    if !unchecked.is_empty() {
+        // The source's schema is unknown; its reason is already reported (and a
+        // run cannot start), so these rows are listed, not blamed.
+        failed = true;
+        c.skipped.push(SkippedCheck {
+            task: t.map(str::to_owned),
+            checks: format!(
+                "the types of mapping rows {} (they need the source's field types)",
+                unchecked
+                    .iter()
+                    .map(usize::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            because: "connection-not-connected",
+        });
+    }
+    let compiled = (!failed).then_some(each.compiled);
 
     if let Some(dest) = destination {
         // Destination fields that do not exist.
@@ -508,15 +759,23 @@ fn task_mappings(
             )
             .place = place(i);
         }
-        if let Some(m) = &compiled {
-            let fields: Vec<(String, Option<FieldType>)> =
-                m.outputs().map(|(n, t)| (n.to_owned(), t)).collect();
-            if task.transforms.is_empty() {
-                check_types(c, task, &fields, dest, "mapping");
+        if task.transforms.is_empty() {
+            let before = c.problems.len();
+            check_types(c, task, &outputs, dest, "mapping");
+            // The row that writes the field is where the fix goes.
+            for p in &mut c.problems[before..] {
+                let row = task
+                    .mappings
+                    .iter()
+                    .position(|m| Some(&m.destination) == p.field.as_ref());
+                p.place = row.and_then(place);
             }
         }
     }
-    compiled
+    TaskMappings {
+        ready: compiled,
+        outputs,
+    }
 }
 
 fn source_of(from: &MappingFrom) -> String {

@@ -18,6 +18,8 @@ const CHECKSUM_LEN: usize = 32;
 
 pub(crate) struct ComponentCache {
     dir: Option<PathBuf>,
+    /// `false`: entries are read, never written or removed.
+    writes: bool,
     engine_key: String,
 }
 
@@ -39,7 +41,7 @@ pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
 }
 
 impl ComponentCache {
-    pub fn new(engine: &Engine, dir: Option<PathBuf>) -> ComponentCache {
+    pub fn new(engine: &Engine, dir: Option<PathBuf>, writes: bool) -> ComponentCache {
         // SipHash with fixed keys: stable for a given build, which is all a cache
         // key needs (a new wasmtime changes the compatibility hash anyway).
         #[allow(deprecated)]
@@ -47,6 +49,7 @@ impl ComponentCache {
         engine.precompile_compatibility_hash().hash(&mut hasher);
         ComponentCache {
             dir,
+            writes,
             engine_key: format!("{:016x}", hasher.finish()),
         }
     }
@@ -85,10 +88,15 @@ impl ComponentCache {
                 None => tracing::warn!(path = %path.display(),
                     "cached component failed its checksum (truncated or corrupted); rebuilding"),
             }
-            let _ = std::fs::remove_file(&path);
+            if self.writes {
+                let _ = std::fs::remove_file(&path);
+            }
             outcome = CacheOutcome::Rebuilt;
         }
         let component = Component::new(engine, bytes)?;
+        if !self.writes {
+            return Ok((component, outcome));
+        }
         if let Err(e) = store(&path, &component.serialize()?) {
             // A read-only or full disk costs only the cache, never the load.
             tracing::warn!(path = %path.display(), error = %e, "cannot write component cache");

@@ -65,6 +65,10 @@ const EPOCH_TICK: Duration = Duration::from_millis(10);
 pub struct RuntimeConfig {
     /// Where compiled components are cached; `None` compiles every time.
     pub cache_dir: Option<PathBuf>,
+    /// Whether the cache is written (a compiled component stored, a corrupted
+    /// entry removed). Off for work that promises to write nothing, such as
+    /// validation: it still reads what earlier runs cached.
+    pub cache_writes: bool,
     /// Use the pooling instance allocator (falls back to on-demand allocation if
     /// the pool cannot be reserved).
     pub pooling: bool,
@@ -76,6 +80,7 @@ impl Default for RuntimeConfig {
     fn default() -> RuntimeConfig {
         RuntimeConfig {
             cache_dir: None,
+            cache_writes: true,
             pooling: true,
             pool_instances: 128,
         }
@@ -399,7 +404,7 @@ impl Runtime {
         // call is denied (see `capabilities::check_postgres`).
         bindings::PostgresClient::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
             .map_err(|e| RuntimeError::Engine(e.to_string()))?;
-        let cache = cache::ComponentCache::new(&engine, config.cache_dir);
+        let cache = cache::ComponentCache::new(&engine, config.cache_dir, config.cache_writes);
         let ticker = EpochTicker::start(&engine);
         Ok(Runtime {
             engine,

@@ -62,4 +62,32 @@ impl Store {
             .into_iter()
             .max_by_key(|p| semver::Version::parse(&p.version).ok()))
     }
+
+    /// The installed plugin `name` for a version requirement as Cargo writes
+    /// them (`1.2` = `^1.2`, `~1.2`, `>=1, <2`, `=1.2.3`): an installed version
+    /// equal to the text wins (a full version is exact, as before), else the
+    /// highest installed version the requirement matches. `Err` only from the
+    /// store; `Ok(None)` when nothing matches or the requirement does not parse.
+    pub fn plugin_matching(
+        &self,
+        name: &str,
+        requirement: &str,
+    ) -> Result<Option<InstalledPlugin>, StoreError> {
+        if let Some(exact) = self.plugin(name, Some(requirement))? {
+            return Ok(Some(exact));
+        }
+        let Ok(req) = semver::VersionReq::parse(requirement) else {
+            return Ok(None);
+        };
+        Ok(self
+            .plugins()?
+            .into_iter()
+            .filter(|p| p.name == name)
+            .filter_map(|p| {
+                let v = semver::Version::parse(&p.version).ok()?;
+                req.matches(&v).then_some((v, p))
+            })
+            .max_by(|a, b| a.0.cmp(&b.0))
+            .map(|(_, p)| p))
+    }
 }

@@ -37,6 +37,19 @@ pub const MAX_STEPS_PER_RECORD: usize = 100_000;
 pub use functions::MAX_VALUE_BYTES;
 /// Stack for the VRL compiler's thread: a backstop behind screening.
 const COMPILER_STACK: usize = 256 << 20;
+/// VRL's diagnostics about types: E100 (unhandled fallible expression) and
+/// E110 (fallible argument: a value of a type the function does not take).
+const TYPE_DIAGNOSTICS: &[usize] = &[100, 110];
+/// The code of a row whose types could not be checked because the source's
+/// schema is unknown; validation reports it as a skipped check, not a problem.
+pub const UNCHECKED: &str = "expression-unchecked";
+
+/// [`CompiledMappings::compile_each`]'s answer: the rows that compiled, and a
+/// problem for each row that did not.
+pub struct CompiledEach {
+    pub compiled: CompiledMappings,
+    pub problems: Vec<MappingProblem>,
+}
 
 /// A problem with one mapping row, found before any run.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -230,6 +243,20 @@ impl Compiler<'_> {
                             .find(|n| n.starts_with("try") || n.starts_with("hint"));
                     }
                 }
+                // Without the source's schema every field is of any type, so a
+                // type complaint says nothing about the expression: report it as
+                // unchecked (validation lists it as skipped), not as invalid.
+                if self.source.is_none()
+                    && diagnostics
+                        .errors()
+                        .iter()
+                        .all(|d| TYPE_DIAGNOSTICS.contains(&d.code))
+                {
+                    return Err(problem(UNCHECKED, format!("`{text}`"), None));
+                }
+                if let Some(fix) = self.nullable_fix(text, &ast, &diagnostics) {
+                    hint = Some(fix);
+                }
                 if diagnostics.errors().iter().any(|d| d.code == 100) && hint.is_none() {
                     hint = Some(
                         "the expression can fail at run time: end the failing call with `!` to fail the record (`to_int!(.x)`), or give a default with `??`".to_owned(),
@@ -258,6 +285,43 @@ impl Compiler<'_> {
         let kind = program.final_type_info().result.kind().clone();
         let (ty, _) = types::field_type_of(&kind);
         Ok((program, Some(ty)))
+    }
+
+    /// The one-line fix when a function refuses a source field only because it
+    /// may be null (an empty CSV cell, a NULL column): `downcase(.email)` becomes
+    /// `downcase(string!(.email))` (fails such records) or
+    /// `downcase(string(.email) ?? "")` (maps them to "").
+    fn nullable_fix(
+        &self,
+        text: &str,
+        ast: &vrl::parser::ast::Program,
+        diagnostics: &vrl::diagnostic::DiagnosticList,
+    ) -> Option<String> {
+        let fields = self.source?;
+        if !diagnostics
+            .errors()
+            .iter()
+            .any(|d| TYPE_DIAGNOSTICS.contains(&d.code))
+        {
+            return None;
+        }
+        let mut queried = Vec::new();
+        for root in &ast.0 {
+            if let RootExpr::Expr(e) = root.inner() {
+                collect_queries(e, &mut queried);
+            }
+        }
+        let field = queried.iter().find_map(|name| {
+            fields
+                .iter()
+                .find(|f| &f.name == name && !f.required && f.field_type == FieldType::Text)
+        })?;
+        let query = format!(".{}", field.name);
+        let strict = replace_query(text, &query, &format!("string!({query})"));
+        let lenient = replace_query(text, &query, &format!("string({query}) ?? \"\""));
+        Some(format!(
+            "`{query}` may be null (an empty cell): write `{strict}` to fail the records where it is empty, or `{lenient}` to map them to \"\""
+        ))
     }
 
     /// Catches operators whose operand types can never work (`.amount + " EUR"`
@@ -384,6 +448,24 @@ fn visit(node: &Node<Expr>, f: &mut dyn FnMut(&Node<Expr>)) {
 }
 
 /// The top-level source fields an expression reads (`.a.b` → `a`).
+/// `text` with each `query` (`.email`, not `.email_2`) replaced by `with`.
+fn replace_query(text: &str, query: &str, with: &str) -> String {
+    let mut out = String::with_capacity(text.len() + with.len());
+    let mut rest = text;
+    while let Some(at) = rest.find(query) {
+        let after = &rest[at + query.len()..];
+        let continues = after
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_alphanumeric() || c == '_');
+        out.push_str(&rest[..at]);
+        out.push_str(if continues { query } else { with });
+        rest = after;
+    }
+    out.push_str(rest);
+    out
+}
+
 fn collect_queries(node: &Node<Expr>, out: &mut Vec<String>) {
     visit(node, &mut |n| {
         if let Expr::Query(q) = n.inner() {
@@ -427,6 +509,21 @@ impl CompiledMappings {
         source: Option<&[FieldSchema]>,
         lookups: &BTreeMap<String, BTreeMap<String, String>>,
     ) -> Result<CompiledMappings, Vec<MappingProblem>> {
+        let each = Self::compile_each(rows, source, lookups);
+        if each.problems.is_empty() {
+            Ok(each.compiled)
+        } else {
+            Err(each.problems)
+        }
+    }
+
+    /// Compiles every row it can and reports every row it cannot, so one bad
+    /// row does not hide the type checks of the others (validation wants all).
+    pub fn compile_each(
+        rows: &[Mapping],
+        source: Option<&[FieldSchema]>,
+        lookups: &BTreeMap<String, BTreeMap<String, String>>,
+    ) -> CompiledEach {
         let lookups = Arc::new(lookups.clone());
         // The compiler recurses over the expression; screening bounds it, and a
         // big stack is the backstop.
@@ -437,13 +534,17 @@ impl CompiledMappings {
                 .spawn_scoped(scope, || Self::compile_here(rows, source, &lookups))
                 .expect("spawn the compiler thread")
                 .join()
-                .unwrap_or_else(|_| {
-                    Err(vec![MappingProblem {
+                .unwrap_or_else(|_| CompiledEach {
+                    compiled: CompiledMappings {
+                        rows: Vec::new(),
+                        slot_fields: Vec::new(),
+                    },
+                    problems: vec![MappingProblem {
                         row: 0,
                         code: "expression-rejected",
                         message: "the expression compiler failed on these mappings".to_owned(),
                         hint: None,
-                    }])
+                    }],
                 })
         })
     }
@@ -452,7 +553,7 @@ impl CompiledMappings {
         rows: &[Mapping],
         source: Option<&[FieldSchema]>,
         lookups: &Arc<BTreeMap<String, BTreeMap<String, String>>>,
-    ) -> Result<CompiledMappings, Vec<MappingProblem>> {
+    ) -> CompiledEach {
         let compiler = Compiler {
             fns: functions::for_mappings(lookups),
             state: type_state(source),
@@ -538,13 +639,12 @@ impl CompiledMappings {
             };
             compiled.push(row);
         }
-        if problems.is_empty() {
-            Ok(CompiledMappings {
+        CompiledEach {
+            compiled: CompiledMappings {
                 rows: compiled,
                 slot_fields,
-            })
-        } else {
-            Err(problems)
+            },
+            problems,
         }
     }
 

@@ -20,13 +20,20 @@ pub struct ProjectFile {
     pub project: ProjectSpec,
 }
 
-/// A configured connector and what it is granted.
+/// A configured connector and what it is granted — or, with `connection`, a
+/// stored connection used as the store holds it (plugin, options, grants and
+/// encrypted secrets), so the file carries no credentials at all.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConnectionSpec {
-    /// A bundled plugin name (`csv`, `jsonl`) or a path to a `.wasm` file,
-    /// relative to the project file.
-    pub plugin: Spanned<String>,
+    /// A stored connection's name (`weir connection add`). Excludes every
+    /// other key of the entry.
+    pub connection: Option<Spanned<String>>,
+    /// A bundled plugin name (`csv`, `jsonl`), an installed plugin with an
+    /// optional version requirement (`acme-crm@1.2`, `acme-crm@^1.2`,
+    /// `acme-crm@1.2.3`, `acme-crm` = the highest installed) or a path to a
+    /// `.wasm` file, relative to the project file.
+    pub plugin: Option<Spanned<String>>,
     /// Options passed to the plugin as text.
     #[serde(default)]
     pub config: BTreeMap<String, Spanned<ConfigValue>>,

@@ -524,7 +524,19 @@ impl Project {
                     ),
                 );
             };
-            let plugin = plugin_ref(&loc, base, &conn.plugin)?;
+            if let Some(stored) = &conn.connection {
+                return stored_connection(&loc, name.get_ref(), conn, stored, known);
+            }
+            let Some(plugin) = &conn.plugin else {
+                return loc.err(
+                    name.span().start,
+                    format!(
+                        "connections.{}: name a `plugin` (or a stored `connection`)",
+                        name.get_ref()
+                    ),
+                );
+            };
+            let plugin = plugin_ref(&loc, base, plugin)?;
             let directory = conn
                 .grants
                 .directory
@@ -716,6 +728,52 @@ impl Project {
             lookups: spec.lookups.clone(),
             tasks,
         })
+    }
+}
+
+/// `connection = "crm-prod"`: the stored connection as the store holds it
+/// (its organization is still checked by validation, like any other). Any other
+/// key beside it is refused: the stored connection is the whole definition.
+fn stored_connection(
+    loc: &Locator<'_>,
+    entry: &str,
+    spec: &file::ConnectionSpec,
+    stored: &Spanned<String>,
+    known: &BTreeMap<String, Connection>,
+) -> Result<Connection, ProjectError> {
+    let beside = spec.plugin.is_some()
+        || !spec.config.is_empty()
+        || spec.auth.is_some()
+        || spec.grants.directory.is_some()
+        || !spec.grants.http_hosts.is_empty()
+        || spec.grants.postgres.is_some()
+        || spec.limits.memory_mb.is_some()
+        || spec.limits.call_timeout_secs.is_some();
+    if beside {
+        return loc.err(
+            stored.span().start,
+            format!(
+                "connections.{entry}: `connection` names a stored connection, which is the whole definition; remove the other keys of the entry"
+            ),
+        );
+    }
+    let name = crate::names::normalize(stored.get_ref()).map_err(|e| ProjectError::Invalid {
+        place: loc.place(stored.span().start),
+        message: format!("connections.{entry}.connection: {e}"),
+    })?;
+    match known.get(&name) {
+        Some(conn) => Ok(conn.clone()),
+        None => loc.err(
+            stored.span().start,
+            format!(
+                "connections.{entry}.connection: no stored connection named `{name}` (stored: {})",
+                if known.is_empty() {
+                    "none; a project file reaches stored connections when it is run or validated with the data directory that holds them".to_owned()
+                } else {
+                    known.keys().map(String::as_str).collect::<Vec<_>>().join(", ")
+                }
+            ),
+        ),
     }
 }
 
