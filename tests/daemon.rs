@@ -360,15 +360,22 @@ async fn consecutive_errors_pause_the_schedule_and_say_so() {
         },
     )
     .await;
-    assert!(
-        alerts
-            .0
-            .lock()
-            .unwrap()
-            .iter()
-            .any(|a| a.kind == AlertKind::Recovered),
-        "a Completed run after Errors is a recovery"
-    );
+    // The alert follows the recorded execution (the daemon reads the history to decide
+    // it), so it can arrive a moment after the Completed run is visible.
+    wait_until(
+        "a recovery alert: a Completed run after Errors",
+        Duration::from_secs(10),
+        || {
+            alerts
+                .0
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|a| a.kind == AlertKind::Recovered)
+                .then_some(())
+        },
+    )
+    .await;
     scheduler.abort();
     daemon.shutdown(Duration::from_secs(5)).await;
 }

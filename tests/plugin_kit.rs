@@ -199,7 +199,7 @@ fn scaffolded_plugins_build_and_pass_the_conformance_suite() {
     let err = text(&weir(&["--data-dir", data_dir, "run", "missing"]));
     assert!(
         err.contains(
-            "plugin `items@0.3.0` is not installed (installed versions of `items`: 0.1.0, 0.2.0)"
+            "plugin `items@0.3.0`: no installed version matches (installed versions of `items`: 0.1.0, 0.2.0;"
         ),
         "{err}"
     );

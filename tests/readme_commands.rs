@@ -43,7 +43,11 @@ const NOT_RUN: &[(&str, &str)] = &[
     ),
     (
         "executions ",
-        "needs a history with executions 12 (tests/history.rs runs each of these on a real history)",
+        "run for real on the demo's history by `readme_history_commands_run_on_the_demo` (execution 12 → the demo's)",
+    ),
+    (
+        "status",
+        "run for real on the demo's data directory by `readme_history_commands_run_on_the_demo`",
     ),
     (
         "serve",
@@ -174,4 +178,79 @@ fn every_readme_command_is_run_or_excused() {
         "README commands neither run by a tests/cmd/readme-*.toml case nor excused in NOT_RUN:\n{}",
         neither.join("\n")
     );
+}
+
+/// README's commands on a history run for real, on the history `weir demo` leaves (README's
+/// first command): the connection and project listings, `run contacts-sync`, and every
+/// `executions …` line, with README's execution 12 read as the demo's execution. Each must
+/// exit 0 and say what it is about.
+#[test]
+fn readme_history_commands_run_on_the_demo() {
+    let tmp = tempfile::tempdir().unwrap();
+    let weir = |args: &[String]| {
+        Command::new(env!("CARGO_BIN_EXE_weir"))
+            .args(["--data-dir", "weir-demo/weir-data"])
+            .args(args)
+            .current_dir(tmp.path())
+            .env_remove("WEIR_DATA_DIR")
+            .env_remove("WEIR_SECRET_KEY_FILE")
+            .output()
+            .unwrap()
+    };
+    let demo = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .arg("demo")
+        .current_dir(tmp.path())
+        .env_remove("WEIR_DATA_DIR")
+        .output()
+        .unwrap();
+    assert!(demo.status.success(), "{}", String::from_utf8_lossy(&demo.stderr));
+    let history_commands: Vec<Vec<String>> = readme_commands()
+        .into_iter()
+        .filter(|args| {
+            let line = args.join(" ");
+            line.starts_with("executions ")
+                || line == "connection list"
+                || line == "project list"
+                || line == "status"
+                || line == "run contacts-sync"
+        })
+        .map(|args| {
+            args.into_iter()
+                .map(|a| if a == "12" { "1".to_owned() } else { a })
+                .collect()
+        })
+        .collect();
+    assert!(
+        history_commands.len() >= 8,
+        "README's history commands: {history_commands:?}"
+    );
+    for args in &history_commands {
+        let out = weir(args);
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+        );
+        assert!(
+            out.status.success(),
+            "weir {}: exit {:?}\n{stdout}{stderr}",
+            args.join(" "),
+            out.status.code()
+        );
+        let line = args.join(" ");
+        let expected = match args.get(1).map(String::as_str) {
+            _ if line.starts_with("executions show") => "execution 1: project contacts-sync",
+            _ if line.starts_with("executions staging") => "contact_id=",
+            _ if line.starts_with("executions errors") => "record errors",
+            _ if line.starts_with("executions rerun") => "re-run of 1",
+            _ if line.starts_with("executions prune") => "rule: keep an execution",
+            _ if line.starts_with("run ") => "status:   Completed",
+            _ if line == "project list" => "contacts-sync",
+            _ if line == "status" => "open the store themselves",
+            _ => "",
+        };
+        assert!(
+            stdout.contains(expected),
+            "weir {line}: expected {expected:?} in\n{stdout}"
+        );
+    }
 }

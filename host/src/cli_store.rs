@@ -180,8 +180,8 @@ pub enum ExecutionsCmd {
         #[arg(long, requires = "failed_only")]
         reread: bool,
     },
-    /// Delete old executions (never running ones).
-    /// Deletes old executions with their logs, record errors and staging data.
+    /// Delete old executions with their logs, record errors and staging data (never
+    /// running ones).
     ///
     /// The rule: an execution is kept if ANY rule given keeps it — it is among the newest
     /// N of its project (--keep-last N), or it started less than D days ago (--days D) —
@@ -749,7 +749,7 @@ pub fn executions(
             } else {
                 for e in list {
                     println!(
-                        "{:>6}  {}  {:<20} v{:<3} {:<9} {:<9} read {} ins {} upd {} failed {}{}",
+                        "{:>6}  {}  {:<20} v{:<3} {:<9} {:<9} read {} ins {} upd {} failed {}{}{}",
                         e.id,
                         when(e.started_at),
                         e.project,
@@ -760,6 +760,9 @@ pub fn executions(
                         e.inserted,
                         e.updated,
                         e.failed,
+                        e.parent
+                            .map(|p| format!("  re-run of {p}{}", rerun_text(e.rerun)))
+                            .unwrap_or_default(),
                         e.error.map(|m| format!("  ({m})")).unwrap_or_default()
                     );
                 }
@@ -777,7 +780,7 @@ pub fn executions(
                     e.id, e.project, e.project_version, e.trigger
                 );
                 if let Some(p) = e.parent {
-                    println!("parent:   execution {p}");
+                    println!("parent:   execution {p}{}", rerun_text(e.rerun));
                 }
                 println!(
                     "status:   {}{}",
@@ -907,6 +910,15 @@ pub fn executions(
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// What a re-run sent again, as the dashboard says it.
+fn rerun_text(kind: Option<weir_host::store::RerunKind>) -> &'static str {
+    match kind {
+        Some(weir_host::store::RerunKind::FailedOnly) => " (failed records only)",
+        Some(weir_host::store::RerunKind::AllRecords) => " (all records)",
+        None => "",
+    }
 }
 
 /// The plugins' cost table of `executions show`: which plugin was slow or greedy, beside
