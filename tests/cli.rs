@@ -524,3 +524,99 @@ fn prune_keeps_what_any_rule_keeps_and_dry_run_deletes_nothing() {
     assert!(help.contains("kept if ANY rule given keeps it"), "{help}");
     assert!(help.contains("--dry-run"), "{help}");
 }
+
+/// SIGTERM during `weir run FILE`: the batch in hand is finished and committed, the run
+/// ends interrupted (exit 3), and the destination folder keeps no temporary files; a
+/// run afterwards completes with every record once (issue 21: nothing left behind).
+#[test]
+fn sigterm_stops_a_run_at_a_batch_boundary_and_leaves_no_temporary_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let testkit = common::plugin_path("testkit-connector");
+    std::fs::write(
+        dir.path().join("slow.toml"),
+        format!(
+            r#"[connections.src]
+plugin = "{}"
+config = {{ count = "3000", read_spin = "40000000" }}
+
+[connections.dst]
+plugin = "jsonl"
+grants = {{ directory = "out" }}
+
+[connection_sets.main]
+source = "src"
+destination = "dst"
+
+[project]
+name = "slow"
+connection_set = "main"
+batch_size = 100
+
+[[project.tasks]]
+source_entity = "people"
+destination_entity = "people"
+key = ["id"]
+mappings = [{{ destination = "id", source = "id" }}, {{ destination = "email", source = "email" }}]
+"#,
+            testkit.display()
+        ),
+    )
+    .unwrap();
+    let out = dir.path().join("out");
+    let temporary = |out: &Path| -> Vec<String> {
+        std::fs::read_dir(out)
+            .map(|entries| {
+                entries
+                    .filter_map(|e| e.ok())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| n.starts_with('.') && n.contains(".tmp"))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let child = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(["run", "slow.toml", "--json"])
+        .current_dir(dir.path())
+        .env_remove("WEIR_DATA_DIR")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Mid-write: the writer's logs of new records exist.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while temporary(&out).is_empty() {
+        assert!(std::time::Instant::now() < deadline, "the run never started writing");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let done = child.wait_with_output().unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&done.stdout).unwrap_or_else(|e| {
+        panic!("{e}: {}{}", stdout(&done), stderr(&done))
+    });
+    assert_eq!(done.status.code(), Some(3), "{report}");
+    let task = &report["tasks"][0];
+    assert_eq!(task["interrupted"], true, "{report}");
+    let inserted = task["counts"]["inserted"].as_u64().unwrap();
+    assert!(inserted < 3000, "stopped before the end: {report}");
+    assert_eq!(temporary(&out), Vec::<String>::new(), "temporary files left");
+    let lines = |out: &Path| -> Vec<serde_json::Value> {
+        std::fs::read_to_string(out.join("people.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("complete JSON lines only"))
+            .collect()
+    };
+    assert_eq!(lines(&out).len() as u64, inserted, "what was counted is what is there");
+
+    // The next run completes: every record once.
+    let again = weir(dir.path(), &["run", "slow.toml"]);
+    assert!(again.status.success(), "{}{}", stdout(&again), stderr(&again));
+    let ids: std::collections::HashSet<i64> =
+        lines(&out).iter().map(|r| r["id"].as_i64().unwrap()).collect();
+    assert_eq!((lines(&out).len(), ids.len()), (3000, 3000));
+    assert!(temporary(&out).is_empty());
+}

@@ -293,7 +293,11 @@ impl Backend {
     pub fn run(&self, name: &str, observer: &mut dyn Observer) -> Result<RunOutcome> {
         match self {
             Backend::Local(s) => {
-                let (id, _report) = s.run(name, weir_host::store::Trigger::Manual, observer)?;
+                // SIGTERM / Ctrl-C stop at a batch boundary: recorded as interrupted,
+                // resumed by the next run.
+                let mut request = weir_host::service::RunRequest::new(weir_host::store::Trigger::Manual);
+                request.stop = Some(crate::stop_flag());
+                let (id, _report) = s.run_with(name, &mut request, observer)?;
                 self.outcome(recorded(s, id)?, None)
             }
             Backend::Daemon(d) => {

@@ -180,7 +180,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     let loaded = service.load_file(Path::new(&project))?;
                     loaded.secrets.remember();
                     let mut observer = Progress::new(!json);
-                    let report = service.engine().run(&loaded.project, &mut observer)?;
+                    let report =
+                        run_until_stopped(service.engine(), &loaded.project, &mut observer)?;
                     observer.bar.finish_and_clear();
                     report
                 }
@@ -340,9 +341,43 @@ fn execute(data_dir: &Path, project: &Project, progress: bool) -> Result<Executi
     let runtime = runtime(data_dir)?;
     let engine = Engine::new(&runtime);
     let mut observer = Progress::new(progress);
-    let report = engine.run(project, &mut observer)?;
+    let report = run_until_stopped(&engine, project, &mut observer)?;
     observer.bar.finish_and_clear();
     Ok(report)
+}
+
+/// Runs `project`, stopping at the next batch boundary on SIGTERM or Ctrl-C (see
+/// [`stop_flag`]): what was upserted is committed and the destination keeps no
+/// half-written files.
+fn run_until_stopped(
+    engine: &Engine,
+    project: &Project,
+    observer: &mut dyn Observer,
+) -> Result<ExecutionReport> {
+    let options = weir_host::engine::RunOptions {
+        stop: Some(stop_flag()),
+        ..Default::default()
+    };
+    Ok(engine.execute(project, &options, observer, &mut weir_host::engine::NoRecorder)?)
+}
+
+/// Set by the first SIGTERM or SIGINT: a run finishes the batch in hand, commits it and
+/// ends interrupted (the next recorded run resumes from its cursor). A second signal
+/// exits at once, as an impatient Ctrl-C expects.
+pub(crate) fn stop_flag() -> std::sync::Arc<std::sync::atomic::AtomicBool> {
+    use std::sync::atomic::AtomicBool;
+    use std::sync::{Arc, OnceLock};
+    static FLAG: OnceLock<Arc<AtomicBool>> = OnceLock::new();
+    FLAG.get_or_init(|| {
+        let flag = Arc::new(AtomicBool::new(false));
+        for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+            // Registered in this order, the exit is armed only once the flag is set.
+            let _ = signal_hook::flag::register_conditional_shutdown(signal, 130, flag.clone());
+            let _ = signal_hook::flag::register(signal, flag.clone());
+        }
+        flag
+    })
+    .clone()
 }
 
 /// Writes the sample project beside its data, stores it in the demo's own data
