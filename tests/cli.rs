@@ -585,7 +585,10 @@ mappings = [{{ destination = "id", source = "id" }}, {{ destination = "email", s
     // Mid-write: the writer's logs of new records exist.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     while temporary(&out).is_empty() {
-        assert!(std::time::Instant::now() < deadline, "the run never started writing");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the run never started writing"
+        );
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     let killed = Command::new("kill")
@@ -594,15 +597,18 @@ mappings = [{{ destination = "id", source = "id" }}, {{ destination = "email", s
         .unwrap();
     assert!(killed.success());
     let done = child.wait_with_output().unwrap();
-    let report: serde_json::Value = serde_json::from_slice(&done.stdout).unwrap_or_else(|e| {
-        panic!("{e}: {}{}", stdout(&done), stderr(&done))
-    });
+    let report: serde_json::Value = serde_json::from_slice(&done.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}{}", stdout(&done), stderr(&done)));
     assert_eq!(done.status.code(), Some(3), "{report}");
     let task = &report["tasks"][0];
     assert_eq!(task["interrupted"], true, "{report}");
     let inserted = task["counts"]["inserted"].as_u64().unwrap();
     assert!(inserted < 3000, "stopped before the end: {report}");
-    assert_eq!(temporary(&out), Vec::<String>::new(), "temporary files left");
+    assert_eq!(
+        temporary(&out),
+        Vec::<String>::new(),
+        "temporary files left"
+    );
     let lines = |out: &Path| -> Vec<serde_json::Value> {
         std::fs::read_to_string(out.join("people.jsonl"))
             .unwrap_or_default()
@@ -610,13 +616,24 @@ mappings = [{{ destination = "id", source = "id" }}, {{ destination = "email", s
             .map(|l| serde_json::from_str(l).expect("complete JSON lines only"))
             .collect()
     };
-    assert_eq!(lines(&out).len() as u64, inserted, "what was counted is what is there");
+    assert_eq!(
+        lines(&out).len() as u64,
+        inserted,
+        "what was counted is what is there"
+    );
 
     // The next run completes: every record once.
     let again = weir(dir.path(), &["run", "slow.toml"]);
-    assert!(again.status.success(), "{}{}", stdout(&again), stderr(&again));
-    let ids: std::collections::HashSet<i64> =
-        lines(&out).iter().map(|r| r["id"].as_i64().unwrap()).collect();
+    assert!(
+        again.status.success(),
+        "{}{}",
+        stdout(&again),
+        stderr(&again)
+    );
+    let ids: std::collections::HashSet<i64> = lines(&out)
+        .iter()
+        .map(|r| r["id"].as_i64().unwrap())
+        .collect();
     assert_eq!((lines(&out).len(), ids.len()), (3000, 3000));
     assert!(temporary(&out).is_empty());
 }

@@ -600,9 +600,16 @@ fn dashboard_in_headless_chromium() {
     // Each plugin instance's cost, as the API has it (issue 15): csv read, jsonl wrote.
     let api_plugins = api.get(&format!("/api/v1/executions/{warn_id}"))["plugins"].clone();
     let rows = b.find_all("tr.plugin");
-    assert_eq!(rows.len(), api_plugins.as_array().unwrap().len(), "{api_plugins}");
+    assert_eq!(
+        rows.len(),
+        api_plugins.as_array().unwrap().len(),
+        "{api_plugins}"
+    );
     let source = b.find("tr.plugin[data-role=source]").text();
-    assert!(source.contains("csv") && source.contains("% of limit"), "{source}");
+    assert!(
+        source.contains("csv") && source.contains("% of limit"),
+        "{source}"
+    );
     let destination = b.find("tr.plugin[data-role=destination]").text();
     assert!(destination.contains("jsonl"), "{destination}");
     let staged = b.find_all("tr.staged");

@@ -67,7 +67,9 @@ fn serve(data: &Path, dir: &Path) -> Serve {
             let _ = tx.send(line);
         }
     });
-    let first = rx.recv_timeout(Duration::from_secs(60)).expect("weir serve started");
+    let first = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("weir serve started");
     let base = first
         .strip_prefix("weir serve: listening on ")
         .unwrap_or_else(|| panic!("unexpected first line {first:?}"))
@@ -115,7 +117,10 @@ fn run(base: &str, name: &str) {
         if e["status"] != "running" && e["finished_at"].is_number() {
             return;
         }
-        assert!(Instant::now() < deadline, "execution {id} still running: {e}");
+        assert!(
+            Instant::now() < deadline,
+            "execution {id} still running: {e}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -135,17 +140,26 @@ fn scrape(base: &str) -> HashMap<(String, Vec<(String, String)>), f64> {
             | prometheus_parse::Value::Untyped(v) => v,
             _ => continue,
         };
-        let mut labels: Vec<(String, String)> =
-            s.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        let mut labels: Vec<(String, String)> = s
+            .labels
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
         labels.sort();
         out.insert((s.metric, labels), value);
     }
     out
 }
 
-fn sample(m: &HashMap<(String, Vec<(String, String)>), f64>, name: &str, labels: &[(&str, &str)]) -> f64 {
-    let mut key: Vec<(String, String)> =
-        labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+fn sample(
+    m: &HashMap<(String, Vec<(String, String)>), f64>,
+    name: &str,
+    labels: &[(&str, &str)],
+) -> f64 {
+    let mut key: Vec<(String, String)> = labels
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
     key.sort();
     *m.get(&(name.to_owned(), key)).unwrap_or(&0.0)
 }
@@ -159,13 +173,24 @@ fn metrics_after_a_few_runs_match_the_history() {
         // Every record whose email holds "1" is refused: a Warning.
         ("picky", project("picky", 100, r#"reject_contains = "1""#)),
         // The destination panics in upsert: a trap, an Error.
-        ("crashy", project("crashy", 50, r#"mode = "panic", mode_calls = "upsert""#)),
+        (
+            "crashy",
+            project("crashy", 50, r#"mode = "panic", mode_calls = "upsert""#),
+        ),
     ];
     for (name, text) in &files {
         let file = dir.join(format!("{name}.toml"));
         std::fs::write(&file, text).unwrap();
-        let out = weir(&data, dir, &["project", "apply", "-f", file.to_str().unwrap()]);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let out = weir(
+            &data,
+            dir,
+            &["project", "apply", "-f", file.to_str().unwrap()],
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     let daemon = serve(&data, dir);
     let base = daemon.base.clone();
@@ -188,7 +213,10 @@ fn metrics_after_a_few_runs_match_the_history() {
     for e in items {
         let project = e["project"].as_str().unwrap().to_owned();
         *by_status
-            .entry((project.clone(), e["status"].as_str().unwrap().to_lowercase()))
+            .entry((
+                project.clone(),
+                e["status"].as_str().unwrap().to_lowercase(),
+            ))
             .or_default() += 1.0;
         for field in ["read", "inserted", "updated", "failed"] {
             *sums.entry((project.clone(), field)).or_default() += e[field].as_f64().unwrap();
@@ -196,17 +224,34 @@ fn metrics_after_a_few_runs_match_the_history() {
     }
     for ((project, status), n) in &by_status {
         assert_eq!(
-            sample(&m, "weir_executions_total", &[("project", project), ("status", status)]),
+            sample(
+                &m,
+                "weir_executions_total",
+                &[("project", project), ("status", status)]
+            ),
             *n,
             "executions of {project} with status {status}"
         );
     }
-    assert_eq!(by_status.get(&("good".into(), "completed".into())), Some(&2.0));
-    assert_eq!(by_status.get(&("picky".into(), "warning".into())), Some(&1.0));
-    assert_eq!(by_status.get(&("crashy".into(), "error".into())), Some(&1.0));
+    assert_eq!(
+        by_status.get(&("good".into(), "completed".into())),
+        Some(&2.0)
+    );
+    assert_eq!(
+        by_status.get(&("picky".into(), "warning".into())),
+        Some(&1.0)
+    );
+    assert_eq!(
+        by_status.get(&("crashy".into(), "error".into())),
+        Some(&1.0)
+    );
     for ((project, field), n) in &sums {
         assert_eq!(
-            sample(&m, &format!("weir_records_{field}_total"), &[("project", project)]),
+            sample(
+                &m,
+                &format!("weir_records_{field}_total"),
+                &[("project", project)]
+            ),
             *n,
             "records {field} of {project}"
         );
@@ -215,7 +260,11 @@ fn metrics_after_a_few_runs_match_the_history() {
     assert!(sums[&("picky".to_owned(), "failed")] > 0.0);
     for (project, n) in [("good", 2.0), ("picky", 1.0), ("crashy", 1.0)] {
         assert_eq!(
-            sample(&m, "weir_execution_duration_seconds_count", &[("project", project)]),
+            sample(
+                &m,
+                "weir_execution_duration_seconds_count",
+                &[("project", project)]
+            ),
             n
         );
     }
@@ -223,11 +272,23 @@ fn metrics_after_a_few_runs_match_the_history() {
     // The crashing destination's trap, by kind; the plugins' calls and time.
     let plugin = common::plugin_path("testkit-connector");
     let plugin = plugin.file_name().unwrap().to_str().unwrap();
-    let traps = sample(&m, "weir_plugin_traps_total", &[("plugin", plugin), ("kind", "panic")]);
+    let traps = sample(
+        &m,
+        "weir_plugin_traps_total",
+        &[("plugin", plugin), ("kind", "panic")],
+    );
     assert!(traps >= 1.0, "panic traps: {traps}");
-    let calls = sample(&m, "weir_plugin_calls_total", &[("plugin", plugin), ("role", "destination")]);
+    let calls = sample(
+        &m,
+        "weir_plugin_calls_total",
+        &[("plugin", plugin), ("role", "destination")],
+    );
     assert!(calls >= 4.0, "destination calls: {calls}");
-    let seconds = sample(&m, "weir_plugin_call_seconds_total", &[("plugin", plugin), ("role", "source")]);
+    let seconds = sample(
+        &m,
+        "weir_plugin_call_seconds_total",
+        &[("plugin", plugin), ("role", "source")],
+    );
     assert!(seconds > 0.0, "source call time: {seconds}");
     // Checkpoints were written and timed; nothing runs now.
     assert!(sample(&m, "weir_store_write_seconds_count", &[]) >= 4.0);

@@ -227,7 +227,9 @@ fn normalized(out: &str, root: &Path) -> String {
                         let bare = w.trim_end_matches([',', ';', ')']);
                         if !bare.is_empty()
                             && bare.contains(|c: char| c.is_ascii_digit())
-                            && bare.chars().all(|c| c.is_ascii_digit() || c == '.' || c == '(')
+                            && bare
+                                .chars()
+                                .all(|c| c.is_ascii_digit() || c == '.' || c == '(')
                         {
                             "<measured>"
                         } else {

@@ -99,9 +99,12 @@ fn a_slow_greedy_destination_shows_its_time_and_memory_within_ten_percent() {
     let id = run_stored(&data, dir, "slow");
     let (cpu, wall) = (children_cpu() - cpu_before, started.elapsed());
 
-    let shown: Value =
-        serde_json::from_str(&ok(&data, dir, &["executions", "show", &id.to_string(), "--json"]))
-            .unwrap();
+    let shown: Value = serde_json::from_str(&ok(
+        &data,
+        dir,
+        &["executions", "show", &id.to_string(), "--json"],
+    ))
+    .unwrap();
     let dst = destination(&shown);
     let num = |v: &Value, f: &str| v[f].as_u64().unwrap_or_else(|| panic!("{f} in {v}"));
     let (plugin_cpu, plugin_wall) = (
@@ -112,7 +115,10 @@ fn a_slow_greedy_destination_shows_its_time_and_memory_within_ten_percent() {
         "outside: cpu {cpu:?}, wall {wall:?}; destination: cpu {plugin_cpu:?}, wall {plugin_wall:?}, high-water {} B",
         num(dst, "memory_high_water_bytes")
     );
-    assert!(cpu >= Duration::from_secs(1), "the busy work is too small to measure: {cpu:?}");
+    assert!(
+        cpu >= Duration::from_secs(1),
+        "the busy work is too small to measure: {cpu:?}"
+    );
     // The process did little besides the destination's busy work: its CPU within 10%.
     assert!(
         plugin_cpu <= cpu && plugin_cpu.as_secs_f64() >= 0.9 * cpu.as_secs_f64(),
@@ -128,9 +134,17 @@ fn a_slow_greedy_destination_shows_its_time_and_memory_within_ten_percent() {
         high_water >= HOLD_MB << 20 && high_water as f64 <= 1.1 * (HOLD_MB << 20) as f64,
         "high-water {high_water} B for {HOLD_MB} MiB held"
     );
-    assert_eq!(num(dst, "records_in"), 1000, "every record crossed into the destination");
+    assert_eq!(
+        num(dst, "records_in"),
+        1000,
+        "every record crossed into the destination"
+    );
     assert_eq!(num(dst, "traps"), 0);
-    assert_eq!(num(dst, "memory_limit_bytes"), 256 << 20, "the default limit, to compare with");
+    assert_eq!(
+        num(dst, "memory_limit_bytes"),
+        256 << 20,
+        "the default limit, to compare with"
+    );
     // The source did the reading and is cheap.
     let src = shown["plugins"]
         .as_array()
@@ -139,7 +153,10 @@ fn a_slow_greedy_destination_shows_its_time_and_memory_within_ten_percent() {
         .find(|p| p["role"]["kind"] == "source")
         .unwrap();
     assert_eq!(num(src, "records_out"), 1000);
-    assert!(num(src, "cpu_micros") < num(dst, "cpu_micros") / 10, "{src}");
+    assert!(
+        num(src, "cpu_micros") < num(dst, "cpu_micros") / 10,
+        "{src}"
+    );
 
     // The same figures for people, beside the limits.
     let text = ok(&data, dir, &["executions", "show", &id.to_string()]);
@@ -148,7 +165,10 @@ fn a_slow_greedy_destination_shows_its_time_and_memory_within_ten_percent() {
         .skip_while(|l| *l != "plugins:")
         .find(|l| l.contains("(destination)"))
         .unwrap_or_else(|| panic!("no destination line in\n{text}"));
-    assert!(line.contains("s inside") && line.contains("(limit 30 s)"), "{line}");
+    assert!(
+        line.contains("s inside") && line.contains("(limit 30 s)"),
+        "{line}"
+    );
     assert!(
         text.contains(&format!("memory high-water {}.", high_water >> 20))
             || text.contains(&format!(

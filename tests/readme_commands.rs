@@ -203,7 +203,11 @@ fn readme_history_commands_run_on_the_demo() {
         .env_remove("WEIR_DATA_DIR")
         .output()
         .unwrap();
-    assert!(demo.status.success(), "{}", String::from_utf8_lossy(&demo.stderr));
+    assert!(
+        demo.status.success(),
+        "{}",
+        String::from_utf8_lossy(&demo.stderr)
+    );
     let history_commands: Vec<Vec<String>> = readme_commands()
         .into_iter()
         .filter(|args| {

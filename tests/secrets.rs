@@ -182,7 +182,10 @@ fn a_token_echoed_by_a_server_is_scrubbed_from_errors_mail_webhooks_and_logs() {
     let shown = text(&added);
     // The echo server refuses the request, so the check fails: stored, exit 1.
     assert_eq!(added.status.code(), Some(1), "{shown}");
-    assert!(shown.contains("connection stored-echo is stored"), "{shown}");
+    assert!(
+        shown.contains("connection stored-echo is stored"),
+        "{shown}"
+    );
     assert!(
         echo.requests()
             .iter()

@@ -295,7 +295,8 @@ impl Backend {
             Backend::Local(s) => {
                 // SIGTERM / Ctrl-C stop at a batch boundary: recorded as interrupted,
                 // resumed by the next run.
-                let mut request = weir_host::service::RunRequest::new(weir_host::store::Trigger::Manual);
+                let mut request =
+                    weir_host::service::RunRequest::new(weir_host::store::Trigger::Manual);
                 request.stop = Some(crate::stop_flag());
                 let (id, _report) = s.run_with(name, &mut request, observer)?;
                 self.outcome(recorded(s, id)?, None)

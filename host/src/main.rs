@@ -358,7 +358,12 @@ fn run_until_stopped(
         stop: Some(stop_flag()),
         ..Default::default()
     };
-    Ok(engine.execute(project, &options, observer, &mut weir_host::engine::NoRecorder)?)
+    Ok(engine.execute(
+        project,
+        &options,
+        observer,
+        &mut weir_host::engine::NoRecorder,
+    )?)
 }
 
 /// Set by the first SIGTERM or SIGINT: a run finishes the batch in hand, commits it and

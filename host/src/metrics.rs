@@ -134,25 +134,79 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         alerts: Family::default(),
         registry: Registry::default(),
     };
-    registry.register("executions", "Executions finished, by project and status", m.executions.clone());
-    registry.register("records_read", "Records read from sources", m.records_read.clone());
-    registry.register("records_inserted", "Records inserted into destinations", m.records_inserted.clone());
-    registry.register("records_updated", "Records updated in destinations", m.records_updated.clone());
-    registry.register("records_failed", "Records that failed (record errors)", m.records_failed.clone());
-    registry.register("execution_duration_seconds", "How long executions took", m.execution_seconds.clone());
-    registry.register("schedule_lag_seconds", "How late scheduled executions started", m.schedule_lag_seconds.clone());
-    registry.register("executions_running", "Executions started and not finished", m.running.clone());
-    registry.register("plugin_calls", "Calls into plugins, by plugin and role", m.plugin_calls.clone());
-    registry.register("plugin_call_seconds", "Wall time inside plugin calls, by plugin and role", m.plugin_call_seconds.clone());
-    registry.register("plugin_traps", "Plugin calls stopped by a trap, by plugin and kind", m.plugin_traps.clone());
-    registry.register("store_write_seconds", "How long checkpoint writes to the store took", m.store_write_seconds.clone());
-    registry.register("alert_deliveries", "Alert deliveries, by channel and outcome", m.alerts.clone());
+    registry.register(
+        "executions",
+        "Executions finished, by project and status",
+        m.executions.clone(),
+    );
+    registry.register(
+        "records_read",
+        "Records read from sources",
+        m.records_read.clone(),
+    );
+    registry.register(
+        "records_inserted",
+        "Records inserted into destinations",
+        m.records_inserted.clone(),
+    );
+    registry.register(
+        "records_updated",
+        "Records updated in destinations",
+        m.records_updated.clone(),
+    );
+    registry.register(
+        "records_failed",
+        "Records that failed (record errors)",
+        m.records_failed.clone(),
+    );
+    registry.register(
+        "execution_duration_seconds",
+        "How long executions took",
+        m.execution_seconds.clone(),
+    );
+    registry.register(
+        "schedule_lag_seconds",
+        "How late scheduled executions started",
+        m.schedule_lag_seconds.clone(),
+    );
+    registry.register(
+        "executions_running",
+        "Executions started and not finished",
+        m.running.clone(),
+    );
+    registry.register(
+        "plugin_calls",
+        "Calls into plugins, by plugin and role",
+        m.plugin_calls.clone(),
+    );
+    registry.register(
+        "plugin_call_seconds",
+        "Wall time inside plugin calls, by plugin and role",
+        m.plugin_call_seconds.clone(),
+    );
+    registry.register(
+        "plugin_traps",
+        "Plugin calls stopped by a trap, by plugin and kind",
+        m.plugin_traps.clone(),
+    );
+    registry.register(
+        "store_write_seconds",
+        "How long checkpoint writes to the store took",
+        m.store_write_seconds.clone(),
+    );
+    registry.register(
+        "alert_deliveries",
+        "Alert deliveries, by channel and outcome",
+        m.alerts.clone(),
+    );
     Metrics { registry, ..m }
 });
 
 /// The metrics in Prometheus' text format, with `running` executions as of now.
 pub fn encode(running: usize) -> String {
-    METRICS.running.set(i64::try_from(running).unwrap_or(i64::MAX));
+    METRICS
+        .running
+        .set(i64::try_from(running).unwrap_or(i64::MAX));
     let mut out = String::new();
     prometheus_client::encoding::text::encode(&mut out, &METRICS.registry)
         .expect("writing to a String cannot fail");
@@ -191,7 +245,9 @@ impl ExecutionFinished<'_> {
             .inc();
         let t = r.totals();
         m.records_read.get_or_create(&project).inc_by(t.read);
-        m.records_inserted.get_or_create(&project).inc_by(t.inserted);
+        m.records_inserted
+            .get_or_create(&project)
+            .inc_by(t.inserted);
         m.records_updated.get_or_create(&project).inc_by(t.updated);
         m.records_failed.get_or_create(&project).inc_by(t.failed);
         m.execution_seconds
@@ -246,7 +302,10 @@ impl CheckpointWritten {
     /// Counts it and logs it.
     pub fn emit(&self) {
         METRICS.store_write_seconds.observe(self.took.as_secs_f64());
-        tracing::trace!(took_ms = self.took.as_millis() as u64, "metrics: checkpoint written");
+        tracing::trace!(
+            took_ms = self.took.as_millis() as u64,
+            "metrics: checkpoint written"
+        );
     }
 }
 
@@ -260,7 +319,10 @@ impl ScheduleLag {
     /// Counts it and logs it.
     pub fn emit(&self) {
         METRICS.schedule_lag_seconds.observe(self.lag.as_secs_f64());
-        tracing::trace!(lag_ms = self.lag.as_millis() as u64, "metrics: schedule lag");
+        tracing::trace!(
+            lag_ms = self.lag.as_millis() as u64,
+            "metrics: schedule lag"
+        );
     }
 }
 

@@ -954,17 +954,14 @@ impl Recorder for StoreRecorder<'_> {
             took: started.elapsed(),
         }
         .emit();
-        written
-            .map_err(|e| match e {
-                // Nothing went wrong with the data: the execution stops at this batch
-                // boundary like a shutdown does, so the next run resumes from the last
-                // recorded checkpoint instead of starting over.
-                StoreError::LowSpace { .. } | StoreError::NotWritable { .. } => {
-                    TaskStop::Interrupted(format!(
-                        "interrupted: {e}; the next run resumes from the last checkpoint"
-                    ))
-                }
-                other => TaskStop::Failed(other.to_string()),
-            })
+        written.map_err(|e| match e {
+            // Nothing went wrong with the data: the execution stops at this batch
+            // boundary like a shutdown does, so the next run resumes from the last
+            // recorded checkpoint instead of starting over.
+            StoreError::LowSpace { .. } | StoreError::NotWritable { .. } => TaskStop::Interrupted(
+                format!("interrupted: {e}; the next run resumes from the last checkpoint"),
+            ),
+            other => TaskStop::Failed(other.to_string()),
+        })
     }
 }

@@ -188,7 +188,10 @@ mod tests {
         // A wall clock would count the sleep; a broken clock would count nothing. The
         // work's share of 50 ms depends on how busy the machine is, so only "some, and
         // no more than the wall time" is certain.
-        assert!(slept < Duration::from_millis(10), "sleeping cost {slept:?} of CPU");
+        assert!(
+            slept < Duration::from_millis(10),
+            "sleeping cost {slept:?} of CPU"
+        );
         assert!(
             worked > Duration::ZERO && worked <= start.elapsed() + Duration::from_millis(1),
             "50 ms of work cost {worked:?} of CPU"

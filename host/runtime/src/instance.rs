@@ -243,8 +243,10 @@ impl<B> Slot<B> {
         live.store.data_mut().call_deadline = Some(Instant::now() + self.limits.call_timeout);
         let (started, cpu_before) = (Instant::now(), thread_cpu_time());
         let result = f(&mut live.store, &live.bindings);
-        self.cost
-            .count_call(started.elapsed(), thread_cpu_time().saturating_sub(cpu_before));
+        self.cost.count_call(
+            started.elapsed(),
+            thread_cpu_time().saturating_sub(cpu_before),
+        );
         let state = live.store.data_mut();
         self.logs.append(&mut state.log_lines);
         self.logs_dropped += std::mem::take(&mut state.log_dropped);

@@ -43,8 +43,8 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 
 pub use bounds::{MAX_CURSOR_BYTES, MAX_ERROR_MESSAGE_BYTES, MAX_KEY_BYTES};
 pub use cache::CacheOutcome;
-pub use cost::{PluginCost, TrapCounts};
 pub use capabilities::{Grants, HttpAuth, HttpLimits, PostgresGrant, Secret};
+pub use cost::{PluginCost, TrapCounts};
 pub use host::{PluginLogLine, PluginLogs};
 pub use http::{check_webhook_literal, internal_address_refusal, webhook_resolver};
 pub use instance::{CallError, ConnectorInstance, TransformInstance, TrapKind, WriterHandle};
