@@ -218,7 +218,7 @@ fn a_run_that_cannot_get_its_destination_says_who_holds_it() {
 }
 
 /// A real second process appends to the destination file all through a run that
-/// rewrites it (every key is an update): the run ends in Error naming the change,
+/// rewrites it (every key is an update with new values): the run ends in Error naming the change,
 /// and every appended line is still there, in order, none torn.
 #[test]
 fn an_appender_during_a_run_keeps_every_line_and_the_run_says_so() {
@@ -247,6 +247,9 @@ fn an_appender_during_a_run_keeps_every_line_and_the_run_says_so() {
         ))
         .spawn()
         .unwrap();
+    // Every record changes (a run of the same values would write nothing, and
+    // so have nothing to protect).
+    write_contacts(&dir.path().join("a"), 1..60_001, "B");
     std::thread::sleep(Duration::from_millis(100));
     let second = run_a();
     std::thread::sleep(Duration::from_millis(50));

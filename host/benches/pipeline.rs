@@ -3,9 +3,19 @@
 //! to a native Rust pipeline doing the same work, in the same run.
 //!
 //! Run: `cargo bench -p weir-host --bench pipeline` (optionally `-- 100000 1000000`
-//! for the record counts). Prints records/s, MB/s, the ratio weir/native, peak RSS
-//! of each run (measured in a child process), the per-call overhead of a plugin
-//! call and instantiation from the pre-instantiated component. Not a test.
+//! for the record counts, `--rounds 3` for medians of interleaved rounds). For each
+//! count it measures, each in a child process of its own:
+//! - **first run**: the destination empty (every record inserted);
+//! - **re-run, all unchanged**: the same file again (every key already there);
+//! - **re-run, 10 % changed**: one record in ten has a new `amount`;
+//! - **native**: plain Rust (csv + serde_json, the same mapping, one thread).
+//!
+//! and prints records/s (wall), **records per CPU-second of all threads** (user +
+//! sys from `getrusage`, the headline: weir's stages run on several threads, the
+//! native baseline on one), peak RSS, the ratio to native per CPU-second and, for
+//! the re-runs, their CPU against the first run's. The per-call overhead of a
+//! plugin call and of instantiation from the pre-instantiated component follow.
+//! Not a test.
 
 use std::io::Write;
 use std::path::Path;
@@ -39,8 +49,10 @@ const COMPANIES: &[&str] = &[
     "Contoso",
 ];
 
-/// Writes `n` seeded contacts (10 fields) as CSV; returns the file size.
-fn generate(path: &Path, n: usize) -> u64 {
+/// Writes `n` seeded contacts (10 fields) as CSV; returns the file size. With
+/// `changed_every: Some(k)`, every k-th record has another `amount` (the rest are
+/// byte-identical to the run without it).
+fn generate(path: &Path, n: usize, changed_every: Option<usize>) -> u64 {
     let mut f = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
     writeln!(
         f,
@@ -55,6 +67,7 @@ fn generate(path: &Path, n: usize) -> u64 {
         (x >> 33) as usize
     };
     for i in 1..=n {
+        let changed = changed_every.is_some_and(|k| i % k == 0);
         let (fi, la, co) = (
             FIRST[next() % FIRST.len()],
             LAST[next() % LAST.len()],
@@ -69,7 +82,7 @@ fn generate(path: &Path, n: usize) -> u64 {
             200 + next() % 700,
             next() % 10_000,
             CITIES[next() % CITIES.len()],
-            next() % 100_000,
+            next() % 100_000 + if changed { 100_000 } else { 0 },
             next() % 12 + 1,
             next() % 28 + 1
         )
@@ -176,10 +189,21 @@ fn peak_rss_mib() -> f64 {
         .map_or(f64::NAN, |kb| kb / 1024.0)
 }
 
-/// One measured run in this (child) process; prints `secs rss_mib`.
+/// User + system CPU seconds of every thread of this process so far (threads
+/// that ended included).
+fn cpu_secs() -> f64 {
+    // SAFETY: getrusage writes into the zeroed struct we own.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
+    let t = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6;
+    t(u.ru_utime) + t(u.ru_stime)
+}
+
+/// One measured run in this (child) process; prints
+/// `secs cpu_secs rss_mib inserted updated`.
 fn child(which: &str, dir: &Path) {
-    let started = Instant::now();
-    match which {
+    let (cpu0, started) = (cpu_secs(), Instant::now());
+    let (inserted, updated) = match which {
         "weir" => {
             // The compiled-component cache the parent filled: a daemon has its plugins
             // compiled already, so compiling (~0.3 s per plugin) is not part of a run.
@@ -200,15 +224,30 @@ fn child(which: &str, dir: &Path) {
                 println!("ERR {why}");
                 return;
             }
+            let totals = report.totals();
+            (totals.inserted, totals.updated)
         }
-        _ => {
-            native(dir);
-        }
-    }
-    println!("{} {}", started.elapsed().as_secs_f64(), peak_rss_mib());
+        _ => (native(dir) as u64, 0),
+    };
+    println!(
+        "{} {} {} {inserted} {updated}",
+        started.elapsed().as_secs_f64(),
+        cpu_secs() - cpu0,
+        peak_rss_mib()
+    );
 }
 
-fn measure(which: &str, dir: &Path) -> Result<(f64, f64), String> {
+/// What one child run measured.
+#[derive(Clone, Copy)]
+struct Measured {
+    secs: f64,
+    cpu_secs: f64,
+    rss_mib: f64,
+    inserted: u64,
+    updated: u64,
+}
+
+fn measure(which: &str, dir: &Path) -> Result<Measured, String> {
     let out = Command::new(std::env::current_exe().unwrap())
         .args(["--child", which, dir.to_str().unwrap()])
         .output()
@@ -222,8 +261,28 @@ fn measure(which: &str, dir: &Path) -> Result<(f64, f64), String> {
     if let Some(err) = text.strip_prefix("ERR ") {
         return Err(err.trim().to_owned());
     }
-    let mut parts = text.split_whitespace().map(|p| p.parse::<f64>().unwrap());
-    Ok((parts.next().unwrap(), parts.next().unwrap()))
+    let v: Vec<f64> = text
+        .split_whitespace()
+        .map(|p| p.parse::<f64>().unwrap())
+        .collect();
+    Ok(Measured {
+        secs: v[0],
+        cpu_secs: v[1],
+        rss_mib: v[2],
+        inserted: v[3] as u64,
+        updated: v[4] as u64,
+    })
+}
+
+/// The run of median CPU time among rounds.
+fn median(mut runs: Vec<Measured>) -> Measured {
+    runs.sort_by(|a, b| a.cpu_secs.total_cmp(&b.cpu_secs));
+    runs[runs.len() / 2]
+}
+
+fn lines_of(path: &Path) -> usize {
+    let f = std::io::BufReader::new(std::fs::File::open(path).unwrap());
+    std::io::BufRead::lines(f).count()
 }
 
 fn main() {
@@ -232,7 +291,18 @@ fn main() {
         child(&args[i + 1], Path::new(&args[i + 2]));
         return;
     }
-    let counts: Vec<usize> = args.iter().skip(1).filter_map(|a| a.parse().ok()).collect();
+    let rounds = args
+        .iter()
+        .position(|a| a == "--rounds")
+        .and_then(|i| args.get(i + 1)?.parse::<usize>().ok())
+        .unwrap_or(1)
+        .max(1);
+    let counts: Vec<usize> = args
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i == 0 || args[i - 1] != "--rounds")
+        .filter_map(|(_, a)| a.parse().ok())
+        .collect();
     let counts = if counts.is_empty() {
         vec![100_000, 1_000_000, 10_000_000]
     } else {
@@ -255,37 +325,85 @@ fn main() {
     }
     // SAFETY: single-threaded here, before any child is spawned.
     unsafe { std::env::set_var("WEIR_BENCH_CACHE", cache.path()) };
+    println!(
+        "  {:<26} {:>11} {:>8} {:>8} {:>14} {:>8} {:>11} {:>11}",
+        "scenario",
+        "records",
+        "wall s",
+        "CPU s",
+        "records/CPU-s",
+        "RSS MiB",
+        "vs native",
+        "vs 1st run"
+    );
     for n in counts {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("in")).unwrap();
-        let bytes = generate(&dir.path().join("in/contacts.csv"), n);
-        let (w_secs, w_rss) = match measure("weir", dir.path()) {
-            Ok(m) => m,
-            Err(e) => {
-                println!(
-                    "  {n:>9} records ({:.0} MB CSV): weir did not complete: {e}",
-                    bytes as f64 / 1e6
-                );
-                continue;
-            }
-        };
-        let lines = std::fs::read_to_string(dir.path().join("out/contacts.jsonl"))
-            .unwrap()
-            .lines()
-            .count();
-        assert_eq!(lines, n, "every record written once");
-        let (n_secs, n_rss) = measure("native", dir.path()).unwrap();
+        let csv = dir.path().join("in/contacts.csv");
+        let out = dir.path().join("out/contacts.jsonl");
+        let bytes = generate(&csv, n, None);
         println!(
-            "  {n:>9} records ({:.0} MB CSV): weir {:>9.0} records/s {:>6.1} MB/s peak RSS {:>6.0} MiB | native {:>9.0} records/s peak RSS {:>5.0} MiB | weir/native {:.0}%",
-            bytes as f64 / 1e6,
-            n as f64 / w_secs,
-            bytes as f64 / 1e6 / w_secs,
-            w_rss,
-            n as f64 / n_secs,
-            n_rss,
-            100.0 * n_secs / w_secs
+            "  -- {n} records ({:.0} MB CSV), {rounds} round(s), medians by CPU",
+            bytes as f64 / 1e6
         );
+        let (mut first, mut same, mut tenth, mut native_runs) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let mut failed = None;
+        // Rounds interleave the scenarios, so a slow spell of the machine touches
+        // all of them rather than one.
+        for _ in 0..rounds {
+            generate(&csv, n, None);
+            let _ = std::fs::remove_dir_all(dir.path().join("out"));
+            let runs = [("first", None), ("same", None), ("tenth", Some(10))];
+            for (which, changed) in runs {
+                if changed.is_some() {
+                    generate(&csv, n, changed);
+                }
+                match measure("weir", dir.path()) {
+                    Ok(m) => {
+                        assert_eq!(lines_of(&out), n, "every record written once ({which})");
+                        match which {
+                            "first" => first.push(m),
+                            "same" => same.push(m),
+                            _ => tenth.push(m),
+                        }
+                    }
+                    Err(e) => failed = Some(format!("{which}: {e}")),
+                }
+            }
+            native_runs.push(measure("native", dir.path()).unwrap());
+        }
+        if let Some(e) = failed {
+            println!("  weir did not complete: {e}");
+            continue;
+        }
+        let native = median(native_runs);
+        let first = median(first);
+        let row = |name: &str, m: Measured| {
+            let per_cpu = n as f64 / m.cpu_secs;
+            println!(
+                "  {name:<26} {:>11} {:>8.2} {:>8.2} {:>14.0} {:>8.0} {:>10.2}x {:>11}",
+                format!("{}+{}", m.inserted, m.updated),
+                m.secs,
+                m.cpu_secs,
+                per_cpu,
+                m.rss_mib,
+                per_cpu / (n as f64 / native.cpu_secs),
+                if name.starts_with("weir, re-run") {
+                    format!("{:.2}x CPU", m.cpu_secs / first.cpu_secs)
+                } else {
+                    String::new()
+                }
+            );
+        };
+        row("native (1 thread)", native);
+        row("weir, first run", first);
+        row("weir, re-run all unchanged", median(same));
+        row("weir, re-run 10 % changed", median(tenth));
     }
+    println!(
+        "  (records: inserted+updated; vs native: records per CPU-second against native's; vs 1st run: CPU of the re-run over the first run's)"
+    );
 
     // Per-call overhead and instantiation from the pre-instantiated component.
     let runtime = Runtime::new(RuntimeConfig::default()).unwrap();

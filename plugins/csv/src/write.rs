@@ -255,6 +255,17 @@ impl RecordFormat for CsvFormat {
         self.write_row(cells.iter().map(|c| c.as_deref().unwrap_or("")), out);
     }
 
+    /// The cells the batch would write already hold its values (as text: the
+    /// file's only type; a null and an empty cell are the same).
+    fn unchanged(&self, row: &Vec<String>, records: &Batch, i: usize) -> bool {
+        self.by_pos.iter().enumerate().all(|(p, c)| match c {
+            Some(c) => {
+                row.get(p).map_or("", String::as_str) == cell_text(&records.columns[*c], i)
+            }
+            None => true,
+        })
+    }
+
     fn encode_update(
         &mut self,
         mut row: Vec<String>,
@@ -408,6 +419,30 @@ mod tests {
         w.finish().unwrap();
         assert_eq!(dir.read("people.csv"), "id,name\n1,Ada L.\n2,\n");
         assert!(!dir.path().join(".people.csv.tmp").exists());
+    }
+
+    /// Obeyed/violated pair: the same values (a null as the empty cell the file
+    /// has) leave the file untouched; a changed one rewrites it.
+    #[test]
+    fn unchanged_values_leave_the_file_untouched() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = TestDir::new();
+        dir.write("people.csv", "id,name,city\n1,Ada,Paris\n2,,Rome\n");
+        let before = std::fs::metadata(dir.path().join("people.csv")).unwrap();
+        let mut w = open(&dir, &["id"]).unwrap();
+        let out = w.upsert(people(&[(2, None), (1, Some("Ada"))])).unwrap();
+        assert_eq!(out, vec![UpsertOutcome::Updated, UpsertOutcome::Updated]);
+        w.finish().unwrap();
+        assert_eq!(dir.read("people.csv"), "id,name,city\n1,Ada,Paris\n2,,Rome\n");
+        let after = std::fs::metadata(dir.path().join("people.csv")).unwrap();
+        assert_eq!((before.ino(), before.mtime_nsec()), (after.ino(), after.mtime_nsec()));
+
+        let mut w = open(&dir, &["id"]).unwrap();
+        w.upsert(people(&[(2, Some("Bo"))])).unwrap();
+        w.finish().unwrap();
+        assert_eq!(dir.read("people.csv"), "id,name,city\n1,Ada,Paris\n2,Bo,Rome\n");
+        let rewritten = std::fs::metadata(dir.path().join("people.csv")).unwrap();
+        assert_ne!(before.ino(), rewritten.ino());
     }
 
     #[test]

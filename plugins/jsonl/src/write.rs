@@ -175,6 +175,15 @@ impl RecordFormat for JsonlFormat {
         out.extend_from_slice(b"}\n");
     }
 
+    /// Values, not bytes: a file written by another program (other key order,
+    /// spacing, escapes) is still recognised as holding what the batch says.
+    fn unchanged(&self, object: &Object, records: &Batch, i: usize) -> bool {
+        records
+            .columns
+            .iter()
+            .all(|col| object.get(&col.name) == Some(&to_json(col, i)))
+    }
+
     fn encode_update(&mut self, mut object: Object, records: &Batch, i: usize, out: &mut Vec<u8>) {
         // Batch fields overwrite (a null too); the record's other fields stay, in
         // their place.
@@ -283,6 +292,43 @@ mod tests {
             )
         );
         assert!(!dir.path().join(".people.jsonl.tmp").exists());
+    }
+
+    /// Obeyed/violated pair: values equal to the file's (in another key order
+    /// and spacing than weir writes) leave the file as it was, not even
+    /// rewritten; a changed value rewrites it.
+    #[test]
+    fn unchanged_values_leave_the_file_untouched() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = TestDir::new();
+        let text = "{\"name\": \"Ada\", \"id\": 1, \"score\": 1.5, \"extra\": [1]}\n{\"id\":2,\"name\":\"Bo\",\"score\":null}\n";
+        dir.write("people.jsonl", text);
+        let before = std::fs::metadata(dir.path().join("people.jsonl")).unwrap();
+        let fields = [
+            ("id", FieldType::Integer),
+            ("name", FieldType::Text),
+            ("score", FieldType::Float),
+        ];
+        let rows = |bo: &str| {
+            vec![
+                vec![Value::Integer(1), Value::Text("Ada".into()), Value::Float(1.5)],
+                vec![Value::Integer(2), Value::Text(bo.into()), Value::Null],
+            ]
+        };
+        let mut w = open(&dir, &["id"]).unwrap();
+        let out = w.upsert(batch(&fields, rows("Bo"))).unwrap();
+        assert_eq!(out, vec![UpsertOutcome::Updated, UpsertOutcome::Updated]);
+        w.finish().unwrap();
+        assert_eq!(dir.read("people.jsonl"), text);
+        let after = std::fs::metadata(dir.path().join("people.jsonl")).unwrap();
+        assert_eq!((before.ino(), before.mtime_nsec()), (after.ino(), after.mtime_nsec()));
+
+        let mut w = open(&dir, &["id"]).unwrap();
+        w.upsert(batch(&fields, rows("Bob"))).unwrap();
+        w.finish().unwrap();
+        assert!(dir.read("people.jsonl").contains("\"Bob\""));
+        let rewritten = std::fs::metadata(dir.path().join("people.jsonl")).unwrap();
+        assert_ne!(before.ino(), rewritten.ino());
     }
 
     #[test]
