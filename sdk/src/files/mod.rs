@@ -12,7 +12,7 @@ mod keyed;
 #[cfg(any(test, feature = "test-hooks"))]
 #[doc(hidden)]
 pub use keyed::{__crash_during_append, __forget_kept_index, __set_index_slots, __test_format};
-pub use keyed::{KeyedFileWriter, RecordFormat};
+pub use keyed::{KeyedFileWriter, RecordFormat, StoredRecord};
 
 /// The directory a connection's granted folder appears as inside the sandbox.
 /// Every call works under it; the functions below take it as a parameter only so

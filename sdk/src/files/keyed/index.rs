@@ -171,12 +171,25 @@ impl Fingerprint {
     }
 }
 
+/// `n` bytes at `pos`, by positioned reads: under WASI one `descriptor.read`
+/// call each, where a seek and a read made the host open an input stream per
+/// lookup (a re-sync of 1M keys probes the runs about once per key).
 fn read_exact_at(file: &File, pos: u64, n: usize) -> io::Result<Vec<u8>> {
-    let mut handle = file;
-    handle.seek(SeekFrom::Start(pos))?;
     let mut buf = vec![0; n];
-    handle.read_exact(&mut buf)?;
+    fill_at(file, &mut buf, pos)?;
     Ok(buf)
+}
+
+/// Fills `buf` from byte `pos` of `file` by positioned reads.
+fn fill_at(file: &File, buf: &mut [u8], pos: u64) -> io::Result<()> {
+    let mut done = 0;
+    while done < buf.len() {
+        match super::pread(file, &mut buf[done..], pos + done as u64)? {
+            0 => return Err(io::ErrorKind::UnexpectedEof.into()),
+            k => done += k,
+        }
+    }
+    Ok(())
 }
 
 /// Best effort: a directory's entries durable (Linux allows it; elsewhere the
@@ -551,10 +564,8 @@ impl Run {
             let start = p * PAGE_ENTRIES;
             let n = PAGE_ENTRIES.min(self.count as usize - start);
             page.resize(n * ENTRY, 0);
-            let mut file = &self.file;
-            file.seek(SeekFrom::Start((start * ENTRY) as u64))
-                .and_then(|_| file.read_exact(page))
-                .map_err(ioe)?;
+            // A positioned read: one WASI call, not a seek and a stream.
+            fill_at(&self.file, page, (start * ENTRY) as u64).map_err(ioe)?;
             *read += page.len() as u64;
             for e in page.chunks_exact(ENTRY) {
                 let h = u64::from_le_bytes(e[..8].try_into().expect("8 bytes"));

@@ -62,6 +62,16 @@ fn crash_at(step: u8) -> Result<(), Error> {
 /// smaller ones are copied (no manifest needed, at most this many bytes copied).
 const APPEND_MIN: u64 = 1 << 20;
 
+/// A stored record read back for a record of the batch being upserted.
+#[derive(Debug)]
+pub enum StoredRecord<S> {
+    /// Byte for byte what the format would write for the batch's record: same
+    /// key, same values.
+    SameAsNew,
+    /// Decoded, to be keyed and merged.
+    Decoded(S),
+}
+
 /// The file format a [`KeyedFileWriter`] writes: how records are keyed, read
 /// back, encoded and merged. One value per write session; it may keep state (a
 /// CSV header).
@@ -109,6 +119,22 @@ pub trait RecordFormat {
 
     /// Reads one record from the start of `input`.
     fn read_stored(&self, input: &mut dyn BufRead) -> Result<Self::Stored, Error>;
+
+    /// Reads one record from the start of `input` when record `i` of the
+    /// current batch has its key hash: [`StoredRecord::SameAsNew`] when the
+    /// stored bytes are exactly what [`RecordFormat::encode_new`] makes of record
+    /// `i` (then the record has that key and already holds those values, and
+    /// need not be decoded at all: a re-sync of unchanged data is a byte
+    /// comparison per record), else the decoded record. The default decodes.
+    fn read_stored_for(
+        &self,
+        input: &mut dyn BufRead,
+        records: &Batch,
+        i: usize,
+    ) -> Result<StoredRecord<Self::Stored>, Error> {
+        let _ = (records, i);
+        self.read_stored(input).map(StoredRecord::Decoded)
+    }
 
     /// Writes the key of a stored record into `key` (cleared); `false` when it
     /// has none.
@@ -328,6 +354,26 @@ impl Store {
         format: &F,
         place: Place,
     ) -> Result<(F::Stored, u64), Error> {
+        self.read_place_with(place, |r| format.read_stored(r))
+    }
+
+    /// Reads the latest record of a key back for record `i` of the batch being
+    /// upserted ([`RecordFormat::read_stored_for`]), with its home.
+    fn read_place_for<F: RecordFormat>(
+        &self,
+        format: &F,
+        place: Place,
+        records: &Batch,
+        i: usize,
+    ) -> Result<(StoredRecord<F::Stored>, u64), Error> {
+        self.read_place_with(place, |r| format.read_stored_for(r, records, i))
+    }
+
+    fn read_place_with<T>(
+        &self,
+        place: Place,
+        read: impl FnOnce(&mut dyn BufRead) -> Result<T, Error>,
+    ) -> Result<(T, u64), Error> {
         match place {
             Place::Updated(at) => {
                 let log = self.updates.as_ref().expect("an update was written");
@@ -336,20 +382,19 @@ impl Store {
                     r.read_exact(&mut head)
                         .map_err(|e| self.ioe(&log.path, e))?;
                     let home = u64::from_le_bytes(head[..8].try_into().expect("8"));
-                    Ok((format.read_stored(r)?, home))
+                    Ok((read(r)?, home))
                 })
                 .map_err(|e| self.ioe(&log.path, e))?
             }
             Place::Stored(pos) if pos < self.existing_len => {
                 let file = self.existing.as_ref().expect("a position in the file");
-                let stored = read_file_at(file, pos, |r| format.read_stored(r))
-                    .map_err(|e| self.ioe(&self.path, e))??;
+                let stored = read_file_at(file, pos, read).map_err(|e| self.ioe(&self.path, e))??;
                 Ok((stored, pos))
             }
             Place::Stored(pos) => {
                 let log = self.new.as_ref().expect("a new record was written");
                 let stored = log
-                    .read_at(pos - self.new_base, |r| format.read_stored(r))
+                    .read_at(pos - self.new_base, read)
                     .map_err(|e| self.ioe(&log.path, e))??;
                 Ok((stored, pos))
             }
@@ -891,8 +936,13 @@ impl<F: RecordFormat> KeyedFileWriter<F> {
         } = self;
         let mut found = None;
         let hit = index.find(hash, &mut |place| {
-            let (stored, home) = store.read_place(&*format, place)?;
-            let same = format.stored_key(&stored, other_key) && other_key == key;
+            let (stored, home) = store.read_place_for(&*format, place, records, i)?;
+            let same = match &stored {
+                StoredRecord::SameAsNew => true,
+                StoredRecord::Decoded(stored) => {
+                    format.stored_key(stored, other_key) && other_key == key
+                }
+            };
             if same {
                 found = Some((stored, home));
             }
@@ -906,14 +956,19 @@ impl<F: RecordFormat> KeyedFileWriter<F> {
             }
             Some((at, _)) => {
                 let (stored, home) = found.expect("the matching record");
-                if format.unchanged(&stored, records, i) {
+                let stored = match stored {
+                    StoredRecord::SameAsNew => None,
+                    StoredRecord::Decoded(stored) if format.unchanged(&stored, records, i) => None,
+                    StoredRecord::Decoded(stored) => Some(stored),
+                };
+                let Some(stored) = stored else {
                     // The record already says this: nothing to append, nothing to
                     // rewrite, and the index keeps its place. Contract v0.1.0 has
                     // no `unchanged` outcome; the key exists and holds these
                     // values, which is what `updated` promises.
                     *unchanged += 1;
                     return Ok(UpsertOutcome::Updated);
-                }
+                };
                 let update = Self::append_update(store, format, home, stored, records, i)?;
                 order
                     .push(home, update)
@@ -1445,12 +1500,52 @@ impl Out {
 
 /// Calls `f` with a reader at byte `pos` of `file` (a handle used only for this).
 fn read_file_at<T>(file: &File, pos: u64, f: impl FnOnce(&mut dyn BufRead) -> T) -> io::Result<T> {
-    let mut handle = file;
-    handle.seek(SeekFrom::Start(pos))?;
     // One record is read (an update looks its stored record up): a small first
     // read, refilled as needed. 4 KiB per lookup copied ~4 GB through WASI on a
-    // re-sync of 1M records of ~200 bytes.
-    Ok(f(&mut BufReader::with_capacity(READ_AT_BYTES, handle)))
+    // re-sync of 1M records of ~200 bytes. Positioned reads: one WASI call
+    // (`descriptor.read` at an offset) where a seek and a read made the host
+    // open an input stream per record.
+    Ok(f(&mut BufReader::with_capacity(
+        READ_AT_BYTES,
+        PosReader { file, pos },
+    )))
+}
+
+/// Reads `file` from `pos` on with positioned reads (the file's cursor stays).
+struct PosReader<'a> {
+    file: &'a File,
+    pos: u64,
+}
+
+impl Read for PosReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = pread(self.file, buf, self.pos)?;
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+#[cfg(target_os = "wasi")]
+fn pread(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+    use std::os::fd::AsRawFd;
+    unsafe extern "C" {
+        // wasi-libc's; its `off_t` is 64-bit.
+        fn pread(fd: i32, buf: *mut u8, len: usize, offset: i64) -> isize;
+    }
+    let offset = i64::try_from(offset).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: `buf` is valid for writes of `buf.len()` bytes for the call, and
+    // the descriptor is open for as long as `file` is borrowed.
+    let n = unsafe { pread(file.as_raw_fd(), buf.as_mut_ptr(), buf.len(), offset) };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
+#[cfg(not(target_os = "wasi"))]
+fn pread(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+    std::os::unix::fs::FileExt::read_at(file, buf, offset)
 }
 
 /// The read size when one record is read back (longer records take more reads).
