@@ -56,7 +56,7 @@ pub struct RunOptions {
 
 /// Why a task stopped before its last record. A type, so that whether the next run
 /// resumes never depends on an error's wording.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum TaskStop {
     /// Something failed (a plugin call, the destination, recording): the task ends in
     /// Error and the next run starts where the last *successful* execution left off.
@@ -64,14 +64,32 @@ pub enum TaskStop {
     /// Stopped at a batch boundary with everything before it committed and recorded
     /// (a stop request, a store out of room): the next run resumes from here.
     Interrupted(String),
+    /// More records failed than the task's `stop_on_failures` allows. Ends in Error,
+    /// and like [`TaskStop::Interrupted`] at a batch boundary with everything before it
+    /// committed (the batch that crossed the threshold included: its successes were
+    /// upserted and its failures counted, so committing it keeps counts, destination
+    /// and kept failures in agreement): the next run resumes after it, and the failed
+    /// records are kept for `rerun --failed-only`. Fix the cause, run again, and
+    /// nothing is lost.
+    FailureThreshold(crate::project::ThresholdCrossed),
 }
 
 impl TaskStop {
     /// The text for people.
-    pub fn message(&self) -> &str {
+    pub fn message(&self) -> String {
         match self {
-            TaskStop::Failed(m) | TaskStop::Interrupted(m) => m,
+            TaskStop::Failed(m) | TaskStop::Interrupted(m) => m.clone(),
+            TaskStop::FailureThreshold(crossed) => crossed.to_string(),
         }
+    }
+
+    /// Whether everything before the stop is committed and recorded, so the next
+    /// run resumes from the committed cursor (the report's `interrupted`).
+    pub fn resumable(&self) -> bool {
+        matches!(
+            self,
+            TaskStop::Interrupted(_) | TaskStop::FailureThreshold(_)
+        )
     }
 }
 
@@ -83,7 +101,7 @@ impl From<String> for TaskStop {
 
 impl std::fmt::Display for TaskStop {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.message())
+        f.write_str(&self.message())
     }
 }
 
@@ -721,8 +739,8 @@ pub(crate) fn run_task(
             counts.inserted = run.committed.inserted;
             counts.updated = run.committed.updated;
         }
-        run.report.interrupted = matches!(e, TaskStop::Interrupted(_));
-        run.report.error = Some(e.message().to_owned());
+        run.report.interrupted = e.resumable();
+        run.report.error = Some(e.message());
         run.sync(false);
     }
     run.report
@@ -969,6 +987,19 @@ fn consume(
             run.report.cursor = page.next_cursor;
         }
         observer.batch_done(&run.task.name, &run.report.counts);
+        // Judged per batch, after it was upserted (like a stop request): the batch
+        // that crosses the threshold is committed with the rest, so what the history
+        // counts and keeps is what the destination holds.
+        let counts = run.report.counts;
+        if let Some(crossed) = run
+            .task
+            .stop_on_failures
+            .crossed(counts.failed, counts.read)
+        {
+            let open = writer.take().expect("a writer is open between checkpoints");
+            run.checkpoint(destination, open, false)?;
+            return Err(TaskStop::FailureThreshold(crossed));
+        }
         if page.done {
             break;
         }
