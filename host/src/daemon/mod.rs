@@ -762,6 +762,7 @@ fn run_blocking(
                 stop: Some(inner.stop.clone()),
                 started: Box::new(on_start),
                 previous: None,
+                dry_run: false,
             };
             let r = service.run_with(name, &mut request, &mut Quiet);
             (r.map(|(id, _)| id), request.previous)
