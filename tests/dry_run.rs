@@ -204,3 +204,77 @@ fn a_dry_run_over_10000_records_predicts_the_counts_of_the_real_run_and_writes_n
     let show = weir(&["executions", "show", &dry_id.to_string()]);
     assert!(show.contains("dry run:"), "{show}");
 }
+
+/// Through `weir serve`: `POST /api/v1/projects/{name}/run?dry_run=true` records a dry
+/// run (the execution view says so), and writes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dry_run_through_the_api_is_recorded_as_one_and_writes_nothing() {
+    const TOKEN: &str = "dry-run-test-token-7c2e41";
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let src = write_source(d);
+    let out = write_destination(d);
+    let data = d.join("data");
+    {
+        let key = weir_host::store::SecretKey::from_material(
+            "a test key that is long enough for the store",
+        )
+        .unwrap();
+        let svc = Service::new(Store::open(&data, Some(key)).unwrap(), common::runtime());
+        svc.apply_project_text(
+            &d.join("dry.toml"),
+            &project_text(&src, &out),
+            d,
+            &EnvPolicy::default(),
+        )
+        .unwrap();
+    }
+    let before = snapshot(&out);
+    let base = common::serve_api(&data, d, TOKEN).await;
+    let client = reqwest::Client::new();
+    let get = |path: String| {
+        let client = client.clone();
+        let url = format!("{base}{path}");
+        async move {
+            let r = client.get(url).bearer_auth(TOKEN).send().await.unwrap();
+            r.json::<serde_json::Value>().await.unwrap()
+        }
+    };
+    let started: serde_json::Value = client
+        .post(format!("{base}/api/v1/projects/dry/run?dry_run=true"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = started["execution"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{started}"));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let exec = loop {
+        let e = get(format!("/api/v1/executions/{id}")).await;
+        if e["status"] != "Running" {
+            break e;
+        }
+        assert!(std::time::Instant::now() < deadline, "still running: {e}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert_eq!(exec["dry_run"], true, "{exec}");
+    assert_eq!(exec["status"], "Warning", "{exec}");
+    assert_eq!(exec["tasks"][0]["read"], RECORDS, "{exec}");
+    assert_eq!(
+        exec["tasks"][0]["updated"],
+        EXISTING - EXISTING / BAD_EVERY,
+        "{exec}"
+    );
+    assert_eq!(exec["tasks"][0]["cursor"], serde_json::Value::Null);
+    let list = get("/api/v1/executions?project=dry".to_owned()).await;
+    assert_eq!(list["items"][0]["dry_run"], true, "{list}");
+    assert_eq!(
+        snapshot(&out),
+        before,
+        "the dry run wrote to the destination"
+    );
+}

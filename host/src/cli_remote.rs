@@ -307,13 +307,9 @@ impl Backend {
                 let (id, _report) = s.run_with(name, &mut request, observer)?;
                 self.outcome(recorded(s, id)?, None)
             }
-            Backend::Daemon(_) if dry_run => anyhow::bail!(
-                "a dry run of a stored project is not available through a running `weir serve` yet; \
-                 run `weir run FILE --dry-run` on the project file, or stop the daemon. Nothing was run."
-            ),
             Backend::Daemon(d) => {
-                let started: Started =
-                    d.send(reqwest::Method::POST, &project_path(name, "/run"), None)?;
+                let path = project_path(name, if dry_run { "/run?dry_run=true" } else { "/run" });
+                let started: Started = d.send(reqwest::Method::POST, &path, None)?;
                 self.outcome(d.wait(started.execution)?, None)
             }
         }
