@@ -278,3 +278,34 @@ async fn a_dry_run_through_the_api_is_recorded_as_one_and_writes_nothing() {
         "the dry run wrote to the destination"
     );
 }
+
+/// `weir run FILE --dry-run`: not recorded (no store), the report says it is a dry
+/// run, and the destination stays as it was.
+#[test]
+fn a_project_file_dry_run_prints_predictions_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let src = write_source(d);
+    let out = write_destination(d);
+    std::fs::write(d.join("dry.toml"), project_text(&src, &out)).unwrap();
+    let before = snapshot(&out);
+    let o = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(["run", "dry.toml", "--dry-run", "--json"])
+        .current_dir(d)
+        .env_remove("WEIR_DATA_DIR")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1), "Warning: {o:?}");
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(report["dry_run"], true);
+    assert_eq!(report["tasks"][0]["counts"]["read"], RECORDS);
+    assert_eq!(
+        report["tasks"][0]["counts"]["updated"],
+        EXISTING - EXISTING / BAD_EVERY
+    );
+    assert_eq!(snapshot(&out), before);
+    assert!(
+        !d.join("weir-data").join("store").exists(),
+        "nothing recorded"
+    );
+}

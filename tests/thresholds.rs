@@ -263,3 +263,30 @@ fn bad_thresholds_are_refused_naming_the_line() {
         assert!(err.contains(says), "{threshold}: {err}");
     }
 }
+
+#[test]
+fn a_dry_run_predicts_the_threshold_stop_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = write_people(dir.path());
+    let out = dir.path().join("out");
+    let path = dir.path().join("p.toml");
+    let text = project_text("t", &src, &out, "to_int!(.age)", "{ records = 10 }");
+    let project = Project::parse(&path, &text).unwrap();
+    let options = weir_host::engine::RunOptions {
+        dry_run: true,
+        ..Default::default()
+    };
+    let report = Engine::new(common::runtime())
+        .execute(
+            &project,
+            &options,
+            &mut Quiet,
+            &mut weir_host::engine::NoRecorder,
+        )
+        .unwrap();
+    assert!(report.dry_run);
+    assert_eq!(report.status, Status::Error, "{report}");
+    let c = report.tasks[0].counts;
+    assert_eq!((c.read, c.inserted, c.failed), (250, 238, 12), "{report}");
+    assert!(!out.exists(), "a dry run creates no destination directory");
+}
