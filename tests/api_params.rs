@@ -238,11 +238,19 @@ const CASES: &[Case] = &[
     ),
     (
         "POST",
-        "/api/v1/projects/p/run?dry_run=true",
+        "/api/v1/projects/p/run?dryrun=true",
         None,
         400,
         "unknown-parameter",
-        &["`dry_run`"],
+        &["`dryrun`", "`dry_run`"],
+    ),
+    (
+        "POST",
+        "/api/v1/projects/p/run?dry_run=maybe",
+        None,
+        400,
+        "bad-query",
+        &["dry_run"],
     ),
     // Connections.
     (

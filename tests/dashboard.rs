@@ -659,6 +659,29 @@ fn dashboard_in_headless_chromium() {
     let updated = b.find("#updated").text();
     assert!(updated.starts_with("updated "), "live indicator: {updated}");
 
+    // ---- A dry run (the CLI asks the daemon) is marked as one, with nothing to re-run ----
+    let out = weir(&data, dir, &["run", "people-warn", "--dry-run"]);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(stdout.contains("dry run:  predicted counts"), "{stdout}");
+    let dry_id: u64 = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("execution: "))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no execution id: {stdout}"));
+    assert_eq!(
+        api.get(&format!("/api/v1/executions/{dry_id}"))["dry_run"],
+        true
+    );
+    b.goto(&format!("{}/#/executions/{dry_id}", daemon.base));
+    b.wait_for("#detail-head .badge.dry-run", WAIT);
+    assert!(
+        b.find("#detail-head button.rerun")
+            .attr("disabled")
+            .is_some(),
+        "a dry run wrote nothing to re-run"
+    );
+
     // ---- Connections: state and the reason in words; Check runs the check again ----
     b.click("a.brand");
     let ok = b.wait_for("tr.connection[data-connection='files-ok']", WAIT);

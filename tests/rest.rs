@@ -112,6 +112,7 @@ fn project(
         mappings,
         transforms: vec![],
         incremental: false,
+        stop_on_failures: Default::default(),
     }];
     p
 }

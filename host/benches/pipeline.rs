@@ -112,6 +112,7 @@ fn project(dir: &Path) -> Project {
         lookups: Default::default(),
         tasks: vec![EntityTask {
             incremental: false,
+            stop_on_failures: Default::default(),
             name: "contacts".into(),
             source_entity: "contacts".into(),
             destination_entity: "contacts".into(),

@@ -290,7 +290,12 @@ impl Backend {
     }
 
     /// Runs a stored project now and waits for its end.
-    pub fn run(&self, name: &str, observer: &mut dyn Observer) -> Result<RunOutcome> {
+    pub fn run(
+        &self,
+        name: &str,
+        dry_run: bool,
+        observer: &mut dyn Observer,
+    ) -> Result<RunOutcome> {
         match self {
             Backend::Local(s) => {
                 // SIGTERM / Ctrl-C stop at a batch boundary: recorded as interrupted,
@@ -298,12 +303,13 @@ impl Backend {
                 let mut request =
                     weir_host::service::RunRequest::new(weir_host::store::Trigger::Manual);
                 request.stop = Some(crate::stop_flag());
+                request.dry_run = dry_run;
                 let (id, _report) = s.run_with(name, &mut request, observer)?;
                 self.outcome(recorded(s, id)?, None)
             }
             Backend::Daemon(d) => {
-                let started: Started =
-                    d.send(reqwest::Method::POST, &project_path(name, "/run"), None)?;
+                let path = project_path(name, if dry_run { "/run?dry_run=true" } else { "/run" });
+                let started: Started = d.send(reqwest::Method::POST, &path, None)?;
                 self.outcome(d.wait(started.execution)?, None)
             }
         }

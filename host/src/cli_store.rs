@@ -471,9 +471,10 @@ pub fn run_named(
     backend: &Backend,
     name: &str,
     json: bool,
+    dry_run: bool,
     observer: &mut dyn Observer,
 ) -> Result<ExitCode> {
-    let outcome = backend.run(name, observer)?;
+    let outcome = backend.run(name, dry_run, observer)?;
     print_run(&outcome, json, None)?;
     Ok(exit_code(outcome.execution.status))
 }
@@ -511,6 +512,7 @@ fn print_run(outcome: &RunOutcome, json: bool, rerun: Option<RerunOf>) -> Result
         let out = RunJson {
             execution: e.id,
             parent: e.parent,
+            dry_run: e.dry_run,
             report,
         };
         println!("{}", scrub_known(&serde_json::to_string_pretty(&out)?));
@@ -518,6 +520,9 @@ fn print_run(outcome: &RunOutcome, json: bool, rerun: Option<RerunOf>) -> Result
     }
     let sum = |f: fn(&weir_host::store::TaskState) -> u64| e.tasks.iter().map(f).sum::<u64>();
     let mut text = format!("project:  {}\nstatus:   {}\n", e.project, e.status);
+    if e.dry_run {
+        text.push_str(DRY_RUN_LINE);
+    }
     text.push_str(&format!(
         "records:  read {}, inserted {}, updated {}, failed {}  ({:.2} s)\n",
         sum(|t| t.read),
@@ -578,6 +583,9 @@ fn print_run(outcome: &RunOutcome, json: bool, rerun: Option<RerunOf>) -> Result
     Ok(())
 }
 
+/// What `run --dry-run` and `executions show` say of a dry run.
+const DRY_RUN_LINE: &str = "dry run:  predicted counts; nothing was written to the destination\n";
+
 /// A record error in one line: stage, task, key, place, field, message.
 fn error_line(e: &weir_host::store::StoredRecordError) -> String {
     format!(
@@ -609,6 +617,8 @@ struct RerunOf {
 struct RunJson<'a> {
     execution: u64,
     parent: Option<u64>,
+    /// The counts are predictions; nothing was written.
+    dry_run: bool,
     report: RunReport<'a>,
 }
 
@@ -749,7 +759,7 @@ pub fn executions(
             } else {
                 for e in list {
                     println!(
-                        "{:>6}  {}  {:<20} v{:<3} {:<9} {:<9} read {} ins {} upd {} failed {}{}{}",
+                        "{:>6}  {}  {:<20} v{:<3} {:<9} {:<9} read {} ins {} upd {} failed {}{}{}{}",
                         e.id,
                         when(e.started_at),
                         e.project,
@@ -760,6 +770,7 @@ pub fn executions(
                         e.inserted,
                         e.updated,
                         e.failed,
+                        if e.dry_run { "  dry run" } else { "" },
                         e.parent
                             .map(|p| format!("  re-run of {p}{}", rerun_text(e.rerun)))
                             .unwrap_or_default(),
@@ -790,6 +801,9 @@ pub fn executions(
                         .map(|m| format!(" — {m}"))
                         .unwrap_or_default()
                 );
+                if e.dry_run {
+                    print!("{DRY_RUN_LINE}");
+                }
                 println!(
                     "started:  {}   updated: {}   finished: {}",
                     when(e.started_at),

@@ -57,6 +57,13 @@ enum Command {
         /// Print the execution report as JSON.
         #[arg(long)]
         json: bool,
+        /// Run the whole execution without writing: every source record is read,
+        /// mapped, transformed and checked, and the counts are predicted inserts
+        /// (key not in the destination), updates and rejections. Nothing is written
+        /// to the destination and no cursor is kept; a stored project's dry run is
+        /// recorded in the history as a dry run.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Run the bundled sample project (5,000 CRM contacts → JSON Lines), recorded in
     /// the demo's own history, and print the command that shows it on the dashboard.
@@ -148,10 +155,14 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
-        Command::Run { project, json } if !is_file(&project) => {
+        Command::Run {
+            project,
+            json,
+            dry_run,
+        } if !is_file(&project) => {
             let backend = cli_remote::Backend::open(&cli.data_dir, cli.key_file.as_deref())?;
             let mut observer = Progress::new(!json);
-            let code = cli_store::run_named(&backend, &project, json, &mut observer);
+            let code = cli_store::run_named(&backend, &project, json, dry_run, &mut observer);
             observer.bar.finish_and_clear();
             code
         }
@@ -172,7 +183,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let mut observer = Progress::new(true);
             cli_store::executions(b, cmd, &mut observer)
         }),
-        Command::Run { project, json } => {
+        Command::Run {
+            project,
+            json,
+            dry_run,
+        } => {
             let report = match file_service(&cli.data_dir, cli.key_file.as_deref(), true)? {
                 // With a store, the file may name stored connections and
                 // installed plugins.
@@ -180,12 +195,16 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     let loaded = service.load_file(Path::new(&project))?;
                     loaded.secrets.remember();
                     let mut observer = Progress::new(!json);
-                    let report =
-                        run_until_stopped(service.engine(), &loaded.project, &mut observer)?;
+                    let report = run_until_stopped(
+                        service.engine(),
+                        &loaded.project,
+                        dry_run,
+                        &mut observer,
+                    )?;
                     observer.bar.finish_and_clear();
                     report
                 }
-                None => execute(&cli.data_dir, &load(Path::new(&project))?, !json)?,
+                None => execute(&cli.data_dir, &load(Path::new(&project))?, dry_run, !json)?,
             };
             if json {
                 println!("{}", scrub_known(&serde_json::to_string_pretty(&report)?));
@@ -337,11 +356,16 @@ fn file_service(
     Ok(Some(weir_host::service::Service::new(store, &runtime)))
 }
 
-fn execute(data_dir: &Path, project: &Project, progress: bool) -> Result<ExecutionReport> {
+fn execute(
+    data_dir: &Path,
+    project: &Project,
+    dry_run: bool,
+    progress: bool,
+) -> Result<ExecutionReport> {
     let runtime = runtime(data_dir)?;
     let engine = Engine::new(&runtime);
     let mut observer = Progress::new(progress);
-    let report = run_until_stopped(&engine, project, &mut observer)?;
+    let report = run_until_stopped(&engine, project, dry_run, &mut observer)?;
     observer.bar.finish_and_clear();
     Ok(report)
 }
@@ -352,10 +376,12 @@ fn execute(data_dir: &Path, project: &Project, progress: bool) -> Result<Executi
 fn run_until_stopped(
     engine: &Engine,
     project: &Project,
+    dry_run: bool,
     observer: &mut dyn Observer,
 ) -> Result<ExecutionReport> {
     let options = weir_host::engine::RunOptions {
         stop: Some(stop_flag()),
+        dry_run,
         ..Default::default()
     };
     Ok(engine.execute(

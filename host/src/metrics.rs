@@ -228,6 +228,11 @@ impl ExecutionFinished<'_> {
     /// Counts it (executions, records, duration, plugin calls and traps) and logs it.
     pub fn emit(&self) {
         let r = self.report;
+        // The metrics count what moved: a dry run's counts are predictions.
+        if r.dry_run {
+            tracing::debug!(execution = self.id, project = %r.project, "metrics: a dry run is not counted");
+            return;
+        }
         let project = ProjectLabels {
             project: r.project.clone(),
         };

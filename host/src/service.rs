@@ -554,6 +554,7 @@ impl Service {
             checkpoint_every: CHECKPOINT_BATCHES,
             capture: true,
             stop: request.stop.clone(),
+            dry_run: request.dry_run,
             ..RunOptions::default()
         };
         let mut parent = None;
@@ -568,10 +569,9 @@ impl Service {
                 limit: 50,
                 ..Default::default()
             })?;
-            for summary in recent
-                .iter()
-                .filter(|e| !matches!(e.status, ExecStatus::Skipped | ExecStatus::Running))
-            {
+            for summary in recent.iter().filter(|e| {
+                !e.dry_run && !matches!(e.status, ExecStatus::Skipped | ExecStatus::Running)
+            }) {
                 let Some(e) = self.store.execution(summary.id)? else {
                     continue;
                 };
@@ -608,7 +608,7 @@ impl Service {
                     }
                 }
             }
-            if trigger == Trigger::Scheduled {
+            if trigger == Trigger::Scheduled && !request.dry_run {
                 trigger = Trigger::Retry;
                 parent = Some(last_id);
             }
@@ -626,7 +626,8 @@ impl Service {
         )
     }
 
-    /// The newest finished (not skipped) execution of a project and its status.
+    /// The newest finished (not skipped) execution of a project and its status. Dry
+    /// runs are passed over: they wrote nothing, so nothing resumes or retries them.
     pub fn last_outcome(
         &self,
         project: &str,
@@ -638,7 +639,7 @@ impl Service {
         })?;
         Ok(recent
             .iter()
-            .find(|e| !matches!(e.status, ExecStatus::Skipped | ExecStatus::Running))
+            .find(|e| !e.dry_run && !matches!(e.status, ExecStatus::Skipped | ExecStatus::Running))
             .map(|e| (e.id, e.status)))
     }
 
@@ -678,6 +679,11 @@ impl Service {
                 what: "execution",
                 name: id.to_string(),
             })?;
+        if old.dry_run {
+            return Err(ServiceError::Invalid(format!(
+                "execution {id} was a dry run: it wrote nothing, so there is nothing to re-run; run the project instead"
+            )));
+        }
         let (project, version, secrets) = self.load_project(&old.project, None)?;
         let mut options = RunOptions {
             checkpoint_every: CHECKPOINT_BATCHES,
@@ -742,14 +748,19 @@ impl Service {
                 RerunKind::AllRecords
             }
         });
-        let id = self.store.begin_execution(NewExecution {
+        let new = NewExecution {
             project: project.name.clone(),
             project_version: version,
             trigger,
             parent,
             rerun,
             tasks: project.tasks.iter().map(|t| t.name.clone()).collect(),
-        })?;
+        };
+        let id = if options.dry_run {
+            self.store.begin_dry_run(new)?
+        } else {
+            self.store.begin_execution(new)?
+        };
         started(id);
         let options = &RunOptions {
             holder: Some(format!("execution {id} of project `{}`", project.name)),
@@ -798,7 +809,12 @@ impl Service {
         // Stopped at a committed batch boundary: whatever was upserted, the execution did
         // not finish; recorded as interrupted (Error), so the next run resumes from its
         // cursors.
-        match report.tasks.iter().find(|t| t.interrupted) {
+        // A dry run is never resumed: it wrote nothing and kept no cursor.
+        match report
+            .tasks
+            .iter()
+            .find(|t| t.interrupted && !options.dry_run)
+        {
             Some(t) => self.store.finish_interrupted(
                 id,
                 secrets.scrub(t.error.as_deref().unwrap_or("interrupted")),
@@ -860,6 +876,10 @@ pub struct RunRequest {
     pub started: Box<dyn FnMut(ExecutionId) + Send>,
     /// Set by the run: the project's previous finished execution and its status.
     pub previous: Option<(ExecutionId, ExecStatus)>,
+    /// A dry run ([`engine::RunOptions::dry_run`]): it starts where a run would
+    /// (resume and incremental cursors), predicts, writes nothing, and is recorded
+    /// as a dry run.
+    pub dry_run: bool,
 }
 
 impl RunRequest {
@@ -869,6 +889,7 @@ impl RunRequest {
             stop: None,
             started: Box::new(|_| {}),
             previous: None,
+            dry_run: false,
         }
     }
 }

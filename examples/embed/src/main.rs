@@ -47,6 +47,7 @@ fn main() -> Result<()> {
         notify: Default::default(),
         tasks: vec![EntityTask {
             incremental: false,
+            stop_on_failures: Default::default(),
             name: "contacts".into(),
             source_entity: "contacts".into(),
             destination_entity: "people".into(),

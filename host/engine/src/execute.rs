@@ -52,11 +52,19 @@ pub struct RunOptions {
     /// How long a task waits for its destination while another execution writes
     /// it (`None`: [`super::lock::DEFAULT_DESTINATION_WAIT`]).
     pub destination_wait: Option<std::time::Duration>,
+    /// A dry run: every source record goes through the same read, map, transform and
+    /// key checks as a run, but the destination stage predicts instead of writing
+    /// (insert when its key is not in the destination entity, update when it is). No
+    /// writer is opened, no lock taken, no directory created, and no cursor is handed
+    /// to the recorder, so the next run starts where it would have anyway. Counts are
+    /// the predictions; failures the destination itself would report (its own
+    /// refusals at upsert) cannot be predicted.
+    pub dry_run: bool,
 }
 
 /// Why a task stopped before its last record. A type, so that whether the next run
 /// resumes never depends on an error's wording.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum TaskStop {
     /// Something failed (a plugin call, the destination, recording): the task ends in
     /// Error and the next run starts where the last *successful* execution left off.
@@ -64,14 +72,32 @@ pub enum TaskStop {
     /// Stopped at a batch boundary with everything before it committed and recorded
     /// (a stop request, a store out of room): the next run resumes from here.
     Interrupted(String),
+    /// More records failed than the task's `stop_on_failures` allows. Ends in Error,
+    /// and like [`TaskStop::Interrupted`] at a batch boundary with everything before it
+    /// committed (the batch that crossed the threshold included: its successes were
+    /// upserted and its failures counted, so committing it keeps counts, destination
+    /// and kept failures in agreement): the next run resumes after it, and the failed
+    /// records are kept for `rerun --failed-only`. Fix the cause, run again, and
+    /// nothing is lost.
+    FailureThreshold(crate::project::ThresholdCrossed),
 }
 
 impl TaskStop {
     /// The text for people.
-    pub fn message(&self) -> &str {
+    pub fn message(&self) -> String {
         match self {
-            TaskStop::Failed(m) | TaskStop::Interrupted(m) => m,
+            TaskStop::Failed(m) | TaskStop::Interrupted(m) => m.clone(),
+            TaskStop::FailureThreshold(crossed) => crossed.to_string(),
         }
+    }
+
+    /// Whether everything before the stop is committed and recorded, so the next
+    /// run resumes from the committed cursor (the report's `interrupted`).
+    pub fn resumable(&self) -> bool {
+        matches!(
+            self,
+            TaskStop::Interrupted(_) | TaskStop::FailureThreshold(_)
+        )
     }
 }
 
@@ -83,7 +109,7 @@ impl From<String> for TaskStop {
 
 impl std::fmt::Display for TaskStop {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.message())
+        f.write_str(&self.message())
     }
 }
 
@@ -248,6 +274,17 @@ struct TaskRun<'a, 'p, 'r> {
     progress: &'p mut Progress<'r>,
     capture: bool,
     stop: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
+    /// A dry run's destination stage: predicts instead of writing.
+    predict: Option<Predictor>,
+}
+
+/// What a dry run knows of the destination entity: its keys, when it could read
+/// them (bounded: a key set, not records, so memory does not grow with the number
+/// of source records; see [`super::preview::MAX_DESTINATION_KEYS`]).
+struct Predictor {
+    /// `None`: the destination cannot be read, so an upsert is counted as an insert
+    /// (and the log says so).
+    existing: Option<std::collections::HashSet<String>>,
 }
 
 fn copy_row(batch: &Batch, i: usize) -> RecordCopy {
@@ -288,6 +325,42 @@ impl TaskRun<'_, '_, '_> {
         if committed {
             p.cursor = self.report.cursor.clone();
         }
+    }
+
+    /// A dry run's destination stage: counts each record that reached it as an
+    /// insert or an update, by its key, and sends nothing.
+    fn predict(&mut self, prepared: MappedPage) {
+        for (failure, record) in prepared.failures {
+            self.fail(failure, record);
+        }
+        let existing = self.predict.as_ref().and_then(|p| p.existing.as_ref());
+        for row in prepared.batch.rows() {
+            match existing {
+                Some(keys) if keys.contains(&row.key(&self.task.key)) => {
+                    self.report.counts.updated += 1
+                }
+                _ => self.report.counts.inserted += 1,
+            }
+        }
+    }
+
+    /// A commit point of the loop: a checkpoint in a run (the writer reopened when
+    /// `reopen`), in a dry run only the counts, failures and log handed to the
+    /// recorder (no cursor: nothing was written).
+    fn commit_point(
+        &mut self,
+        destination: &mut ConnectorInstance,
+        writer: &mut Option<WriterHandle>,
+        reopen: bool,
+    ) -> Result<(), TaskStop> {
+        if self.predict.is_some() {
+            self.committed = self.report.counts;
+            self.sync(false);
+            return self.progress.commit();
+        }
+        let open = writer.take().expect("a writer is open between checkpoints");
+        *writer = self.checkpoint(destination, open, reopen)?;
+        Ok(())
     }
 
     /// Makes the destination durable and records a checkpoint; reopens the writer
@@ -659,7 +732,12 @@ pub(crate) fn run_task(
     progress.tasks.push(TaskProgress {
         name: task.name.clone(),
         counts: Counts::default(),
-        cursor: resume.clone(),
+        // A dry run hands out no cursor: it wrote nothing for one to stand for.
+        cursor: if options.dry_run {
+            None
+        } else {
+            resume.clone()
+        },
         error: None,
     });
     if let Some(cursor) = &resume {
@@ -687,6 +765,7 @@ pub(crate) fn run_task(
         progress,
         capture: options.capture,
         stop: options.stop.clone(),
+        predict: None,
     };
     let result = pump(
         &mut run,
@@ -721,8 +800,8 @@ pub(crate) fn run_task(
             counts.inserted = run.committed.inserted;
             counts.updated = run.committed.updated;
         }
-        run.report.interrupted = matches!(e, TaskStop::Interrupted(_));
-        run.report.error = Some(e.message().to_owned());
+        run.report.interrupted = e.resumable();
+        run.report.error = Some(e.message());
         run.sync(false);
     }
     run.report
@@ -750,9 +829,27 @@ fn pump(
     let transforms: &mut [TransformInstance] = plugins.transforms;
     let (project, task, capture) = (run.project, run.task, run.capture);
     // One writer per destination entity, across executions and processes: held
-    // until the task ends, released by drop.
-    let _lock = lock_destination_of(run, options)?;
-    let mut writer = Some(run.open(destination)?);
+    // until the task ends, released by drop. A dry run writes nothing: no lock, no
+    // writer; it reads the destination's keys once, before the source.
+    let (_lock, mut writer) = if options.dry_run {
+        let existing = super::preview::destination_keys(
+            project,
+            destination,
+            &task.destination_entity,
+            &task.key,
+        );
+        if existing.is_none() {
+            run.progress.log(format!(
+                "warn task {}: dry run: the destination's keys cannot be read, so inserts and updates are not told apart (each counted as an insert)",
+                task.name
+            ));
+        }
+        run.predict = Some(Predictor { existing });
+        (None, None)
+    } else {
+        let lock = lock_destination_of(run, options)?;
+        (lock, Some(run.open(destination)?))
+    };
     if let Some(by_task) = &options.records {
         // A re-run of failed records sends stored copies instead of reading.
         let records = by_task
@@ -782,7 +879,7 @@ fn pump(
             pages,
             false,
         )?;
-        run.checkpoint(destination, writer.take().expect("open"), false)?;
+        run.commit_point(destination, &mut writer, false)?;
         return Ok(());
     }
     // Three stages on three threads, joined by bounded channels: the source reads,
@@ -855,7 +952,7 @@ fn pump(
     });
     run.report.read_ahead_peak = peak.load(std::sync::atomic::Ordering::SeqCst);
     result?;
-    run.checkpoint(destination, writer.take().expect("open"), false)?;
+    run.commit_point(destination, &mut writer, false)?;
     Ok(())
 }
 
@@ -962,29 +1059,43 @@ fn consume(
         }
         run.report.counts.read += page.records as u64;
         if let Some(prepared) = page.prepared {
-            let open = writer.as_ref().expect("a writer is open");
-            run.upsert(prepared, destination, open)?;
+            if run.predict.is_some() {
+                run.predict(prepared);
+            } else {
+                let open = writer.as_ref().expect("a writer is open");
+                run.upsert(prepared, destination, open)?;
+            }
         }
         if track_cursor {
             run.report.cursor = page.next_cursor;
         }
         observer.batch_done(&run.task.name, &run.report.counts);
+        // Judged per batch, after it was upserted (like a stop request): the batch
+        // that crosses the threshold is committed with the rest, so what the history
+        // counts and keeps is what the destination holds.
+        let counts = run.report.counts;
+        if let Some(crossed) = run
+            .task
+            .stop_on_failures
+            .crossed(counts.failed, counts.read)
+        {
+            run.commit_point(destination, writer, false)?;
+            return Err(TaskStop::FailureThreshold(crossed));
+        }
         if page.done {
             break;
         }
         since_checkpoint += 1;
         if options.stop_requested() {
             // Commit what is done, so the next run resumes right after it.
-            let open = writer.take().expect("a writer is open between checkpoints");
-            run.checkpoint(destination, open, false)?;
+            run.commit_point(destination, writer, false)?;
             return Err(TaskStop::Interrupted(format!(
                 "interrupted: stopped on request after {} records; the next run resumes from the last checkpoint",
                 run.report.counts.read
             )));
         }
         if options.checkpoint_every > 0 && since_checkpoint >= options.checkpoint_every {
-            let open = writer.take().expect("a writer is open between checkpoints");
-            *writer = run.checkpoint(destination, open, true)?;
+            run.commit_point(destination, writer, true)?;
             since_checkpoint = 0;
         }
     }

@@ -405,7 +405,8 @@ impl Engine {
         recorder: &mut dyn Recorder,
     ) -> Result<ExecutionReport, EngineError> {
         let started = Instant::now();
-        let mut prepared = self.prepare(project, true)?;
+        // A dry run creates nothing, not even the destination's directory.
+        let mut prepared = self.prepare(project, !options.dry_run)?;
         let secrets = self.secrets(project)?;
         let validated = validate::validate(project, &mut prepared, options.stop.as_deref());
         let mut progress = execute::Progress {
@@ -429,7 +430,13 @@ impl Engine {
         for p in &validated.report.problems {
             progress.log(format!("warn validation [{}]: {}", p.code, p.message));
         }
-        tracing::info!(project = %project.name, tasks = project.tasks.len(), "execution started");
+        tracing::info!(project = %project.name, tasks = project.tasks.len(), dry_run = options.dry_run, "execution started");
+        if options.dry_run {
+            progress.log(
+                "info dry run: records are read, mapped and checked; the destination is only read, nothing is written"
+                    .to_owned(),
+            );
+        }
         let mut tasks = Vec::new();
         for (i, task) in project.tasks.iter().enumerate() {
             if options
@@ -482,6 +489,7 @@ impl Engine {
             duration_ms: started.elapsed().as_millis() as u64,
             log,
             plugins: prepared.usage(project),
+            dry_run: options.dry_run,
         })
     }
 }

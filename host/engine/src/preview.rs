@@ -8,6 +8,7 @@ use weir_types::{ReadRequest, Value};
 use super::mapping::CompiledMappings;
 use super::{ExecutionPlugins, Stage};
 use crate::project::Project;
+use crate::runtime::ConnectorInstance;
 
 /// What the destination would do with a staged record.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -92,19 +93,22 @@ fn shown(v: &Value) -> String {
     }
 }
 
-/// Keys already in the destination entity, when it can be read (bounded).
-fn destination_keys(
+/// The most destination keys a preview or a dry run holds to tell inserts from
+/// updates; past it, it cannot tell (`None`) rather than guess from part of them.
+pub(crate) const MAX_DESTINATION_KEYS: usize = 1_000_000;
+
+/// Keys already in the destination entity, when it can be read (at most
+/// [`MAX_DESTINATION_KEYS`], else `None`).
+pub(crate) fn destination_keys(
     project: &Project,
-    prepared: &mut ExecutionPlugins,
+    destination: &mut ConnectorInstance,
     entity: &str,
     key: &[String],
 ) -> Option<HashSet<String>> {
-    const MAX_KEYS: usize = 1_000_000;
     let mut keys = HashSet::new();
     let mut cursor = None;
     loop {
-        let page = prepared
-            .destination
+        let page = destination
             .read(
                 &project.destination.config,
                 &ReadRequest {
@@ -118,7 +122,10 @@ fn destination_keys(
         for row in page.records.rows() {
             keys.insert(row.key(key));
         }
-        if page.done || keys.len() > MAX_KEYS || page.next_cursor == cursor {
+        if keys.len() > MAX_DESTINATION_KEYS {
+            return None;
+        }
+        if page.done || page.next_cursor == cursor {
             return Some(keys);
         }
         cursor = page.next_cursor;
@@ -135,7 +142,12 @@ pub(crate) fn preview(
     let mut errors = Vec::new();
     for (n, task) in project.tasks.iter().enumerate() {
         let mappings = mappings[n].take().expect("valid projects compile");
-        let existing = destination_keys(project, prepared, &task.destination_entity, &task.key);
+        let existing = destination_keys(
+            project,
+            &mut prepared.destination,
+            &task.destination_entity,
+            &task.key,
+        );
         let page = match prepared.source.read(
             &project.source.config,
             &ReadRequest {

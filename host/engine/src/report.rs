@@ -132,6 +132,9 @@ pub struct ExecutionReport {
     pub log: Vec<String>,
     /// What each plugin instance of the run cost (validation's calls included).
     pub plugins: Vec<PluginUsage>,
+    /// A dry run ([`super::RunOptions::dry_run`]): the counts are predictions and
+    /// nothing was written.
+    pub dry_run: bool,
 }
 
 /// What one plugin instance of an execution did and cost, beside its limits.
@@ -210,6 +213,12 @@ impl fmt::Display for ExecutionReport {
         let t = self.totals();
         writeln!(f, "project:  {}", self.project)?;
         writeln!(f, "status:   {}", self.status)?;
+        if self.dry_run {
+            writeln!(
+                f,
+                "dry run:  predicted counts; nothing was written to the destination"
+            )?;
+        }
         writeln!(
             f,
             "records:  read {}, inserted {}, updated {}, failed {}  ({:.2} s)",

@@ -968,8 +968,17 @@ struct Started {
     execution: ExecutionId,
 }
 
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+struct RunQuery {
+    /// A dry run: every source record read and checked, inserts and updates
+    /// predicted, nothing written, no cursor kept; recorded as a dry run.
+    dry_run: Option<bool>,
+}
+
 /// Runs now; answers as soon as the execution is recorded.
-#[utoipa::path(post, path = "/api/v1/projects/{name}/run", tag = "projects", params(("name" = String, Path, description = "the project's name")),
+#[utoipa::path(post, path = "/api/v1/projects/{name}/run", tag = "projects", params(("name" = String, Path, description = "the project's name"), RunQuery),
     responses(
         (status = 202, description = "started", body = Started),
         (status = 404, description = "no such project", body = error::Body),
@@ -978,8 +987,13 @@ struct Started {
 async fn run_project(
     State(state): State<ApiState>,
     UrlPath(name): UrlPath<String>,
+    Query(q): Query<RunQuery>,
 ) -> Result<Response, ApiError> {
-    let id = state.daemon.run_now(&name).await?;
+    let id = if q.dry_run == Some(true) {
+        state.daemon.dry_run_now(&name).await?
+    } else {
+        state.daemon.run_now(&name).await?
+    };
     Ok((StatusCode::ACCEPTED, Json(Started { execution: id })).into_response())
 }
 

@@ -417,6 +417,22 @@ impl Daemon {
             .map_err(|_| DaemonError::Failed("the run ended before it started".into()))?
     }
 
+    /// Starts a dry run of project `name` now (see `RunRequest::dry_run`), like
+    /// `run_now`: it holds the project's one run slot while it reads.
+    pub async fn dry_run_now(&self, name: &str) -> Result<ExecutionId, DaemonError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.claim(name)?;
+        spawn_run(
+            self.inner.clone(),
+            name.to_owned(),
+            Work::DryRun,
+            None,
+            Some(tx),
+        );
+        rx.await
+            .map_err(|_| DaemonError::Failed("the dry run ended before it started".into()))?
+    }
+
     /// Re-runs execution `id` (all, or its failed records only), like `run_now`.
     pub async fn rerun(
         &self,
@@ -595,7 +611,12 @@ fn fire(inner: &Arc<Inner>, name: String, due: DateTime<Utc>) {
 
 enum Work {
     Run(Trigger),
-    Rerun { id: ExecutionId, failed_only: bool },
+    /// A dry run asked for now: predicts, writes nothing, raises no alert.
+    DryRun,
+    Rerun {
+        id: ExecutionId,
+        failed_only: bool,
+    },
 }
 
 type Reply = tokio::sync::oneshot::Sender<Result<ExecutionId, DaemonError>>;
@@ -756,12 +777,17 @@ fn run_blocking(
     };
     let service = &inner.service;
     let (result, previous) = match work {
-        Work::Run(trigger) => {
+        Work::Run(_) | Work::DryRun => {
+            let (trigger, dry_run) = match work {
+                Work::Run(trigger) => (trigger, false),
+                _ => (Trigger::Manual, true),
+            };
             let mut request = RunRequest {
                 trigger,
                 stop: Some(inner.stop.clone()),
                 started: Box::new(on_start),
                 previous: None,
+                dry_run,
             };
             let r = service.run_with(name, &mut request, &mut Quiet);
             (r.map(|(id, _)| id), request.previous)
@@ -808,6 +834,10 @@ fn after_run(inner: &Inner, name: &str, outcome: &Outcome) {
             return;
         }
     };
+    // A dry run wrote nothing: no alert, and no part in a run of Errors that pauses.
+    if exec.dry_run {
+        return;
+    }
     let (notify, retry) = {
         let projects = inner.projects.lock().unwrap();
         match projects.get(name) {
@@ -842,7 +872,9 @@ fn after_run(inner: &Inner, name: &str, outcome: &Outcome) {
             .unwrap_or_default();
         let finished: Vec<_> = recent
             .iter()
-            .filter(|e| !matches!(e.status, ExecStatus::Skipped | ExecStatus::Running))
+            .filter(|e| {
+                !e.dry_run && !matches!(e.status, ExecStatus::Skipped | ExecStatus::Running)
+            })
             .take(n)
             .collect();
         let paused_already = inner

@@ -73,6 +73,9 @@ pub(super) struct ExecRecord {
     /// Absent in records written before plugin costs were measured.
     #[serde(default)]
     pub(super) plugins: Vec<StoredPluginCost>,
+    /// A dry run. Absent in records written before dry runs existed: false.
+    #[serde(default)]
+    pub(super) dry_run: bool,
 }
 
 impl ExecRecord {
@@ -84,6 +87,7 @@ impl ExecRecord {
             trigger: self.trigger,
             parent: self.parent,
             rerun: self.rerun,
+            dry_run: self.dry_run,
             status: self.status,
             started_at: self.started_at,
             updated_at: self.updated_at,
@@ -111,6 +115,7 @@ impl ExecRecord {
             trigger: self.trigger,
             parent: self.parent,
             rerun: self.rerun,
+            dry_run: self.dry_run,
             status: self.status,
             error: self.error,
             interrupted: self.interrupted,

@@ -5,6 +5,16 @@ use super::*;
 impl Store {
     /// Records a new `Running` execution with zeroed tasks; returns its id.
     pub fn begin_execution(&self, new: NewExecution) -> Result<ExecutionId, StoreError> {
+        self.begin(new, false)
+    }
+
+    /// [`Store::begin_execution`] for a dry run ([`Execution::dry_run`]): predicted
+    /// counts, nothing written to the destination.
+    pub fn begin_dry_run(&self, new: NewExecution) -> Result<ExecutionId, StoreError> {
+        self.begin(new, true)
+    }
+
+    fn begin(&self, new: NewExecution, dry_run: bool) -> Result<ExecutionId, StoreError> {
         check_name("project name", &new.project)?;
         check_free_space(&self.dir, self.limits.min_free_bytes)?;
         // A plain counter, not sled's `generate_id`: that one jumps by a million
@@ -47,6 +57,7 @@ impl Store {
             staged_stored: 0,
             staged_dropped: 0,
             plugins: Vec::new(),
+            dry_run,
         };
         let marker = encode(&Marker {})?;
         (&self.executions, &self.exec_by_project, &self.exec_running)

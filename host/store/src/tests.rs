@@ -1162,3 +1162,27 @@ fn a_rerun_records_which_records_it_sent_and_older_records_read_without_it() {
         .unwrap();
     assert_eq!(store.execution(id).unwrap().unwrap().rerun, None);
 }
+
+#[test]
+fn a_dry_run_is_marked_as_one_and_older_records_read_as_not_dry() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let real = store.begin_execution(new_exec("p")).unwrap();
+    let dry = store.begin_dry_run(new_exec("p")).unwrap();
+    assert!(store.execution(dry).unwrap().unwrap().dry_run);
+    assert!(!store.execution(real).unwrap().unwrap().dry_run);
+    let listed = store.executions(&ExecutionFilter::default()).unwrap();
+    assert!(listed.iter().find(|s| s.id == dry).unwrap().dry_run);
+    assert!(!listed.iter().find(|s| s.id == real).unwrap().dry_run);
+
+    // A record written before dry runs existed: no field, read as a real run.
+    let raw = store.executions.get(id_key(real)).unwrap().unwrap();
+    let mut v: serde_json::Value = serde_json::from_slice(&raw).unwrap();
+    assert_eq!(v["dry_run"], false, "{v}");
+    v.as_object_mut().unwrap().remove("dry_run");
+    store
+        .executions
+        .insert(id_key(real), serde_json::to_vec(&v).unwrap())
+        .unwrap();
+    assert!(!store.execution(real).unwrap().unwrap().dry_run);
+}

@@ -183,6 +183,11 @@ pub struct Execution {
     /// For a re-run: which records it sent again (`None` for re-runs stored before
     /// the kind was recorded).
     pub rerun: Option<RerunKind>,
+    /// A dry run: every source record read and checked, inserts and updates predicted
+    /// from the destination's keys, nothing written and no cursor kept. Its counts are
+    /// predictions, and the next run neither resumes from it nor re-runs it.
+    #[serde(default)]
+    pub dry_run: bool,
     pub status: ExecStatus,
     pub error: Option<String>,
     /// Ended in Error at a committed batch boundary (the process stopped, a stop
@@ -293,6 +298,9 @@ pub struct ExecutionSummary {
     /// For a re-run: which records it sent again (`None` for re-runs stored before
     /// the kind was recorded).
     pub rerun: Option<RerunKind>,
+    /// A dry run (see [`Execution::dry_run`]).
+    #[serde(default)]
+    pub dry_run: bool,
     pub status: ExecStatus,
     pub started_at: i64,
     pub updated_at: i64,

@@ -221,6 +221,18 @@ pub struct TaskSpec {
     /// Start each recorded run from the cursor the last finished run ended at.
     #[serde(default)]
     pub incremental: bool,
+    /// Stop the task when too many records have failed (none: never).
+    pub stop_on_failures: Option<Spanned<StopOnFailuresSpec>>,
+}
+
+/// `stop_on_failures = { records = 10 }` or `{ percent = 5.0 }` (or both: whichever
+/// is crossed first): a task stops when more than this many records, or more than
+/// this percentage of the records read, have failed.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StopOnFailuresSpec {
+    pub records: Option<Spanned<u64>>,
+    pub percent: Option<Spanned<f64>>,
 }
 
 /// One mapping row: a destination field and where its value comes from — a

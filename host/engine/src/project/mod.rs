@@ -366,6 +366,79 @@ pub struct EntityTask {
     /// cursor), so only new or changed records are read. Off by default: a run reads
     /// the whole entity.
     pub incremental: bool,
+    /// When too many failed records stop the task (default: never).
+    pub stop_on_failures: FailureThreshold,
+}
+
+/// The fewest records a task must have read before `stop_on_failures.percent` is
+/// judged: without a floor the first bad record of a run would be 100% of it.
+pub const PERCENT_THRESHOLD_MIN_READ: u64 = 100;
+
+/// A task's failure threshold (Conduit's nack threshold): the task stops, in Error,
+/// once more than `records` records, or more than `percent` % of the records read
+/// (judged from [`PERCENT_THRESHOLD_MIN_READ`] records read on), have failed in this
+/// run. Both `None` (the default): no threshold.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct FailureThreshold {
+    pub records: Option<u64>,
+    pub percent: Option<f64>,
+}
+
+/// Which part of a [`FailureThreshold`] was crossed, and by how much.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum ThresholdCrossed {
+    /// More than `limit` records failed.
+    Records { failed: u64, limit: u64 },
+    /// More than `limit` % of `read` records failed.
+    Percent { failed: u64, read: u64, limit: f64 },
+}
+
+impl FailureThreshold {
+    /// No threshold.
+    pub const NONE: FailureThreshold = FailureThreshold {
+        records: None,
+        percent: None,
+    };
+
+    /// Whether `failed` failures out of `read` records read cross the threshold.
+    pub fn crossed(&self, failed: u64, read: u64) -> Option<ThresholdCrossed> {
+        if let Some(limit) = self.records
+            && failed > limit
+        {
+            return Some(ThresholdCrossed::Records { failed, limit });
+        }
+        if let Some(limit) = self.percent
+            && read >= PERCENT_THRESHOLD_MIN_READ
+            && failed as f64 * 100.0 > limit * read as f64
+        {
+            return Some(ThresholdCrossed::Percent {
+                failed,
+                read,
+                limit,
+            });
+        }
+        None
+    }
+}
+
+impl fmt::Display for ThresholdCrossed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ThresholdCrossed::Records { failed, limit } => write!(
+                f,
+                "stopped: {failed} records failed, more than the task's threshold of {limit} (stop_on_failures.records)"
+            ),
+            ThresholdCrossed::Percent {
+                failed,
+                read,
+                limit,
+            } => write!(
+                f,
+                "stopped: {failed} of {read} records read failed ({:.1}%), more than the task's threshold of {limit}% (stop_on_failures.percent)",
+                *failed as f64 * 100.0 / *read as f64
+            ),
+        }
+    }
 }
 
 /// A project ready to run.
@@ -664,6 +737,7 @@ impl Project {
             }
             tasks.push(EntityTask {
                 incremental: t.incremental,
+                stop_on_failures: failure_threshold(&loc, &name, t.stop_on_failures.as_ref())?,
                 name,
                 source_entity: t.source_entity.clone(),
                 destination_entity: t.destination_entity.clone(),
@@ -819,6 +893,46 @@ fn retry_policy(loc: &Locator<'_>, spec: &file::RetrySpec) -> Result<RetryPolicy
         policy.pause_after_errors = *n.get_ref();
     }
     Ok(policy)
+}
+
+/// `stop_on_failures` of task `task`, checked: a count, a percentage from 0 to
+/// under 100 (more than 100% can never fail), at least one of them.
+fn failure_threshold(
+    loc: &Locator<'_>,
+    task: &str,
+    spec: Option<&Spanned<file::StopOnFailuresSpec>>,
+) -> Result<FailureThreshold, ProjectError> {
+    let Some(spec) = spec else {
+        return Ok(FailureThreshold::NONE);
+    };
+    let inner = spec.get_ref();
+    if inner.records.is_none() && inner.percent.is_none() {
+        return loc.err(
+            spec.span().start,
+            format!(
+                "task `{task}`: stop_on_failures names no threshold: give `records` (a count) or `percent` (0 to under 100), or both"
+            ),
+        );
+    }
+    let percent = match &inner.percent {
+        None => None,
+        Some(p) if p.get_ref().is_finite() && (0.0..100.0).contains(p.get_ref()) => {
+            Some(*p.get_ref())
+        }
+        Some(p) => {
+            return loc.err(
+                p.span().start,
+                format!(
+                    "task `{task}`: stop_on_failures.percent: {} is out of range (0 to under 100)",
+                    p.get_ref()
+                ),
+            );
+        }
+    };
+    Ok(FailureThreshold {
+        records: inner.records.as_ref().map(|r| *r.get_ref()),
+        percent,
+    })
 }
 
 fn plugin_ref(
