@@ -406,6 +406,76 @@ fn the_writer_commits_at_finish_and_reports_inserted_and_updated() {
     assert_eq!(db.count("small"), 1);
 }
 
+/// Obeyed/violated pair: an upsert of the values a row already holds writes no
+/// new row version (its `xmin` stays: no dead tuple, no WAL), also for a type
+/// without an equality operator (`json`, compared as text); a changed value is
+/// written. Both are reported `updated` (contract v0.1.0).
+#[test]
+fn an_unchanged_row_is_not_written_again() {
+    let Some(db) = pg::database("unchanged") else {
+        return;
+    };
+    db.exec("CREATE TABLE t (id int PRIMARY KEY, v text, doc json, n numeric)");
+    let mut inst = instance(granted(db.grant()));
+    let request = weir_types::WriteRequest {
+        entity: "t".into(),
+        organization: None,
+        key_fields: vec!["id".into()],
+    };
+    let batch = |rows: &[(i64, &str)]| {
+        let mut b = weir_types::BatchBuilder::new(&[
+            ("id", FieldType::Integer),
+            ("v", FieldType::Text),
+            ("doc", FieldType::Text),
+            ("n", FieldType::Integer),
+        ]);
+        for (i, v) in rows {
+            b.push_row(&[
+                weir_types::Value::Integer(*i),
+                weir_types::Value::Text((*v).into()),
+                weir_types::Value::Text(format!("{{\"k\": {i}}}")),
+                weir_types::Value::Integer(*i * 10),
+            ])
+            .unwrap();
+        }
+        b.finish()
+    };
+    let xmins = || -> Vec<(i32, String)> {
+        db.client()
+            .query("SELECT id, xmin::text FROM t ORDER BY id", &[])
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect()
+    };
+    let cfg = Config::default();
+    let w = inst.open_writer(&cfg, &request).unwrap();
+    let out = inst.upsert(&w, batch(&[(1, "a"), (2, "b")])).unwrap();
+    assert_eq!(out, [UpsertOutcome::Inserted, UpsertOutcome::Inserted]);
+    inst.finish(w).unwrap();
+    let before = xmins();
+
+    let w = inst.open_writer(&cfg, &request).unwrap();
+    let out = inst.upsert(&w, batch(&[(1, "a"), (2, "b")])).unwrap();
+    assert_eq!(out, [UpsertOutcome::Updated, UpsertOutcome::Updated]);
+    inst.finish(w).unwrap();
+    assert_eq!(xmins(), before, "unchanged rows keep their row version");
+
+    let w = inst.open_writer(&cfg, &request).unwrap();
+    let out = inst.upsert(&w, batch(&[(1, "a"), (2, "b2")])).unwrap();
+    assert_eq!(out, [UpsertOutcome::Updated, UpsertOutcome::Updated]);
+    inst.finish(w).unwrap();
+    let after = xmins();
+    assert_eq!(after[0], before[0], "row 1 unchanged");
+    assert_ne!(after[1], before[1], "row 2 written");
+    let v: String = db
+        .client()
+        .query_one("SELECT v FROM t WHERE id = 2", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(v, "b2");
+}
+
 #[test]
 fn a_connection_without_a_postgres_grant_is_denied() {
     let mut inst = instance(Grants::none());

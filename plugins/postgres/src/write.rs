@@ -7,7 +7,9 @@
 //! under a savepoint and reported with PostgreSQL's message while the others
 //! stay; `finish` commits, so records are durable exactly when it returns.
 //! Dropping the writer without `finish` rolls back. `RETURNING (xmax = 0)` tells
-//! an insert (a new row version with no deleting transaction) from an update.
+//! an insert (a new row version with no deleting transaction) from an update;
+//! `WHERE ROW(..) IS DISTINCT FROM ROW(EXCLUDED..)` leaves a row that already
+//! holds the values untouched (no row version, no WAL).
 
 use std::cell::Cell;
 
@@ -107,17 +109,40 @@ impl PgWriter {
         }
         let columns: Vec<String> = fields.iter().map(|f| ident(f)).collect();
         let placeholders: Vec<String> = (1..=fields.len()).map(|i| format!("${i}")).collect();
-        let mut updates: Vec<String> = fields
+        let mut set: Vec<&String> = fields
             .iter()
             .filter(|f| !self.key_fields.contains(f))
+            .collect();
+        if set.is_empty() {
+            // Only key columns: the guard below is never true, so nothing is written.
+            set.push(&self.key_fields[0]);
+        }
+        let updates: Vec<String> = set
+            .iter()
             .map(|f| format!("{0} = EXCLUDED.{0}", ident(f)))
             .collect();
-        if updates.is_empty() {
-            // Only key columns: a no-op update still returns the row.
-            updates.push(format!("{0} = EXCLUDED.{0}", ident(&self.key_fields[0])));
-        }
+        // A row that already holds these values is not updated at all: no new
+        // row version, no dead tuple, no WAL — a re-sync of unchanged data writes
+        // nothing. Such a row returns no row, which is reported `updated`
+        // (contract v0.1.0 has no `unchanged`: the key exists and holds these
+        // values). Types without an equality operator (json, xml, point...)
+        // compare as text.
+        let (mine, theirs): (Vec<String>, Vec<String>) = set
+            .iter()
+            .map(|f| {
+                let cast = match self.table.column(f) {
+                    Some(c) if has_equality(&c.type_name) => "",
+                    _ => "::text",
+                };
+                (
+                    format!("{TARGET}.{}{cast}", ident(f)),
+                    format!("EXCLUDED.{}{cast}", ident(f)),
+                )
+            })
+            .unzip();
         let statement = format!(
-            "INSERT INTO {} ({}) VALUES ({}) ON CONFLICT ({}) DO UPDATE SET {} RETURNING (xmax = 0)",
+            "INSERT INTO {} AS {TARGET} ({}) VALUES ({}) ON CONFLICT ({}) DO UPDATE SET {} \
+             WHERE ROW({}) IS DISTINCT FROM ROW({}) RETURNING (xmax = 0)",
             self.table.qualified(),
             columns.join(", "),
             placeholders.join(", "),
@@ -126,11 +151,51 @@ impl PgWriter {
                 .map(|k| ident(k))
                 .collect::<Vec<_>>()
                 .join(", "),
-            updates.join(", ")
+            updates.join(", "),
+            mine.join(", "),
+            theirs.join(", ")
         );
         self.statement = Some((fields.to_vec(), statement.clone()));
         Ok(statement)
     }
+}
+
+/// The alias of the target table in the upsert (so the guard can name its row
+/// whatever the table is called; `EXCLUDED` is PostgreSQL's for the new one).
+const TARGET: &str = "weir_target";
+
+/// Whether a column type (its `typname`) has a default equality operator for
+/// `IS DISTINCT FROM`; others are compared as text (every type has a text form).
+fn has_equality(type_name: &str) -> bool {
+    matches!(
+        type_name,
+        "bool"
+            | "int2"
+            | "int4"
+            | "int8"
+            | "float4"
+            | "float8"
+            | "numeric"
+            | "text"
+            | "varchar"
+            | "bpchar"
+            | "name"
+            | "char"
+            | "uuid"
+            | "date"
+            | "time"
+            | "timetz"
+            | "timestamp"
+            | "timestamptz"
+            | "interval"
+            | "bytea"
+            | "jsonb"
+            | "inet"
+            | "cidr"
+            | "macaddr"
+            | "money"
+            | "oid"
+    )
 }
 
 impl Writer for PgWriter {
