@@ -359,3 +359,69 @@ fn a_source_lying_about_a_type_fails_only_those_records() {
     );
     assert_eq!(failure.key.as_deref(), Some("1"), "{failure}");
 }
+
+/// The destination edited by hand between two runs (a line removed from the
+/// middle, a value changed to a longer one, a line appended), past the size
+/// where the writer's key index spills to disk and is kept for the next run: the
+/// next run does not trust positions that moved. Every key is there exactly
+/// once, the edited value is set back from the source, the removed record comes
+/// back, and the appended line stays.
+#[test]
+fn a_destination_edited_between_runs_loses_and_doubles_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    let n = 300_000u64;
+    write_contacts(&dir.path().join("a"), 1..n + 1, "A");
+    let a = project_file(dir.path(), "a", &dir.path().join("a"), &out);
+    let run_a = || {
+        let out = weir()
+            .args(["--data-dir"])
+            .arg(dir.path().join("data"))
+            .args(["run", "--json"])
+            .arg(&a)
+            .output()
+            .unwrap();
+        report_of(&out)
+    };
+    let first = run_a();
+    assert_eq!(first["status"], "Completed", "{first}");
+    // An unchanged re-run keeps the file and its index as they are.
+    let second = run_a();
+    assert_eq!(second["status"], "Completed", "{second}");
+    assert_eq!(second["tasks"][0]["counts"]["inserted"], 0, "{second}");
+
+    let file = out.join("contacts.jsonl");
+    let text = std::fs::read_to_string(&file).unwrap();
+    let mut edited = String::new();
+    for line in text.lines() {
+        if line.contains("\"id\":150000,") {
+            continue;
+        }
+        if line.contains("\"id\":7,") {
+            edited.push_str("{\"id\":7,\"name\":\"edited by hand, and longer than before\"}\n");
+            continue;
+        }
+        edited.push_str(line);
+        edited.push('\n');
+    }
+    edited.push_str("{\"id\":999999999,\"name\":\"appended by hand\"}\n");
+    std::fs::write(&file, edited).unwrap();
+
+    let third = run_a();
+    assert_eq!(third["status"], "Completed", "{third}");
+    assert_eq!(third["tasks"][0]["counts"]["inserted"], 1, "{third}");
+    let mut ids = ids_in(&file);
+    let total = ids.len();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), total, "no key twice");
+    let expected: Vec<u64> = (1..n + 1).chain([999_999_999]).collect();
+    assert_eq!(ids, expected, "every key once, none lost");
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(
+        text.contains("{\"id\":7,\"name\":\"A 7\"}"),
+        "the edit is undone"
+    );
+    assert!(text.contains("appended by hand"));
+}
