@@ -112,6 +112,7 @@ fn project(
         mappings,
         transforms: vec![],
         incremental: false,
+        schema_change: Default::default(),
     }];
     p
 }

@@ -78,6 +78,7 @@ fn rest_source_to_postgres_twice_updates_without_duplicates_and_keeps_refusals()
         ],
         transforms: vec![],
         incremental: false,
+        schema_change: Default::default(),
     }];
 
     let first = common::run(&project);

@@ -99,6 +99,7 @@ fn project(dir: &Path) -> Project {
         lookups: Default::default(),
         tasks: vec![EntityTask {
             incremental: false,
+            schema_change: Default::default(),
             name: "contacts".into(),
             source_entity: "contacts".into(),
             destination_entity: "contacts".into(),

@@ -724,6 +724,9 @@ struct ReportAnswer {
     problems: Vec<ProblemAnswer>,
     #[serde(default)]
     skipped: Vec<SkippedAnswer>,
+    /// Absent from a daemon older than the drift check.
+    #[serde(default)]
+    schema_changes: Vec<weir_host::engine::TaskDrift>,
 }
 
 #[derive(Deserialize)]
@@ -750,6 +753,7 @@ impl ReportAnswer {
         ValidationReport {
             project: self.project,
             valid: self.valid,
+            schema_changes: self.schema_changes,
             skipped: self
                 .skipped
                 .into_iter()

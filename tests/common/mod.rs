@@ -55,6 +55,7 @@ pub fn testkit_project(count: usize) -> Project {
         notify: Default::default(),
         tasks: vec![EntityTask {
             incremental: false,
+            schema_change: Default::default(),
             name: "people".into(),
             source_entity: "people".into(),
             destination_entity: "people".into(),

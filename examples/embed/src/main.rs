@@ -47,6 +47,7 @@ fn main() -> Result<()> {
         notify: Default::default(),
         tasks: vec![EntityTask {
             incremental: false,
+            schema_change: Default::default(),
             name: "contacts".into(),
             source_entity: "contacts".into(),
             destination_entity: "people".into(),

@@ -19,6 +19,7 @@ use super::keys::{self, MAX_TRACKED_KEYS, ReadKeys};
 use super::mapping::CompiledMappings;
 use super::retry::with_retry;
 use super::{Counts, MAX_KEPT_FAILURES, Observer, RecordFailure, Stage, TaskReport};
+use super::drift::Discard;
 use super::{conform, lock, transform_check};
 use crate::project::{EntityTask, Project};
 use crate::runtime::redact::Redactor;
@@ -52,6 +53,10 @@ pub struct RunOptions {
     /// How long a task waits for its destination while another execution writes
     /// it (`None`: [`super::lock::DEFAULT_DESTINATION_WAIT`]).
     pub destination_wait: Option<std::time::Duration>,
+    /// The schemas recorded at the project's last successful validation, to compare
+    /// with what validation discovers now (`drift`). `None`: no drift check (an
+    /// embedder without a store; the first run).
+    pub schema_baseline: Option<crate::drift::SchemaSnapshot>,
 }
 
 /// Why a task stopped before its last record. A type, so that whether the next run
@@ -643,6 +648,35 @@ fn json_to_value(v: Option<&serde_json::Value>, ty: FieldType) -> Value {
     }
 }
 
+/// The report of a task its schema policy stopped before it read anything: Error,
+/// no counts, the cursor it would have started from kept.
+pub(crate) fn stopped_task(
+    task: &EntityTask,
+    options: &RunOptions,
+    progress: &mut Progress<'_>,
+    message: String,
+) -> TaskReport {
+    let cursor = options.resume.get(&task.name).cloned();
+    progress.log(format!("error task {}: {message}", task.name));
+    progress.tasks.push(TaskProgress {
+        name: task.name.clone(),
+        counts: Counts::default(),
+        cursor: cursor.clone(),
+        error: Some(message.clone()),
+    });
+    TaskReport {
+        name: task.name.clone(),
+        source_entity: task.source_entity.clone(),
+        destination_entity: task.destination_entity.clone(),
+        counts: Counts::default(),
+        failures: Vec::new(),
+        error: Some(message),
+        interrupted: false,
+        cursor,
+        read_ahead_peak: 0,
+    }
+}
+
 /// Runs one entity task. The report's `error` is set when it stopped early.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn run_task(
@@ -650,6 +684,7 @@ pub(crate) fn run_task(
     task: &EntityTask,
     mappings: &CompiledMappings,
     source_schema: Option<&EntitySchema>,
+    discard: Option<&Discard>,
     plugins: &mut Plugins<'_>,
     options: &RunOptions,
     observer: &mut dyn Observer,
@@ -692,6 +727,7 @@ pub(crate) fn run_task(
         &mut run,
         mappings,
         source_schema,
+        discard,
         plugins,
         options,
         observer,
@@ -740,6 +776,7 @@ fn pump(
     run: &mut TaskRun<'_, '_, '_>,
     mappings: &CompiledMappings,
     source_schema: Option<&EntitySchema>,
+    discard: Option<&Discard>,
     plugins: &mut Plugins<'_>,
     options: &RunOptions,
     observer: &mut dyn Observer,
@@ -762,12 +799,16 @@ fn pump(
         let batches = batches_from_copies(records, source_schema, run.project.batch_size as usize)?;
         let mut keys = ReadKeys::default();
         let pages = batches.into_iter().map(move |records| {
-            let page = ReadPage {
+            let mut page = ReadPage {
                 records,
                 rejected: Vec::new(),
                 next_cursor: None,
                 done: false,
             };
+            // Re-sent copies are held to the frozen schema as a read would be.
+            if let Some(d) = discard {
+                d.apply(&mut page, source_schema.map_or(&[][..], |s| &s.key_fields));
+            }
             (
                 Vec::new(),
                 prepare_page(task, page, mappings, transforms, capture, &mut keys),
@@ -807,6 +848,9 @@ fn pump(
                 });
                 if let (Ok(p), Some(schema)) = (&mut page, source_schema) {
                     conform::conform_page(p, schema, source.plugin());
+                }
+                if let (Ok(p), Some(d)) = (&mut page, discard) {
+                    d.apply(p, source_schema.map_or(&[][..], |s| &s.key_fields));
                 }
                 let stop = page.as_ref().map_or(true, |p| p.done);
                 if let Ok(p) = &page {

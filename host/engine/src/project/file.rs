@@ -221,6 +221,10 @@ pub struct TaskSpec {
     /// Start each recorded run from the cursor the last finished run ended at.
     #[serde(default)]
     pub incremental: bool,
+    /// What a change of the source or destination entity's schema since the last
+    /// successful validation does: `evolve` (default), `freeze`, `discard-row`,
+    /// `pause` (see the engine's `drift` module).
+    pub schema_change: Option<Spanned<String>>,
 }
 
 /// One mapping row: a destination field and where its value comes from — a
