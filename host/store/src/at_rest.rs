@@ -73,6 +73,9 @@ pub(super) struct ExecRecord {
     /// Absent in records written before plugin costs were measured.
     #[serde(default)]
     pub(super) plugins: Vec<StoredPluginCost>,
+    /// Absent in records written before the drift check.
+    #[serde(default)]
+    pub(super) schema_changes: Vec<StoredTaskDrift>,
 }
 
 impl ExecRecord {
@@ -125,6 +128,7 @@ impl ExecRecord {
             staged: self.staged_stored + self.staged_dropped,
             staged_dropped: self.staged_dropped,
             plugins: self.plugins,
+            schema_changes: self.schema_changes,
         }
     }
 }
