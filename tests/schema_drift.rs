@@ -88,7 +88,12 @@ key = ["id"]
             schema_baseline: baseline.cloned(),
             ..RunOptions::default()
         };
-        Engine::new(common::runtime()).execute(&self.project(), &options, &mut Quiet, &mut NoRecorder)
+        Engine::new(common::runtime()).execute(
+            &self.project(),
+            &options,
+            &mut Quiet,
+            &mut NoRecorder,
+        )
     }
 
     fn out(&self) -> String {
@@ -100,7 +105,8 @@ key = ["id"]
         let r = self.run(None).unwrap();
         assert_eq!(r.status, Status::Completed, "{r}");
         assert!(r.schema_changes.is_empty());
-        r.schema_baseline.expect("a run that validated hands out its schemas")
+        r.schema_baseline
+            .expect("a run that validated hands out its schemas")
     }
 }
 
@@ -119,7 +125,10 @@ const RETYPED: &str = "id,name,age\n1,Ada,36.5\n2,Bob,\n";
 /// The recorded source entity (the destination's is recorded from the second run
 /// on: the jsonl file does not exist before the first).
 fn source_of(s: Option<&SchemaSnapshot>) -> weir_host::engine::drift::RecordedEntity {
-    s.unwrap().entity(SchemaSide::Source, "people").unwrap().clone()
+    s.unwrap()
+        .entity(SchemaSide::Source, "people")
+        .unwrap()
+        .clone()
 }
 
 fn added_city() -> SchemaChange {
@@ -152,9 +161,16 @@ fn obeyed(policy: &str) {
     let base = f.baseline();
     let r = f.run(Some(&base)).unwrap();
     assert_eq!(r.status, Status::Completed, "{policy}: {r}");
-    assert!(r.schema_changes.is_empty(), "{policy}: {:?}", r.schema_changes);
+    assert!(
+        r.schema_changes.is_empty(),
+        "{policy}: {:?}",
+        r.schema_changes
+    );
     assert_eq!(r.tasks[0].counts.read, 2);
-    assert_eq!(source_of(r.schema_baseline.as_ref()), source_of(Some(&base)));
+    assert_eq!(
+        source_of(r.schema_baseline.as_ref()),
+        source_of(Some(&base))
+    );
 }
 
 #[test]
@@ -192,10 +208,19 @@ fn evolve_violated_a_gained_field_is_recorded_ignored_and_accepted() {
         ("people", SchemaPolicy::Evolve, DriftOutcome::Accepted)
     );
     assert_eq!(d.changes, [added_city()]);
-    assert!(!f.out().contains("Paris"), "an unmapped new field is not written");
+    assert!(
+        !f.out().contains("Paris"),
+        "an unmapped new field is not written"
+    );
     // Accepted: the next run compares with the new schema, so it sees no change.
     let next = r.schema_baseline.clone().unwrap();
-    assert!(next.entity(SchemaSide::Source, "people").unwrap().fields.iter().any(|x| x.name == "city"));
+    assert!(
+        next.entity(SchemaSide::Source, "people")
+            .unwrap()
+            .fields
+            .iter()
+            .any(|x| x.name == "city")
+    );
     assert!(f.run(Some(&next)).unwrap().schema_changes.is_empty());
     assert!(
         r.to_string().contains(
@@ -241,7 +266,12 @@ fn a_lost_mapped_field_fails_validation_under_every_policy_with_the_difference()
                 },
             }]
         );
-        assert!(report.to_string().contains("field `name` removed (was text)"), "{report}");
+        assert!(
+            report
+                .to_string()
+                .contains("field `name` removed (was text)"),
+            "{report}"
+        );
         assert_eq!(f.out(), before, "{policy}: nothing was written");
     }
 }
@@ -250,7 +280,11 @@ fn a_lost_mapped_field_fails_validation_under_every_policy_with_the_difference()
 fn freeze_violated_each_change_stops_the_task_before_a_record_moves() {
     for (types, csv, expected) in [
         (TYPES, GAINED, "source `people`: field `city` added (text)"),
-        (TYPES, LOST_UNMAPPED, "source `people`: field `age` removed (was integer)"),
+        (
+            TYPES,
+            LOST_UNMAPPED,
+            "source `people`: field `age` removed (was integer)",
+        ),
         (
             RETYPED_TYPES,
             RETYPED,
@@ -275,7 +309,10 @@ fn freeze_violated_each_change_stops_the_task_before_a_record_moves() {
         assert_eq!(r.schema_changes[0].outcome, DriftOutcome::Stopped);
         assert_eq!(f.out(), before);
         // Held: the baseline is kept, so the next run stops again.
-        assert_eq!(source_of(r.schema_baseline.as_ref()), source_of(Some(&base)));
+        assert_eq!(
+            source_of(r.schema_baseline.as_ref()),
+            source_of(Some(&base))
+        );
         assert!(r.to_string().contains(expected), "{r}");
     }
 }
@@ -288,7 +325,10 @@ fn discard_row_violated_records_with_a_value_in_a_new_field_fail_at_pull_the_oth
     let r = f.run(Some(&base)).unwrap();
     assert_eq!(r.status, Status::Warning, "{r}");
     let t = &r.tasks[0];
-    assert_eq!((t.counts.read, t.counts.failed, t.counts.updated), (2, 1, 1));
+    assert_eq!(
+        (t.counts.read, t.counts.failed, t.counts.updated),
+        (2, 1, 1)
+    );
     let failure = &t.failures[0];
     assert_eq!(failure.stage, Stage::Pull);
     assert_eq!(failure.field.as_deref(), Some("city"));
@@ -351,7 +391,10 @@ fn pause_violated_the_task_stops_and_says_the_project_is_paused() {
     assert!(error.contains("the project is paused"), "{error}");
     assert!(error.contains("field `city` added (text)"), "{error}");
     assert_eq!(r.schema_changes[0].outcome, DriftOutcome::Paused);
-    assert_eq!(source_of(r.schema_baseline.as_ref()), source_of(Some(&base)));
+    assert_eq!(
+        source_of(r.schema_baseline.as_ref()),
+        source_of(Some(&base))
+    );
 }
 
 #[test]
@@ -377,16 +420,26 @@ fn validate_against_a_baseline_shows_what_a_run_would_do() {
         "{text}"
     );
     // Without a baseline (`Engine::validate`) nothing is compared.
-    assert!(engine.validate(&f.project()).unwrap().schema_changes.is_empty());
+    assert!(
+        engine
+            .validate(&f.project())
+            .unwrap()
+            .schema_changes
+            .is_empty()
+    );
 }
 
 #[test]
 fn an_unknown_policy_is_refused_with_its_place() {
     let f = Fixture::new("sometimes", TYPES, BASE);
-    let err = Project::load(&f.root.join("project.toml")).unwrap_err().to_string();
+    let err = Project::load(&f.root.join("project.toml"))
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("project.toml:"), "{err}");
     assert!(
-        err.contains("schema_change `sometimes` is not a policy (one of: evolve, freeze, discard-row, pause)"),
+        err.contains(
+            "schema_change `sometimes` is not a policy (one of: evolve, freeze, discard-row, pause)"
+        ),
         "{err}"
     );
 }

@@ -128,7 +128,11 @@ fn freeze_through_the_cli_records_the_difference_and_shows_it_in_validate_and_ex
     // Obeyed: nothing changed, nothing to show.
     let validate = fx.weir(&["validate", "drift"]);
     assert!(validate.status.success(), "{}", text(&validate));
-    assert!(!text(&validate).contains("schema changes"), "{}", text(&validate));
+    assert!(
+        !text(&validate).contains("schema changes"),
+        "{}",
+        text(&validate)
+    );
 
     // Violated: `validate` shows the drift since the last run, and the run stops.
     fx.gain_a_field();
@@ -141,7 +145,10 @@ fn freeze_through_the_cli_records_the_difference_and_shows_it_in_validate_and_ex
         text(&validate)
     );
     let second = fx.weir(&["run", "drift"]);
-    assert!(!second.status.success(), "a frozen task that stopped is an Error");
+    assert!(
+        !second.status.success(),
+        "a frozen task that stopped is an Error"
+    );
 
     let store = Store::open(&fx.data().join("store"), None).unwrap();
     let last = store.last_execution("drift").unwrap().unwrap();
@@ -150,7 +157,11 @@ fn freeze_through_the_cli_records_the_difference_and_shows_it_in_validate_and_ex
     let d = &last.schema_changes[0];
     assert_eq!(
         (d.task.as_str(), d.policy, d.outcome),
-        ("people", StoredSchemaPolicy::Freeze, StoredDriftOutcome::Stopped)
+        (
+            "people",
+            StoredSchemaPolicy::Freeze,
+            StoredDriftOutcome::Stopped
+        )
     );
     assert_eq!(d.changes[0].side, StoredSchemaSide::Source);
     assert_eq!(
@@ -160,7 +171,10 @@ fn freeze_through_the_cli_records_the_difference_and_shows_it_in_validate_and_ex
         }
     );
     assert!(
-        last.error.as_deref().unwrap_or_default().contains("field `city` added (text)"),
+        last.error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("field `city` added (text)"),
         "{last:?}\n{}",
         text(&second)
     );
@@ -206,15 +220,23 @@ fn evolve_records_the_difference_and_moves_the_baseline() {
     assert_eq!(e.schema_changes[0].changes[0].field, "city");
     let baseline = svc.store.schema_baseline("drift").unwrap().unwrap();
     assert_eq!(baseline.execution, Some(id));
-    assert!(baseline
-        .entities
-        .iter()
-        .any(|e| e.side == StoredSchemaSide::Source && e.fields.iter().any(|f| f.name == "city")));
+    assert!(
+        baseline.entities.iter().any(
+            |e| e.side == StoredSchemaSide::Source && e.fields.iter().any(|f| f.name == "city")
+        )
+    );
     // Accepted: a third run finds nothing new.
     let (id, _) = svc
         .run("drift", Trigger::Manual, &mut weir_host::engine::Quiet)
         .unwrap();
-    assert!(svc.store.execution(id).unwrap().unwrap().schema_changes.is_empty());
+    assert!(
+        svc.store
+            .execution(id)
+            .unwrap()
+            .unwrap()
+            .schema_changes
+            .is_empty()
+    );
     assert!(!svc.store.project_state("drift").unwrap().paused);
 }
 
@@ -264,7 +286,10 @@ async fn pause_stops_the_task_pauses_the_project_and_alerts_with_the_differences
         if let Some(a) = found {
             break a;
         }
-        assert!(Instant::now() < end, "timed out waiting for the pause alert");
+        assert!(
+            Instant::now() < end,
+            "timed out waiting for the pause alert"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     assert_eq!(
@@ -302,6 +327,43 @@ async fn pause_stops_the_task_pauses_the_project_and_alerts_with_the_differences
     let before = count(&daemon);
     tokio::time::sleep(Duration::from_millis(2500)).await;
     assert_eq!(count(&daemon), before);
+
+    // The API's execution carries the same differences (the dashboard shows them).
+    let app = weir_host::api::router(weir_host::api::ApiState::new(
+        daemon.clone(),
+        "drift-token",
+        fx.root().to_path_buf(),
+    ));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let v: serde_json::Value = reqwest::Client::new()
+        .get(format!(
+            "http://{addr}/api/v1/executions/{}",
+            alert.execution.id
+        ))
+        .bearer_auth("drift-token")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let d = &v["schema_changes"][0];
+    assert_eq!(
+        (&d["task"], &d["policy"], &d["outcome"]),
+        (
+            &serde_json::json!("people"),
+            &serde_json::json!("pause"),
+            &serde_json::json!("paused")
+        ),
+        "{v}"
+    );
+    assert_eq!(
+        d["changes"][0],
+        serde_json::json!({"side": "source", "entity": "people", "field": "city",
+            "kind": "added", "field_type": "text"})
+    );
     scheduler.abort();
     daemon.shutdown(Duration::from_secs(5)).await;
 }

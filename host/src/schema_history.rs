@@ -4,6 +4,7 @@
 //! with them after a run: record the differences on the execution, the next baseline
 //! on the project, and pause a project whose `pause` policy stopped a task.
 
+use crate::FieldType;
 use crate::engine::drift::{RecordedEntity, RecordedField};
 use crate::engine::{
     ChangeKind, DriftOutcome, SchemaChange, SchemaPolicy, SchemaSide, SchemaSnapshot, TaskDrift,
@@ -12,7 +13,6 @@ use crate::store::{
     self, ExecutionId, StoredChangeKind, StoredDriftOutcome, StoredEntitySchema, StoredField,
     StoredSchemaChange, StoredSchemaPolicy, StoredSchemaSide, StoredSchemas, StoredTaskDrift,
 };
-use crate::FieldType;
 
 fn side(s: SchemaSide) -> StoredSchemaSide {
     match s {

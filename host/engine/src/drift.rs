@@ -19,7 +19,7 @@
 //! | policy | what a difference does |
 //! |---|---|
 //! | `evolve` (default) | recorded and run: new source fields are ignored unless mapped; a removed *mapped* field or a type that no longer fits fails validation as before (`source-field-unknown`, `type-mismatch`); a type change that still type-checks runs (the mappings are compiled, and the pages held, against the new types). The new schemas become the baseline. |
-//! | `freeze` | the task stops before a record moves (Error, its message lists the differences); the baseline is kept, so every run stops until the change is accepted (`weir project accept-schema`, or a run under `evolve`). |
+//! | `freeze` | the task stops before a record moves (Error, its message lists the differences); the baseline is kept, so every run stops until the change is accepted: one run with the task under `evolve` records the new schemas. |
 //! | `discard-row` | source records that do not fit the baseline are dropped as record errors at pull (code `schema-change-discarded`): a record with a value in a field added since the baseline, or a value in a field whose type changed. The others move. A removed field carries no value and a newly required one drops nothing. A *destination* change cannot be judged per record: it stops the task as under `freeze`. The baseline is kept. |
 //! | `pause` | the task stops before a record moves (Error, not Skipped: Skipped means a scheduled execution that did not start at all, and an Error keeps the history honest); the host pauses the project's schedule and alerts, naming the differences. The baseline is kept. |
 
@@ -117,10 +117,17 @@ impl SchemaSnapshot {
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum ChangeKind {
     /// A field the baseline did not have.
-    Added { field_type: FieldType },
+    Added {
+        field_type: FieldType,
+    },
     /// A field of the baseline that is gone.
-    Removed { field_type: FieldType },
-    TypeChanged { from: FieldType, to: FieldType },
+    Removed {
+        field_type: FieldType,
+    },
+    TypeChanged {
+        from: FieldType,
+        to: FieldType,
+    },
     /// Optional in the baseline, required now.
     NowRequired,
 }
@@ -137,7 +144,11 @@ pub struct SchemaChange {
 
 impl fmt::Display for SchemaChange {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} `{}`: field `{}` ", self.side, self.entity, self.field)?;
+        write!(
+            f,
+            "{} `{}`: field `{}` ",
+            self.side, self.entity, self.field
+        )?;
         match &self.kind {
             ChangeKind::Added { field_type } => write!(f, "added ({field_type})"),
             ChangeKind::Removed { field_type } => write!(f, "removed (was {field_type})"),
@@ -348,7 +359,10 @@ pub(crate) fn next_baseline(
             next.put(old.clone());
         }
     }
-    for d in drifts.iter().filter(|d| d.outcome != DriftOutcome::Accepted) {
+    for d in drifts
+        .iter()
+        .filter(|d| d.outcome != DriftOutcome::Accepted)
+    {
         let Some(task) = project.tasks.iter().find(|t| t.name == d.task) else {
             continue;
         };
@@ -468,10 +482,21 @@ mod tests {
     #[test]
     fn compare_finds_each_kind_of_change_and_nothing_in_equal_schemas() {
         use FieldType::*;
-        let old = entity(&[("id", Integer, false), ("age", Integer, false), ("gone", Text, false)]);
+        let old = entity(&[
+            ("id", Integer, false),
+            ("age", Integer, false),
+            ("gone", Text, false),
+        ]);
         assert!(compare(&old, &old).is_empty());
-        let new = entity(&[("id", Integer, true), ("age", Text, false), ("city", Text, false)]);
-        let got: Vec<String> = compare(&old, &new).iter().map(ToString::to_string).collect();
+        let new = entity(&[
+            ("id", Integer, true),
+            ("age", Text, false),
+            ("city", Text, false),
+        ]);
+        let got: Vec<String> = compare(&old, &new)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
         assert_eq!(
             got,
             [

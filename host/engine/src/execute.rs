@@ -15,11 +15,11 @@ use weir_types::{
     WriteRequest,
 };
 
+use super::drift::Discard;
 use super::keys::{self, MAX_TRACKED_KEYS, ReadKeys};
 use super::mapping::CompiledMappings;
 use super::retry::with_retry;
 use super::{Counts, MAX_KEPT_FAILURES, Observer, RecordFailure, Stage, TaskReport};
-use super::drift::Discard;
 use super::{conform, lock, transform_check};
 use crate::project::{EntityTask, Project};
 use crate::runtime::redact::Redactor;

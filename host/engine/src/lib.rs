@@ -55,6 +55,9 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::Instant;
 
+pub use drift::{
+    ChangeKind, DriftOutcome, SchemaChange, SchemaPolicy, SchemaSide, SchemaSnapshot, TaskDrift,
+};
 pub use execute::{
     Checkpoint, FailedRecord, NoRecorder, READ_AHEAD_PAGES, RecordCopy, Recorder, RunOptions,
     StagedCopy, TaskProgress, TaskStop,
@@ -65,9 +68,6 @@ pub use report::{
     Counts, ExecutionReport, PluginRole, PluginUsage, RecordFailure, Stage, Status, TaskReport,
 };
 pub use secrets::SECRET_AS_OPTION;
-pub use drift::{
-    ChangeKind, DriftOutcome, SchemaChange, SchemaPolicy, SchemaSide, SchemaSnapshot, TaskDrift,
-};
 pub use validate::{Problem, Severity, ValidationReport};
 
 use crate::project::{Connection, Place, PluginRef, PluginSource, Project};
@@ -474,7 +474,8 @@ impl Engine {
             if let Some(message) = drift.and_then(drift::TaskDrift::stop_message) {
                 // Stopped by its schema policy before a record moves (no writer
                 // opened, no lock taken).
-                let report = execute::stopped_task(task, options, &mut progress, message);
+                let mut report = execute::stopped_task(task, options, &mut progress, message);
+                execute::scrub_task(&mut report, &secrets);
                 tasks.push(report);
                 continue;
             }

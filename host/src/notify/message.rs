@@ -237,7 +237,10 @@ fn write_details(text: &mut String, event: &Event) {
         }
     }
     if !event.schema_changes.is_empty() {
-        let _ = writeln!(text, "\nSchema changes since the last successful validation:");
+        let _ = writeln!(
+            text,
+            "\nSchema changes since the last successful validation:"
+        );
         for line in &event.schema_changes {
             let _ = writeln!(text, "  {}", one_line(line, RECORD_ERROR_CHARS));
         }

@@ -1182,7 +1182,9 @@ fn schema_changes_are_recorded_on_the_execution_and_older_records_read_without_t
             },
         }],
     };
-    store.record_schema_changes(id, vec![drift.clone()]).unwrap();
+    store
+        .record_schema_changes(id, vec![drift.clone()])
+        .unwrap();
     store.finish_execution(id, ExecStatus::Error, None).unwrap();
     let e = store.execution(id).unwrap().unwrap();
     assert_eq!(e.schema_changes, [drift.clone()]);
@@ -1198,13 +1200,23 @@ fn schema_changes_are_recorded_on_the_execution_and_older_records_read_without_t
     // A record written before the drift check: no field, read as no change.
     let raw = store.executions.get(id_key(id)).unwrap().unwrap();
     let mut v: serde_json::Value = serde_json::from_slice(&raw).unwrap();
-    assert_eq!(v["schema_changes"][0]["changes"][0]["kind"], "type_changed", "{v}");
+    assert_eq!(
+        v["schema_changes"][0]["changes"][0]["kind"], "type_changed",
+        "{v}"
+    );
     v.as_object_mut().unwrap().remove("schema_changes");
     store
         .executions
         .insert(id_key(id), serde_json::to_vec(&v).unwrap())
         .unwrap();
-    assert!(store.execution(id).unwrap().unwrap().schema_changes.is_empty());
+    assert!(
+        store
+            .execution(id)
+            .unwrap()
+            .unwrap()
+            .schema_changes
+            .is_empty()
+    );
 }
 
 #[test]

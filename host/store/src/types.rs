@@ -302,7 +302,11 @@ pub struct StoredSchemaChange {
 impl fmt::Display for StoredSchemaChange {
     /// The engine's wording, so the CLI, the API and alerts say the same.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} `{}`: field `{}` ", self.side, self.entity, self.field)?;
+        write!(
+            f,
+            "{} `{}`: field `{}` ",
+            self.side, self.entity, self.field
+        )?;
         match &self.kind {
             StoredChangeKind::Added { field_type } => write!(f, "added ({field_type})"),
             StoredChangeKind::Removed { field_type } => write!(f, "removed (was {field_type})"),
