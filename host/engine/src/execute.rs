@@ -772,6 +772,7 @@ type Noted<T> = (Vec<String>, T);
 /// wait, so memory stays flat in the number of records (back-pressure).
 pub const READ_AHEAD_PAGES: usize = 2;
 
+#[allow(clippy::too_many_arguments)]
 fn pump(
     run: &mut TaskRun<'_, '_, '_>,
     mappings: &CompiledMappings,

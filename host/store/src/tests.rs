@@ -1187,7 +1187,7 @@ fn schema_changes_are_recorded_on_the_execution_and_older_records_read_without_t
         .unwrap();
     store.finish_execution(id, ExecStatus::Error, None).unwrap();
     let e = store.execution(id).unwrap().unwrap();
-    assert_eq!(e.schema_changes, [drift.clone()]);
+    assert_eq!(e.schema_changes, std::slice::from_ref(&drift));
     assert_eq!(
         drift.to_string(),
         "task `people` (schema_change = \"freeze\"): task stopped\n  source `people`: field `age` type changed from integer to text\n"
