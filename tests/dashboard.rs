@@ -834,6 +834,7 @@ fn mail_link_survives_login_and_pages_hold_up() {
                 failed: 2,
                 error: Some("a test alert".into()),
                 first_errors: Vec::new(),
+                schema_changes: Vec::new(),
             },
         );
         notifier.flush(WAIT).await;

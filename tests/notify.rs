@@ -72,6 +72,7 @@ fn event(kind: EventKind, project: &str, execution_id: u64) -> Event {
         } else {
             Vec::new()
         },
+        schema_changes: Vec::new(),
     }
 }
 

@@ -113,6 +113,7 @@ fn project(
         transforms: vec![],
         incremental: false,
         stop_on_failures: Default::default(),
+        schema_change: Default::default(),
     }];
     p
 }

@@ -113,6 +113,7 @@ fn project(dir: &Path) -> Project {
         tasks: vec![EntityTask {
             incremental: false,
             stop_on_failures: Default::default(),
+            schema_change: Default::default(),
             name: "contacts".into(),
             source_entity: "contacts".into(),
             destination_entity: "contacts".into(),

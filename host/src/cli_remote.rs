@@ -730,6 +730,9 @@ struct ReportAnswer {
     problems: Vec<ProblemAnswer>,
     #[serde(default)]
     skipped: Vec<SkippedAnswer>,
+    /// Absent from a daemon older than the drift check.
+    #[serde(default)]
+    schema_changes: Vec<weir_host::engine::TaskDrift>,
 }
 
 #[derive(Deserialize)]
@@ -756,6 +759,7 @@ impl ReportAnswer {
         ValidationReport {
             project: self.project,
             valid: self.valid,
+            schema_changes: self.schema_changes,
             skipped: self
                 .skipped
                 .into_iter()

@@ -827,6 +827,7 @@ pub fn executions(
                     e.record_errors, e.staged
                 );
                 print_plugin_costs(&e.plugins);
+                print_schema_changes(&e.schema_changes);
                 println!("log:");
                 for line in &e.log {
                     println!("  {line}");
@@ -932,6 +933,19 @@ fn rerun_text(kind: Option<weir_host::store::RerunKind>) -> &'static str {
         Some(weir_host::store::RerunKind::FailedOnly) => " (failed records only)",
         Some(weir_host::store::RerunKind::AllRecords) => " (all records)",
         None => "",
+    }
+}
+
+/// The schema differences of `executions show`, in the words of `weir validate`.
+fn print_schema_changes(drifts: &[weir_host::store::StoredTaskDrift]) {
+    if drifts.is_empty() {
+        return;
+    }
+    println!("schema changes since the last successful validation:");
+    for d in drifts {
+        for line in d.to_string().lines() {
+            println!("  {line}");
+        }
     }
 }
 

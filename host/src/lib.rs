@@ -34,6 +34,7 @@ pub mod daemon;
 pub mod metrics;
 pub mod notify;
 pub mod scaffold;
+pub mod schema_history;
 pub mod service;
 pub mod since;
 

@@ -15,6 +15,7 @@ use crate::engine::{
 };
 use crate::project::{Connection, EnvPolicy, PluginRef, PluginSource, Project, ProjectError};
 use crate::runtime::{Grants, Limits, Runtime};
+use crate::schema_history;
 use crate::store::{
     self, ConnectionState, ExecStatus, ExecutionId, InstalledPlugin, NewExecution, RerunKind,
     Retention, Store, StoreError, StoredConnection, StoredRecordError, Trigger,
@@ -524,8 +525,21 @@ impl Service {
         secrets: &Redactor,
     ) -> Result<engine::validate::ValidationReport, ServiceError> {
         secrets.remember();
-        let report = self.engine.validate(project)?;
+        let baseline = self.schema_baseline(&project.name)?;
+        let report = self.engine.validate_against(project, baseline.as_ref())?;
         Ok(report)
+    }
+
+    /// The schemas recorded at project `name`'s last successful validation of a run,
+    /// for the drift check (`None` before its first run).
+    pub fn schema_baseline(
+        &self,
+        name: &str,
+    ) -> Result<Option<engine::SchemaSnapshot>, ServiceError> {
+        Ok(self
+            .store
+            .schema_baseline(name)?
+            .map(|s| schema_history::engine_schemas(&s)))
     }
 
     /// Runs the latest version of project `name` as a recorded execution. If the
@@ -764,6 +778,7 @@ impl Service {
         started(id);
         let options = &RunOptions {
             holder: Some(format!("execution {id} of project `{}`", project.name)),
+            schema_baseline: self.schema_baseline(&project.name)?,
             ..options.clone()
         };
         let mut recorder = StoreRecorder {
@@ -783,6 +798,12 @@ impl Service {
         let report = match result {
             Ok(r) => r,
             Err(e) => {
+                if let EngineError::Invalid(r) = &e {
+                    // A removed mapped field fails validation: the difference that
+                    // explains it is kept on the execution.
+                    let drifts = r.schema_changes.iter().map(schema_history::stored_drift);
+                    self.store.record_schema_changes(id, drifts.collect())?;
+                }
                 let message = secrets.scrub(&e.to_string());
                 self.store
                     .finish_execution(id, ExecStatus::Error, Some(message.clone()))?;
@@ -806,6 +827,7 @@ impl Service {
             .map(|e| secrets.scrub(e));
         self.store
             .record_plugin_costs(id, report.plugins.iter().map(stored_cost).collect())?;
+        self.record_schemas(id, project, &report, options.dry_run)?;
         // Stopped at a committed batch boundary: whatever was upserted, the execution did
         // not finish; recorded as interrupted (Error), so the next run resumes from its
         // cursors.
@@ -830,6 +852,42 @@ impl Service {
             .prune(&Retention::default(), store::now_millis())?;
         self.store.flush()?;
         Ok((id, report))
+    }
+}
+
+impl Service {
+    /// After a run that validated: its schema differences on the execution, the next
+    /// baseline on the project, and the project paused when a `pause` policy stopped
+    /// a task (the daemon reads the pause back and alerts). A dry run records what it
+    /// found on itself only: it changes neither the baseline nor the project's state.
+    fn record_schemas(
+        &self,
+        id: ExecutionId,
+        project: &Project,
+        report: &ExecutionReport,
+        dry_run: bool,
+    ) -> Result<(), ServiceError> {
+        let drifts: Vec<_> = report
+            .schema_changes
+            .iter()
+            .map(schema_history::stored_drift)
+            .collect();
+        if !drifts.is_empty() {
+            self.store.record_schema_changes(id, drifts.clone())?;
+        }
+        if dry_run {
+            return Ok(());
+        }
+        if let Some(next) = &report.schema_baseline {
+            let stored = schema_history::stored_schemas(next, Some(id));
+            self.store.set_schema_baseline(&project.name, &stored)?;
+        }
+        if let Some(reason) = schema_history::pause_reason(id, &drifts) {
+            tracing::warn!(project = %project.name, execution = id, "{reason}");
+            self.store
+                .set_project_state(&project.name, true, Some(reason))?;
+        }
+        Ok(())
     }
 }
 

@@ -56,6 +56,7 @@ pub fn testkit_project(count: usize) -> Project {
         tasks: vec![EntityTask {
             incremental: false,
             stop_on_failures: Default::default(),
+            schema_change: Default::default(),
             name: "people".into(),
             source_entity: "people".into(),
             destination_entity: "people".into(),

@@ -48,6 +48,7 @@ fn main() -> Result<()> {
         tasks: vec![EntityTask {
             incremental: false,
             stop_on_failures: Default::default(),
+            schema_change: Default::default(),
             name: "contacts".into(),
             source_entity: "contacts".into(),
             destination_entity: "people".into(),

@@ -15,6 +15,7 @@ use weir_types::{
     WriteRequest,
 };
 
+use super::drift::Discard;
 use super::keys::{self, MAX_TRACKED_KEYS, ReadKeys};
 use super::mapping::CompiledMappings;
 use super::retry::with_retry;
@@ -60,6 +61,10 @@ pub struct RunOptions {
     /// the predictions; failures the destination itself would report (its own
     /// refusals at upsert) cannot be predicted.
     pub dry_run: bool,
+    /// The schemas recorded at the project's last successful validation, to compare
+    /// with what validation discovers now (`drift`). `None`: no drift check (an
+    /// embedder without a store; the first run).
+    pub schema_baseline: Option<crate::drift::SchemaSnapshot>,
 }
 
 /// Why a task stopped before its last record. A type, so that whether the next run
@@ -716,6 +721,35 @@ fn json_to_value(v: Option<&serde_json::Value>, ty: FieldType) -> Value {
     }
 }
 
+/// The report of a task its schema policy stopped before it read anything: Error,
+/// no counts, the cursor it would have started from kept.
+pub(crate) fn stopped_task(
+    task: &EntityTask,
+    options: &RunOptions,
+    progress: &mut Progress<'_>,
+    message: String,
+) -> TaskReport {
+    let cursor = options.resume.get(&task.name).cloned();
+    progress.log(format!("error task {}: {message}", task.name));
+    progress.tasks.push(TaskProgress {
+        name: task.name.clone(),
+        counts: Counts::default(),
+        cursor: cursor.clone(),
+        error: Some(message.clone()),
+    });
+    TaskReport {
+        name: task.name.clone(),
+        source_entity: task.source_entity.clone(),
+        destination_entity: task.destination_entity.clone(),
+        counts: Counts::default(),
+        failures: Vec::new(),
+        error: Some(message),
+        interrupted: false,
+        cursor,
+        read_ahead_peak: 0,
+    }
+}
+
 /// Runs one entity task. The report's `error` is set when it stopped early.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn run_task(
@@ -723,6 +757,7 @@ pub(crate) fn run_task(
     task: &EntityTask,
     mappings: &CompiledMappings,
     source_schema: Option<&EntitySchema>,
+    discard: Option<&Discard>,
     plugins: &mut Plugins<'_>,
     options: &RunOptions,
     observer: &mut dyn Observer,
@@ -771,6 +806,7 @@ pub(crate) fn run_task(
         &mut run,
         mappings,
         source_schema,
+        discard,
         plugins,
         options,
         observer,
@@ -815,10 +851,12 @@ type Noted<T> = (Vec<String>, T);
 /// wait, so memory stays flat in the number of records (back-pressure).
 pub const READ_AHEAD_PAGES: usize = 2;
 
+#[allow(clippy::too_many_arguments)]
 fn pump(
     run: &mut TaskRun<'_, '_, '_>,
     mappings: &CompiledMappings,
     source_schema: Option<&EntitySchema>,
+    discard: Option<&Discard>,
     plugins: &mut Plugins<'_>,
     options: &RunOptions,
     observer: &mut dyn Observer,
@@ -859,12 +897,16 @@ fn pump(
         let batches = batches_from_copies(records, source_schema, run.project.batch_size as usize)?;
         let mut keys = ReadKeys::default();
         let pages = batches.into_iter().map(move |records| {
-            let page = ReadPage {
+            let mut page = ReadPage {
                 records,
                 rejected: Vec::new(),
                 next_cursor: None,
                 done: false,
             };
+            // Re-sent copies are held to the frozen schema as a read would be.
+            if let Some(d) = discard {
+                d.apply(&mut page, source_schema.map_or(&[][..], |s| &s.key_fields));
+            }
             (
                 Vec::new(),
                 prepare_page(task, page, mappings, transforms, capture, &mut keys),
@@ -904,6 +946,9 @@ fn pump(
                 });
                 if let (Ok(p), Some(schema)) = (&mut page, source_schema) {
                     conform::conform_page(p, schema, source.plugin());
+                }
+                if let (Ok(p), Some(d)) = (&mut page, discard) {
+                    d.apply(p, source_schema.map_or(&[][..], |s| &s.key_fields));
                 }
                 let stop = page.as_ref().map_or(true, |p| p.done);
                 if let Ok(p) = &page {

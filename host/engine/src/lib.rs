@@ -38,6 +38,7 @@ pub use weir_types::{Batch, BatchBuilder, Config, FieldType, Value};
 use weir_names as names;
 
 mod conform;
+pub mod drift;
 mod execute;
 pub mod keys;
 pub mod lock;
@@ -54,6 +55,9 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::Instant;
 
+pub use drift::{
+    ChangeKind, DriftOutcome, SchemaChange, SchemaPolicy, SchemaSide, SchemaSnapshot, TaskDrift,
+};
 pub use execute::{
     Checkpoint, FailedRecord, NoRecorder, READ_AHEAD_PAGES, RecordCopy, Recorder, RunOptions,
     StagedCopy, TaskProgress, TaskStop,
@@ -324,13 +328,27 @@ impl Engine {
     /// Validates `project`: connections, organizations, entities, mappings,
     /// keys, transforms. Every problem at once; nothing is written.
     pub fn validate(&self, project: &Project) -> Result<ValidationReport, EngineError> {
+        self.validate_against(project, None)
+    }
+
+    /// [`Engine::validate`], also comparing the discovered schemas with `baseline`
+    /// (the ones recorded at the last successful validation of a run):
+    /// [`ValidationReport::schema_changes`] says what a run's policies would do.
+    pub fn validate_against(
+        &self,
+        project: &Project,
+        baseline: Option<&SchemaSnapshot>,
+    ) -> Result<ValidationReport, EngineError> {
         let mut prepared = self.prepare(project, false)?;
         let secrets = match self.secrets(project) {
             Ok(r) => r,
             Err(EngineError::Invalid(report)) => return Ok(*report),
             Err(e) => return Err(e),
         };
-        let mut report = validate::validate(project, &mut prepared, None).report;
+        let validated = validate::validate(project, &mut prepared, None);
+        let now = drift::snapshot(project, &validated.sources, &validated.destinations);
+        let mut report = validated.report;
+        report.schema_changes = drift::check(project, baseline, &now);
         secrets::scrub_report(&mut report, &secrets);
         Ok(report)
     }
@@ -356,6 +374,7 @@ impl Engine {
                 valid: false,
                 problems,
                 skipped: Vec::new(),
+                schema_changes: Vec::new(),
             })));
         }
         Ok(r)
@@ -418,6 +437,18 @@ impl Engine {
         for note in &validated.notes {
             progress.log(note.clone());
         }
+        let discovered = drift::snapshot(project, &validated.sources, &validated.destinations);
+        let drifts = drift::check(project, options.schema_baseline.as_ref(), &discovered);
+        for d in &drifts {
+            for c in &d.changes {
+                progress.log(format!(
+                    "warn task {}: schema change since the last successful validation: {c} (policy {}: {})",
+                    d.task, d.policy, d.outcome
+                ));
+            }
+        }
+        let mut validated = validated;
+        validated.report.schema_changes = drifts.clone();
         if !validated.report.valid {
             // Keep the retry notes: they explain how long the run tried.
             if !validated.notes.is_empty() {
@@ -446,6 +477,16 @@ impl Engine {
             {
                 continue;
             }
+            let drift = drifts.iter().find(|d| d.task == task.name);
+            if let Some(message) = drift.and_then(drift::TaskDrift::stop_message) {
+                // Stopped by its schema policy before a record moves (no writer
+                // opened, no lock taken).
+                let mut report = execute::stopped_task(task, options, &mut progress, message);
+                execute::scrub_task(&mut report, &secrets);
+                tasks.push(report);
+                continue;
+            }
+            let discard = drift::Discard::of(task, drift);
             let mut transforms = std::mem::take(&mut prepared.transforms[i]);
             let mappings = compiled[i].take().expect("valid projects compile");
             let mut plugins = execute::Plugins {
@@ -458,6 +499,7 @@ impl Engine {
                 task,
                 &mappings,
                 validated.sources[i].as_ref(),
+                discard.as_ref(),
                 &mut plugins,
                 options,
                 observer,
@@ -490,6 +532,13 @@ impl Engine {
             log,
             plugins: prepared.usage(project),
             dry_run: options.dry_run,
+            schema_baseline: Some(drift::next_baseline(
+                options.schema_baseline.as_ref(),
+                &discovered,
+                project,
+                &drifts,
+            )),
+            schema_changes: drifts,
         })
     }
 }

@@ -135,6 +135,13 @@ pub struct ExecutionReport {
     /// A dry run ([`super::RunOptions::dry_run`]): the counts are predictions and
     /// nothing was written.
     pub dry_run: bool,
+    /// Per task, how its entities' schemas differ from the baseline given in
+    /// `RunOptions::schema_baseline`, and what its policy did (empty without one).
+    pub schema_changes: Vec<crate::drift::TaskDrift>,
+    /// The schemas the next run compares with (see `drift::next_baseline`): the
+    /// discovered ones, except entities a policy holds to the old baseline. For the
+    /// embedder's store to record; `None` never comes from a run that validated.
+    pub schema_baseline: Option<crate::drift::SchemaSnapshot>,
 }
 
 /// What one plugin instance of an execution did and cost, beside its limits.
@@ -252,6 +259,14 @@ impl fmt::Display for ExecutionReport {
             let more = (task.counts.failed as usize).saturating_sub(task.failures.len().min(10));
             if more > 0 {
                 writeln!(f, "  … and {more} more record errors")?;
+            }
+        }
+        if !self.schema_changes.is_empty() {
+            writeln!(f, "schema changes since the last successful validation:")?;
+            for d in &self.schema_changes {
+                for line in d.to_string().lines() {
+                    writeln!(f, "  {line}")?;
+                }
             }
         }
         Ok(())

@@ -65,6 +65,10 @@ pub struct ValidationReport {
     /// Checks that could not be made, and why (a connection that failed).
     #[serde(default)]
     pub skipped: Vec<SkippedCheck>,
+    /// Per task, how its entities' schemas differ from the recorded baseline and what
+    /// its policy does (a run) or would do (`weir validate`). Empty without a baseline.
+    #[serde(default)]
+    pub schema_changes: Vec<crate::drift::TaskDrift>,
 }
 
 /// A check validation could not make, because a problem it reported prevents it.
@@ -130,6 +134,12 @@ impl fmt::Display for ValidationReport {
             }
             writeln!(f, ": {} (because of {})", s.checks, s.because)?;
         }
+        if !self.schema_changes.is_empty() {
+            writeln!(f, "schema changes since the last successful validation:")?;
+            for d in &self.schema_changes {
+                write!(f, "{d}")?;
+            }
+        }
         Ok(())
     }
 }
@@ -140,6 +150,9 @@ pub(crate) struct Validated {
     pub mappings: Vec<Option<CompiledMappings>>,
     /// Per task, the source entity's schema when it was discovered.
     pub sources: Vec<Option<EntitySchema>>,
+    /// Per task, the destination entity's schema when it was discovered (for the
+    /// drift check).
+    pub destinations: Vec<Option<EntitySchema>>,
     /// Retries of transient connection failures, for the execution log.
     pub notes: Vec<String>,
 }
@@ -247,6 +260,7 @@ pub(crate) fn validate(
 
     let mut mappings = Vec::new();
     let mut sources = Vec::new();
+    let mut destinations = Vec::new();
     for (n, task) in project.tasks.iter().enumerate() {
         let t = Some(task.name.as_str());
         for (side, checks) in [
@@ -353,6 +367,7 @@ pub(crate) fn validate(
         }
         mappings.push(compiled);
         sources.push(source.cloned());
+        destinations.push(destination.cloned());
     }
     let valid = !c.problems.iter().any(|p| p.severity == Severity::Error);
     Validated {
@@ -362,9 +377,11 @@ pub(crate) fn validate(
             valid,
             problems: c.problems,
             skipped: c.skipped,
+            schema_changes: Vec::new(),
         },
         mappings,
         sources,
+        destinations,
     }
 }
 

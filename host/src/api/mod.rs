@@ -1008,9 +1008,11 @@ async fn validate_project(
     blocking(move || {
         let svc = state.daemon.service();
         let (project, _, secrets) = svc.load_project(&name, None)?;
+        // Compared with the recorded baseline, as `weir validate` does locally.
+        let baseline = svc.schema_baseline(&name)?;
         let report = svc
             .engine()
-            .validate(&project)
+            .validate_against(&project, baseline.as_ref())
             .map_err(|e| scrubbed(crate::service::ServiceError::from(e).into(), &secrets))?;
         // A check's message can quote a server that echoed a credential.
         let mut v = serde_json::to_value(report).map_err(ApiError::internal)?;

@@ -88,6 +88,9 @@ pub enum AlertKind {
     Recovered,
     /// The schedule was paused after too many Error executions in a row.
     AutoPaused,
+    /// A task's `schema_change = "pause"` stopped it and the service paused the
+    /// project (the execution's `schema_changes` say what changed).
+    SchemaPaused,
 }
 
 /// One thing worth telling a project's people about.
@@ -98,6 +101,22 @@ pub struct Alert {
     pub execution: Execution,
     /// A few "task contacts, key 17, field email: …" lines.
     pub first_errors: Vec<String>,
+}
+
+impl Alert {
+    /// The execution's schema differences, one line each, as the alert text lists
+    /// them: `task people (pause): source `people`: field `city` added (text)`.
+    pub fn schema_change_lines(&self) -> Vec<String> {
+        self.execution
+            .schema_changes
+            .iter()
+            .flat_map(|d| {
+                d.changes
+                    .iter()
+                    .map(move |c| format!("task {} ({}): {c}", d.task, d.policy))
+            })
+            .collect()
+    }
 }
 
 /// Where alerts go (`notify::Notifier` sends mail and webhooks; tests collect them).
@@ -857,6 +876,23 @@ fn after_run(inner: &Inner, name: &str, outcome: &Outcome) {
         }
         _ => None,
     };
+    // A `pause` policy: the service has paused the project in the store; the
+    // scheduler follows, and the one alert says why (instead of an Error alert).
+    let schema_paused = exec
+        .schema_changes
+        .iter()
+        .any(|d| d.outcome == crate::store::StoredDriftOutcome::Paused);
+    let kind = if schema_paused {
+        let state = store.project_state(name).unwrap_or_default();
+        let mut projects = inner.projects.lock().unwrap();
+        if let Some(e) = projects.get_mut(name) {
+            e.paused = state.paused;
+            e.paused_reason = state.reason;
+        }
+        Some(AlertKind::SchemaPaused)
+    } else {
+        kind
+    };
     let first_errors = first_errors(inner, id);
     if let Some(kind) = kind {
         alert(inner, &notify, kind, name, &exec, &first_errors);
@@ -961,6 +997,7 @@ impl Alerter for crate::notify::Notifier {
         if to.emails.is_empty() && to.webhooks.is_empty() {
             return;
         }
+        let schema_changes = a.schema_change_lines();
         let e = &a.execution;
         let sum = |f: fn(&crate::store::TaskState) -> u64| e.tasks.iter().map(f).sum::<u64>();
         let trigger = serde_json::to_value(e.trigger)
@@ -978,6 +1015,7 @@ impl Alerter for crate::notify::Notifier {
                     AlertKind::Error => EventKind::Error,
                     AlertKind::Recovered => EventKind::Recovered,
                     AlertKind::AutoPaused => EventKind::AutoPaused,
+                    AlertKind::SchemaPaused => EventKind::SchemaPaused,
                 },
                 project: a.project,
                 execution_id: e.id,
@@ -988,6 +1026,7 @@ impl Alerter for crate::notify::Notifier {
                 updated: sum(|t| t.updated),
                 failed: sum(|t| t.failed),
                 error: e.error.clone(),
+                schema_changes,
                 first_errors: a.first_errors,
             },
         );

@@ -78,6 +78,11 @@ pub(super) fn single(event: &Event, base_url: &str) -> Outgoing {
              Its schedule will not run it again until it is resumed.",
             event.project, event.execution_id
         ),
+        EventKind::SchemaPaused => format!(
+            "{} was paused because a schema changed since its last successful validation \
+             (execution {}). Its schedule will not run it again until it is resumed.",
+            event.project, event.execution_id
+        ),
     };
     text.push_str(&clean(&headline));
     text.push_str("\n\n");
@@ -231,6 +236,15 @@ fn write_details(text: &mut String, event: &Event) {
             let _ = writeln!(text, "  {}", one_line(line, RECORD_ERROR_CHARS));
         }
     }
+    if !event.schema_changes.is_empty() {
+        let _ = writeln!(
+            text,
+            "\nSchema changes since the last successful validation:"
+        );
+        for line in &event.schema_changes {
+            let _ = writeln!(text, "  {}", one_line(line, RECORD_ERROR_CHARS));
+        }
+    }
 }
 
 /// Text from plugins and users goes into mail: control characters other than line breaks
@@ -302,7 +316,36 @@ mod tests {
             first_errors: (1..=7)
                 .map(|k| format!("key {k}: email: invalid"))
                 .collect(),
+            schema_changes: Vec::new(),
         }
+    }
+
+    #[test]
+    fn a_schema_pause_names_the_differences() {
+        let mut e = event(EventKind::SchemaPaused, 9);
+        e.first_errors.clear();
+        e.schema_changes =
+            vec!["task people (pause): source `people`: field `city` added (text)".into()];
+        let m = single(&e, "http://dash");
+        assert_eq!(
+            m.subject,
+            "[weir] contacts-sync: Paused: schema changed (execution 9)"
+        );
+        assert!(
+            m.text.starts_with("contacts-sync was paused because a schema changed since its last successful validation (execution 9)."),
+            "{}",
+            m.text
+        );
+        assert!(
+            m.text.contains("\nSchema changes since the last successful validation:\n  task people (pause): source `people`: field `city` added (text)\n"),
+            "{}",
+            m.text
+        );
+        assert_eq!(m.json["kind"], "schema_paused");
+        assert_eq!(
+            m.json["schema_changes"][0],
+            "task people (pause): source `people`: field `city` added (text)"
+        );
     }
 
     #[test]

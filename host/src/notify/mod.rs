@@ -156,6 +156,9 @@ pub enum EventKind {
     Recovered,
     /// The scheduler paused the project after repeated failures.
     AutoPaused,
+    /// A task's `schema_change = "pause"` policy paused the project: its source or
+    /// destination schema changed (the event's `schema_changes` say how).
+    SchemaPaused,
 }
 
 impl EventKind {
@@ -170,6 +173,7 @@ impl EventKind {
             EventKind::Error => "Error",
             EventKind::Recovered => "Recovered",
             EventKind::AutoPaused => "Paused after repeated failures",
+            EventKind::SchemaPaused => "Paused: schema changed",
         }
     }
 }
@@ -194,6 +198,10 @@ pub struct Event {
     /// [`FIRST_ERRORS_SHOWN`] are shown.
     #[serde(default)]
     pub first_errors: Vec<String>,
+    /// Schema differences since the last successful validation, one per line
+    /// (`task people: source `people`: field `city` added (text)`).
+    #[serde(default)]
+    pub schema_changes: Vec<String>,
 }
 
 /// How many of [`Event::first_errors`] a message shows.
@@ -574,8 +582,9 @@ impl Worker {
                     self.shared.done(1);
                 }
             },
-            EventKind::Recovered => {
-                // The digest first, so the recovery is the last word.
+            EventKind::Recovered | EventKind::SchemaPaused => {
+                // The digest first, so the recovery is the last word. A pause for a
+                // schema change is news of its own (not a repeated failure): at once.
                 if let Some(group) = self.groups.remove(&event.project) {
                     self.release(group);
                 }

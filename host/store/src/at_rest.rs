@@ -76,6 +76,9 @@ pub(super) struct ExecRecord {
     /// A dry run. Absent in records written before dry runs existed: false.
     #[serde(default)]
     pub(super) dry_run: bool,
+    /// Absent in records written before the drift check.
+    #[serde(default)]
+    pub(super) schema_changes: Vec<StoredTaskDrift>,
 }
 
 impl ExecRecord {
@@ -130,6 +133,7 @@ impl ExecRecord {
             staged: self.staged_stored + self.staged_dropped,
             staged_dropped: self.staged_dropped,
             plugins: self.plugins,
+            schema_changes: self.schema_changes,
         }
     }
 }

@@ -58,6 +58,7 @@ impl Store {
             staged_dropped: 0,
             plugins: Vec::new(),
             dry_run,
+            schema_changes: Vec::new(),
         };
         let marker = encode(&Marker {})?;
         (&self.executions, &self.exec_by_project, &self.exec_running)
@@ -179,6 +180,31 @@ impl Store {
                     return abort(Err(StoreError::NotRunning { id }));
                 }
                 rec.plugins = plugins.clone();
+                rec.updated_at = now_millis();
+                tx_put_exec(executions, index, &rec)
+            })
+            .map_err(tx_err)
+    }
+
+    /// Records the schema differences a `Running` execution found (replacing what was
+    /// recorded before): called once, before it finishes.
+    pub fn record_schema_changes(
+        &self,
+        id: ExecutionId,
+        changes: Vec<StoredTaskDrift>,
+    ) -> Result<(), StoreError> {
+        (&self.executions, &self.exec_by_project)
+            .transaction(|(executions, index)| {
+                let Some(mut rec) = tx_exec(executions, id)? else {
+                    return abort(Err(StoreError::NotFound {
+                        what: "execution",
+                        name: id.to_string(),
+                    }));
+                };
+                if rec.status != ExecStatus::Running {
+                    return abort(Err(StoreError::NotRunning { id }));
+                }
+                rec.schema_changes = changes.clone();
                 rec.updated_at = now_millis();
                 tx_put_exec(executions, index, &rec)
             })

@@ -23,6 +23,7 @@
 //! | `exec_by_project` | project, NUL, id (u64 BE) | execution summary |
 //! | `exec_running` | id | marker: executions not finished |
 //! | `exec_log`, `exec_errors`, `exec_staged` | id, seq (u64 BE each) | one line / record |
+//! | `project_schemas` | project name | schema baseline (drift check): its entities' schemas at the last successful validation |
 //!
 //! Big-endian ids make sled's byte order the execution order, so "newest first" is a
 //! reverse scan that stops at the limit, and one project's executions are one key range.
@@ -35,6 +36,7 @@ mod executions;
 mod keys;
 mod plugins;
 mod projects;
+mod schemas;
 mod secrets;
 mod transactions;
 
@@ -172,6 +174,8 @@ pub struct Store {
     exec_staged: sled::Tree,
     plugins: sled::Tree,
     project_state: sled::Tree,
+    /// Project name → the schemas recorded at its last successful validation.
+    project_schemas: sled::Tree,
     key: Option<secrets::StoreKey>,
     /// How this store derives its key from the administrator's material.
     derivation: Derivation,
@@ -281,6 +285,7 @@ impl Store {
             exec_staged: tree("exec_staged")?,
             plugins: tree("plugins")?,
             project_state: tree("project_state")?,
+            project_schemas: tree("project_schemas")?,
             db,
             dir: dir.to_path_buf(),
             key,

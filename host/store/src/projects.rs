@@ -133,6 +133,10 @@ impl Store {
     pub fn delete_project(&self, name: &str) -> Result<bool, StoreError> {
         let now = now_millis();
         self.project_state.remove(name.as_bytes()).map_err(db_err)?;
+        // A project applied again under this name starts without a baseline.
+        self.project_schemas
+            .remove(name.as_bytes())
+            .map_err(db_err)?;
         (&self.projects, &self.project_heads)
             .transaction(|(projects, heads)| {
                 let Some(b) = heads.get(name.as_bytes())? else {

@@ -1186,3 +1186,84 @@ fn a_dry_run_is_marked_as_one_and_older_records_read_as_not_dry() {
         .unwrap();
     assert!(!store.execution(real).unwrap().unwrap().dry_run);
 }
+
+#[test]
+fn schema_changes_are_recorded_on_the_execution_and_older_records_read_without_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let id = store.begin_execution(new_exec("p")).unwrap();
+    let drift = StoredTaskDrift {
+        task: "people".into(),
+        policy: StoredSchemaPolicy::Freeze,
+        outcome: StoredDriftOutcome::Stopped,
+        changes: vec![StoredSchemaChange {
+            side: StoredSchemaSide::Source,
+            entity: "people".into(),
+            field: "age".into(),
+            kind: StoredChangeKind::TypeChanged {
+                from: "integer".into(),
+                to: "text".into(),
+            },
+        }],
+    };
+    store
+        .record_schema_changes(id, vec![drift.clone()])
+        .unwrap();
+    store.finish_execution(id, ExecStatus::Error, None).unwrap();
+    let e = store.execution(id).unwrap().unwrap();
+    assert_eq!(e.schema_changes, std::slice::from_ref(&drift));
+    assert_eq!(
+        drift.to_string(),
+        "task `people` (schema_change = \"freeze\"): task stopped\n  source `people`: field `age` type changed from integer to text\n"
+    );
+    assert!(matches!(
+        store.record_schema_changes(id, vec![]),
+        Err(StoreError::NotRunning { .. })
+    ));
+
+    // A record written before the drift check: no field, read as no change.
+    let raw = store.executions.get(id_key(id)).unwrap().unwrap();
+    let mut v: serde_json::Value = serde_json::from_slice(&raw).unwrap();
+    assert_eq!(
+        v["schema_changes"][0]["changes"][0]["kind"], "type_changed",
+        "{v}"
+    );
+    v.as_object_mut().unwrap().remove("schema_changes");
+    store
+        .executions
+        .insert(id_key(id), serde_json::to_vec(&v).unwrap())
+        .unwrap();
+    assert!(
+        store
+            .execution(id)
+            .unwrap()
+            .unwrap()
+            .schema_changes
+            .is_empty()
+    );
+}
+
+#[test]
+fn a_schema_baseline_round_trips_and_goes_with_its_project() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    assert_eq!(store.schema_baseline("p").unwrap(), None);
+    let schemas = StoredSchemas {
+        entities: vec![StoredEntitySchema {
+            side: StoredSchemaSide::Destination,
+            entity: "people".into(),
+            fields: vec![StoredField {
+                name: "id".into(),
+                field_type: "integer".into(),
+                required: true,
+            }],
+        }],
+        execution: Some(7),
+        recorded_at: 1,
+    };
+    store.set_schema_baseline("p", &schemas).unwrap();
+    assert_eq!(store.schema_baseline("p").unwrap(), Some(schemas.clone()));
+    let raw = store.project_schemas.get(b"p").unwrap().unwrap();
+    assert!(raw.starts_with(b"{\"v\":1"), "versioned like every value");
+    assert!(store.schema_baseline("bad\u{0}name").is_err());
+}

@@ -213,6 +213,165 @@ pub struct Execution {
     /// What each plugin instance cost, recorded when the execution ends (empty while it
     /// runs, and in executions recorded before weir measured it).
     pub plugins: Vec<StoredPluginCost>,
+    /// Per task, how its entities' schemas differed from the baseline and what its
+    /// policy did (empty when nothing changed, and in executions recorded before the
+    /// drift check).
+    #[serde(default)]
+    pub schema_changes: Vec<StoredTaskDrift>,
+}
+
+/// A task's schema policy, as the history keeps it (the engine's `SchemaPolicy`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum StoredSchemaPolicy {
+    Evolve,
+    Freeze,
+    DiscardRow,
+    Pause,
+}
+
+impl fmt::Display for StoredSchemaPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            StoredSchemaPolicy::Evolve => "evolve",
+            StoredSchemaPolicy::Freeze => "freeze",
+            StoredSchemaPolicy::DiscardRow => "discard-row",
+            StoredSchemaPolicy::Pause => "pause",
+        })
+    }
+}
+
+/// What a task did about its schema differences (the engine's `DriftOutcome`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum StoredDriftOutcome {
+    /// `evolve`: ran on the new schemas.
+    Accepted,
+    /// The task did not run.
+    Stopped,
+    /// Records that do not fit the baseline were dropped.
+    RowsDiscarded,
+    /// The task did not run and the project was paused.
+    Paused,
+}
+
+impl fmt::Display for StoredDriftOutcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            StoredDriftOutcome::Accepted => "accepted",
+            StoredDriftOutcome::Stopped => "task stopped",
+            StoredDriftOutcome::RowsDiscarded => "records that do not fit dropped",
+            StoredDriftOutcome::Paused => "task stopped, project paused",
+        })
+    }
+}
+
+/// Which connector's schema.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum StoredSchemaSide {
+    Source,
+    Destination,
+}
+
+impl fmt::Display for StoredSchemaSide {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            StoredSchemaSide::Source => "source",
+            StoredSchemaSide::Destination => "destination",
+        })
+    }
+}
+
+/// How a field differs from the baseline. Types are the contract's names
+/// (`integer`, `text`, …): the store knows no engine.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum StoredChangeKind {
+    Added { field_type: String },
+    Removed { field_type: String },
+    TypeChanged { from: String, to: String },
+    NowRequired,
+}
+
+/// One schema difference (the engine's `SchemaChange`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct StoredSchemaChange {
+    pub side: StoredSchemaSide,
+    pub entity: String,
+    pub field: String,
+    #[serde(flatten)]
+    pub kind: StoredChangeKind,
+}
+
+impl fmt::Display for StoredSchemaChange {
+    /// The engine's wording, so the CLI, the API and alerts say the same.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} `{}`: field `{}` ",
+            self.side, self.entity, self.field
+        )?;
+        match &self.kind {
+            StoredChangeKind::Added { field_type } => write!(f, "added ({field_type})"),
+            StoredChangeKind::Removed { field_type } => write!(f, "removed (was {field_type})"),
+            StoredChangeKind::TypeChanged { from, to } => {
+                write!(f, "type changed from {from} to {to}")
+            }
+            StoredChangeKind::NowRequired => f.write_str("now required"),
+        }
+    }
+}
+
+/// One task's schema differences and what its policy did (the engine's `TaskDrift`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct StoredTaskDrift {
+    pub task: String,
+    pub policy: StoredSchemaPolicy,
+    pub outcome: StoredDriftOutcome,
+    pub changes: Vec<StoredSchemaChange>,
+}
+
+impl fmt::Display for StoredTaskDrift {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "task `{}` (schema_change = \"{}\"): {}",
+            self.task, self.policy, self.outcome
+        )?;
+        for c in &self.changes {
+            writeln!(f, "  {c}")?;
+        }
+        Ok(())
+    }
+}
+
+/// One field of a recorded schema.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredField {
+    pub name: String,
+    /// The contract's type name (`integer`, `text`, …).
+    pub field_type: String,
+    pub required: bool,
+}
+
+/// One entity's recorded schema.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredEntitySchema {
+    pub side: StoredSchemaSide,
+    pub entity: String,
+    pub fields: Vec<StoredField>,
+}
+
+/// A project's schema baseline: the schemas of its tasks' entities at its last
+/// successful validation of a run, which the next run compares with.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredSchemas {
+    pub entities: Vec<StoredEntitySchema>,
+    /// The execution that recorded it.
+    pub execution: Option<ExecutionId>,
+    /// Unix millis.
+    pub recorded_at: i64,
 }
 
 /// What one plugin instance of an execution did and cost, beside its limits, as the

@@ -223,6 +223,10 @@ pub struct TaskSpec {
     pub incremental: bool,
     /// Stop the task when too many records have failed (none: never).
     pub stop_on_failures: Option<Spanned<StopOnFailuresSpec>>,
+    /// What a change of the source or destination entity's schema since the last
+    /// successful validation does: `evolve` (default), `freeze`, `discard-row`,
+    /// `pause` (see the engine's `drift` module).
+    pub schema_change: Option<Spanned<String>>,
 }
 
 /// `stop_on_failures = { records = 10 }` or `{ percent = 5.0 }` (or both: whichever

@@ -15,6 +15,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
 use toml::Spanned;
 use weir_types::Config;
 
@@ -368,6 +369,51 @@ pub struct EntityTask {
     pub incremental: bool,
     /// When too many failed records stop the task (default: never).
     pub stop_on_failures: FailureThreshold,
+    /// What a change of its entities' schemas since the last successful validation
+    /// does (default `evolve`).
+    pub schema_change: SchemaPolicy,
+}
+
+/// What a task does when its entities' schemas changed since the recorded baseline
+/// (`schema_change = "…"`; the engine's `drift` module applies it).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SchemaPolicy {
+    #[default]
+    Evolve,
+    Freeze,
+    DiscardRow,
+    Pause,
+}
+
+impl SchemaPolicy {
+    /// The names a project file accepts.
+    pub const NAMES: [&'static str; 4] = ["evolve", "freeze", "discard-row", "pause"];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            SchemaPolicy::Evolve => "evolve",
+            SchemaPolicy::Freeze => "freeze",
+            SchemaPolicy::DiscardRow => "discard-row",
+            SchemaPolicy::Pause => "pause",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<SchemaPolicy> {
+        match name {
+            "evolve" => Some(SchemaPolicy::Evolve),
+            "freeze" => Some(SchemaPolicy::Freeze),
+            "discard-row" => Some(SchemaPolicy::DiscardRow),
+            "pause" => Some(SchemaPolicy::Pause),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for SchemaPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 /// The fewest records a task must have read before `stop_on_failures.percent` is
@@ -735,9 +781,26 @@ impl Project {
                     limits: limits(&loc, &step.limits)?,
                 });
             }
+            let schema_change = match &t.schema_change {
+                None => SchemaPolicy::default(),
+                Some(p) => match SchemaPolicy::parse(p.get_ref()) {
+                    Some(policy) => policy,
+                    None => {
+                        return loc.err(
+                            p.span().start,
+                            format!(
+                                "task `{name}`: schema_change `{}` is not a policy (one of: {})",
+                                p.get_ref(),
+                                SchemaPolicy::NAMES.join(", ")
+                            ),
+                        );
+                    }
+                },
+            };
             tasks.push(EntityTask {
                 incremental: t.incremental,
                 stop_on_failures: failure_threshold(&loc, &name, t.stop_on_failures.as_ref())?,
+                schema_change,
                 name,
                 source_entity: t.source_entity.clone(),
                 destination_entity: t.destination_entity.clone(),
