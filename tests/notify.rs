@@ -175,9 +175,7 @@ impl Receiver {
                     match listener.accept() {
                         Ok((stream, _)) => {
                             let status = statuses.pop_front().unwrap_or(200);
-                            if let Some(request) = serve(stream, status) {
-                                requests.lock().unwrap().push(request);
-                            }
+                            serve(stream, status, &requests);
                         }
                         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                             std::thread::sleep(Duration::from_millis(10))
@@ -213,7 +211,10 @@ impl Drop for Receiver {
     }
 }
 
-fn serve(mut stream: TcpStream, status: u16) -> Option<Request> {
+/// Reads one request, records it, then replies. Recorded *before* the reply: the
+/// notifier counts a webhook delivered when the reply arrives, so a test that flushes
+/// and then looks must already find it (CI once looked in between).
+fn serve(mut stream: TcpStream, status: u16, requests: &Mutex<Vec<Request>>) -> Option<()> {
     stream.set_nonblocking(false).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
     let mut data = Vec::new();
@@ -249,15 +250,16 @@ fn serve(mut stream: TcpStream, status: u16) -> Option<Request> {
         }
         body.extend_from_slice(&buf[..n]);
     }
-    let reply =
-        format!("HTTP/1.1 {status} Scripted\r\nContent-Length: 2\r\nConnection: close\r\n\r\nno");
-    let _ = stream.write_all(reply.as_bytes());
-    Some(Request {
+    requests.lock().unwrap().push(Request {
         method,
         path,
         headers,
         body,
-    })
+    });
+    let reply =
+        format!("HTTP/1.1 {status} Scripted\r\nContent-Length: 2\r\nConnection: close\r\n\r\nno");
+    let _ = stream.write_all(reply.as_bytes());
+    Some(())
 }
 
 // ---------------------------------------------------------------------------------------
