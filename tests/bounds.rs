@@ -482,7 +482,7 @@ fn blank_and_duplicate_keys_in_one_read_are_record_errors() {
     assert!(all.contains("status:   Warning"), "{all}");
     // 8 read: 1 and 4 inserted once; 2 and 3 refused twice; 1 and 4 repeated.
     assert!(
-        all.contains("read 8, inserted 2, updated 0, failed 6"),
+        all.contains("read 8, inserted 2, updated 0, unchanged 0, failed 6"),
         "{all}"
     );
     for expected in [

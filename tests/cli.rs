@@ -32,7 +32,7 @@ fn demo_completes_then_updates_instead_of_duplicating() {
     assert!(first.status.success(), "{out}\n{}", stderr(&first));
     assert!(out.contains("status:   Completed"), "{out}");
     assert!(
-        out.contains("read 5000, inserted 5000, updated 0, failed 0"),
+        out.contains("read 5000, inserted 5000, updated 0, unchanged 0, failed 0"),
         "{out}"
     );
 
@@ -45,12 +45,31 @@ fn demo_completes_then_updates_instead_of_duplicating() {
     let out = stdout(&second);
     assert!(second.status.success(), "{out}\n{}", stderr(&second));
     assert!(
-        out.contains("read 5000, inserted 0, updated 5000, failed 0"),
+        out.contains("read 5000, inserted 0, updated 0, unchanged 5000, failed 0"),
         "{out}"
     );
     let again = std::fs::read_to_string(demo.join("marketing/contacts.jsonl")).unwrap();
     assert_eq!(again.lines().count(), 5000, "no duplicates after a re-run");
     check_destination(&csv, &again);
+
+    // The history says the same: the second execution found every record unchanged.
+    let data = [
+        "--data-dir",
+        "weir-demo/weir-data",
+        "executions",
+        "show",
+        "2",
+    ];
+    let shown = weir(cwd.path(), &data);
+    let text = stdout(&shown);
+    assert!(
+        text.contains("read 5000, inserted 0, updated 0, unchanged 5000, failed 0"),
+        "{text}"
+    );
+    let shown = weir(cwd.path(), &[&data[..], &["--json"]].concat());
+    let json: serde_json::Value = serde_json::from_slice(&shown.stdout).unwrap();
+    assert_eq!(json["tasks"][0]["unchanged"], 5000, "{json}");
+    assert_eq!(json["tasks"][0]["updated"], 0, "{json}");
 }
 
 /// The demo shows the product, not a file copy: its execution is in the demo's own
@@ -435,7 +454,7 @@ mappings = [
     assert!(!stderr(&out).contains("panicked"), "{}", stderr(&out));
     assert!(text.contains("status:   Warning"), "{text}");
     assert!(
-        text.contains("read 6, inserted 2, updated 0, failed 4"),
+        text.contains("read 6, inserted 2, updated 0, unchanged 0, failed 4"),
         "{text}"
     );
     for expected in [

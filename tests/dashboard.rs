@@ -831,6 +831,7 @@ fn mail_link_survives_login_and_pages_hold_up() {
                 read: 2,
                 inserted: 0,
                 updated: 0,
+                unchanged: 0,
                 failed: 2,
                 error: Some("a test alert".into()),
                 first_errors: Vec::new(),

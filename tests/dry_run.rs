@@ -194,7 +194,7 @@ fn a_dry_run_over_10000_records_predicts_the_counts_of_the_real_run_and_writes_n
     // It starts where the next run would: the incremental cursor of the real run, so
     // nothing new to read.
     assert!(
-        text.contains("read 0, inserted 0, updated 0, failed 0"),
+        text.contains("read 0, inserted 0, updated 0, unchanged 0, failed 0"),
         "{text}"
     );
     assert_eq!(snapshot(&out), after_real);

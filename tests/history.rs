@@ -185,7 +185,7 @@ fn warning_errors_then_failed_only_rerun_completes_and_secrets_stay_hidden() {
     );
     assert!(rerun.contains("status:   Completed"), "{rerun}");
     assert!(
-        rerun.contains("read 11, inserted 11, updated 0, failed 0"),
+        rerun.contains("read 11, inserted 11, updated 0, unchanged 0, failed 0"),
         "{rerun}"
     );
     let show = ok(d, &["executions", "show", "2"]);

@@ -61,6 +61,7 @@ fn event(kind: EventKind, project: &str, execution_id: u64) -> Event {
         read: 120,
         inserted: 100,
         updated: 10,
+        unchanged: 0,
         failed: if failing { 10 } else { 0 },
         error: failing.then(|| {
             "destination refused the batch: HTTP 503 — Dienst nicht verfügbar".to_string()
@@ -301,7 +302,7 @@ async fn error_event_reaches_mail_and_webhook() {
         "Project:   contacts-sync",
         "Status:    Error",
         "Trigger:   schedule",
-        "Records:   read 120, inserted 100, updated 10, failed 10",
+        "Records:   read 120, inserted 100, updated 10, unchanged 0, failed 10",
         "Error:     destination refused the batch: HTTP 503 — Dienst nicht verfügbar",
         "First record errors (5 of 10):",
         "  key 17: email: invalid",

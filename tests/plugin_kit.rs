@@ -91,12 +91,12 @@ fn scaffolded_plugins_build_and_pass_the_conformance_suite() {
         }
         let inspected = text(&weir(&["plugin", "inspect", wasm.to_str().unwrap()]));
         assert!(
-            inspected.contains("contract:     weir:plugin@0.1.0")
+            inspected.contains("contract:     weir:plugin@0.2.0")
                 && inspected.contains(&format!("name:         {name} 0.1.0")),
             "{inspected}"
         );
         assert!(
-            inspected.contains("(stamped 0.1.0 by weir-sdk)"),
+            inspected.contains("(stamped 0.2.0 by weir-sdk)"),
             "{inspected}"
         );
         let world = if kind == "transform" {
@@ -285,7 +285,7 @@ fn a_plugin_for_an_unsupported_contract_is_refused_naming_both_versions() {
         let err = text(&out);
         assert!(
             err.contains(
-                "built against contract weir:plugin@0.2.0; this host accepts weir:plugin@0.1.0"
+                "built against contract weir:plugin@0.3.0; this host accepts weir:plugin@0.2.0, weir:plugin@0.1.0"
             ),
             "{err}"
         );
@@ -296,11 +296,11 @@ fn a_plugin_for_an_unsupported_contract_is_refused_naming_both_versions() {
 fn a_plugin_stamped_with_an_unsupported_contract_is_refused_before_compiling() {
     let mut bytes = std::fs::read(plugin_path("normalize")).unwrap();
     let stamp = weir_host::runtime::contract_stamp(&bytes);
-    assert_eq!(stamp.as_deref(), Some("0.1.0"));
+    assert_eq!(stamp.as_deref(), Some("0.2.0"));
     // Rewrite the stamp in place (same length): the component stays valid.
     let at = bytes
         .windows(18)
-        .position(|w| w == b"weir-contract0.1.0")
+        .position(|w| w == b"weir-contract0.2.0")
         .expect("stamp section")
         + 13;
     bytes[at..at + 5].copy_from_slice(b"9.9.9");
@@ -311,7 +311,7 @@ fn a_plugin_stamped_with_an_unsupported_contract_is_refused_before_compiling() {
         .to_string();
     assert!(
         err.contains(
-            "built against contract weir:plugin@9.9.9; this host accepts weir:plugin@0.1.0"
+            "built against contract weir:plugin@9.9.9; this host accepts weir:plugin@0.2.0, weir:plugin@0.1.0"
         ),
         "{err}"
     );

@@ -233,6 +233,15 @@ fn write_csv(dir: &Path, rows: &[(i64, &str, &str)]) {
     std::fs::write(dir.join("contacts.csv"), text).unwrap();
 }
 
+/// `write_csv` of owned rows.
+fn write_owned_csv(dir: &Path, rows: &[(i64, String, String)]) {
+    let r: Vec<(i64, &str, &str)> = rows
+        .iter()
+        .map(|(i, n, a)| (*i, n.as_str(), a.as_str()))
+        .collect();
+    write_csv(dir, &r);
+}
+
 #[test]
 fn a_project_run_twice_updates_without_duplicates() {
     let Some(db) = pg::database("upsert") else {
@@ -248,13 +257,7 @@ fn a_project_run_twice_updates_without_duplicates() {
             .map(|(i, n, a)| (*i, n.clone(), a.clone()))
             .collect::<Vec<_>>()
     };
-    let write = |rows: &[(i64, String, String)]| {
-        let r: Vec<(i64, &str, &str)> = rows
-            .iter()
-            .map(|(i, n, a)| (*i, n.as_str(), a.as_str()))
-            .collect();
-        write_csv(dir.path(), &r);
-    };
+    let write = |rows: &[(i64, String, String)]| write_owned_csv(dir.path(), rows);
     write(&rows);
     let project = csv_to_postgres(dir.path(), db.grant());
     let first = common::run(&project);
@@ -457,13 +460,13 @@ fn an_unchanged_row_is_not_written_again() {
 
     let w = inst.open_writer(&cfg, &request).unwrap();
     let out = inst.upsert(&w, batch(&[(1, "a"), (2, "b")])).unwrap();
-    assert_eq!(out, [UpsertOutcome::Updated, UpsertOutcome::Updated]);
+    assert_eq!(out, [UpsertOutcome::Unchanged, UpsertOutcome::Unchanged]);
     inst.finish(w).unwrap();
     assert_eq!(xmins(), before, "unchanged rows keep their row version");
 
     let w = inst.open_writer(&cfg, &request).unwrap();
     let out = inst.upsert(&w, batch(&[(1, "a"), (2, "b2")])).unwrap();
-    assert_eq!(out, [UpsertOutcome::Updated, UpsertOutcome::Updated]);
+    assert_eq!(out, [UpsertOutcome::Unchanged, UpsertOutcome::Updated]);
     inst.finish(w).unwrap();
     let after = xmins();
     assert_eq!(after[0], before[0], "row 1 unchanged");
@@ -749,4 +752,62 @@ fn a_table_the_role_may_not_use_says_permission_missing() {
         .unwrap_or_default();
     assert!(write.contains("permission missing"), "{write}");
     db.exec(&format!("DROP OWNED BY {role}; DROP ROLE {role}"));
+}
+
+/// Contract 0.2.0's `unchanged` through a whole project: a first run inserts 100
+/// rows, a re-run of the same file finds all 100 unchanged (and writes no row
+/// version), a run with 10 rows changed updates those 10 and leaves 90 unchanged.
+#[test]
+fn unchanged_rows_are_counted_on_a_rerun_and_with_ten_changed() {
+    let Some(db) = pg::database("unchanged_counts") else {
+        return;
+    };
+    db.exec("CREATE TABLE contacts (id bigint PRIMARY KEY, name text NOT NULL, age int)");
+    let dir = tempfile::tempdir().unwrap();
+    let names = |changed: &[i64]| -> Vec<(i64, String, String)> {
+        (1..=100)
+            .map(|i| {
+                let name = if changed.contains(&i) {
+                    format!("person {i} (renamed)")
+                } else {
+                    format!("person {i}")
+                };
+                (i, name, (20 + i % 50).to_string())
+            })
+            .collect()
+    };
+    let write = |rows: &[(i64, String, String)]| write_owned_csv(dir.path(), rows);
+    let project = csv_to_postgres(dir.path(), db.grant());
+    let counts = |project: &Project| {
+        let report = common::run(project);
+        assert_eq!(report.status, Status::Completed, "{report}");
+        let c = report.tasks[0].counts;
+        (c.read, c.inserted, c.updated, c.unchanged, c.failed)
+    };
+    let versions = || -> Vec<String> {
+        db.client()
+            .query("SELECT xmin::text FROM contacts ORDER BY id", &[])
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect()
+    };
+
+    write(&names(&[]));
+    assert_eq!(counts(&project), (100, 100, 0, 0, 0), "first run");
+    let before = versions();
+    assert_eq!(
+        counts(&project),
+        (100, 0, 0, 100, 0),
+        "re-run of the same file"
+    );
+    assert_eq!(versions(), before, "no row got a new version");
+
+    let changed: Vec<i64> = (1..=10).map(|i| i * 7).collect();
+    write(&names(&changed));
+    assert_eq!(counts(&project), (100, 0, 10, 90, 0), "ten changed rows");
+    let after = versions();
+    let rewritten = before.iter().zip(&after).filter(|(a, b)| a != b).count();
+    assert_eq!(rewritten, 10, "only the changed rows were written");
+    assert_eq!(db.count("contacts"), 100);
 }

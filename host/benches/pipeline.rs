@@ -202,10 +202,10 @@ fn cpu_secs() -> f64 {
 }
 
 /// One measured run in this (child) process; prints
-/// `secs cpu_secs rss_mib inserted updated`.
+/// `secs cpu_secs rss_mib inserted updated unchanged`.
 fn child(which: &str, dir: &Path) {
     let (cpu0, started) = (cpu_secs(), Instant::now());
-    let (inserted, updated) = match which {
+    let (inserted, updated, unchanged) = match which {
         "weir" => {
             // The compiled-component cache the parent filled: a daemon has its plugins
             // compiled already, so compiling (~0.3 s per plugin) is not part of a run.
@@ -227,12 +227,12 @@ fn child(which: &str, dir: &Path) {
                 return;
             }
             let totals = report.totals();
-            (totals.inserted, totals.updated)
+            (totals.inserted, totals.updated, totals.unchanged)
         }
-        _ => (native(dir) as u64, 0),
+        _ => (native(dir) as u64, 0, 0),
     };
     println!(
-        "{} {} {} {inserted} {updated}",
+        "{} {} {} {inserted} {updated} {unchanged}",
         started.elapsed().as_secs_f64(),
         cpu_secs() - cpu0,
         peak_rss_mib()
@@ -247,6 +247,7 @@ struct Measured {
     rss_mib: f64,
     inserted: u64,
     updated: u64,
+    unchanged: u64,
 }
 
 fn measure(which: &str, dir: &Path) -> Result<Measured, String> {
@@ -273,6 +274,7 @@ fn measure(which: &str, dir: &Path) -> Result<Measured, String> {
         rss_mib: v[2],
         inserted: v[3] as u64,
         updated: v[4] as u64,
+        unchanged: v[5] as u64,
     })
 }
 
@@ -328,7 +330,7 @@ fn main() {
     // SAFETY: single-threaded here, before any child is spawned.
     unsafe { std::env::set_var("WEIR_BENCH_CACHE", cache.path()) };
     println!(
-        "  {:<26} {:>11} {:>8} {:>8} {:>14} {:>8} {:>11} {:>11}",
+        "  {:<26} {:>17} {:>8} {:>8} {:>14} {:>8} {:>11} {:>11}",
         "scenario",
         "records",
         "wall s",
@@ -384,8 +386,8 @@ fn main() {
         let row = |name: &str, m: Measured| {
             let per_cpu = n as f64 / m.cpu_secs;
             println!(
-                "  {name:<26} {:>11} {:>8.2} {:>8.2} {:>14.0} {:>8.0} {:>10.2}x {:>11}",
-                format!("{}+{}", m.inserted, m.updated),
+                "  {name:<26} {:>17} {:>8.2} {:>8.2} {:>14.0} {:>8.0} {:>10.2}x {:>11}",
+                format!("{}+{}+{}", m.inserted, m.updated, m.unchanged),
                 m.secs,
                 m.cpu_secs,
                 per_cpu,
@@ -404,7 +406,7 @@ fn main() {
         row("weir, re-run 10 % changed", median(tenth));
     }
     println!(
-        "  (records: inserted+updated; vs native: records per CPU-second against native's; vs 1st run: CPU of the re-run over the first run's)"
+        "  (records: inserted+updated+unchanged; vs native: records per CPU-second against native's; vs 1st run: CPU of the re-run over the first run's)"
     );
 
     // Per-call overhead and instantiation from the pre-instantiated component.

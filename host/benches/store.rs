@@ -23,6 +23,7 @@ fn task(name: &str, n: u64) -> TaskState {
         read: n,
         inserted: n / 2,
         updated: n / 3,
+        unchanged: n / 6,
         failed: 0,
         skipped: 0,
         cursor: Some(format!("cursor-{n}")),

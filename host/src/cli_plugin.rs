@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use clap::Subcommand;
-use weir_host::runtime::{Grants, Limits, PluginKind, Runtime, SUPPORTED_CONTRACTS};
+use weir_host::runtime::{Grants, Limits, PluginKind, Runtime};
 use weir_host::scaffold;
 use weir_host::{conformance, conformance_sample};
 
@@ -144,7 +144,8 @@ pub fn plugin(
                         .and_then(|b| weir_host::runtime::contract_stamp(&b)),
                 ),
             };
-            let contract = SUPPORTED_CONTRACTS[0];
+            // The version it exports (the host accepts several), not the newest.
+            let contract = plugin.contract();
             let (info, entities) = match plugin.kind() {
                 PluginKind::Connector => {
                     let mut c = plugin.connector(Grants::none(), Limits::default())?;

@@ -501,6 +501,7 @@ fn print_run(outcome: &RunOutcome, json: bool, rerun: Option<RerunOf>) -> Result
                         read: t.read,
                         inserted: t.inserted,
                         updated: t.updated,
+                        unchanged: t.unchanged,
                         failed: t.failed,
                         skipped: t.skipped,
                     },
@@ -524,18 +525,19 @@ fn print_run(outcome: &RunOutcome, json: bool, rerun: Option<RerunOf>) -> Result
         text.push_str(DRY_RUN_LINE);
     }
     text.push_str(&format!(
-        "records:  read {}, inserted {}, updated {}, failed {}  ({:.2} s)\n",
+        "records:  read {}, inserted {}, updated {}, unchanged {}, failed {}  ({:.2} s)\n",
         sum(|t| t.read),
         sum(|t| t.inserted),
         sum(|t| t.updated),
+        sum(|t| t.unchanged),
         sum(|t| t.failed),
         duration_ms as f64 / 1000.0
     ));
     for t in &e.tasks {
         if e.tasks.len() > 1 {
             text.push_str(&format!(
-                "  {}: read {}, inserted {}, updated {}, failed {}\n",
-                t.name, t.read, t.inserted, t.updated, t.failed
+                "  {}: read {}, inserted {}, updated {}, unchanged {}, failed {}\n",
+                t.name, t.read, t.inserted, t.updated, t.unchanged, t.failed
             ));
         }
         if let Some(err) = &t.error {
@@ -646,6 +648,7 @@ struct RunCounts {
     read: u64,
     inserted: u64,
     updated: u64,
+    unchanged: u64,
     failed: u64,
     skipped: u64,
 }
@@ -759,7 +762,7 @@ pub fn executions(
             } else {
                 for e in list {
                     println!(
-                        "{:>6}  {}  {:<20} v{:<3} {:<9} {:<9} read {} ins {} upd {} failed {}{}{}{}",
+                        "{:>6}  {}  {:<20} v{:<3} {:<9} {:<9} read {} ins {} upd {} same {} failed {}{}{}{}",
                         e.id,
                         when(e.started_at),
                         e.project,
@@ -769,6 +772,7 @@ pub fn executions(
                         e.read,
                         e.inserted,
                         e.updated,
+                        e.unchanged,
                         e.failed,
                         if e.dry_run { "  dry run" } else { "" },
                         e.parent
@@ -812,11 +816,12 @@ pub fn executions(
                 );
                 for t in &e.tasks {
                     println!(
-                        "task {}: read {}, inserted {}, updated {}, failed {}, skipped {}; cursor {}",
+                        "task {}: read {}, inserted {}, updated {}, unchanged {}, failed {}, skipped {}; cursor {}",
                         t.name,
                         t.read,
                         t.inserted,
                         t.updated,
+                        t.unchanged,
                         t.failed,
                         t.skipped,
                         t.cursor.as_deref().unwrap_or("-")

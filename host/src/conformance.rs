@@ -417,7 +417,8 @@ fn connector(s: &mut Suite, plugin: &Plugin, config: &Config, grants: Grants, li
         }
     }
 
-    // Upserts: one outcome per record; the same batch again is all updates.
+    // Upserts: one outcome per record; the same batch again inserts nothing (each
+    // record is updated, or unchanged where the destination can tell).
     let Some(entity) = entities.iter().find(|e| e.writable) else {
         s.record(
             "upsert-outcomes",
@@ -464,10 +465,14 @@ fn connector(s: &mut Suite, plugin: &Plugin, config: &Config, grants: Grants, li
                 batch.len()
             ));
         }
+        let unchanged = second
+            .iter()
+            .filter(|o| matches!(o, UpsertOutcome::Unchanged))
+            .count();
         Ok((
             outcomes,
             format!(
-                "the same {} records upserted again: all updates",
+                "the same {} records upserted again: none inserted again ({unchanged} unchanged, the rest updated or failed)",
                 batch.len()
             ),
         ))

@@ -319,8 +319,8 @@ impl Progress {
 impl Observer for Progress {
     fn batch_done(&mut self, task: &str, c: &Counts) {
         self.bar.set_message(format!(
-            "{task}: read {} · inserted {} · updated {} · failed {}",
-            c.read, c.inserted, c.updated, c.failed
+            "{task}: read {} · inserted {} · updated {} · unchanged {} · failed {}",
+            c.read, c.inserted, c.updated, c.unchanged, c.failed
         ));
         self.bar.tick();
     }

@@ -100,6 +100,7 @@ struct Metrics {
     records_read: Family<ProjectLabels, Counter>,
     records_inserted: Family<ProjectLabels, Counter>,
     records_updated: Family<ProjectLabels, Counter>,
+    records_unchanged: Family<ProjectLabels, Counter>,
     records_failed: Family<ProjectLabels, Counter>,
     execution_seconds: Family<ProjectLabels, Histogram>,
     schedule_lag_seconds: Histogram,
@@ -123,6 +124,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         records_read: Family::default(),
         records_inserted: Family::default(),
         records_updated: Family::default(),
+        records_unchanged: Family::default(),
         records_failed: Family::default(),
         execution_seconds: Family::new_with_constructor(seconds_histogram),
         schedule_lag_seconds: seconds_histogram(),
@@ -153,6 +155,11 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         "records_updated",
         "Records updated in destinations",
         m.records_updated.clone(),
+    );
+    registry.register(
+        "records_unchanged",
+        "Records upserted with the values the destination already held (nothing written)",
+        m.records_unchanged.clone(),
     );
     registry.register(
         "records_failed",
@@ -254,6 +261,9 @@ impl ExecutionFinished<'_> {
             .get_or_create(&project)
             .inc_by(t.inserted);
         m.records_updated.get_or_create(&project).inc_by(t.updated);
+        m.records_unchanged
+            .get_or_create(&project)
+            .inc_by(t.unchanged);
         m.records_failed.get_or_create(&project).inc_by(t.failed);
         m.execution_seconds
             .get_or_create(&project)

@@ -984,6 +984,7 @@ impl Recorder for StoreRecorder<'_> {
                     read: t.counts.read,
                     inserted: t.counts.inserted,
                     updated: t.counts.updated,
+                    unchanged: t.counts.unchanged,
                     failed: t.counts.failed,
                     skipped: 0,
                     cursor: t.cursor.clone(),

@@ -191,6 +191,7 @@ impl wc::GuestWriter for WriterBox {
             .map(|o| match o {
                 UpsertOutcome::Inserted => wc::UpsertOutcome::Inserted,
                 UpsertOutcome::Updated => wc::UpsertOutcome::Updated,
+                UpsertOutcome::Unchanged => wc::UpsertOutcome::Unchanged,
                 UpsertOutcome::Failed(e) => wc::UpsertOutcome::Failed(record_error_to_wit(e)),
             })
             .collect())

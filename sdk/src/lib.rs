@@ -34,7 +34,7 @@
 //! ```
 //!
 //! What this crate is not: a host. It has no wasmtime; it only makes the guest side
-//! of the WIT contract `weir:plugin@0.1.0` (in `wit/since_v0.1.0/`) pleasant in
+//! of the WIT contract `weir:plugin@0.2.0` (in `wit/since_v0.2.0/`) pleasant in
 //! Rust. The generated bindings are `#[doc(hidden)]`: plugin authors never touch
 //! them, so the contract can grow without breaking their code.
 
@@ -50,7 +50,7 @@ pub use weir_types::{
 };
 
 /// The version of the WIT contract this SDK builds plugins against.
-pub const CONTRACT_VERSION: &str = "0.1.0";
+pub const CONTRACT_VERSION: &str = "0.2.0";
 
 /// The contract version, stamped into every plugin built with this SDK as the
 /// custom section `weir-contract`. The host reads it before instantiating and
@@ -58,13 +58,13 @@ pub const CONTRACT_VERSION: &str = "0.1.0";
 #[doc(hidden)]
 #[used]
 #[unsafe(link_section = "weir-contract")]
-pub static __WEIR_CONTRACT: [u8; 5] = *b"0.1.0";
+pub static __WEIR_CONTRACT: [u8; 5] = *b"0.2.0";
 
 #[doc(hidden)]
 pub mod bindings {
     pub mod connector {
         wit_bindgen::generate!({
-            path: "../wit/since_v0.1.0",
+            path: "../wit/since_v0.2.0",
             world: "connector-plugin",
             pub_export_macro: true,
             export_macro_name: "__export_connector_plugin",
@@ -73,11 +73,11 @@ pub mod bindings {
     }
     pub mod transform {
         wit_bindgen::generate!({
-            path: "../wit/since_v0.1.0",
+            path: "../wit/since_v0.2.0",
             world: "transform-plugin",
             with: {
-                "weir:plugin/types@0.1.0": super::connector::weir::plugin::types,
-                "weir:plugin/log@0.1.0": super::connector::weir::plugin::log,
+                "weir:plugin/types@0.2.0": super::connector::weir::plugin::types,
+                "weir:plugin/log@0.2.0": super::connector::weir::plugin::log,
             },
             pub_export_macro: true,
             export_macro_name: "__export_transform_plugin",

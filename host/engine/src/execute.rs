@@ -446,6 +446,7 @@ impl TaskRun<'_, '_, '_> {
             match outcome {
                 UpsertOutcome::Inserted => self.report.counts.inserted += 1,
                 UpsertOutcome::Updated => self.report.counts.updated += 1,
+                UpsertOutcome::Unchanged => self.report.counts.unchanged += 1,
                 UpsertOutcome::Failed(e) => {
                     let record = source_row(origin[i]);
                     self.fail(

@@ -511,7 +511,8 @@ impl Engine {
             tracing::info!(
                 project = %project.name, task = %task.name,
                 read = report.counts.read, inserted = report.counts.inserted,
-                updated = report.counts.updated, failed = report.counts.failed,
+                updated = report.counts.updated, unchanged = report.counts.unchanged,
+                failed = report.counts.failed,
                 error = report.error.as_deref().unwrap_or(""),
                 "entity task finished"
             );

@@ -82,18 +82,24 @@ pub struct Counts {
     pub read: u64,
     pub inserted: u64,
     pub updated: u64,
+    /// Upserted records whose key existed with these values already: nothing was
+    /// written (a destination on contract 0.2.0 that can tell; others say updated).
+    pub unchanged: u64,
     pub failed: u64,
 }
 
 impl Counts {
+    /// Records now at the destination with their values: inserted, updated or
+    /// found unchanged.
     pub fn upserted(&self) -> u64 {
-        self.inserted + self.updated
+        self.inserted + self.updated + self.unchanged
     }
 
     pub fn add(&mut self, other: &Counts) {
         self.read += other.read;
         self.inserted += other.inserted;
         self.updated += other.updated;
+        self.unchanged += other.unchanged;
         self.failed += other.failed;
     }
 }
@@ -228,10 +234,11 @@ impl fmt::Display for ExecutionReport {
         }
         writeln!(
             f,
-            "records:  read {}, inserted {}, updated {}, failed {}  ({:.2} s)",
+            "records:  read {}, inserted {}, updated {}, unchanged {}, failed {}  ({:.2} s)",
             t.read,
             t.inserted,
             t.updated,
+            t.unchanged,
             t.failed,
             self.duration_ms as f64 / 1000.0
         )?;
@@ -240,13 +247,14 @@ impl fmt::Display for ExecutionReport {
                 let c = task.counts;
                 writeln!(
                     f,
-                    "  {} ({} → {}): read {}, inserted {}, updated {}, failed {}",
+                    "  {} ({} → {}): read {}, inserted {}, updated {}, unchanged {}, failed {}",
                     task.name,
                     task.source_entity,
                     task.destination_entity,
                     c.read,
                     c.inserted,
                     c.updated,
+                    c.unchanged,
                     c.failed
                 )?;
             }

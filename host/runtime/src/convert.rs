@@ -167,6 +167,7 @@ pub(crate) fn outcome_from_wit(o: wc::UpsertOutcome) -> UpsertOutcome {
     match o {
         wc::UpsertOutcome::Inserted => UpsertOutcome::Inserted,
         wc::UpsertOutcome::Updated => UpsertOutcome::Updated,
+        wc::UpsertOutcome::Unchanged => UpsertOutcome::Unchanged,
         wc::UpsertOutcome::Failed(e) => UpsertOutcome::Failed(record_error_from_wit(e)),
     }
 }

@@ -16,10 +16,9 @@ use weir_types::{
     ReadRequest, RecordError, Transformed, UpsertOutcome, WriteRequest,
 };
 
-use super::bindings::{
-    ConnectorPlugin, ConnectorPluginPre, TransformPlugin, TransformPluginPre, connector_api as wc,
-};
+use super::bindings::connector_api as wc;
 use super::capabilities::Grants;
+use super::contract::{Connector, ConnectorPre, Transform, TransformPre};
 use super::convert;
 use super::cost::{PluginCost, thread_cpu_time};
 use super::host::{HostState, PluginLogLine, PluginLogs};
@@ -28,8 +27,8 @@ use super::limits::Limits;
 use super::{EPOCH_TICK, PluginKind};
 
 pub(crate) enum Pre {
-    Connector(ConnectorPluginPre<HostState>),
-    Transform(TransformPluginPre<HostState>),
+    Connector(ConnectorPre),
+    Transform(TransformPre),
 }
 
 /// How a call was stopped.
@@ -356,14 +355,14 @@ pub struct WriterHandle {
 
 /// A connector plugin instance with its connection's grants.
 pub struct ConnectorInstance {
-    pre: ConnectorPluginPre<HostState>,
-    slot: Slot<ConnectorPlugin>,
+    pre: ConnectorPre,
+    slot: Slot<Connector>,
 }
 
 impl ConnectorInstance {
     pub(crate) fn new(
         plugin: String,
-        pre: ConnectorPluginPre<HostState>,
+        pre: ConnectorPre,
         grants: Grants,
         limits: Limits,
         http: Arc<HttpClient>,
@@ -404,7 +403,7 @@ impl ConnectorInstance {
 
     fn run<R>(
         &mut self,
-        f: impl FnOnce(&mut WasmStore<HostState>, &ConnectorPlugin) -> wasmtime::Result<R>,
+        f: impl FnOnce(&mut WasmStore<HostState>, &Connector) -> wasmtime::Result<R>,
     ) -> Result<R, CallError> {
         self.warm_up()?;
         self.slot.call(f)
@@ -412,23 +411,20 @@ impl ConnectorInstance {
 
     /// The plugin's self-description: name, version, options, capabilities.
     pub fn describe(&mut self) -> Result<PluginInfo, CallError> {
-        let info = self.run(|s, b| b.weir_plugin_connector().call_describe(s))?;
+        let info = self.run(|s, b| b.describe(s))?;
         Ok(convert::info_from_wit(info))
     }
 
     /// Asks the plugin whether `config` lets it reach its system (connection health).
     pub fn check(&mut self, config: &Config) -> Result<(), CallError> {
-        self.run(|s, b| b.weir_plugin_connector().call_check(s, config.pairs()))?
+        self.run(|s, b| b.check(s, config.pairs()))?
             .map_err(|e| self.slot.plugin_err(e))
     }
 
     /// The organizations (legal entities, business units, schemas) the system holds.
     pub fn organizations(&mut self, config: &Config) -> Result<Vec<Organization>, CallError> {
         let orgs = self
-            .run(|s, b| {
-                b.weir_plugin_connector()
-                    .call_list_organizations(s, config.pairs())
-            })?
+            .run(|s, b| b.list_organizations(s, config.pairs()))?
             .map_err(|e| self.slot.plugin_err(e))?;
         Ok(orgs
             .into_iter()
@@ -443,10 +439,7 @@ impl ConnectorInstance {
         organization: Option<&str>,
     ) -> Result<Vec<EntitySchema>, CallError> {
         let entities = self
-            .run(|s, b| {
-                b.weir_plugin_connector()
-                    .call_discover(s, config.pairs(), organization)
-            })?
+            .run(|s, b| b.discover(s, config.pairs(), organization))?
             .map_err(|e| self.slot.plugin_err(e))?;
         Ok(entities.into_iter().map(convert::entity_from_wit).collect())
     }
@@ -460,7 +453,7 @@ impl ConnectorInstance {
             max_records: request.max_records,
         };
         let page = self
-            .run(|s, b| b.weir_plugin_connector().call_read(s, config.pairs(), &req))?
+            .run(|s, b| b.read(s, config.pairs(), &req))?
             .map_err(|e| self.slot.plugin_err(e))?;
         // Checked before anything is converted: a page is bounded by what was
         // asked for, and the cursor by MAX_CURSOR_BYTES, or a plugin could fill
@@ -503,10 +496,7 @@ impl ConnectorInstance {
             key_fields: request.key_fields.clone(),
         };
         let resource = self
-            .run(|s, b| {
-                b.weir_plugin_connector()
-                    .call_open_writer(s, config.pairs(), &req)
-            })?
+            .run(|s, b| b.open_writer(s, config.pairs(), &req))?
             .map_err(|e| self.slot.plugin_err(e))?;
         Ok(WriterHandle {
             resource,
@@ -535,11 +525,7 @@ impl ConnectorInstance {
         let batch = convert::batch_to_wit(records);
         let outcomes = self
             .slot
-            .call(|s, b| {
-                b.weir_plugin_connector()
-                    .writer()
-                    .call_upsert(s, writer.resource, &batch)
-            })?
+            .call(|s, b| b.upsert(s, writer.resource, &batch))?
             .map_err(|e| self.slot.plugin_err(e))?;
         if outcomes.len() != len {
             return Err(CallError::Contract {
@@ -559,11 +545,7 @@ impl ConnectorInstance {
     /// Commits and closes a write session.
     pub fn finish(&mut self, writer: WriterHandle) -> Result<(), CallError> {
         self.check_writer(&writer)?;
-        let result = self.slot.call(|s, b| {
-            b.weir_plugin_connector()
-                .writer()
-                .call_finish(s, writer.resource)
-        })?;
+        let result = self.slot.call(|s, b| b.finish(s, writer.resource))?;
         if let Some(live) = self.slot.live.as_mut() {
             // Free the guest resource; a failure here only leaks within the store.
             let _ = writer.resource.resource_drop(&mut live.store);
@@ -574,16 +556,12 @@ impl ConnectorInstance {
 
 /// A transform plugin instance.
 pub struct TransformInstance {
-    pre: TransformPluginPre<HostState>,
-    slot: Slot<TransformPlugin>,
+    pre: TransformPre,
+    slot: Slot<Transform>,
 }
 
 impl TransformInstance {
-    pub(crate) fn new(
-        plugin: String,
-        pre: TransformPluginPre<HostState>,
-        limits: Limits,
-    ) -> TransformInstance {
+    pub(crate) fn new(plugin: String, pre: TransformPre, limits: Limits) -> TransformInstance {
         TransformInstance {
             pre,
             slot: Slot::new(plugin, Grants::none(), limits, None),
@@ -620,7 +598,7 @@ impl TransformInstance {
 
     fn run<R>(
         &mut self,
-        f: impl FnOnce(&mut WasmStore<HostState>, &TransformPlugin) -> wasmtime::Result<R>,
+        f: impl FnOnce(&mut WasmStore<HostState>, &Transform) -> wasmtime::Result<R>,
     ) -> Result<R, CallError> {
         self.warm_up()?;
         self.slot.call(f)
@@ -628,7 +606,7 @@ impl TransformInstance {
 
     /// The plugin's self-description: name, version, options.
     pub fn describe(&mut self) -> Result<PluginInfo, CallError> {
-        let info = self.run(|s, b| b.weir_plugin_transform().call_describe(s))?;
+        let info = self.run(|s, b| b.describe(s))?;
         Ok(convert::info_from_wit(info))
     }
 
@@ -640,10 +618,7 @@ impl TransformInstance {
     ) -> Result<Vec<FieldSchema>, CallError> {
         let input: Vec<_> = input.iter().map(convert::field_to_wit).collect();
         let out = self
-            .run(|s, b| {
-                b.weir_plugin_transform()
-                    .call_output_schema(s, config.pairs(), &input)
-            })?
+            .run(|s, b| b.output_schema(s, config.pairs(), &input))?
             .map_err(|e| self.slot.plugin_err(e))?;
         Ok(out.into_iter().map(convert::field_from_wit).collect())
     }
@@ -654,10 +629,7 @@ impl TransformInstance {
         self.slot.count_in(&records);
         let batch = convert::batch_to_wit(records);
         let out = self
-            .run(|s, b| {
-                b.weir_plugin_transform()
-                    .call_transform(s, config.pairs(), &batch)
-            })?
+            .run(|s, b| b.transform(s, config.pairs(), &batch))?
             .map_err(|e| self.slot.plugin_err(e))?;
         let records = self
             .slot

@@ -19,6 +19,7 @@ mod bindings;
 pub mod bounds;
 mod cache;
 pub mod capabilities;
+mod contract;
 mod convert;
 mod cost;
 mod host;
@@ -31,6 +32,7 @@ mod postgres;
 #[path = "postgres_absent.rs"]
 mod postgres;
 pub mod redact;
+mod since_v0_1_0;
 mod stderr;
 
 use std::path::{Path, PathBuf};
@@ -50,11 +52,13 @@ pub use http::{check_webhook_literal, internal_address_refusal, webhook_resolver
 pub use instance::{CallError, ConnectorInstance, TransformInstance, TrapKind, WriterHandle};
 pub use limits::Limits;
 
-use bindings::since_v0_1_0::{CONNECTOR_EXPORT, TRANSFORM_EXPORT};
+pub use contract::ContractVersion;
+
+use bindings::since_v0_2_0::{CONNECTOR_EXPORT, TRANSFORM_EXPORT};
 use host::HostState;
 
 /// The contract versions this host accepts, newest first.
-pub const SUPPORTED_CONTRACTS: &[&str] = &["0.1.0"];
+pub const SUPPORTED_CONTRACTS: &[&str] = &["0.2.0", "0.1.0"];
 
 /// How often the epoch ticks; call time limits are rounded up to it.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
@@ -400,6 +404,15 @@ impl Runtime {
             .map_err(|e| RuntimeError::Engine(e.to_string()))?;
         bindings::ConnectorPlugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
             .map_err(|e| RuntimeError::Engine(e.to_string()))?;
+        // The frozen 0.1.0 imports, for plugins built against it (they delegate to
+        // the newest, see `since_v0_1_0`); its `types` holds no functions.
+        {
+            use bindings::since_v0_1_0::{TYPES_IMPORT, connector::weir::plugin as v0_1};
+            v0_1::log::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
+                .and_then(|()| v0_1::http::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s))
+                .and_then(|()| linker.instance(TYPES_IMPORT).map(drop))
+                .map_err(|e| RuntimeError::Engine(e.to_string()))?;
+        }
         // `weir:sql/postgres`: any plugin may import it; without a grant every
         // call is denied (see `capabilities::check_postgres`).
         bindings::PostgresClient::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
@@ -464,7 +477,7 @@ impl Runtime {
             .load(&self.engine, &digest, bytes)
             .map_err(|e| not_component(format!("{e:#}")))?;
         tracing::debug!(plugin = label, cache = ?outcome, "component loaded");
-        let kind = self.kind_of(label, &component)?;
+        let (kind, contract) = self.kind_of(label, &component)?;
         let pre = self
             .linker
             .instantiate_pre(&component)
@@ -476,19 +489,28 @@ impl Runtime {
             plugin: label.to_owned(),
             reason: format!("{e:#}"),
         };
-        let pre = match kind {
-            PluginKind::Connector => {
-                instance::Pre::Connector(bindings::ConnectorPluginPre::new(pre).map_err(link)?)
-            }
-            PluginKind::Transform => {
-                instance::Pre::Transform(bindings::TransformPluginPre::new(pre).map_err(link)?)
-            }
+        use bindings::since_v0_1_0 as v0_1;
+        use contract::{ConnectorPre, TransformPre};
+        let pre = match (kind, contract) {
+            (PluginKind::Connector, ContractVersion::V0_2_0) => instance::Pre::Connector(
+                ConnectorPre::V0_2(bindings::ConnectorPluginPre::new(pre).map_err(link)?),
+            ),
+            (PluginKind::Connector, ContractVersion::V0_1_0) => instance::Pre::Connector(
+                ConnectorPre::V0_1(v0_1::connector::ConnectorPluginPre::new(pre).map_err(link)?),
+            ),
+            (PluginKind::Transform, ContractVersion::V0_2_0) => instance::Pre::Transform(
+                TransformPre::V0_2(bindings::TransformPluginPre::new(pre).map_err(link)?),
+            ),
+            (PluginKind::Transform, ContractVersion::V0_1_0) => instance::Pre::Transform(
+                TransformPre::V0_1(v0_1::transform::TransformPluginPre::new(pre).map_err(link)?),
+            ),
         };
         Ok(Plugin {
             inner: Arc::new(PluginInner {
                 label: label.to_owned(),
                 digest,
                 kind,
+                contract,
                 pre,
                 cache: outcome,
                 http: self.http.clone(),
@@ -499,17 +521,23 @@ impl Runtime {
 
     /// Reads the interface a component exports and checks its contract version
     /// before anything is instantiated.
-    fn kind_of(&self, label: &str, component: &Component) -> Result<PluginKind, LoadError> {
+    fn kind_of(
+        &self,
+        label: &str,
+        component: &Component,
+    ) -> Result<(PluginKind, ContractVersion), LoadError> {
         let ty = component.component_type();
         let exports: Vec<String> = ty
             .exports(&self.engine)
             .map(|(n, _)| n.to_owned())
             .collect();
-        if exports.iter().any(|e| e == CONNECTOR_EXPORT) {
-            return Ok(PluginKind::Connector);
-        }
-        if exports.iter().any(|e| e == TRANSFORM_EXPORT) {
-            return Ok(PluginKind::Transform);
+        for version in ContractVersion::ALL.into_iter().rev() {
+            if exports.iter().any(|e| e == version.connector_export()) {
+                return Ok((PluginKind::Connector, version));
+            }
+            if exports.iter().any(|e| e == version.transform_export()) {
+                return Ok((PluginKind::Transform, version));
+            }
         }
         for e in &exports {
             for iface in ["weir:plugin/connector@", "weir:plugin/transform@"] {
@@ -551,6 +579,7 @@ struct PluginInner {
     label: String,
     digest: String,
     kind: PluginKind,
+    contract: ContractVersion,
     pre: instance::Pre,
     cache: CacheOutcome,
     http: Arc<http::HttpClient>,
@@ -583,6 +612,11 @@ impl Plugin {
     /// Connector or transform, from the interface the component exports.
     pub fn kind(&self) -> PluginKind {
         self.inner.kind
+    }
+
+    /// The contract version it was built against, from the interface it exports.
+    pub fn contract(&self) -> ContractVersion {
+        self.inner.contract
     }
 
     /// The SHA-256 of the plugin's bytes.

@@ -1024,6 +1024,7 @@ impl Alerter for crate::notify::Notifier {
                 read: sum(|t| t.read),
                 inserted: sum(|t| t.inserted),
                 updated: sum(|t| t.updated),
+                unchanged: sum(|t| t.unchanged),
                 failed: sum(|t| t.failed),
                 error: e.error.clone(),
                 schema_changes,

@@ -218,8 +218,8 @@ fn write_details(text: &mut String, event: &Event) {
     let _ = writeln!(text, "Trigger:   {}", one_line(&event.trigger, 100));
     let _ = writeln!(
         text,
-        "Records:   read {}, inserted {}, updated {}, failed {}",
-        event.read, event.inserted, event.updated, event.failed
+        "Records:   read {}, inserted {}, updated {}, unchanged {}, failed {}",
+        event.read, event.inserted, event.updated, event.unchanged, event.failed
     );
     if let Some(error) = &event.error {
         let _ = writeln!(text, "Error:     {}", clean(&truncate(error, ERROR_CHARS)));
@@ -311,6 +311,7 @@ mod tests {
             read: 10,
             inserted: 7,
             updated: 1,
+            unchanged: 3,
             failed: 2,
             error: Some("destination refused\x1b[31m the batch".into()),
             first_errors: (1..=7)
@@ -353,7 +354,8 @@ mod tests {
         let m = single(&event(EventKind::Error, 42), "http://h:8080");
         assert_eq!(m.subject, "[weir] contacts-sync: Error (execution 42)");
         assert!(
-            m.text.contains("read 10, inserted 7, updated 1, failed 2"),
+            m.text
+                .contains("read 10, inserted 7, updated 1, unchanged 3, failed 2"),
             "{}",
             m.text
         );

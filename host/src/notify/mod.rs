@@ -191,6 +191,9 @@ pub struct Event {
     pub read: u64,
     pub inserted: u64,
     pub updated: u64,
+    /// Upserted with the values the destination already held (nothing written).
+    #[serde(default)]
+    pub unchanged: u64,
     pub failed: u64,
     /// The execution's error, if it stopped on one.
     pub error: Option<String>,

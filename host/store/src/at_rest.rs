@@ -99,12 +99,14 @@ impl ExecRecord {
             read: 0,
             inserted: 0,
             updated: 0,
+            unchanged: 0,
             failed: 0,
         };
         for t in &self.tasks {
             s.read = s.read.saturating_add(t.read);
             s.inserted = s.inserted.saturating_add(t.inserted);
             s.updated = s.updated.saturating_add(t.updated);
+            s.unchanged = s.unchanged.saturating_add(t.unchanged);
             s.failed = s.failed.saturating_add(t.failed);
         }
         s

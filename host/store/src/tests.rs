@@ -39,6 +39,7 @@ fn task(name: &str, read: u64, inserted: u64, cursor: &str) -> TaskState {
         read,
         inserted,
         updated: 1,
+        unchanged: 4,
         failed: 2,
         skipped: 0,
         cursor: Some(cursor.to_string()),
@@ -477,9 +478,10 @@ fn execution_lifecycle() {
             summary.read,
             summary.inserted,
             summary.updated,
+            summary.unchanged,
             summary.failed
         ),
-        (23, 15, 2, 4)
+        (23, 15, 2, 8, 4)
     );
 
     store
@@ -1266,4 +1268,38 @@ fn a_schema_baseline_round_trips_and_goes_with_its_project() {
     let raw = store.project_schemas.get(b"p").unwrap().unwrap();
     assert!(raw.starts_with(b"{\"v\":1"), "versioned like every value");
     assert!(store.schema_baseline("bad\u{0}name").is_err());
+}
+
+#[test]
+fn unchanged_counts_are_kept_and_older_records_read_as_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let id = store.begin_execution(new_exec("p")).unwrap();
+    store
+        .checkpoint(
+            id,
+            StoredCheckpoint {
+                tasks: vec![task("contacts", 10, 5, "c1")],
+                log: Vec::new(),
+                record_errors: Vec::new(),
+                staged: Vec::new(),
+            },
+        )
+        .unwrap();
+    assert_eq!(store.execution(id).unwrap().unwrap().tasks[0].unchanged, 4);
+    let listed = store.executions(&ExecutionFilter::default()).unwrap();
+    assert_eq!(listed.iter().find(|s| s.id == id).unwrap().unchanged, 4);
+
+    // A record written before destinations could say `unchanged`: read as 0.
+    let raw = store.executions.get(id_key(id)).unwrap().unwrap();
+    let mut v: serde_json::Value = serde_json::from_slice(&raw).unwrap();
+    let tasks = v["tasks"].as_array_mut().expect("tasks in the record");
+    assert_eq!(tasks[0]["unchanged"], 4, "{tasks:?}");
+    tasks[0].as_object_mut().unwrap().remove("unchanged");
+    store
+        .executions
+        .insert(id_key(id), serde_json::to_vec(&v).unwrap())
+        .unwrap();
+    let e = store.execution(id).unwrap().unwrap();
+    assert_eq!((e.tasks[0].unchanged, e.tasks[0].updated), (0, 1));
 }

@@ -141,6 +141,10 @@ pub struct TaskState {
     pub read: u64,
     pub inserted: u64,
     pub updated: u64,
+    /// Upserted with the values the destination already held: nothing written.
+    /// Absent in records stored before 0.2.0 destinations could say so.
+    #[serde(default)]
+    pub unchanged: u64,
     pub failed: u64,
     pub skipped: u64,
     /// Where to resume reading, as the source connector gave it.
@@ -469,6 +473,8 @@ pub struct ExecutionSummary {
     pub read: u64,
     pub inserted: u64,
     pub updated: u64,
+    #[serde(default)]
+    pub unchanged: u64,
     pub failed: u64,
 }
 

@@ -431,14 +431,15 @@ mod tests {
         let before = std::fs::metadata(dir.path().join("people.csv")).unwrap();
         let mut w = open(&dir, &["id"]).unwrap();
         let out = w.upsert(people(&[(2, None), (1, Some("Ada"))])).unwrap();
-        assert_eq!(out, vec![UpsertOutcome::Updated, UpsertOutcome::Updated]);
+        assert_eq!(out, vec![UpsertOutcome::Unchanged, UpsertOutcome::Unchanged]);
         w.finish().unwrap();
         assert_eq!(dir.read("people.csv"), "id,name,city\n1,Ada,Paris\n2,,Rome\n");
         let after = std::fs::metadata(dir.path().join("people.csv")).unwrap();
         assert_eq!((before.ino(), before.mtime_nsec()), (after.ino(), after.mtime_nsec()));
 
         let mut w = open(&dir, &["id"]).unwrap();
-        w.upsert(people(&[(2, Some("Bo"))])).unwrap();
+        let out = w.upsert(people(&[(2, Some("Bo"))])).unwrap();
+        assert_eq!(out, vec![UpsertOutcome::Updated]);
         w.finish().unwrap();
         assert_eq!(dir.read("people.csv"), "id,name,city\n1,Ada,Paris\n2,Bo,Rome\n");
         let rewritten = std::fs::metadata(dir.path().join("people.csv")).unwrap();
@@ -483,7 +484,7 @@ mod tests {
         let out = w
             .upsert(people(&[(1, Some("Ada")), (1, None), (1, Some(""))]))
             .unwrap();
-        assert_eq!(out[0], UpsertOutcome::Updated);
+        assert_eq!(out[0], UpsertOutcome::Unchanged);
         for o in &out[1..] {
             assert_eq!(
                 *o,

@@ -345,14 +345,15 @@ mod tests {
         };
         let mut w = open(&dir, &["id"]).unwrap();
         let out = w.upsert(batch(&fields, rows("Bo"))).unwrap();
-        assert_eq!(out, vec![UpsertOutcome::Updated, UpsertOutcome::Updated]);
+        assert_eq!(out, vec![UpsertOutcome::Unchanged, UpsertOutcome::Unchanged]);
         w.finish().unwrap();
         assert_eq!(dir.read("people.jsonl"), text);
         let after = std::fs::metadata(dir.path().join("people.jsonl")).unwrap();
         assert_eq!((before.ino(), before.mtime_nsec()), (after.ino(), after.mtime_nsec()));
 
         let mut w = open(&dir, &["id"]).unwrap();
-        w.upsert(batch(&fields, rows("Bob"))).unwrap();
+        let out = w.upsert(batch(&fields, rows("Bob"))).unwrap();
+        assert_eq!(out, vec![UpsertOutcome::Unchanged, UpsertOutcome::Updated]);
         w.finish().unwrap();
         assert!(dir.read("people.jsonl").contains("\"Bob\""));
         let rewritten = std::fs::metadata(dir.path().join("people.jsonl")).unwrap();
@@ -361,7 +362,8 @@ mod tests {
         // Again: the line weir wrote matches byte for byte, the other by value.
         let text = dir.read("people.jsonl");
         let mut w = open(&dir, &["id"]).unwrap();
-        w.upsert(batch(&fields, rows("Bob"))).unwrap();
+        let out = w.upsert(batch(&fields, rows("Bob"))).unwrap();
+        assert_eq!(out, vec![UpsertOutcome::Unchanged, UpsertOutcome::Unchanged]);
         assert_eq!(w.unchanged(), 2);
         w.finish().unwrap();
         assert_eq!(dir.read("people.jsonl"), text);

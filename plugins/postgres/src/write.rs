@@ -123,10 +123,8 @@ impl PgWriter {
             .collect();
         // A row that already holds these values is not updated at all: no new
         // row version, no dead tuple, no WAL — a re-sync of unchanged data writes
-        // nothing. Such a row returns no row, which is reported `updated`
-        // (contract v0.1.0 has no `unchanged`: the key exists and holds these
-        // values). Types without an equality operator (json, xml, point...)
-        // compare as text.
+        // nothing. Such a row returns no row: `unchanged`. Types without an
+        // equality operator (json, xml, point...) compare as text.
         let (mine, theirs): (Vec<String>, Vec<String>) = set
             .iter()
             .map(|f| {
@@ -221,7 +219,9 @@ impl Writer for PgWriter {
             .map(|o| match o {
                 RowOutcome::Done(set) => match set.rows.first().and_then(|r| r.first()) {
                     Some(DbValue::Boolean(true)) => UpsertOutcome::Inserted,
-                    _ => UpsertOutcome::Updated,
+                    Some(_) => UpsertOutcome::Updated,
+                    // The guard held the row back: it already had these values.
+                    None => UpsertOutcome::Unchanged,
                 },
                 RowOutcome::Failed(e) => UpsertOutcome::Failed(match e.column {
                     Some(column) => RecordError::field(column, e.message),

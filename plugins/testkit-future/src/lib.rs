@@ -1,10 +1,10 @@
-//! `testkit-future`: a connector built against `weir:plugin@0.2.0`, a contract
+//! `testkit-future`: a connector built against `weir:plugin@0.3.0`, a contract
 //! version this host does not accept. The host must refuse it before
 //! instantiating, naming both versions. Not a useful plugin.
 
 wit_bindgen::generate!({
     inline: r#"
-        package weir:plugin@0.2.0;
+        package weir:plugin@0.3.0;
 
         interface connector {
             describe: func() -> string;

@@ -1,4 +1,4 @@
-//! The contract's plain data types (mirroring `wit/since_v0.1.0/types.wit` and
+//! The contract's plain data types (mirroring `wit/since_v0.2.0/types.wit` and
 //! `connector.wit`); the host and the SDK convert generated bindings to these.
 
 use std::fmt;
@@ -180,8 +180,15 @@ impl RecordError {
 #[derive(Clone, Debug, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum UpsertOutcome {
+    /// The key was new: a record was added.
     Inserted,
+    /// The key existed and its record was changed (or the destination cannot tell
+    /// whether it changed).
     Updated,
+    /// The key existed and the destination already held these values: nothing was
+    /// written. Contract 0.2.0; a 0.1.0 plugin never answers it.
+    Unchanged,
+    /// The record was refused; the rest of the batch goes on.
     Failed(RecordError),
 }
 

@@ -660,7 +660,9 @@ impl Merged {
 ///
 /// A record whose key is already in the file (or was written earlier
 /// in the session) is [`UpsertOutcome::Updated`] — merged into the stored record
-/// by [`RecordFormat::encode_update`] — else [`UpsertOutcome::Inserted`]; a key
+/// by [`RecordFormat::encode_update`] — or [`UpsertOutcome::Unchanged`] when the
+/// stored record already holds its values ([`RecordFormat::unchanged`]; nothing is
+/// written), else [`UpsertOutcome::Inserted`]; a key
 /// repeated in an existing file matches its first record, the others are kept as
 /// they are; a session that writes nothing leaves the file as it was (and creates
 /// none).
@@ -963,11 +965,9 @@ impl<F: RecordFormat> KeyedFileWriter<F> {
                 };
                 let Some(stored) = stored else {
                     // The record already says this: nothing to append, nothing to
-                    // rewrite, and the index keeps its place. Contract v0.1.0 has
-                    // no `unchanged` outcome; the key exists and holds these
-                    // values, which is what `updated` promises.
+                    // rewrite, and the index keeps its place.
                     *unchanged += 1;
-                    return Ok(UpsertOutcome::Updated);
+                    return Ok(UpsertOutcome::Unchanged);
                 };
                 let update = Self::append_update(store, format, home, stored, records, i)?;
                 order
@@ -1662,7 +1662,7 @@ mod tests {
         KeyedFileWriter::open(dir.path(), "t", "txt", &["key".to_owned()], Lines).unwrap()
     }
 
-    use UpsertOutcome::{Inserted as I, Updated as U};
+    use UpsertOutcome::{Inserted as I, Unchanged as C, Updated as U};
 
     #[test]
     fn a_file_changed_by_another_program_during_the_session_is_not_replaced() {
@@ -1749,7 +1749,7 @@ mod tests {
         let before = std::fs::metadata(dir.path().join("t.txt")).unwrap();
         let mut w = open(&dir);
         let out = w.upsert(batch(&[("b", "1"), ("a", "1"), ("c", "1")])).unwrap();
-        assert_eq!(out, [U, U, U]);
+        assert_eq!(out, [C, C, C]);
         assert_eq!(w.unchanged(), 3);
         w.finish().unwrap();
         let after = std::fs::metadata(dir.path().join("t.txt")).unwrap();
@@ -1768,7 +1768,7 @@ mod tests {
 
         let mut w = open(&dir);
         let out = w.upsert(batch(&[("a", "1"), ("b", "2")])).unwrap();
-        assert_eq!(out, [U, U]);
+        assert_eq!(out, [C, U]);
         assert_eq!(w.unchanged(), 1);
         w.finish().unwrap();
         assert_eq!(dir.read("t.txt"), "a\t1\nb\t2\nc\t1\n");
@@ -1858,7 +1858,7 @@ mod tests {
             .collect();
         let refs: Vec<(&str, &str)> = rows.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
         assert!(w.upsert(batch(&refs)).unwrap().iter().all(|o| *o == I));
-        assert!(w.upsert(batch(&refs)).unwrap().iter().all(|o| *o == U));
+        assert!(w.upsert(batch(&refs)).unwrap().iter().all(|o| *o == C));
         assert_eq!(w.keys(), 5000);
         w.finish().unwrap();
         assert_eq!(dir.read("t.txt").lines().count(), 5000);
