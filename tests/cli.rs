@@ -544,11 +544,9 @@ fn prune_keeps_what_any_rule_keeps_and_dry_run_deletes_nothing() {
     assert!(help.contains("--dry-run"), "{help}");
 }
 
-/// SIGTERM during `weir run FILE`: the batch in hand is finished and committed, the run
-/// ends interrupted (exit 3), and the destination folder keeps no temporary files; a
-/// run afterwards completes with every record once (issue 21: nothing left behind).
-#[test]
-fn sigterm_stops_a_run_at_a_batch_boundary_and_leaves_no_temporary_files() {
+/// A folder with `slow.toml`: 3,000 records read slowly from testkit into jsonl (`out/`),
+/// batches of 100, so a signal lands mid-run.
+fn slow_run_project() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let testkit = common::plugin_path("testkit-connector");
     std::fs::write(
@@ -581,18 +579,29 @@ mappings = [{{ destination = "id", source = "id" }}, {{ destination = "email", s
         ),
     )
     .unwrap();
+    dir
+}
+
+/// The writer's temporary files in a destination folder (`.<file>….tmp`).
+fn temporary_files(out: &Path) -> Vec<String> {
+    std::fs::read_dir(out)
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with('.') && n.contains(".tmp"))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// SIGTERM during `weir run FILE`: the batch in hand is finished and committed, the run
+/// ends interrupted (exit 3), and the destination folder keeps no temporary files; a
+/// run afterwards completes with every record once (issue 21: nothing left behind).
+#[test]
+fn sigterm_stops_a_run_at_a_batch_boundary_and_leaves_no_temporary_files() {
+    let dir = slow_run_project();
     let out = dir.path().join("out");
-    let temporary = |out: &Path| -> Vec<String> {
-        std::fs::read_dir(out)
-            .map(|entries| {
-                entries
-                    .filter_map(|e| e.ok())
-                    .map(|e| e.file_name().to_string_lossy().into_owned())
-                    .filter(|n| n.starts_with('.') && n.contains(".tmp"))
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
     let child = Command::new(env!("CARGO_BIN_EXE_weir"))
         .args(["run", "slow.toml", "--json"])
         .current_dir(dir.path())
@@ -603,7 +612,7 @@ mappings = [{{ destination = "id", source = "id" }}, {{ destination = "email", s
         .unwrap();
     // Mid-write: the writer's logs of new records exist.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while temporary(&out).is_empty() {
+    while temporary_files(&out).is_empty() {
         assert!(
             std::time::Instant::now() < deadline,
             "the run never started writing"
@@ -624,7 +633,7 @@ mappings = [{{ destination = "id", source = "id" }}, {{ destination = "email", s
     let inserted = task["counts"]["inserted"].as_u64().unwrap();
     assert!(inserted < 3000, "stopped before the end: {report}");
     assert_eq!(
-        temporary(&out),
+        temporary_files(&out),
         Vec::<String>::new(),
         "temporary files left"
     );
@@ -654,5 +663,54 @@ mappings = [{{ destination = "id", source = "id" }}, {{ destination = "email", s
         .map(|r| r["id"].as_i64().unwrap())
         .collect();
     assert_eq!((lines(&out).len(), ids.len()), (3000, 3000));
-    assert!(temporary(&out).is_empty());
+    assert!(temporary_files(&out).is_empty());
+}
+
+/// SIGKILL during `weir run FILE` gives the writer no chance to clean up: whatever
+/// temporary files it had are gone once the next run has run, which completes with
+/// every record once (issue 21: an interrupted run leaves nothing behind).
+#[test]
+fn sigkill_leaves_no_temporary_files_after_the_next_run() {
+    let dir = slow_run_project();
+    let out = dir.path().join("out");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(["run", "slow.toml"])
+        .current_dir(dir.path())
+        .env_remove("WEIR_DATA_DIR")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while temporary_files(&out).is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the run never started writing"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+
+    let again = weir(dir.path(), &["run", "slow.toml"]);
+    assert!(
+        again.status.success(),
+        "{}{}",
+        stdout(&again),
+        stderr(&again)
+    );
+    assert_eq!(
+        temporary_files(&out),
+        Vec::<String>::new(),
+        "temporary files left"
+    );
+    let text = std::fs::read_to_string(out.join("people.jsonl")).unwrap();
+    let ids: std::collections::HashSet<i64> = text
+        .lines()
+        .map(|l| {
+            let r: serde_json::Value = serde_json::from_str(l).expect("complete JSON lines");
+            r["id"].as_i64().unwrap()
+        })
+        .collect();
+    assert_eq!((text.lines().count(), ids.len()), (3000, 3000));
 }

@@ -620,6 +620,21 @@ fn dashboard_in_headless_chromium() {
     b.screenshot_full(&detail_png, 4000);
     println!("screenshot: {}", detail_png.display());
 
+    // people-ok's second run found its four records already at the destination: the
+    // page says unchanged, as the API and the CLI do (contract 0.2.0).
+    let ok_id = last["people-ok"].0;
+    b.goto(&format!("{base}/#/executions/{ok_id}"));
+    b.wait_until("people-ok's second execution", WAIT, |b| {
+        b.try_find("[data-count=unchanged] b")
+            .map(|e| e.text())
+            .filter(|t| t == "4")
+    });
+    assert_eq!(b.find("[data-count=updated] b").text(), "0");
+    assert_eq!(
+        api.get(&format!("/api/v1/executions/{ok_id}"))["tasks"][0]["unchanged"],
+        4
+    );
+
     // ---- Live: Run from the overview; the new execution appears without a reload ----
     b.click("a.brand");
     b.wait_for("button.run[data-project='people-ok']", WAIT);
