@@ -241,22 +241,36 @@ impl Store {
             Err(e) if disk::is_not_writable(&e) => return Err(not_writable(&e)),
             Err(e) => return Err(dir_io(e)),
         }
-        let db = sled::Config::new()
+        let config = sled::Config::new()
             .path(dir.join("db"))
             // sled's default cache is 1 GiB; the store's hot set (summaries, the running
             // executions) is small, and the host has plugins to give memory to.
-            .cache_capacity(128 * 1024 * 1024)
-            .open()
-            .map_err(|e| match e {
-                sled::Error::Io(io) if io.to_string().contains("could not acquire lock") => {
-                    StoreError::Locked {
-                        dir: dir.to_path_buf(),
-                    }
+            .cache_capacity(128 * 1024 * 1024);
+        // A store closed a moment ago in this process keeps its lock until sled's
+        // flusher thread has exited (up to its 500 ms period): wait that out before
+        // calling the directory held by someone else.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_millis(1500);
+        let db = loop {
+            match config.open() {
+                Err(sled::Error::Io(io))
+                    if io.to_string().contains("could not acquire lock")
+                        && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(25));
                 }
-                sled::Error::Io(io) if disk::is_not_writable(&io) => not_writable(&io),
-                sled::Error::Io(io) => dir_io(io),
-                other => db_err(other),
-            })?;
+                other => break other,
+            }
+        }
+        .map_err(|e| match e {
+            sled::Error::Io(io) if io.to_string().contains("could not acquire lock") => {
+                StoreError::Locked {
+                    dir: dir.to_path_buf(),
+                }
+            }
+            sled::Error::Io(io) if disk::is_not_writable(&io) => not_writable(&io),
+            sled::Error::Io(io) => dir_io(io),
+            other => db_err(other),
+        })?;
         let tree = |name: &str| db.open_tree(name).map_err(db_err);
         let connections = tree("connections")?;
         let (mut derivation, salt) = key_derivation(&db, &connections)?;
