@@ -2,7 +2,10 @@
 //! already holds is counted `unchanged`, not `updated`, and costs no write. For the
 //! file destinations (JSON Lines, CSV): a first run, a re-run of the same source, and
 //! a re-run with 10 rows changed, each counted exactly; the file is not even rewritten
-//! when nothing changed. PostgreSQL's twin is in `postgres.rs`.
+//! when nothing changed; with the key index in the host (`weir:kv/index`, what `weir
+//! run` and `weir serve` use) and in the plugin (a host without an index directory).
+//! A destination edited by another program between runs: the index is rebuilt, no
+//! record lost or doubled. PostgreSQL's twin is in `postgres.rs`.
 
 mod common;
 
@@ -11,6 +14,7 @@ use std::path::Path;
 
 use weir_host::engine::{Counts, Status};
 use weir_host::project::{Connection, Mapping, PluginRef, Project};
+use weir_host::runtime::Runtime;
 
 const ROWS: i64 = 100;
 
@@ -48,8 +52,8 @@ fn project(source: &Path, destination: &Path, plugin: &str) -> Project {
     project
 }
 
-fn counts(project: &Project) -> Counts {
-    let report = common::run(project);
+fn counts(runtime: &Runtime, project: &Project) -> Counts {
+    let report = common::run_on(runtime, project);
     assert_eq!(report.status, Status::Completed, "{report}");
     assert!(
         report
@@ -60,14 +64,14 @@ fn counts(project: &Project) -> Counts {
     report.tasks[0].counts
 }
 
-fn three_runs(plugin: &str, file: &str) {
+fn three_runs(runtime: &Runtime, plugin: &str, file: &str) {
     let source = tempfile::tempdir().unwrap();
     let out = tempfile::tempdir().unwrap();
     let project = project(source.path(), out.path(), plugin);
     let path = out.path().join(file);
 
     write_source(source.path(), &[]);
-    let c = counts(&project);
+    let c = counts(runtime, &project);
     assert_eq!(
         (c.read, c.inserted, c.updated, c.unchanged, c.failed),
         (100, 100, 0, 0, 0),
@@ -77,7 +81,7 @@ fn three_runs(plugin: &str, file: &str) {
     let before = std::fs::metadata(&path).unwrap();
 
     // The same source again: every record is already there with its values.
-    let c = counts(&project);
+    let c = counts(runtime, &project);
     assert_eq!(
         (c.read, c.inserted, c.updated, c.unchanged, c.failed),
         (100, 0, 0, 100, 0),
@@ -94,7 +98,7 @@ fn three_runs(plugin: &str, file: &str) {
     // Ten rows changed at the source: ten updated, the other ninety unchanged.
     let changed: Vec<i64> = (1..=10).map(|i| i * 9).collect();
     write_source(source.path(), &changed);
-    let c = counts(&project);
+    let c = counts(runtime, &project);
     assert_eq!(
         (c.read, c.inserted, c.updated, c.unchanged, c.failed),
         (100, 0, 10, 90, 0),
@@ -108,10 +112,89 @@ fn three_runs(plugin: &str, file: &str) {
 
 #[test]
 fn jsonl_counts_unchanged_records_on_first_run_rerun_and_ten_changed() {
-    three_runs("jsonl", "contacts.jsonl");
+    three_runs(common::runtime(), "jsonl", "contacts.jsonl");
 }
 
 #[test]
 fn csv_counts_unchanged_records_on_first_run_rerun_and_ten_changed() {
-    three_runs("csv", "contacts.csv");
+    three_runs(common::runtime(), "csv", "contacts.csv");
+}
+
+#[test]
+fn jsonl_counts_the_same_with_the_key_index_in_the_plugin() {
+    three_runs(common::runtime_without_index(), "jsonl", "contacts.jsonl");
+}
+
+#[test]
+fn csv_counts_the_same_with_the_key_index_in_the_plugin() {
+    three_runs(common::runtime_without_index(), "csv", "contacts.csv");
+}
+
+fn dot_files(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.starts_with('.'))
+        .collect();
+    names.sort();
+    names
+}
+
+/// The key index lives in the host: nothing beside the destination file, a table in
+/// the index directory. Then another program edits the destination between runs —
+/// five records deleted, one changed, a record of its own appended — and the next run
+/// rebuilds the index from the file rather than trust it: the five are inserted
+/// again, the changed one updated, the rest unchanged, the foreign record kept, and
+/// every key is in the file exactly once.
+#[test]
+fn a_destination_edited_between_runs_is_reindexed_and_no_record_is_lost_or_doubled() {
+    let source = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let project = project(source.path(), out.path(), "jsonl");
+    let path = out.path().join("contacts.jsonl");
+    write_source(source.path(), &[]);
+    let c = counts(common::runtime(), &project);
+    assert_eq!((c.inserted, c.unchanged), (100, 0));
+    assert_eq!(
+        dot_files(out.path()),
+        Vec::<String>::new(),
+        "no index beside the file"
+    );
+    assert!(
+        std::fs::read_dir(common::index_dir()).unwrap().count() > 0,
+        "the index is in the host's index directory"
+    );
+
+    let text = std::fs::read_to_string(&path).unwrap();
+    let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+    let deleted: Vec<String> = lines.drain(40..45).collect();
+    assert!(deleted[0].contains(r#""id":41"#), "{}", deleted[0]);
+    let edited = lines.iter().position(|l| l.contains(r#""id":7,"#)).unwrap();
+    lines[edited] = lines[edited].replace("person 7", "someone else");
+    lines.push(r#"{"id":1000,"name":"added by hand","age":1}"#.to_owned());
+    std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+
+    let c = counts(common::runtime(), &project);
+    assert_eq!(
+        (c.read, c.inserted, c.updated, c.unchanged, c.failed),
+        (100, 5, 1, 94, 0),
+        "deleted ones inserted again, the edited one updated back"
+    );
+    let text = std::fs::read_to_string(&path).unwrap();
+    let mut ids: Vec<i64> = text
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v["id"].as_i64().unwrap()
+        })
+        .collect();
+    ids.sort_unstable();
+    let mut want: Vec<i64> = (1..=ROWS).collect();
+    want.push(1000);
+    assert_eq!(ids, want, "each key once, the foreign record kept");
+    assert!(text.contains(r#""name":"person 7""#), "{text}");
+    assert!(!text.contains("someone else"));
+    // And the rebuilt index is trusted again: a re-run changes nothing.
+    let c = counts(common::runtime(), &project);
+    assert_eq!((c.inserted, c.updated, c.unchanged), (0, 0, 100));
 }

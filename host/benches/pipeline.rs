@@ -10,7 +10,13 @@
 //! - **re-run, 10 % changed**: one record in ten has a new `amount`;
 //! - **native**: plain Rust (csv + serde_json, the same mapping, one thread).
 //!
-//! and prints records/s (wall), **records per CPU-second of all threads** (user +
+//! Each weir scenario runs twice: with the JSON Lines writer's key index in the
+//! host (`weir:kv/index`, an embedded fjall store under the run's data
+//! directory, what `weir run` and `weir serve` do) and in the plugin (its own
+//! LSM in the destination folder, what a host without an index directory gets):
+//! the A/B of where the index lives.
+//!
+//! It prints records/s (wall), **records per CPU-second of all threads** (user +
 //! sys from `getrusage`, the headline: weir's stages run on several threads, the
 //! native baseline on one), peak RSS, the ratio to native per CPU-second and, for
 //! the re-runs, their CPU against the first run's. The per-call overhead of a
@@ -209,8 +215,15 @@ fn child(which: &str, dir: &Path) {
         "weir" => {
             // The compiled-component cache the parent filled: a daemon has its plugins
             // compiled already, so compiling (~0.3 s per plugin) is not part of a run.
+            // The index directory lives beside the destination, as a data
+            // directory's does: re-runs find what the first run put there.
+            let index_dir = match std::env::var("WEIR_BENCH_INDEX").as_deref() {
+                Ok("plugin") => None,
+                _ => Some(dir.join("index")),
+            };
             let runtime = Runtime::new(RuntimeConfig {
                 cache_dir: std::env::var_os("WEIR_BENCH_CACHE").map(Into::into),
+                index_dir,
                 ..RuntimeConfig::default()
             })
             .unwrap();
@@ -250,9 +263,10 @@ struct Measured {
     unchanged: u64,
 }
 
-fn measure(which: &str, dir: &Path) -> Result<Measured, String> {
+fn measure(which: &str, dir: &Path, index: &str) -> Result<Measured, String> {
     let out = Command::new(std::env::current_exe().unwrap())
         .args(["--child", which, dir.to_str().unwrap()])
+        .env("WEIR_BENCH_INDEX", index)
         .output()
         .unwrap();
     assert!(
@@ -350,40 +364,44 @@ fn main() {
             "  -- {n} records ({:.0} MB CSV), {rounds} round(s), medians by CPU",
             bytes as f64 / 1e6
         );
-        let (mut first, mut same, mut tenth, mut native_runs) =
-            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        const INDEXES: [&str; 2] = ["host", "plugin"];
+        // Per index: first runs, re-runs all unchanged, re-runs 10 % changed.
+        let mut runs: [[Vec<Measured>; 3]; 2] = Default::default();
+        let mut native_runs = Vec::new();
         let mut failed = None;
         // Rounds interleave the scenarios, so a slow spell of the machine touches
         // all of them rather than one.
         for _ in 0..rounds {
-            generate(&csv, n, None);
-            let _ = std::fs::remove_dir_all(dir.path().join("out"));
-            let runs = [("first", None), ("same", None), ("tenth", Some(10))];
-            for (which, changed) in runs {
-                if changed.is_some() {
-                    generate(&csv, n, changed);
-                }
-                match measure("weir", dir.path()) {
-                    Ok(m) => {
-                        assert_eq!(lines_of(&out), n, "every record written once ({which})");
-                        match which {
-                            "first" => first.push(m),
-                            "same" => same.push(m),
-                            _ => tenth.push(m),
-                        }
+            for (x, index) in INDEXES.iter().enumerate() {
+                generate(&csv, n, None);
+                let _ = std::fs::remove_dir_all(dir.path().join("out"));
+                let _ = std::fs::remove_dir_all(dir.path().join("index"));
+                let scenarios = [("first", None), ("same", None), ("tenth", Some(10))];
+                for (s, (which, changed)) in scenarios.into_iter().enumerate() {
+                    if changed.is_some() {
+                        generate(&csv, n, changed);
                     }
-                    Err(e) => failed = Some(format!("{which}: {e}")),
+                    match measure("weir", dir.path(), index) {
+                        Ok(m) => {
+                            assert_eq!(
+                                lines_of(&out),
+                                n,
+                                "every record written once ({which}, index in the {index})"
+                            );
+                            runs[x][s].push(m);
+                        }
+                        Err(e) => failed = Some(format!("{which} (index in the {index}): {e}")),
+                    }
                 }
             }
-            native_runs.push(measure("native", dir.path()).unwrap());
+            native_runs.push(measure("native", dir.path(), "host").unwrap());
         }
         if let Some(e) = failed {
             println!("  weir did not complete: {e}");
             continue;
         }
         let native = median(native_runs);
-        let first = median(first);
-        let row = |name: &str, m: Measured| {
+        let row = |name: &str, m: Measured, first: Measured| {
             let per_cpu = n as f64 / m.cpu_secs;
             println!(
                 "  {name:<26} {:>17} {:>8.2} {:>8.2} {:>14.0} {:>8.0} {:>10.2}x {:>11}",
@@ -400,10 +418,15 @@ fn main() {
                 }
             );
         };
-        row("native (1 thread)", native);
-        row("weir, first run", first);
-        row("weir, re-run all unchanged", median(same));
-        row("weir, re-run 10 % changed", median(tenth));
+        row("native (1 thread)", native, native);
+        for (x, index) in INDEXES.iter().enumerate() {
+            let [first, same, tenth] = runs[x].clone();
+            let first = median(first);
+            println!("  [key index in the {index}]");
+            row("weir, first run", first, first);
+            row("weir, re-run all unchanged", median(same), first);
+            row("weir, re-run 10 % changed", median(tenth), first);
+        }
     }
     println!(
         "  (records: inserted+updated+unchanged; vs native: records per CPU-second against native's; vs 1st run: CPU of the re-run over the first run's)"

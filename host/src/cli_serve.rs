@@ -86,6 +86,7 @@ pub fn serve(data_dir: &Path, key_file: Option<&Path>, args: ServeArgs) -> Resul
     // holds a clone of the handle.
     let runtime = weir_host::runtime::Runtime::new(weir_host::runtime::RuntimeConfig {
         cache_dir: Some(data_dir.join("cache")),
+        index_dir: Some(data_dir.join("index")),
         pool_instances: config.daemon.pool_instances(),
         ..weir_host::runtime::RuntimeConfig::default()
     })?;

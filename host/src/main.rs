@@ -329,6 +329,7 @@ impl Observer for Progress {
 fn runtime_config(data_dir: &Path) -> RuntimeConfig {
     RuntimeConfig {
         cache_dir: Some(data_dir.join("cache")),
+        index_dir: Some(data_dir.join("index")),
         ..RuntimeConfig::default()
     }
 }

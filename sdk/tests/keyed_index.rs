@@ -2,7 +2,6 @@
 //! sessions at linear cost, the index kept and persisted between sessions, and
 //! crashes at each step of an append.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
 use weir_sdk::files::__test_format::Lines;
@@ -10,77 +9,16 @@ use weir_sdk::files::{
     __crash_during_append, __forget_kept_index, __set_index_slots, KeyedFileWriter,
 };
 use weir_sdk::testing::TestDir;
-use weir_sdk::{Batch, BatchBuilder, FieldType, UpsertOutcome, Value, Writer};
+use weir_sdk::{UpsertOutcome, Writer};
+
+#[path = "common/keyed.rs"]
+mod keyed;
+use keyed::{Model, batch, contents, names};
 
 use UpsertOutcome::{Inserted as I, Unchanged as C, Updated as U};
 
-fn batch<K: AsRef<str>, V: AsRef<str>>(rows: &[(K, V)]) -> Batch {
-    let mut b = BatchBuilder::new(&[("key", FieldType::Text), ("value", FieldType::Text)]);
-    for (k, v) in rows {
-        b.push_row(&[
-            Value::Text(k.as_ref().into()),
-            Value::Text(v.as_ref().into()),
-        ])
-        .unwrap();
-    }
-    b.finish()
-}
-
 fn open(dir: &Path) -> KeyedFileWriter<Lines> {
     KeyedFileWriter::open(dir, "t", "txt", &["key".to_owned()], Lines).unwrap()
-}
-
-/// The file's lines, checked to hold each key once, as a map in file order.
-fn contents(dir: &TestDir) -> Vec<(String, String)> {
-    let text = dir.read("t.txt");
-    let rows: Vec<(String, String)> = text
-        .lines()
-        .map(|l| {
-            let (k, v) = l.split_once('\t').expect("key\tvalue");
-            (k.to_owned(), v.to_owned())
-        })
-        .collect();
-    let mut seen = std::collections::HashSet::new();
-    for (k, _) in &rows {
-        assert!(seen.insert(k.clone()), "key {k} twice");
-    }
-    rows
-}
-
-/// A model of what the file must hold: first-seen order, latest value.
-#[derive(Default)]
-struct Model {
-    order: Vec<String>,
-    values: BTreeMap<String, String>,
-}
-
-impl Model {
-    fn upsert(&mut self, k: &str, v: &str) -> UpsertOutcome {
-        match self.values.insert(k.to_owned(), v.to_owned()) {
-            Some(old) if old == v => C,
-            Some(_) => U,
-            None => {
-                self.order.push(k.to_owned());
-                I
-            }
-        }
-    }
-
-    fn expected(&self) -> Vec<(String, String)> {
-        self.order
-            .iter()
-            .map(|k| (k.clone(), self.values[k].clone()))
-            .collect()
-    }
-}
-
-fn names(dir: &TestDir) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir.path())
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .collect();
-    names.sort();
-    names
 }
 
 #[test]

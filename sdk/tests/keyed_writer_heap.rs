@@ -20,7 +20,11 @@ fn heap_is_bounded_by_keys_not_records() {
     for round in 0..2 {
         // The second round changes every value, so each record is a real update
         // (the same value again would be `unchanged`, and write nothing).
-        let value = if round == 0 { value.clone() } else { "w".repeat(500) };
+        let value = if round == 0 {
+            value.clone()
+        } else {
+            "w".repeat(500)
+        };
         for chunk in 0..RECORDS / 1000 {
             let mut b = BatchBuilder::new(&[("key", FieldType::Text), ("value", FieldType::Text)]);
             for n in 0..1000 {

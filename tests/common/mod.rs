@@ -24,14 +24,41 @@ pub fn testkit_transform() -> PluginRef {
     PluginRef::file(plugin_path("testkit-transform"))
 }
 
+/// A temporary folder for the whole test binary (never removed while it runs).
+fn binary_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| tempfile::tempdir().unwrap().keep())
+}
+
 /// One runtime for a whole test binary, with a cache in a temporary folder: the
 /// tests also prove that one runtime keeps serving after any plugin misbehaves.
+/// Like `weir run` and `weir serve`, it keeps key indexes (`weir:kv/index`) in an
+/// index directory ([`index_dir`]).
 pub fn runtime() -> &'static Runtime {
     static RUNTIME: OnceLock<Runtime> = OnceLock::new();
     RUNTIME.get_or_init(|| {
-        let cache = tempfile::tempdir().unwrap().keep().join("cache");
         Runtime::new(RuntimeConfig {
-            cache_dir: Some(cache),
+            cache_dir: Some(binary_dir().join("cache")),
+            index_dir: Some(index_dir().to_owned()),
+            ..RuntimeConfig::default()
+        })
+        .unwrap()
+    })
+}
+
+/// Where [`runtime`] keeps its key indexes.
+pub fn index_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| binary_dir().join("index"))
+}
+
+/// A runtime that keeps no key index, as an embedding host without a data
+/// directory: file writers keep their own.
+pub fn runtime_without_index() -> &'static Runtime {
+    static RUNTIME: OnceLock<Runtime> = OnceLock::new();
+    RUNTIME.get_or_init(|| {
+        Runtime::new(RuntimeConfig {
+            cache_dir: Some(binary_dir().join("cache")),
             ..RuntimeConfig::default()
         })
         .unwrap()
@@ -86,7 +113,12 @@ pub fn with_transform(mut project: Project, options: &[(&str, &str)], limits: Li
 }
 
 pub fn run(project: &Project) -> ExecutionReport {
-    Engine::new(runtime())
+    run_on(runtime(), project)
+}
+
+/// [`run`] on another runtime.
+pub fn run_on(runtime: &Runtime, project: &Project) -> ExecutionReport {
+    Engine::new(runtime)
         .run(project, &mut Quiet)
         .expect("project starts")
 }

@@ -81,6 +81,23 @@ pub mod sql_v0_1_0 {
     });
 }
 
+/// `weir:kv@0.1.0`: the key index a connector may keep in the host (`kv.rs`), a
+/// package of its own like `weir:sql`. Linked for every plugin; the grants decide
+/// what `open` gets. Trappable: a handle the plugin never had is a trap, not an
+/// error it could ignore.
+pub mod kv_v0_1_0 {
+    wasmtime::component::bindgen!({
+        path: "../../wit/kv/since_v0.1.0",
+        world: "index-client",
+        imports: { default: trappable },
+        with: {
+            "weir:kv/index.table": crate::kv::KvTable,
+        },
+    });
+}
+
+pub use kv_v0_1_0::IndexClient;
+pub use kv_v0_1_0::weir::kv::index as kv_index;
 pub use since_v0_2_0::connector::exports::weir::plugin::connector as connector_api;
 pub use since_v0_2_0::connector::weir::plugin::{http, log, types};
 pub use since_v0_2_0::connector::{ConnectorPlugin, ConnectorPluginPre};

@@ -84,6 +84,15 @@ impl Grants {
     }
 }
 
+/// The scope of a plugin's key-index tables (`weir:kv/index`): its connection's
+/// granted directory, so a table describes files the plugin may write and no
+/// other connection's. No directory grant, no tables.
+pub(crate) fn check_kv(grants: &Grants) -> Result<&Path, String> {
+    grants.directory.as_deref().ok_or_else(|| {
+        "this connection is granted no directory, so it keeps no key index".to_owned()
+    })
+}
+
 /// The PostgreSQL database a connection's plugin may reach: the host connects
 /// here and nowhere else, with these credentials; the plugin names no address
 /// and never sees the password.

@@ -52,6 +52,8 @@ pub(crate) struct HostState {
     pub log_dropped: usize,
     /// The runtime's HTTP client (`None`: this instance cannot send HTTP).
     pub http: Option<Arc<HttpClient>>,
+    /// The runtime's key indexes (`weir:kv/index`).
+    pub index: Arc<crate::kv::IndexHome>,
     /// When the current call's time limit runs out (set by each call), so a
     /// blocking host function can stop in time.
     pub call_deadline: Option<Instant>,
@@ -67,6 +69,7 @@ impl HostState {
         grants: &Grants,
         limits: &Limits,
         http: Option<Arc<HttpClient>>,
+        index: Arc<crate::kv::IndexHome>,
     ) -> std::io::Result<HostState> {
         let stderr = TailPipe::new(limits.stderr_bytes);
         Ok(HostState {
@@ -84,6 +87,7 @@ impl HostState {
             log_lines: Vec::new(),
             log_dropped: 0,
             http,
+            index,
             call_deadline: None,
             postgres: PgSession::default(),
             imports: ImportCounts::default(),

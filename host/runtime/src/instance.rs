@@ -23,6 +23,7 @@ use super::convert;
 use super::cost::{PluginCost, thread_cpu_time};
 use super::host::{HostState, PluginLogLine, PluginLogs};
 use super::http::HttpClient;
+use super::kv::IndexHome;
 use super::limits::Limits;
 use super::{EPOCH_TICK, PluginKind};
 
@@ -147,6 +148,8 @@ struct Slot<B> {
     limits: Limits,
     /// The runtime's HTTP client; only connectors get one.
     http: Option<Arc<HttpClient>>,
+    /// The runtime's key indexes; only connectors get them.
+    index: Arc<IndexHome>,
     live: Option<Live<B>>,
     /// Bumped whenever the live instance is dropped, so resources of a dead
     /// instance (writers) are recognised.
@@ -163,12 +166,14 @@ impl<B> Slot<B> {
         grants: Grants,
         limits: Limits,
         http: Option<Arc<HttpClient>>,
+        index: Arc<IndexHome>,
     ) -> Slot<B> {
         Slot {
             plugin,
             grants,
             limits,
             http,
+            index,
             live: None,
             generation: 0,
             logs: Vec::new(),
@@ -192,8 +197,14 @@ impl<B> Slot<B> {
         if self.live.is_some() {
             return Ok(());
         }
-        let state = HostState::new(&self.plugin, &self.grants, &self.limits, self.http.clone())
-            .map_err(|e| self.host_err(e.to_string()))?;
+        let state = HostState::new(
+            &self.plugin,
+            &self.grants,
+            &self.limits,
+            self.http.clone(),
+            self.index.clone(),
+        )
+        .map_err(|e| self.host_err(e.to_string()))?;
         let mut store = WasmStore::new(engine, state);
         store.limiter(|s| &mut s.limiter);
         store.set_epoch_deadline(self.deadline_ticks());
@@ -366,10 +377,11 @@ impl ConnectorInstance {
         grants: Grants,
         limits: Limits,
         http: Arc<HttpClient>,
+        index: Arc<IndexHome>,
     ) -> ConnectorInstance {
         ConnectorInstance {
             pre,
-            slot: Slot::new(plugin, grants, limits, Some(http)),
+            slot: Slot::new(plugin, grants, limits, Some(http), index),
         }
     }
 
@@ -564,7 +576,7 @@ impl TransformInstance {
     pub(crate) fn new(plugin: String, pre: TransformPre, limits: Limits) -> TransformInstance {
         TransformInstance {
             pre,
-            slot: Slot::new(plugin, Grants::none(), limits, None),
+            slot: Slot::new(plugin, Grants::none(), limits, None, Arc::default()),
         }
     }
 

@@ -25,6 +25,7 @@ mod cost;
 mod host;
 mod http;
 mod instance;
+mod kv;
 mod limits;
 #[cfg(feature = "postgres")]
 mod postgres;
@@ -78,6 +79,10 @@ pub struct RuntimeConfig {
     pub pooling: bool,
     /// Instances the pool holds at once.
     pub pool_instances: u32,
+    /// Where the key indexes of the `weir:kv/index` import are kept (one
+    /// embedded store, opened at its first use); `None` keeps none, and
+    /// plugins fall back to their own.
+    pub index_dir: Option<PathBuf>,
 }
 
 impl Default for RuntimeConfig {
@@ -87,6 +92,7 @@ impl Default for RuntimeConfig {
             cache_writes: true,
             pooling: true,
             pool_instances: 128,
+            index_dir: None,
         }
     }
 }
@@ -343,6 +349,11 @@ fn engine_config(pooling: Option<u32>) -> Config {
         // No component-model async is used, so the cheaper call path is safe.
         .concurrency_support(false)
         .parallel_compilation(true);
+    // A profiling aid, not a setting: `perf record` then names each plugin function
+    // instead of "[unknown]" (the map goes to /tmp/perf-<pid>.map).
+    if std::env::var_os("WEIR_PERF_MAP").is_some() {
+        config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+    }
     if let Some(instances) = pooling {
         let mut pool = PoolingAllocationConfig::new();
         pool.total_component_instances(instances)
@@ -371,6 +382,8 @@ pub struct Runtime {
     pooling: bool,
     /// One HTTP client (connection pool, OAuth2 token cache) for every plugin.
     http: Arc<http::HttpClient>,
+    /// The key indexes plugins keep through `weir:kv/index`.
+    index: Arc<kv::IndexHome>,
     _ticker: Arc<EpochTicker>,
 }
 
@@ -417,6 +430,10 @@ impl Runtime {
         // call is denied (see `capabilities::check_postgres`).
         bindings::PostgresClient::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
             .map_err(|e| RuntimeError::Engine(e.to_string()))?;
+        // `weir:kv/index`: any plugin may import it; a table needs a directory grant
+        // and a runtime with an index directory (see `kv::IndexHome::open_table`).
+        bindings::IndexClient::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
+            .map_err(|e| RuntimeError::Engine(e.to_string()))?;
         let cache = cache::ComponentCache::new(&engine, config.cache_dir, config.cache_writes);
         let ticker = EpochTicker::start(&engine);
         Ok(Runtime {
@@ -425,6 +442,7 @@ impl Runtime {
             cache: Arc::new(cache),
             pooling,
             http: Arc::new(http::HttpClient::new()),
+            index: Arc::new(kv::IndexHome::new(config.index_dir)),
             _ticker: Arc::new(ticker),
         })
     }
@@ -514,6 +532,7 @@ impl Runtime {
                 pre,
                 cache: outcome,
                 http: self.http.clone(),
+                index: self.index.clone(),
                 secret_options: std::sync::OnceLock::new(),
             }),
         })
@@ -583,6 +602,7 @@ struct PluginInner {
     pre: instance::Pre,
     cache: CacheOutcome,
     http: Arc<http::HttpClient>,
+    index: Arc<kv::IndexHome>,
     /// The options it declares `secret`, asked once (a describe call).
     secret_options: std::sync::OnceLock<Vec<String>>,
 }
@@ -671,6 +691,7 @@ impl Plugin {
                 grants,
                 limits,
                 self.inner.http.clone(),
+                self.inner.index.clone(),
             )),
             instance::Pre::Transform(_) => Err(CallError::WrongKind {
                 plugin: self.inner.label.clone(),

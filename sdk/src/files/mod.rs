@@ -11,7 +11,10 @@ use crate::Error;
 mod keyed;
 #[cfg(any(test, feature = "test-hooks"))]
 #[doc(hidden)]
-pub use keyed::{__crash_during_append, __forget_kept_index, __set_index_slots, __test_format};
+pub use keyed::{
+    __crash_during_append, __forget_kept_index, __memory_index_calls, __set_index_slots,
+    __test_format, __use_memory_index,
+};
 pub use keyed::{KeyedFileWriter, RecordFormat, StoredRecord};
 
 /// The directory a connection's granted folder appears as inside the sandbox.

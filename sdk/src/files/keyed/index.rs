@@ -21,14 +21,14 @@ pub(super) enum Place {
 const UPDATED_BIT: u64 = 1 << 63;
 
 impl Place {
-    fn pack(self) -> u64 {
+    pub(super) fn pack(self) -> u64 {
         match self {
             Place::Stored(p) => p,
             Place::Updated(a) => a | UPDATED_BIT,
         }
     }
 
-    fn unpack(v: u64) -> Place {
+    pub(super) fn unpack(v: u64) -> Place {
         if v & UPDATED_BIT != 0 {
             Place::Updated(v & !UPDATED_BIT)
         } else {
@@ -1082,7 +1082,7 @@ impl Index {
 
 /// Whether bytes `from..` of `file` are what an append wrote: a line break if
 /// `pad`, then bytes hashing to `sum`.
-fn appended(file: &File, from: u64, pad: bool, sum: u64) -> io::Result<bool> {
+pub(super) fn appended(file: &File, from: u64, pad: bool, sum: u64) -> io::Result<bool> {
     let mut input = file;
     input.seek(SeekFrom::Start(from))?;
     let mut input = BufReader::with_capacity(64 * 1024, input);

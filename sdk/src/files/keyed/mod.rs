@@ -11,11 +11,15 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
+use self::host_index::{Digest, Entry, HostIndex, State};
 use self::index::{Fingerprint, Found, Index, IndexFiles, Place, StreamHash, sync};
 use super::{entity_path, io_error, temp_path};
 use crate::{Batch, Error, RecordError, UpsertOutcome, Writer};
 
+mod host_index;
 mod index;
+#[cfg(all(not(target_os = "wasi"), any(test, feature = "test-hooks")))]
+pub use host_index::{__memory_index_calls, __use_memory_index};
 #[cfg(any(test, feature = "test-hooks"))]
 pub use index::{__forget_kept_index, __set_index_slots};
 
@@ -388,7 +392,8 @@ impl Store {
             }
             Place::Stored(pos) if pos < self.existing_len => {
                 let file = self.existing.as_ref().expect("a position in the file");
-                let stored = read_file_at(file, pos, read).map_err(|e| self.ioe(&self.path, e))??;
+                let stored =
+                    read_file_at(file, pos, read).map_err(|e| self.ioe(&self.path, e))??;
                 Ok((stored, pos))
             }
             Place::Stored(pos) => {
@@ -412,6 +417,49 @@ struct Order {
     chunks: Vec<(u64, u64)>,
     end: u64,
     total: u64,
+}
+
+/// Records of a scan handed to the host's index at once.
+const SCAN_CHUNK: usize = 8192;
+
+/// Keys of a scan and their entries, waiting to be put in the host's index
+/// unless an earlier record has the key.
+#[derive(Default)]
+struct ScanChunk {
+    keys: String,
+    ends: Vec<usize>,
+    entries: Vec<Entry>,
+}
+
+impl ScanChunk {
+    fn push(&mut self, key: &str, entry: Entry) {
+        self.keys.push_str(key);
+        self.ends.push(self.keys.len());
+        self.entries.push(entry);
+    }
+
+    /// Puts each key that neither the index nor an earlier record of the chunk
+    /// has: a key repeated in the file keeps its first record.
+    fn put_new(&mut self, host: &mut HostIndex) -> Result<(), Error> {
+        let mut keys = Vec::with_capacity(self.ends.len());
+        let mut start = 0;
+        for &end in &self.ends {
+            keys.push(&self.keys.as_bytes()[start..end]);
+            start = end;
+        }
+        let found = host.lookup(&keys)?;
+        let mut seen = std::collections::HashSet::with_capacity(keys.len());
+        for ((key, entry), found) in keys.iter().zip(&self.entries).zip(found) {
+            if found.is_none() && seen.insert(*key) {
+                host.put(key, *entry)?;
+            }
+        }
+        host.flush()?;
+        self.keys.clear();
+        self.ends.clear();
+        self.entries.clear();
+        Ok(())
+    }
 }
 
 /// Pairs kept in memory before a chunk is sorted and spilled (2 MiB).
@@ -674,6 +722,11 @@ pub struct KeyedFileWriter<F: RecordFormat> {
     files: IndexFiles,
     tag: u64,
     index: Index,
+    /// The host's index (`weir:kv/index`), used instead of `index` when the
+    /// host keeps one for this connection (see `host_index.rs`).
+    host: Option<HostIndex>,
+    /// A record encoded to compare its digest with the stored one's.
+    scratch: Vec<u8>,
     order: Order,
     key: String,
     other_key: String,
@@ -741,13 +794,27 @@ impl<F: RecordFormat> KeyedFileWriter<F> {
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(ioe(e)),
         };
+        // The host's index when it keeps one: checked against the file (an
+        // interrupted append resolved), else cleared for a scan.
+        let host = match HostIndex::open(entity, extension, tag) {
+            Some(host) => Some(Self::check_host(host, &files, tag, &what, &path)?),
+            None => None,
+        };
         let mut existing = open_file()?;
         let fingerprint = match &existing {
             Some((file, _)) => Some(Fingerprint::of(file).map_err(ioe)?),
             None => None,
         };
         // The index and where the records it lacks start (`None`: it has all).
-        let (index, scan_from) = match index::take_kept(&path, tag, fingerprint.as_ref()) {
+        let kept = match &host {
+            Some(_) => None,
+            None => index::take_kept(&path, tag, fingerprint.as_ref()),
+        };
+        let (index, scan_from) = match kept {
+            _ if host.is_some() => {
+                let rebuild = host.as_ref().is_some_and(|(_, rebuild)| *rebuild);
+                (Index::placeholder(), rebuild.then_some(0))
+            }
             Some(mut index) => {
                 (index.read, index.written) = (0, 0);
                 (index, None)
@@ -790,6 +857,8 @@ impl<F: RecordFormat> KeyedFileWriter<F> {
             files,
             tag,
             index,
+            host: host.map(|(h, _)| h),
+            scratch: Vec::new(),
             order: Order {
                 path: dir.join(format!(".{entity}.{extension}.order.tmp")),
                 pending: Vec::new(),
@@ -824,7 +893,16 @@ impl<F: RecordFormat> KeyedFileWriter<F> {
             if let Some(from) = scan_from {
                 let from = from.max(w.store.data_start);
                 if from < len {
-                    w.load(from)?;
+                    if w.host.is_some() {
+                        w.load_host(from)?;
+                    } else {
+                        w.load(from)?;
+                    }
+                }
+                if let Some(host) = &mut w.host {
+                    // Rebuilt: the entries describe the file as it is.
+                    let file = File::open(&path).map_err(ioe)?;
+                    host.commit(&file, false)?;
                 }
             }
         }
@@ -920,6 +998,237 @@ impl<F: RecordFormat> KeyedFileWriter<F> {
         format.scan(&mut input, from, true, &mut visit)
     }
 
+    /// Checks the host's index against the entity file at `path`: `(index,
+    /// rebuild)`, `rebuild` when it was cleared and the file must be scanned. An
+    /// append interrupted under it is completed or truncated away, as the
+    /// writer's own manifest would; the writer's own index files (of sessions
+    /// before the host kept the index) are resolved the same way, then deleted.
+    fn check_host(
+        mut host: HostIndex,
+        files: &IndexFiles,
+        tag: u64,
+        what: &str,
+        path: &Path,
+    ) -> Result<(HostIndex, bool), Error> {
+        if files.manifest().exists() {
+            // Resolves an append it announced; its runs are not needed.
+            drop(Index::restore(files.clone(), tag, what, path)?);
+        }
+        files.discard();
+        let ioe = |e| Error::io(&format!("{what}: {}", path.display()), e);
+        let file = match File::open(path) {
+            Ok(f) => Some(f),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => return Err(ioe(e)),
+        };
+        let state = host.state()?;
+        let now = match &file {
+            Some(f) => Some(Fingerprint::of(f).map_err(ioe)?),
+            None => None,
+        };
+        let mut valid = false;
+        if let (Some(file), Some(now)) = (&file, &now) {
+            if let Some(State::Appending { before, .. }) = state {
+                let prefix_same = now.len >= before.len
+                    && Fingerprint::prefix(file, before.len).map_err(ioe)? == before;
+                if prefix_same {
+                    valid = host_index::describes(state, Some(now), |before, _, pad, sum| {
+                        index::appended(file, before.len, pad, sum)
+                    })
+                    .map_err(ioe)?;
+                    if !valid {
+                        // `finish` never returned: no checkpoint counts on the
+                        // appended records, and the engine sends them again.
+                        let f = OpenOptions::new().write(true).open(path).map_err(ioe)?;
+                        f.set_len(before.len).map_err(ioe)?;
+                        sync(&f).map_err(ioe)?;
+                    }
+                }
+            } else {
+                valid =
+                    host_index::describes(state, Some(now), |_, _, _, _| Ok(false)).map_err(ioe)?;
+            }
+        }
+        if valid {
+            if matches!(state, Some(State::Appending { .. })) {
+                let file = file.as_ref().expect("checked");
+                host.commit(file, false)?;
+            }
+        } else {
+            host.clear()?;
+        }
+        Ok((host, !valid && file.is_some()))
+    }
+
+    /// Indexes the existing file's records from byte `from` in the host's
+    /// index, which was cleared: the first record of each key, with the digest
+    /// of its bytes (so the next re-sync of unchanged records reads none).
+    fn load_host(&mut self, from: u64) -> Result<(), Error> {
+        let Self {
+            format,
+            host,
+            store,
+            ..
+        } = self;
+        let host = host.as_mut().expect("the host keeps the index");
+        let format: &F = format;
+        let store: &Store = store;
+        let open_at = |at: u64| -> Result<BufReader<Counted<'_>>, Error> {
+            let mut file = File::open(&store.path).map_err(|e| store.ioe(&store.path, e))?;
+            file.seek(SeekFrom::Start(at))
+                .map_err(|e| store.ioe(&store.path, e))?;
+            Ok(BufReader::with_capacity(
+                64 * 1024,
+                Counted {
+                    inner: file,
+                    count: &store.read,
+                },
+            ))
+        };
+        let mut scanned = open_at(from)?;
+        let mut bytes = open_at(from)?;
+        let mut at = from;
+        let mut raw = Vec::new();
+        let mut chunk = ScanChunk::default();
+        let mut record = |start: u64, end: u64, key: &str, chunk: &mut ScanChunk| {
+            io::copy(&mut (&mut bytes).take(start - at), &mut io::sink())
+                .map_err(|e| store.ioe(&store.path, e))?;
+            raw.clear();
+            (&mut bytes)
+                .take(end - start)
+                .read_to_end(&mut raw)
+                .map_err(|e| store.ioe(&store.path, e))?;
+            at = end;
+            chunk.push(
+                key,
+                Entry {
+                    place: Place::Stored(start),
+                    digest: Some(Digest::of(&raw)),
+                },
+            );
+            if chunk.entries.len() >= SCAN_CHUNK {
+                chunk.put_new(host)?;
+            }
+            Ok::<(), Error>(())
+        };
+        let mut pending: Option<(u64, String)> = None;
+        format.scan(&mut scanned, from, true, &mut |pos, key| {
+            if let Some((start, k)) = pending.take() {
+                record(start, pos, &k, &mut chunk)?;
+            }
+            pending = key.map(|k| (pos, k.to_owned()));
+            Ok(())
+        })?;
+        if let Some((start, k)) = pending {
+            record(start, store.existing_len, &k, &mut chunk)?;
+        }
+        chunk.put_new(host)?;
+        host.flush()
+    }
+
+    /// Upserts a batch through the host's index: one lookup for the batch's
+    /// keys, one put for what changed.
+    fn upsert_host(
+        &mut self,
+        records: &Batch,
+        keys: &str,
+        keyed: &[Result<(u64, usize), RecordError>],
+    ) -> Result<Vec<UpsertOutcome>, Error> {
+        let Self {
+            format,
+            host,
+            store,
+            order,
+            unchanged,
+            scratch,
+            ..
+        } = self;
+        let host = host.as_mut().expect("the host keeps the index");
+        let mut spans = Vec::with_capacity(keyed.len());
+        let mut start = 0;
+        for k in keyed {
+            if let Ok((_, end)) = k {
+                spans.push(&keys.as_bytes()[start..*end]);
+                start = *end;
+            }
+        }
+        let found = host.lookup(&spans)?;
+        // Keys this batch inserted or updated (the host sees them after the batch).
+        let mut batch: std::collections::HashMap<&[u8], Entry> = std::collections::HashMap::new();
+        let mut outcomes = Vec::with_capacity(keyed.len());
+        let mut next = 0;
+        for (i, k) in keyed.iter().enumerate() {
+            if let Err(failure) = k {
+                outcomes.push(UpsertOutcome::Failed(failure.clone()));
+                continue;
+            }
+            let key = spans[next];
+            let entry = batch.get(key).copied().or(found[next]);
+            next += 1;
+            let outcome = match entry {
+                None => {
+                    let (pos, digest) = Self::append_new_digest(store, format, records, i)?;
+                    let e = Entry {
+                        place: Place::Stored(pos),
+                        digest: Some(digest),
+                    };
+                    host.put(key, e)?;
+                    batch.insert(key, e);
+                    UpsertOutcome::Inserted
+                }
+                Some(e) => {
+                    scratch.clear();
+                    format.encode_new(records, i, scratch);
+                    let digest = Digest::of(scratch);
+                    if e.digest == Some(digest) {
+                        // Byte for byte what is stored: nothing read, nothing written.
+                        *unchanged += 1;
+                        UpsertOutcome::Unchanged
+                    } else {
+                        let (stored, home) = store.read_place_for(&*format, e.place, records, i)?;
+                        let stored = match stored {
+                            StoredRecord::SameAsNew => {
+                                // Learned now: the next run compares digests.
+                                let e = Entry {
+                                    digest: Some(digest),
+                                    ..e
+                                };
+                                host.put(key, e)?;
+                                batch.insert(key, e);
+                                None
+                            }
+                            StoredRecord::Decoded(s) if format.unchanged(&s, records, i) => None,
+                            StoredRecord::Decoded(s) => Some(s),
+                        };
+                        match stored {
+                            None => {
+                                *unchanged += 1;
+                                UpsertOutcome::Unchanged
+                            }
+                            Some(stored) => {
+                                let (update, digest) =
+                                    Self::append_update(store, format, home, stored, records, i)?;
+                                order
+                                    .push(home, update)
+                                    .map_err(|e| store.ioe(&order.path, e))?;
+                                let e = Entry {
+                                    place: Place::Updated(update),
+                                    digest: Some(digest),
+                                };
+                                host.put(key, e)?;
+                                batch.insert(key, e);
+                                UpsertOutcome::Updated
+                            }
+                        }
+                    }
+                }
+            };
+            outcomes.push(outcome);
+        }
+        host.flush()?;
+        Ok(outcomes)
+    }
+
     fn upsert_one(
         &mut self,
         records: &Batch,
@@ -969,7 +1278,7 @@ impl<F: RecordFormat> KeyedFileWriter<F> {
                     *unchanged += 1;
                     return Ok(UpsertOutcome::Unchanged);
                 };
-                let update = Self::append_update(store, format, home, stored, records, i)?;
+                let (update, _) = Self::append_update(store, format, home, stored, records, i)?;
                 order
                     .push(home, update)
                     .map_err(|e| store.ioe(&order.path, e))?;
@@ -982,6 +1291,20 @@ impl<F: RecordFormat> KeyedFileWriter<F> {
         }
     }
 
+    /// [`Self::append_new`], with the digest of the bytes written.
+    fn append_new_digest(
+        store: &mut Store,
+        format: &mut F,
+        records: &Batch,
+        i: usize,
+    ) -> Result<(u64, Digest), Error> {
+        let mut digest = None;
+        let pos = Self::append_new_with(store, format, records, i, &mut |bytes| {
+            digest = Some(Digest::of(bytes))
+        })?;
+        Ok((pos, digest.expect("encoded")))
+    }
+
     fn create_log(store: &Store, path: PathBuf) -> Result<Log, Error> {
         Log::create(path.clone()).map_err(|e| store.ioe(&path, e))
     }
@@ -992,6 +1315,17 @@ impl<F: RecordFormat> KeyedFileWriter<F> {
         format: &mut F,
         records: &Batch,
         i: usize,
+    ) -> Result<u64, Error> {
+        Self::append_new_with(store, format, records, i, &mut |_| {})
+    }
+
+    /// [`Self::append_new`], showing `encoded` the record's bytes.
+    fn append_new_with(
+        store: &mut Store,
+        format: &mut F,
+        records: &Batch,
+        i: usize,
+        encoded: &mut dyn FnMut(&[u8]),
     ) -> Result<u64, Error> {
         let log = match &mut store.new {
             Some(log) => log,
@@ -1009,14 +1343,17 @@ impl<F: RecordFormat> KeyedFileWriter<F> {
             }
         };
         let pos = store.new_base + log.len();
+        let start = log.buf.len();
         format.encode_new(records, i, &mut log.buf);
+        encoded(&log.buf[start..]);
         log.maybe_flush()
             .map_err(|e| io_error(&store.entity, &log.path, e))?;
         Ok(pos)
     }
 
     /// Appends `stored` updated with record `i`, after its home and length;
-    /// returns its position in the log of updates.
+    /// returns its position in the log of updates and the digest of the
+    /// record's bytes.
     fn append_update(
         store: &mut Store,
         format: &mut F,
@@ -1024,7 +1361,7 @@ impl<F: RecordFormat> KeyedFileWriter<F> {
         stored: F::Stored,
         records: &Batch,
         i: usize,
-    ) -> Result<u64, Error> {
+    ) -> Result<(u64, Digest), Error> {
         let log = match &mut store.updates {
             Some(log) => log,
             None => {
@@ -1044,9 +1381,10 @@ impl<F: RecordFormat> KeyedFileWriter<F> {
         let len = u32::try_from(log.buf.len() - start)
             .map_err(|_| Error::internal("a record over 4 GiB"))?;
         log.buf[start - 4..start].copy_from_slice(&len.to_le_bytes());
+        let digest = Digest::of(&log.buf[start..]);
         log.maybe_flush()
             .map_err(|e| io_error(&store.entity, &log.path, e))?;
-        Ok(at)
+        Ok((at, digest))
     }
 
     /// Writes the result and makes it the entity file.
@@ -1054,6 +1392,10 @@ impl<F: RecordFormat> KeyedFileWriter<F> {
         if self.store.new.is_none() && self.order.total == 0 {
             // Nothing written: the file stays as it was (or absent).
             return self.keep_index();
+        }
+        if let Some(host) = &mut self.host {
+            // From here until the new file's meta, the entries describe no file.
+            host.set_state(State::Dirty, false)?;
         }
         self.check_unchanged()?;
         for log in [self.store.new.as_mut(), self.store.updates.as_mut()]
@@ -1142,6 +1484,14 @@ impl<F: RecordFormat> KeyedFileWriter<F> {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
             Err(e) => return Err(self.ioe(path, e)),
         };
+        if let Some(host) = &mut self.host {
+            // Durable when records were written: the next session trusts it.
+            let wrote = self.store.new.is_some() || self.order.total > 0;
+            if wrote || host.changed() {
+                host.commit(&file, wrote)?;
+            }
+            return Ok(());
+        }
         let fp = Fingerprint::of(&file).map_err(|e| self.ioe(path, e))?;
         self.index.commit(fp)?;
         let index = std::mem::replace(&mut self.index, Index::placeholder());
@@ -1160,8 +1510,20 @@ impl<F: RecordFormat> KeyedFileWriter<F> {
             Fingerprint::prefix(existing, store.existing_len).map_err(|e| self.ioe(path, e))?;
         let pad = store.new_base > store.existing_len;
         let after = store.new_base + log.len();
-        self.index
-            .begin_append(before, after, pad, log.sum.finish())?;
+        match &mut self.host {
+            Some(host) => host.set_state(
+                State::Appending {
+                    before,
+                    after,
+                    pad,
+                    sum: log.sum.finish(),
+                },
+                true,
+            )?,
+            None => self
+                .index
+                .begin_append(before, after, pad, log.sum.finish())?,
+        }
         crash_at(1)?;
         let mut out = OpenOptions::new()
             .write(true)
@@ -1401,6 +1763,12 @@ impl<F: RecordFormat> Writer for KeyedFileWriter<F> {
                 Err(failure) => keyed.push(Err(failure)),
             }
         }
+        if self.host.is_some() {
+            let result = self.upsert_host(&records, &keys, &keyed);
+            keyed.clear();
+            (self.keys, self.keyed) = (keys, keyed);
+            return result;
+        }
         self.index.prefetch(
             keyed
                 .iter()
@@ -1636,7 +2004,10 @@ pub mod __test_format {
         }
 
         fn unchanged(&self, stored: &String, records: &Batch, i: usize) -> bool {
-            let value = stored.trim_end_matches('\n').split_once('\t').map(|(_, v)| v);
+            let value = stored
+                .trim_end_matches('\n')
+                .split_once('\t')
+                .map(|(_, v)| v);
             value == Some(records.row(i).text("value").unwrap_or(""))
         }
     }
@@ -1679,8 +2050,15 @@ mod tests {
         f.write_all(b"z\tappended\n").unwrap();
         drop(f);
         let err = w.finish().unwrap_err().to_string();
-        assert!(err.contains("grew (another program appended to it)"), "{err}");
-        assert_eq!(dir.read("t.txt"), "a\t1\nz\tappended\n", "the appender's line is kept");
+        assert!(
+            err.contains("grew (another program appended to it)"),
+            "{err}"
+        );
+        assert_eq!(
+            dir.read("t.txt"),
+            "a\t1\nz\tappended\n",
+            "the appender's line is kept"
+        );
         // Created by another writer while a session that found no file was writing.
         let dir = TestDir::new();
         let mut w = open(&dir);
@@ -1699,7 +2077,12 @@ mod tests {
     #[test]
     fn a_session_removes_temporary_files_a_dead_session_left() {
         let dir = TestDir::new();
-        for name in [".t.txt.tmp", ".t.txt.new.tmp", ".t.txt.updates.tmp", ".t.txt.order.tmp"] {
+        for name in [
+            ".t.txt.tmp",
+            ".t.txt.new.tmp",
+            ".t.txt.updates.tmp",
+            ".t.txt.order.tmp",
+        ] {
             dir.write(name, "left by a trapped instance");
         }
         let mut w = open(&dir);
@@ -1748,7 +2131,9 @@ mod tests {
         w.finish().unwrap();
         let before = std::fs::metadata(dir.path().join("t.txt")).unwrap();
         let mut w = open(&dir);
-        let out = w.upsert(batch(&[("b", "1"), ("a", "1"), ("c", "1")])).unwrap();
+        let out = w
+            .upsert(batch(&[("b", "1"), ("a", "1"), ("c", "1")]))
+            .unwrap();
         assert_eq!(out, [C, C, C]);
         assert_eq!(w.unchanged(), 3);
         w.finish().unwrap();
@@ -1773,7 +2158,11 @@ mod tests {
         w.finish().unwrap();
         assert_eq!(dir.read("t.txt"), "a\t1\nb\t2\nc\t1\n");
         let rewritten = std::fs::metadata(dir.path().join("t.txt")).unwrap();
-        assert_ne!(before.ino(), rewritten.ino(), "a changed value rewrites the file");
+        assert_ne!(
+            before.ino(),
+            rewritten.ino(),
+            "a changed value rewrites the file"
+        );
     }
 
     #[test]
