@@ -114,6 +114,7 @@ fn project(dir: &Path) -> Project {
             incremental: false,
             stop_on_failures: Default::default(),
             schema_change: Default::default(),
+            duplicate_check: Default::default(),
             name: "contacts".into(),
             source_entity: "contacts".into(),
             destination_entity: "contacts".into(),
