@@ -496,3 +496,82 @@ fn blank_and_duplicate_keys_in_one_read_are_record_errors() {
     let written = std::fs::read_to_string(out.join("keys.jsonl")).unwrap();
     assert_eq!(written.lines().count(), 2, "{written}");
 }
+
+/// The duplicate-key check holds at most the task's `duplicate_check_memory_mb`:
+/// 15,000 keys, each read twice. With 1 MiB (room for 14,336 keys) the repeats
+/// of the first 14,336 fail and the rest reach the destination undetected, with
+/// the warning naming the setting; with 2 MiB every repeat fails and nothing is
+/// said.
+#[test]
+fn the_duplicate_check_remembers_as_many_keys_as_its_budget_holds() {
+    use weir_host::engine::keys::tracked_keys;
+    use weir_host::project::KeyCheckBudget;
+    let keys = 15_000;
+    let room = |mib| tracked_keys(KeyCheckBudget::from_mib(mib).unwrap().bytes());
+    assert!(room(1) < keys && room(2) >= keys, "{} {}", room(1), room(2));
+    for (mib, detected) in [(1, room(1)), (2, keys)] {
+        let tmp = tempfile::tempdir().unwrap();
+        let out = tmp.path().join("out");
+        std::fs::create_dir_all(&out).unwrap();
+        let text = project_toml(
+            "budget",
+            &plugin_path("testkit-connector").display().to_string(),
+            &format!(r#"count = "{}", id_modulo = "{keys}""#, 2 * keys),
+            &out,
+            5_000,
+            "id",
+            concat!(
+                "  { destination = \"id\", source = \"id\" },\n",
+                "  { destination = \"name\", source = \"name\" },",
+            ),
+        )
+        .replace(
+            r#"key = ["id"]"#,
+            &format!("key = [\"id\"]\nduplicate_check_memory_mb = {mib}"),
+        );
+        std::fs::write(tmp.path().join("budget.toml"), text).unwrap();
+        let o = weir(tmp.path(), &["run", "budget.toml"]);
+        let all = format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert!(all.contains("status:   Warning"), "{mib} MiB: {all}");
+        assert!(
+            all.contains(&format!("read {}, inserted {keys},", 2 * keys)),
+            "{mib} MiB: {all}"
+        );
+        let failed = format!("failed {detected}");
+        assert!(
+            all.match_indices(&failed)
+                .any(|(i, m)| !all[i + m.len()..].starts_with(|c: char| c.is_ascii_digit())),
+            "{mib} MiB: {detected} repeats detected: {all}"
+        );
+        let warning = format!(
+            "more than {} distinct keys in this read; duplicate keys past them are not detected (the task's duplicate_check_memory_mb is {mib} MiB",
+            room(1)
+        );
+        let written = std::fs::read_to_string(out.join("budget.jsonl")).unwrap();
+        assert_eq!(written.lines().count(), keys, "each key once in the file");
+        // `weir run FILE` records nothing and prints no log: the same file through
+        // the engine, with a recorder that keeps the log the store would.
+        struct Log(Vec<String>);
+        impl weir_host::engine::Recorder for Log {
+            fn checkpoint(
+                &mut self,
+                cp: weir_host::engine::Checkpoint,
+            ) -> Result<(), weir_host::engine::TaskStop> {
+                self.0.extend(cp.log);
+                Ok(())
+            }
+        }
+        let project = weir_host::project::Project::load(&tmp.path().join("budget.toml")).unwrap();
+        let mut log = Log(Vec::new());
+        let report = weir_host::engine::Engine::new(runtime())
+            .execute(&project, &Default::default(), &mut Quiet, &mut log)
+            .unwrap();
+        assert_eq!(report.tasks[0].counts.failed, detected as u64, "{report}");
+        let warned = log.0.iter().any(|l| l.contains(&warning));
+        assert_eq!(warned, mib == 1, "{mib} MiB: {:?}", log.0);
+    }
+}

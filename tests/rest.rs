@@ -114,6 +114,7 @@ fn project(
         incremental: false,
         stop_on_failures: Default::default(),
         schema_change: Default::default(),
+        duplicate_check: Default::default(),
     }];
     p
 }

@@ -80,6 +80,7 @@ fn rest_source_to_postgres_twice_updates_without_duplicates_and_keeps_refusals()
         incremental: false,
         stop_on_failures: Default::default(),
         schema_change: Default::default(),
+        duplicate_check: Default::default(),
     }];
 
     let first = common::run(&project);

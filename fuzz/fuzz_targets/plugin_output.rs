@@ -82,7 +82,8 @@ fuzz_target!(|data: &[u8]| {
 
     // Keys over a few pages of one read.
     let key = vec!["k".to_owned()];
-    let mut read = keys::ReadKeys::default();
+    // The default budget of a task (`KeyCheckBudget::DEFAULT_MIB`).
+    let mut read = keys::ReadKeys::new(80 << 20);
     let mut model: HashSet<String> = HashSet::new();
     for _ in 0..(b.u8() % 4) {
         let n = b.u8() as usize % 16;

@@ -84,6 +84,7 @@ pub fn testkit_project(count: usize) -> Project {
             incremental: false,
             stop_on_failures: Default::default(),
             schema_change: Default::default(),
+            duplicate_check: Default::default(),
             name: "people".into(),
             source_entity: "people".into(),
             destination_entity: "people".into(),

@@ -49,6 +49,7 @@ fn main() -> Result<()> {
             incremental: false,
             stop_on_failures: Default::default(),
             schema_change: Default::default(),
+            duplicate_check: Default::default(),
             name: "contacts".into(),
             source_entity: "contacts".into(),
             destination_entity: "people".into(),

@@ -16,7 +16,7 @@ use weir_types::{
 };
 
 use super::drift::Discard;
-use super::keys::{self, MAX_TRACKED_KEYS, ReadKeys};
+use super::keys::{self, ReadKeys};
 use super::mapping::CompiledMappings;
 use super::retry::with_retry;
 use super::{Counts, MAX_KEPT_FAILURES, Observer, RecordFailure, Stage, TaskReport};
@@ -896,7 +896,7 @@ fn pump(
             .map(Vec::as_slice)
             .unwrap_or(&[]);
         let batches = batches_from_copies(records, source_schema, run.project.batch_size as usize)?;
-        let mut keys = ReadKeys::default();
+        let mut keys = ReadKeys::new(task.duplicate_check.bytes());
         let pages = batches.into_iter().map(move |records| {
             let mut page = ReadPage {
                 records,
@@ -964,18 +964,14 @@ fn pump(
             }
         });
         scope.spawn(move || {
-            let mut keys = ReadKeys::default();
+            let mut keys = ReadKeys::new(task.duplicate_check.bytes());
             let mut said_saturated = false;
             for (mut notes, page) in read_rx {
-                let ready = page.and_then(|p| {
-                    prepare_page(task, p, mappings, transforms, capture, &mut keys)
-                });
+                let ready = page
+                    .and_then(|p| prepare_page(task, p, mappings, transforms, capture, &mut keys));
                 if keys.saturated && !said_saturated {
                     said_saturated = true;
-                    notes.push(format!(
-                        "warn task {}: more than {MAX_TRACKED_KEYS} distinct keys in this read; duplicate keys past them are not detected",
-                        task.name
-                    ));
+                    notes.push(keys.saturated_warning(&task.name));
                 }
                 let stop = ready.as_ref().map_or(true, |p| p.done);
                 if ready_tx.send((notes, ready)).is_err() || stop {

@@ -12,11 +12,33 @@ use std::hash::{BuildHasher, Hash, Hasher, RandomState};
 
 use weir_types::Batch;
 
-/// The most distinct keys remembered per read (a table of at most ~50 MiB):
-/// past it, duplicates are no longer detected (and the execution log says so
-/// once), so a read of a hundred million records does not hold a hundred
-/// million keys.
-pub const MAX_TRACKED_KEYS: usize = 1_000_000;
+/// A key's digest: 128 bits as two words (a `u128` would align the table's
+/// entries to 16 bytes, 32 per entry instead of 24).
+type Digest = [u64; 2];
+
+/// What one bucket of the table of remembered keys costs: a digest and the
+/// record's ordinal, plus the hash table's one control byte.
+const BUCKET_BYTES: u64 = std::mem::size_of::<(Digest, u64)>() as u64 + 1;
+
+/// How many distinct keys a read remembers within `budget_bytes` (the task's
+/// `KeyCheckBudget`; bytes here so that this file needs no other module of the
+/// engine: the fuzz target includes it by path).
+///
+/// std's `HashMap` (hashbrown) keeps a power-of-two number of buckets, at most
+/// 7/8 of them full, and doubles when that is exceeded; while it doubles, the
+/// old table is alive beside the new one (half its size). So the table that
+/// fits, predecessor included, is the largest power of two `b` with
+/// 1.5 × `b` × [`BUCKET_BYTES`] within the budget, and it holds 7/8 × `b` keys.
+/// Counting at most that many keys, the table never grows past `b` buckets.
+/// 1 MiB: 14,336 keys; the default 80 MiB: 1,835,008.
+pub fn tracked_keys(budget_bytes: u64) -> usize {
+    let fit = budget_bytes * 2 / (3 * BUCKET_BYTES);
+    if fit < 8 {
+        return 0;
+    }
+    let buckets = 1u64 << (63 - fit.leading_zeros());
+    usize::try_from(buckets / 8 * 7).unwrap_or(usize::MAX)
+}
 
 /// The longest key text kept in a record error (the runtime's bound for keys
 /// a plugin reports, so both kinds of record error agree).
@@ -49,26 +71,39 @@ impl KeyProblem {
 pub struct ReadKeys {
     /// A 128-bit digest of each key text (keyed at random per read, so no input
     /// can be crafted to collide) → its record's ordinal in the read (from 1).
-    seen: HashMap<u128, u64>,
+    seen: HashMap<Digest, u64>,
     hashers: (RandomState, RandomState),
     /// Records checked so far in this read.
     records: u64,
-    /// Whether [`MAX_TRACKED_KEYS`] was reached.
+    /// The most keys [`Self::seen`] may hold: [`tracked_keys`] of the budget.
+    max_keys: usize,
+    budget_bytes: u64,
+    /// Whether `max_keys` was reached.
     pub saturated: bool,
 }
 
-impl Default for ReadKeys {
-    fn default() -> Self {
+impl ReadKeys {
+    /// The check of one read, holding at most `budget_bytes` of memory.
+    pub fn new(budget_bytes: u64) -> ReadKeys {
         ReadKeys {
             seen: HashMap::new(),
             hashers: (RandomState::new(), RandomState::new()),
             records: 0,
+            max_keys: tracked_keys(budget_bytes),
+            budget_bytes,
             saturated: false,
         }
     }
-}
 
-impl ReadKeys {
+    /// The warning for the run's log once the budget is reached.
+    pub fn saturated_warning(&self, task: &str) -> String {
+        format!(
+            "warn task {task}: more than {} distinct keys in this read; duplicate keys past them are not detected (the task's duplicate_check_memory_mb is {} MiB: raise it to check more)",
+            self.max_keys,
+            self.budget_bytes >> 20
+        )
+    }
+
     /// Checks each record of `batch` (in order); `origin[i]` is record `i`'s
     /// row in its source page of `page_len` records. Returns the refused
     /// records with their problem.
@@ -113,7 +148,7 @@ impl ReadKeys {
                         first,
                     },
                 )),
-                None if self.seen.len() < MAX_TRACKED_KEYS => {
+                None if self.seen.len() < self.max_keys => {
                     self.seen.insert(digest, ordinal);
                 }
                 None => self.saturated = true,
@@ -123,13 +158,13 @@ impl ReadKeys {
         refused
     }
 
-    fn digest(&self, key: &str) -> u128 {
+    fn digest(&self, key: &str) -> Digest {
         let half = |s: &RandomState| {
             let mut h = s.build_hasher();
             key.hash(&mut h);
             h.finish()
         };
-        (u128::from(half(&self.hashers.0)) << 64) | u128::from(half(&self.hashers.1))
+        [half(&self.hashers.0), half(&self.hashers.1)]
     }
 }
 
@@ -149,6 +184,7 @@ pub fn cut(mut key: String) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::project::KeyCheckBudget;
     use weir_types::{BatchBuilder, FieldType, Value};
 
     fn batch(ids: &[&str]) -> Batch {
@@ -162,7 +198,7 @@ mod tests {
     #[test]
     fn blank_and_duplicate_keys_are_refused_across_pages() {
         let key = vec!["id".to_owned()];
-        let mut keys = ReadKeys::default();
+        let mut keys = ReadKeys::new(KeyCheckBudget::default().bytes());
         let page = batch(&["a", "", "   ", "b", "a"]);
         let refused = keys.check(&key, &page, &[0, 1, 2, 3, 4], 5);
         assert_eq!(
@@ -185,6 +221,31 @@ mod tests {
             refused[0].1.to_string(),
             "duplicate key `b` in this read (first as record 4 of the read); the record was not sent, so the first one stands"
         );
+    }
+
+    #[test]
+    fn the_table_of_keys_stays_within_its_budget() {
+        for mib in [1, 2, 80] {
+            let budget = KeyCheckBudget::from_mib(mib).unwrap().bytes();
+            let max = tracked_keys(budget);
+            let mut keys = ReadKeys::new(budget);
+            let ids: Vec<String> = (0..max + 10).map(|i| i.to_string()).collect();
+            let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+            for chunk in refs.chunks(10_000) {
+                let origin: Vec<usize> = (0..chunk.len()).collect();
+                keys.check(&["id".into()], &batch(chunk), &origin, chunk.len());
+            }
+            assert_eq!(keys.seen.len(), max, "{mib} MiB");
+            assert!(keys.saturated, "{mib} MiB");
+            // The table did not grow past the buckets the budget allows: its
+            // capacity (7/8 of its buckets) is still the keys counted, and that
+            // table and the half-size one before it fit in the budget.
+            assert_eq!(keys.seen.capacity(), max, "{mib} MiB");
+            let buckets = max as u64 / 7 * 8;
+            assert!(buckets * BUCKET_BYTES * 3 / 2 <= budget, "{mib} MiB");
+        }
+        assert_eq!(tracked_keys(1 << 20), 14_336);
+        assert_eq!(tracked_keys(KeyCheckBudget::default().bytes()), 1_835_008);
     }
 
     #[test]

@@ -227,6 +227,11 @@ pub struct TaskSpec {
     /// successful validation does: `evolve` (default), `freeze`, `discard-row`,
     /// `pause` (see the engine's `drift` module).
     pub schema_change: Option<Spanned<String>>,
+    /// The memory, in MiB, the duplicate-key check of one read may hold (default
+    /// 80, room for ~1.8 M keys; 1 to 16384): past it, duplicates are no longer
+    /// detected, and the run's log says so. Any TOML value, so that a wrong one
+    /// (`"64 MiB"`) is refused by a message naming this key, not serde's.
+    pub duplicate_check_memory_mb: Option<Spanned<ConfigValue>>,
 }
 
 /// `stop_on_failures = { records = 10 }` or `{ percent = 5.0 }` (or both: whichever

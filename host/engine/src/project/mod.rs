@@ -372,6 +372,64 @@ pub struct EntityTask {
     /// What a change of its entities' schemas since the last successful validation
     /// does (default `evolve`).
     pub schema_change: SchemaPolicy,
+    /// The memory the duplicate-key check of one read may hold
+    /// (`duplicate_check_memory_mb`; default [`KeyCheckBudget::DEFAULT_MIB`]).
+    pub duplicate_check: KeyCheckBudget,
+}
+
+/// The memory one read's duplicate-key check may hold (`duplicate_check_memory_mb`
+/// in a task of the project file): it bounds how many distinct keys the engine
+/// remembers per read (`engine::keys`, which turns the budget into a number of
+/// keys); past them, duplicates are no longer detected and the run's log says
+/// so once. A budget, not a growth: the check never holds more, however many
+/// records the read has.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KeyCheckBudget {
+    bytes: u64,
+}
+
+impl KeyCheckBudget {
+    /// The default: 80 MiB, room for 1,835,008 keys (the fixed limit it replaces
+    /// was 1,000,000 keys in a table that reached ~100 MiB while it grew).
+    pub const DEFAULT_MIB: u64 = 80;
+    /// The smallest budget a project may set.
+    pub const MIN_MIB: u64 = 1;
+    /// The largest budget a project may set (16 GiB: 234,881,024 keys).
+    pub const MAX_MIB: u64 = 16 * 1024;
+
+    /// A budget of `mib` MiB, [`Self::MIN_MIB`] to [`Self::MAX_MIB`].
+    pub fn from_mib(mib: u64) -> Result<KeyCheckBudget, BudgetError> {
+        if !(Self::MIN_MIB..=Self::MAX_MIB).contains(&mib) {
+            return Err(BudgetError::OutOfRange {
+                mib: i64::try_from(mib).unwrap_or(i64::MAX),
+            });
+        }
+        Ok(KeyCheckBudget { bytes: mib << 20 })
+    }
+
+    /// The budget in bytes.
+    pub fn bytes(self) -> u64 {
+        self.bytes
+    }
+}
+
+impl Default for KeyCheckBudget {
+    fn default() -> Self {
+        KeyCheckBudget {
+            bytes: Self::DEFAULT_MIB << 20,
+        }
+    }
+}
+
+/// A [`KeyCheckBudget`] refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum BudgetError {
+    #[error(
+        "duplicate_check_memory_mb: {mib} is out of range ({} to {} MiB)",
+        KeyCheckBudget::MIN_MIB,
+        KeyCheckBudget::MAX_MIB
+    )]
+    OutOfRange { mib: i64 },
 }
 
 /// What a task does when its entities' schemas changed since the recorded baseline
@@ -797,7 +855,28 @@ impl Project {
                     }
                 },
             };
+            let duplicate_check = match &t.duplicate_check_memory_mb {
+                None => KeyCheckBudget::default(),
+                Some(mb) => match mb.get_ref() {
+                    file::ConfigValue::Integer(n) => u64::try_from(*n)
+                        .map_err(|_| BudgetError::OutOfRange { mib: *n })
+                        .and_then(KeyCheckBudget::from_mib)
+                        .or_else(|e| loc.err(mb.span().start, format!("task `{name}`: {e}")))?,
+                    other => {
+                        return loc.err(
+                            mb.span().start,
+                            format!(
+                                "task `{name}`: duplicate_check_memory_mb: {:?} is not a number of MiB (a whole number, {} to {})",
+                                other.to_text(),
+                                KeyCheckBudget::MIN_MIB,
+                                KeyCheckBudget::MAX_MIB
+                            ),
+                        );
+                    }
+                },
+            };
             tasks.push(EntityTask {
+                duplicate_check,
                 incremental: t.incremental,
                 stop_on_failures: failure_threshold(&loc, &name, t.stop_on_failures.as_ref())?,
                 schema_change,
@@ -1506,6 +1585,44 @@ mappings = [
         assert_eq!(p.destination.config.get("retries"), Some("3"));
         assert_eq!(p.batch_size, DEFAULT_BATCH_SIZE);
         assert_eq!(p.tasks[0].name, "people");
+    }
+
+    #[test]
+    fn the_duplicate_check_budget_is_set_per_task_and_checked() {
+        assert_eq!(
+            parse(GOOD).unwrap().tasks[0].duplicate_check,
+            KeyCheckBudget::default()
+        );
+        let with = |mb: &str| {
+            GOOD.replace(
+                "key = [\"id\"]",
+                &format!("key = [\"id\"]\nduplicate_check_memory_mb = {mb}"),
+            )
+        };
+        let p = parse(&with("256")).unwrap();
+        assert_eq!(p.tasks[0].duplicate_check.bytes(), 256 << 20);
+        for bad in ["0", "16385"] {
+            let e = err(&with(bad));
+            assert!(
+                e.contains(&format!(
+                    "task `people`: duplicate_check_memory_mb: {bad} is out of range (1 to 16384 MiB)"
+                )),
+                "{e}"
+            );
+            assert!(e.contains("project.toml:"), "the place is named: {e}");
+        }
+        let e = err(&with("\"64 MiB\""));
+        assert!(
+            e.contains(
+                "task `people`: duplicate_check_memory_mb: \"64 MiB\" is not a number of MiB (a whole number, 1 to 16384)"
+            ),
+            "{e}"
+        );
+        let e = err(&with("-1"));
+        assert!(
+            e.contains("duplicate_check_memory_mb: -1 is out of range"),
+            "{e}"
+        );
     }
 
     #[test]
