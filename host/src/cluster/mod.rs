@@ -1,0 +1,269 @@
+//! Scale-out over NATS JetStream: `weir serve` (the coordinator) hands executions to
+//! `weir worker`s and stays the only writer of its store.
+//!
+//! - Hand-out: a work-queue stream ([`STREAM`]) of execution ids, each published once
+//!   (`Nats-Msg-Id` = the execution id, so a second publish inside the duplicate
+//!   window is dropped), pulled by one worker at a time through a durable pull
+//!   consumer ([`CONSUMER`]) with explicit acks. A worker heart-beats (`+WPI`) while
+//!   it runs an execution and acks only once the coordinator recorded its end; a
+//!   worker that goes silent past the ack wait (the lease) loses the execution, which
+//!   is redelivered to another worker.
+//! - Fencing: whoever starts (or resumes) an execution takes its next lease epoch in
+//!   the KV bucket [`LEASES`] by compare-and-set. The coordinator accepts a start only
+//!   with an epoch at least the current one and a checkpoint or an end only with the
+//!   current one, so a worker presumed dead that comes back cannot commit over its
+//!   successor.
+//! - Only the execution id is stored in JetStream. The project text and stored
+//!   connections (their secrets included) travel in the coordinator's reply to the
+//!   worker's start request, are held in the worker's memory for that execution, and
+//!   are never written to the worker's disk.
+//!
+//! What it is not: how an execution runs (the engine, unchanged: a worker's
+//! checkpoints go through a [`crate::engine::Recorder`] like the store's) nor how
+//! its end is recorded (the service, through [`crate::dispatch::Dispatch`]).
+
+pub mod coordinator;
+pub mod worker;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use async_nats::jetstream;
+use serde::{Deserialize, Serialize};
+
+use crate::engine::{ExecutionReport, RecordCopy, SchemaSnapshot, TaskDrift};
+use crate::store::{ExecutionId, StoredCheckpoint, StoredConnection};
+
+pub use coordinator::HandToWorkers;
+
+/// The work-queue stream of executions to run.
+pub const STREAM: &str = "WEIR_EXECUTIONS";
+/// The subject executions are published on.
+pub const WORK_SUBJECT: &str = "weir.executions";
+/// The durable pull consumer every worker pulls from.
+pub const CONSUMER: &str = "weir-workers";
+/// The KV bucket of lease epochs, one key per execution.
+pub const LEASES: &str = "weir-leases";
+/// Requests from workers to the coordinator (request/reply).
+pub const START_SUBJECT: &str = "weir.coordinator.start";
+pub const CHECKPOINT_SUBJECT: &str = "weir.coordinator.checkpoint";
+pub const FINISH_SUBJECT: &str = "weir.coordinator.finish";
+/// Workers' heartbeats (core NATS, fire and forget): for the coordinator's view.
+pub const HEARTBEAT_SUBJECT: &str = "weir.workers.heartbeat";
+/// Redeliveries before JetStream gives an execution up (each one resumes from the
+/// last committed checkpoint, so more costs little).
+pub const MAX_DELIVER: i64 = 20;
+/// How long a worker waits for one answer from the coordinator before asking again.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why talking to the cluster failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[error("NATS {what}: {detail}")]
+    Nats { what: &'static str, detail: String },
+    #[error("a message from the cluster could not be read: {0}")]
+    Decode(#[from] serde_json::Error),
+}
+
+impl ClusterError {
+    fn nats(what: &'static str, e: impl std::fmt::Display) -> ClusterError {
+        ClusterError::Nats {
+            what,
+            detail: e.to_string(),
+        }
+    }
+}
+
+/// The message on the work queue: only the id (nothing secret is stored in JetStream).
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+pub struct WorkItem {
+    pub execution: ExecutionId,
+}
+
+/// A lease epoch as the KV bucket holds it, with who took it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct LeaseRecord {
+    pub epoch: u64,
+    pub worker: String,
+}
+
+/// A worker asks for the execution it pulled, under the epoch it took.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct StartRequest {
+    pub execution: ExecutionId,
+    pub epoch: u64,
+    pub worker: String,
+}
+
+/// The coordinator's answer to a [`StartRequest`].
+#[derive(Serialize, Deserialize)]
+pub enum StartReply {
+    /// Run it.
+    Run(Box<ExecutionStart>),
+    /// A later epoch holds it: let go without acking.
+    Stale { current: u64 },
+    /// The coordinator has no such execution in hand (it ended, or the coordinator
+    /// restarted and its store marked it interrupted): ack and drop the message.
+    Gone,
+}
+
+/// What a worker needs to run an execution: the project version's text and the
+/// stored connections it names (secrets included: kept in memory only).
+#[derive(Serialize, Deserialize)]
+pub struct ExecutionStart {
+    pub project: String,
+    pub version: u32,
+    pub text: String,
+    /// Relative paths in `text` resolve against it.
+    pub base_dir: PathBuf,
+    pub connections: Vec<StoredConnection>,
+    pub options: StartOptions,
+}
+
+/// [`crate::engine::RunOptions`] as it travels (the stop flag is the worker's own).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct StartOptions {
+    /// Where each task starts: the committed cursors when the execution resumes.
+    pub resume: HashMap<String, String>,
+    pub records: Option<HashMap<String, Vec<RecordCopy>>>,
+    pub checkpoint_every: usize,
+    pub capture: bool,
+    pub dry_run: bool,
+    pub holder: Option<String>,
+    pub schema_baseline: Option<SchemaSnapshot>,
+}
+
+/// A worker's checkpoint: already scrubbed, under its epoch.
+#[derive(Serialize, Deserialize)]
+pub struct CheckpointRequest {
+    pub execution: ExecutionId,
+    pub epoch: u64,
+    pub checkpoint: StoredCheckpoint,
+}
+
+/// The coordinator's answer to a [`CheckpointRequest`].
+#[derive(Debug, Serialize, Deserialize)]
+pub enum CheckpointReply {
+    /// On disk. `stop`: the coordinator is shutting down; end after the next
+    /// batch, committed (the next run resumes).
+    Committed { stop: bool },
+    /// Refused: a later epoch holds the execution. Nothing was written.
+    Stale { current: u64 },
+    /// The coordinator has no such execution in hand.
+    Gone,
+    /// The store refused it (`interrupted`: out of room; the next run resumes).
+    Refused { interrupted: bool, message: String },
+}
+
+/// How the worker's engine ended.
+#[derive(Clone, Serialize, Deserialize)]
+pub enum WorkerOutcome {
+    Report(Box<ExecutionReport>),
+    /// The engine refused or failed before a report (scrubbed text).
+    Failed {
+        message: String,
+        schema_changes: Vec<TaskDrift>,
+    },
+}
+
+#[derive(Serialize, Deserialize)]
+pub struct FinishRequest {
+    pub execution: ExecutionId,
+    pub epoch: u64,
+    pub outcome: WorkerOutcome,
+}
+
+/// The coordinator's answer to a [`FinishRequest`].
+#[derive(Debug, Serialize, Deserialize)]
+pub enum FinishReply {
+    /// The end is in the store (`ok`) or recording it failed; either way the
+    /// execution is over: ack the message.
+    Recorded {
+        ok: bool,
+    },
+    /// The end is being recorded: ask again.
+    Pending,
+    Stale {
+        current: u64,
+    },
+    Gone,
+}
+
+/// A worker's periodic sign of life.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Heartbeat {
+    pub worker: String,
+    /// Executions it runs now.
+    pub executions: Vec<ExecutionId>,
+}
+
+/// Connects to `url` (retrying in the background while the server is away: the
+/// client reconnects by itself and requests fail meanwhile).
+pub async fn connect(url: &str, name: &str) -> Result<async_nats::Client, ClusterError> {
+    async_nats::ConnectOptions::new()
+        .name(name)
+        .request_timeout(Some(REQUEST_TIMEOUT))
+        .retry_on_initial_connect()
+        .connect(url)
+        .await
+        .map_err(|e| ClusterError::nats("connect", e))
+}
+
+/// Creates (or finds) the stream, the consumer and the lease bucket. The
+/// coordinator calls it; `lease` is the consumer's ack wait.
+pub async fn ensure_setup(js: &jetstream::Context, lease: Duration) -> Result<(), ClusterError> {
+    let stream = js
+        .get_or_create_stream(jetstream::stream::Config {
+            name: STREAM.to_owned(),
+            subjects: vec![WORK_SUBJECT.to_owned()],
+            retention: jetstream::stream::RetentionPolicy::WorkQueue,
+            // An execution id is published once; a retried publish inside this
+            // window (the first one's ack was lost) is dropped by the server.
+            duplicate_window: Duration::from_secs(120),
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| ClusterError::nats("creating the work stream", e))?;
+    stream
+        .get_or_create_consumer(
+            CONSUMER,
+            jetstream::consumer::pull::Config {
+                durable_name: Some(CONSUMER.to_owned()),
+                ack_policy: jetstream::consumer::AckPolicy::Explicit,
+                ack_wait: lease,
+                max_deliver: MAX_DELIVER,
+                ..Default::default()
+            },
+        )
+        .await
+        .map_err(|e| ClusterError::nats("creating the workers' consumer", e))?;
+    if js.get_key_value(LEASES).await.is_err() {
+        // The bucket's stream made by hand, as `create_key_value` would make it:
+        // that call first asks for the account's info, whose answer from the 2.9
+        // server (Debian's) this client cannot read.
+        js.get_or_create_stream(jetstream::stream::Config {
+            name: format!("KV_{LEASES}"),
+            subjects: vec![format!("$KV.{LEASES}.>")],
+            max_messages_per_subject: 1,
+            // Leases of long-finished executions go by themselves.
+            max_age: Duration::from_secs(7 * 24 * 3600),
+            max_message_size: -1,
+            max_bytes: -1,
+            allow_rollup: true,
+            deny_delete: true,
+            allow_direct: true,
+            discard: jetstream::stream::DiscardPolicy::New,
+            num_replicas: 1,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| ClusterError::nats("creating the lease bucket", e))?;
+    }
+    Ok(())
+}
+
+/// The KV key of execution `id`'s lease.
+pub fn lease_key(id: ExecutionId) -> String {
+    format!("execution-{id}")
+}

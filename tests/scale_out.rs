@@ -1,0 +1,614 @@
+//! Scale-out over NATS JetStream, end to end with real processes: a `weir serve`
+//! coordinator with a `[cluster]` section, `weir worker`s, and a real `nats-server`
+//! (on 127.0.0.1, a free port, a temporary store). Every execution ends Completed,
+//! every destination holds each record exactly once (count and keys), and the
+//! history names the worker that ran it — also when a worker is SIGKILLed mid-run
+//! (redelivered, resumed elsewhere from the committed cursor) and when one is
+//! paused past its lease and comes back (its checkpoint refused as stale).
+
+mod common;
+#[path = "common/nats.rs"]
+mod nats;
+
+use std::collections::HashSet;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nats::NatsServer;
+use weir_host::service::Service;
+use weir_host::store::Store;
+
+const TOKEN: &str = "a-token-for-the-scale-out-tests";
+/// The lease (JetStream ack wait) the tests configure: short, so a dead worker's
+/// execution moves on quickly.
+const LEASE_SECS: u64 = 3;
+
+/// A coordinator, its workers and their directories.
+struct Cluster {
+    tmp: tempfile::TempDir,
+    nats: NatsServer,
+    serve: Option<Child>,
+    addr: String,
+    workers: Vec<(String, Child)>,
+    http: reqwest::blocking::Client,
+}
+
+impl Cluster {
+    fn new(nats: NatsServer) -> Cluster {
+        let tmp = tempfile::tempdir().unwrap();
+        for d in ["in", "out", "locks", "logs"] {
+            std::fs::create_dir_all(tmp.path().join(d)).unwrap();
+        }
+        Cluster {
+            tmp,
+            nats,
+            serve: None,
+            addr: String::new(),
+            workers: Vec::new(),
+            http: reqwest::blocking::Client::new(),
+        }
+    }
+
+    fn path(&self, p: &str) -> PathBuf {
+        self.tmp.path().join(p)
+    }
+
+    /// Stores project `text` in the coordinator's store (before it starts).
+    fn apply(&self, text: &str) {
+        let svc = Service::new(
+            Store::open(&self.path("data/store"), None).unwrap(),
+            common::runtime(),
+        );
+        svc.apply_project_text(
+            &self.path("p.toml"),
+            text,
+            self.tmp.path(),
+            &weir_host::project::EnvPolicy::default(),
+        )
+        .unwrap();
+        svc.store.flush().unwrap();
+    }
+
+    fn start_serve(&mut self) {
+        let config = self.path("serve.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "concurrency = 64\n[cluster]\nnats = \"{}\"\nlease_secs = {LEASE_SECS}\n",
+                self.nats.url()
+            ),
+        )
+        .unwrap();
+        let log = std::fs::File::create(self.path("logs/serve.log")).unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_weir"))
+            .arg("--data-dir")
+            .arg(self.path("data"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+            .arg(&config)
+            .env("WEIR_ADMIN_TOKEN", TOKEN)
+            .env("WEIR_LOCK_DIR", self.path("locks"))
+            .env("WEIR_LOG", "weir_host=info")
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let mut first = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut first)
+            .unwrap();
+        self.addr = first
+            .trim()
+            .strip_prefix("weir serve: listening on http://")
+            .unwrap_or_else(|| {
+                panic!(
+                    "unexpected first line {first:?}; its log:\n{}",
+                    self.log("serve")
+                )
+            })
+            .to_owned();
+        self.serve = Some(child);
+    }
+
+    /// SIGKILL of the coordinator.
+    fn kill_serve(&mut self) {
+        if let Some(mut c) = self.serve.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn start_worker(&mut self, name: &str) {
+        let log = std::fs::File::create(self.path(&format!("logs/{name}.log"))).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_weir"))
+            .arg("--data-dir")
+            .arg(self.path(&format!("worker-{name}")))
+            .args(["worker", "--nats", &self.nats.url(), "--name", name])
+            .args(["--concurrency", "2"])
+            // One machine: the workers share the destination locks, as the
+            // processes of one host do.
+            .env("WEIR_LOCK_DIR", self.path("locks"))
+            .env("WEIR_LOG", "weir_host=info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.workers.push((name.to_owned(), child));
+    }
+
+    fn worker_pid(&self, name: &str) -> i32 {
+        self.workers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, c)| c.id() as i32)
+            .unwrap()
+    }
+
+    /// A process's log, without the terminal colours tracing adds.
+    fn log(&self, name: &str) -> String {
+        let text =
+            std::fs::read_to_string(self.path(&format!("logs/{name}.log"))).unwrap_or_default();
+        let mut plain = String::with_capacity(text.len());
+        let mut chars = text.chars();
+        while let Some(c) = chars.next() {
+            if c == '\u{1b}' {
+                // An SGR sequence: ESC [ ... m
+                for c in chars.by_ref() {
+                    if c == 'm' {
+                        break;
+                    }
+                }
+            } else {
+                plain.push(c);
+            }
+        }
+        plain
+    }
+
+    fn api(&self, method: reqwest::Method, path: &str) -> serde_json::Value {
+        let resp = self
+            .http
+            .request(method, format!("http://{}/api/v1/{path}", self.addr))
+            .bearer_auth(TOKEN)
+            .send()
+            .unwrap();
+        assert!(resp.status().is_success(), "{path}: {}", resp.status());
+        resp.json().unwrap()
+    }
+
+    fn run(&self, project: &str) -> u64 {
+        self.api(reqwest::Method::POST, &format!("projects/{project}/run"))["execution"]
+            .as_u64()
+            .unwrap()
+    }
+
+    fn execution(&self, id: u64) -> serde_json::Value {
+        self.api(reqwest::Method::GET, &format!("executions/{id}"))
+    }
+
+    fn wait_finished(&self, id: u64, within: Duration) -> serde_json::Value {
+        let started = Instant::now();
+        loop {
+            let e = self.execution(id);
+            if e["status"] != "Running" {
+                return e;
+            }
+            assert!(
+                started.elapsed() < within,
+                "execution {id} still running: {e}\n--- serve log:\n{}",
+                tail(&self.log("serve"))
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// The destination's records, parsed.
+    fn lines(&self, entity: &str) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(self.path(&format!("out/{entity}.jsonl")))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    /// Each of `expected` keys exactly once at the destination, nothing else.
+    fn assert_each_once(&self, entity: &str, expected: usize) {
+        let records = self.lines(entity);
+        let ids: HashSet<String> = records.iter().map(|r| r["id"].to_string()).collect();
+        assert_eq!(records.len(), expected, "{entity}: none twice, none lost");
+        assert_eq!(ids.len(), expected, "{entity}: every key once");
+        let want: HashSet<String> = (1..=expected).map(|i| i.to_string()).collect();
+        assert_eq!(ids, want, "{entity}: exactly the source's keys");
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for (_, c) in &mut self.workers {
+            // SAFETY: signals to children this test started.
+            unsafe {
+                libc::kill(c.id() as i32, libc::SIGCONT);
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        if let Some(c) = &mut self.serve {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn tail(text: &str) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(40)..].join("\n")
+}
+
+/// A CSV → JSON Lines project over `in/<name>.csv` and `out/<name>.jsonl`.
+fn csv_project(name: &str, batch_size: u32) -> String {
+    format!(
+        r#"[connections.src-{name}]
+plugin = "csv"
+grants = {{ directory = "in" }}
+
+[connections.dst-{name}]
+plugin = "jsonl"
+grants = {{ directory = "out" }}
+
+[connection_sets.main]
+source = "src-{name}"
+destination = "dst-{name}"
+
+[project]
+name = "{name}"
+connection_set = "main"
+batch_size = {batch_size}
+
+[[project.tasks]]
+source_entity = "{name}"
+destination_entity = "{name}"
+key = ["id"]
+mappings = [
+  {{ destination = "id", source = "id" }},
+  {{ destination = "name", source = "name" }},
+  {{ destination = "email", source = "email" }},
+]
+"#
+    )
+}
+
+fn write_csv(path: &Path, count: usize) {
+    use std::io::Write;
+    let mut f = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    writeln!(f, "id,name,email").unwrap();
+    for i in 1..=count {
+        writeln!(f, "{i},Person {i},person{i}@example.org").unwrap();
+    }
+    f.flush().unwrap();
+}
+
+/// A slow testkit source → JSON Lines project: long enough to kill a worker
+/// mid-run (checkpoints every 10 batches of 100).
+fn slow_project(name: &str, count: usize, spin: u64) -> String {
+    let testkit = common::plugin_path("testkit-connector");
+    format!(
+        r#"[connections.src-{name}]
+plugin = "{testkit}"
+config = {{ count = "{count}", read_spin = "{spin}" }}
+
+[connections.dst-{name}]
+plugin = "jsonl"
+grants = {{ directory = "out" }}
+
+[connection_sets.s]
+source = "src-{name}"
+destination = "dst-{name}"
+
+[project]
+name = "{name}"
+connection_set = "s"
+batch_size = 100
+
+[[project.tasks]]
+source_entity = "people"
+destination_entity = "{name}"
+key = ["id"]
+mappings = [
+  {{ destination = "id", source = "id" }},
+  {{ destination = "name", source = "name" }},
+]
+"#,
+        testkit = testkit.display(),
+    )
+}
+
+/// Three workers and a coordinator run 30 executions of 20,000 records each.
+#[test]
+fn three_workers_run_thirty_executions_each_record_once_and_the_history_names_the_worker() {
+    const PROJECTS: usize = 30;
+    const RECORDS: usize = 20_000;
+    let Some(nats) = NatsServer::start() else {
+        return;
+    };
+    let mut cluster = Cluster::new(nats);
+    for i in 0..PROJECTS {
+        let name = format!("p{i:02}");
+        write_csv(&cluster.path(&format!("in/{name}.csv")), RECORDS);
+        cluster.apply(&csv_project(&name, 500));
+    }
+    cluster.start_serve();
+    for w in ["w1", "w2", "w3"] {
+        cluster.start_worker(w);
+    }
+    let started = Instant::now();
+    let ids: Vec<(String, u64)> = (0..PROJECTS)
+        .map(|i| {
+            let name = format!("p{i:02}");
+            let id = cluster.run(&name);
+            (name, id)
+        })
+        .collect();
+    let mut used = HashSet::new();
+    for (name, id) in &ids {
+        let e = cluster.wait_finished(*id, Duration::from_secs(600));
+        assert_eq!(e["status"], "Completed", "{name}: {e}");
+        let worker = e["worker"].as_str().unwrap_or_else(|| panic!("{e}"));
+        assert!(["w1", "w2", "w3"].contains(&worker), "{e}");
+        used.insert(worker.to_owned());
+        assert_eq!(e["tasks"][0]["read"], RECORDS as u64, "{e}");
+        assert_eq!(e["tasks"][0]["inserted"], RECORDS as u64, "{e}");
+        cluster.assert_each_once(name, RECORDS);
+    }
+    let took = started.elapsed();
+    println!(
+        "{PROJECTS} executions of {RECORDS} records on 3 workers in {:.1} s; workers used: {used:?}",
+        took.as_secs_f64()
+    );
+    assert!(
+        used.len() >= 2,
+        "the executions were spread over the workers: {used:?}"
+    );
+    // The API shows the workers: alive, heart-beating, nothing in hand now.
+    let view = cluster.api(reqwest::Method::GET, "workers");
+    assert_eq!(view["cluster"], true, "{view}");
+    let workers = view["workers"].as_array().unwrap();
+    let names: Vec<&str> = workers
+        .iter()
+        .map(|w| w["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["w1", "w2", "w3"], "{view}");
+    for w in workers {
+        assert_eq!(w["alive"], true, "{view}");
+        assert!(w["last_heartbeat"].as_i64().unwrap() > 0, "{view}");
+    }
+    // `weir executions show` names the worker too (through the daemon).
+    let out = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .arg("--data-dir")
+        .arg(cluster.path("data"))
+        .args(["executions", "show", &ids[0].1.to_string()])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("worker:") && ["w1", "w2", "w3"].iter().any(|w| l.ends_with(w))),
+        "{text}"
+    );
+}
+
+/// Waits until `id` has committed a checkpoint (some records inserted) and a
+/// worker is named; returns the worker.
+fn running_with_checkpoint(cluster: &Cluster, id: u64) -> String {
+    let started = Instant::now();
+    loop {
+        let e = cluster.execution(id);
+        assert_eq!(e["status"], "Running", "finished too early: {e}");
+        let inserted = e["tasks"][0]["inserted"].as_u64().unwrap_or(0);
+        if let (Some(w), true) = (e["worker"].as_str(), inserted >= 1_000) {
+            return w.to_owned();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "no checkpoint: {e}\n{}",
+            tail(&cluster.log("serve"))
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// SIGKILL of the worker running an execution: JetStream redelivers it after the
+/// lease, another worker resumes it from the committed cursor, and the
+/// destination holds each record once.
+#[test]
+fn a_killed_worker_s_execution_finishes_on_another_from_the_committed_cursor() {
+    const RECORDS: usize = 20_000;
+    let Some(nats) = NatsServer::start() else {
+        return;
+    };
+    let mut cluster = Cluster::new(nats);
+    cluster.apply(&slow_project("slow", RECORDS, 20_000_000));
+    cluster.start_serve();
+    for w in ["k1", "k2"] {
+        cluster.start_worker(w);
+    }
+    let id = cluster.run("slow");
+    let first = running_with_checkpoint(&cluster, id);
+    let committed = cluster.execution(id)["tasks"][0]["inserted"]
+        .as_u64()
+        .unwrap();
+    // SAFETY: a signal to a child this test started.
+    unsafe {
+        libc::kill(cluster.worker_pid(&first), libc::SIGKILL);
+    }
+    let e = cluster.wait_finished(id, Duration::from_secs(300));
+    assert_eq!(e["status"], "Completed", "{e}");
+    let second = e["worker"].as_str().unwrap();
+    assert_ne!(second, first, "finished elsewhere: {e}");
+    // Counted once: what the killed worker committed plus what its successor
+    // read from the committed cursor on.
+    assert_eq!(e["tasks"][0]["read"], RECORDS as u64, "{e}");
+    cluster.assert_each_once("slow", RECORDS);
+    let resumed_log = cluster.log(second);
+    assert!(
+        resumed_log.contains("execution pulled") && resumed_log.contains("epoch=2"),
+        "the successor took the second lease:\n{}",
+        tail(&resumed_log)
+    );
+    println!("killed {first} after {committed} committed; {second} finished it");
+}
+
+/// A worker paused (SIGSTOP) past its lease: another worker resumes the execution
+/// under a later epoch; resumed (SIGCONT), the paused one's next checkpoint is
+/// refused as stale and it records nothing more.
+#[test]
+fn a_worker_paused_past_its_lease_is_fenced_when_it_comes_back() {
+    const RECORDS: usize = 20_000;
+    let Some(nats) = NatsServer::start() else {
+        return;
+    };
+    let mut cluster = Cluster::new(nats);
+    cluster.apply(&slow_project("paused", RECORDS, 20_000_000));
+    cluster.start_serve();
+    for w in ["s1", "s2"] {
+        cluster.start_worker(w);
+    }
+    let id = cluster.run("paused");
+    let first = running_with_checkpoint(&cluster, id);
+    let pid = cluster.worker_pid(&first);
+    // SAFETY: signals to a child this test started.
+    unsafe {
+        libc::kill(pid, libc::SIGSTOP);
+    }
+    // The other worker takes it over once the lease ran out.
+    let started = Instant::now();
+    let second = loop {
+        let e = cluster.execution(id);
+        if let Some(w) = e["worker"].as_str()
+            && w != first
+        {
+            break w.to_owned();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "not handed over: {e}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    unsafe {
+        libc::kill(pid, libc::SIGCONT);
+    }
+    let e = cluster.wait_finished(id, Duration::from_secs(300));
+    assert_eq!(e["status"], "Completed", "{e}");
+    assert_eq!(e["worker"], second.as_str(), "{e}");
+    cluster.assert_each_once("paused", RECORDS);
+    // The paused worker's checkpoint after it came back was refused.
+    let started = Instant::now();
+    while !cluster.log(&first).contains("checkpoint refused as stale") {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "{first} never tried to checkpoint:\n{}",
+            tail(&cluster.log(&first))
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        cluster.log("serve").contains("stale checkpoint refused"),
+        "{}",
+        tail(&cluster.log("serve"))
+    );
+    // Nothing it did after coming back changed the history or the destination.
+    std::thread::sleep(Duration::from_secs(1));
+    let again = cluster.execution(id);
+    assert_eq!(again["tasks"], e["tasks"], "history unchanged");
+    assert_eq!(again["worker"], second.as_str());
+    cluster.assert_each_once("paused", RECORDS);
+}
+
+/// nats-server stopped and started again (its JetStream store kept): executions
+/// asked for while it was away are queued by the coordinator and run afterwards;
+/// nothing is lost.
+#[test]
+fn executions_asked_for_while_nats_is_down_run_once_it_is_back() {
+    const RECORDS: usize = 5_000;
+    let Some(nats) = NatsServer::start() else {
+        return;
+    };
+    let mut cluster = Cluster::new(nats);
+    let names: Vec<String> = (0..4).map(|i| format!("q{i}")).collect();
+    for name in &names {
+        write_csv(&cluster.path(&format!("in/{name}.csv")), RECORDS);
+        cluster.apply(&csv_project(name, 500));
+    }
+    cluster.start_serve();
+    for w in ["r1", "r2"] {
+        cluster.start_worker(w);
+    }
+    let before = cluster.run(&names[0]);
+    assert_eq!(
+        cluster.wait_finished(before, Duration::from_secs(120))["status"],
+        "Completed"
+    );
+    cluster.nats.stop();
+    // The API answers at once: the execution is begun in the store; its
+    // publication waits for the server.
+    let queued: Vec<u64> = names[1..].iter().map(|n| cluster.run(n)).collect();
+    std::thread::sleep(Duration::from_secs(3));
+    for id in &queued {
+        assert_eq!(cluster.execution(*id)["status"], "Running");
+    }
+    cluster.nats.restart();
+    for (name, id) in names[1..].iter().zip(&queued) {
+        let e = cluster.wait_finished(*id, Duration::from_secs(180));
+        assert_eq!(e["status"], "Completed", "{name}: {e}");
+        assert!(e["worker"].as_str().is_some(), "{name}: {e}");
+    }
+    for name in &names {
+        cluster.assert_each_once(name, RECORDS);
+    }
+}
+
+/// The coordinator SIGKILLed mid-run and started again: the worker keeps asking
+/// to checkpoint until it answers; the restarted coordinator's store has marked
+/// the execution interrupted (nothing is left Running), the worker is told so and
+/// lets go, and the project's next run resumes from the committed cursor — each
+/// record once.
+#[test]
+fn a_coordinator_restarted_mid_run_leaves_nothing_running_and_the_next_run_resumes() {
+    const RECORDS: usize = 20_000;
+    let Some(nats) = NatsServer::start() else {
+        return;
+    };
+    let mut cluster = Cluster::new(nats);
+    cluster.apply(&slow_project("restarted", RECORDS, 20_000_000));
+    cluster.start_serve();
+    cluster.start_worker("c1");
+    let id = cluster.run("restarted");
+    running_with_checkpoint(&cluster, id);
+    cluster.kill_serve();
+    // The worker's checkpoints find no coordinator: it asks again, and waits.
+    let started = Instant::now();
+    while !cluster.log("c1").contains("the coordinator did not answer") {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "{}",
+            tail(&cluster.log("c1"))
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    cluster.start_serve();
+    let e = cluster.wait_finished(id, Duration::from_secs(10));
+    assert_eq!(e["status"], "Error", "{e}");
+    assert_eq!(e["interrupted"], true, "{e}");
+    let next = cluster.run("restarted");
+    let resumed = cluster.wait_finished(next, Duration::from_secs(300));
+    assert_eq!(resumed["status"], "Completed", "{resumed}");
+    assert_eq!(resumed["parent"].as_u64(), Some(id), "{resumed}");
+    let read = resumed["tasks"][0]["read"].as_u64().unwrap();
+    assert!(
+        read < RECORDS as u64,
+        "resumed, not restarted (read {read})"
+    );
+    cluster.assert_each_once("restarted", RECORDS);
+}
