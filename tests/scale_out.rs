@@ -215,11 +215,22 @@ impl Cluster {
     /// Each of `expected` keys exactly once at the destination, nothing else.
     fn assert_each_once(&self, entity: &str, expected: usize) {
         let records = self.lines(entity);
-        let ids: HashSet<String> = records.iter().map(|r| r["id"].to_string()).collect();
+        // CSV keys are text, testkit's numbers: compared as their digits.
+        let ids: HashSet<String> = records
+            .iter()
+            .map(|r| match &r["id"] {
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            })
+            .collect();
         assert_eq!(records.len(), expected, "{entity}: none twice, none lost");
         assert_eq!(ids.len(), expected, "{entity}: every key once");
         let want: HashSet<String> = (1..=expected).map(|i| i.to_string()).collect();
-        assert_eq!(ids, want, "{entity}: exactly the source's keys");
+        let strays: Vec<&String> = ids.difference(&want).take(5).collect();
+        assert!(
+            strays.is_empty(),
+            "{entity}: keys not in the source: {strays:?}"
+        );
     }
 }
 
@@ -357,7 +368,14 @@ fn three_workers_run_thirty_executions_each_record_once_and_the_history_names_th
         assert!(["w1", "w2", "w3"].contains(&worker), "{e}");
         used.insert(worker.to_owned());
         assert_eq!(e["tasks"][0]["read"], RECORDS as u64, "{e}");
-        assert_eq!(e["tasks"][0]["inserted"], RECORDS as u64, "{e}");
+        // Upserted once each. (Inserted, unless a worker that lost its lease under
+        // load had already written some that its successor then found unchanged.)
+        let t = &e["tasks"][0];
+        let upserted = ["inserted", "updated", "unchanged"]
+            .iter()
+            .map(|k| t[*k].as_u64().unwrap())
+            .sum::<u64>();
+        assert_eq!(upserted, RECORDS as u64, "{e}");
         cluster.assert_each_once(name, RECORDS);
     }
     let took = started.elapsed();
