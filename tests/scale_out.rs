@@ -21,6 +21,12 @@ use weir_host::service::Service;
 use weir_host::store::Store;
 
 const TOKEN: &str = "a-token-for-the-scale-out-tests";
+/// The coordinator's store key (stored connections' secrets are sealed in sled).
+const STORE_KEY: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+fn store_key() -> weir_host::store::SecretKey {
+    weir_host::store::SecretKey::from_material(STORE_KEY).unwrap()
+}
 /// The lease (JetStream ack wait) the tests configure: short, so a dead worker's
 /// execution moves on quickly.
 const LEASE_SECS: u64 = 3;
@@ -33,6 +39,8 @@ struct Cluster {
     addr: String,
     workers: Vec<(String, Child)>,
     http: reqwest::blocking::Client,
+    /// `WEIR_CLUSTER_KEY` for every process (`None`: starts travel unsealed).
+    key: Option<String>,
 }
 
 impl Cluster {
@@ -48,6 +56,7 @@ impl Cluster {
             addr: String::new(),
             workers: Vec::new(),
             http: reqwest::blocking::Client::new(),
+            key: None,
         }
     }
 
@@ -58,7 +67,7 @@ impl Cluster {
     /// Stores project `text` in the coordinator's store (before it starts).
     fn apply(&self, text: &str) {
         let svc = Service::new(
-            Store::open(&self.path("data/store"), None).unwrap(),
+            Store::open(&self.path("data/store"), Some(store_key())).unwrap(),
             common::runtime(),
         );
         svc.apply_project_text(
@@ -69,6 +78,52 @@ impl Cluster {
         )
         .unwrap();
         svc.store.flush().unwrap();
+    }
+
+    /// Stores a testkit source connection `name` with a declared secret.
+    fn put_secret_source(&self, name: &str, count: usize, spin: u64, secret: &str) {
+        use weir_host::store::{ConnectionState, StoredConnection};
+        let svc = Service::new(
+            Store::open(&self.path("data/store"), Some(store_key())).unwrap(),
+            common::runtime(),
+        );
+        svc.put_connection(&StoredConnection {
+            name: name.into(),
+            plugin: common::plugin_path("testkit-connector")
+                .display()
+                .to_string(),
+            config: vec![
+                ("count".into(), count.to_string()),
+                ("read_spin".into(), spin.to_string()),
+            ],
+            secrets: vec![("api_secret".into(), secret.into())],
+            directory: None,
+            http_hosts: Vec::new(),
+            http_internal: false,
+            state: ConnectionState::Unchecked,
+            updated_at: 0,
+        })
+        .unwrap();
+        svc.store.flush().unwrap();
+    }
+
+    /// Whether `needle` is in any file under `dir`.
+    fn found_under(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
+        let mut found = Vec::new();
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return found;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                found.extend(Cluster::found_under(&path, needle));
+            } else if let Ok(bytes) = std::fs::read(&path)
+                && bytes.windows(needle.len()).any(|w| w == needle)
+            {
+                found.push(path);
+            }
+        }
+        found
     }
 
     fn start_serve(&mut self) {
@@ -82,12 +137,17 @@ impl Cluster {
         )
         .unwrap();
         let log = std::fs::File::create(self.path("logs/serve.log")).unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_weir"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_weir"));
+        if let Some(key) = &self.key {
+            command.env("WEIR_CLUSTER_KEY", key);
+        }
+        let mut child = command
             .arg("--data-dir")
             .arg(self.path("data"))
             .args(["serve", "--listen", "127.0.0.1:0", "--config"])
             .arg(&config)
             .env("WEIR_ADMIN_TOKEN", TOKEN)
+            .env("WEIR_SECRET_KEY", STORE_KEY)
             .env("WEIR_LOCK_DIR", self.path("locks"))
             .env("WEIR_LOG", "weir_host=info")
             .stdout(Stdio::piped())
@@ -121,7 +181,11 @@ impl Cluster {
 
     fn start_worker(&mut self, name: &str) {
         let log = std::fs::File::create(self.path(&format!("logs/{name}.log"))).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_weir"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_weir"));
+        if let Some(key) = &self.key {
+            command.env("WEIR_CLUSTER_KEY", key);
+        }
+        let child = command
             .arg("--data-dir")
             .arg(self.path(&format!("worker-{name}")))
             .args(["worker", "--nats", &self.nats.url(), "--name", name])
@@ -343,6 +407,8 @@ fn three_workers_run_thirty_executions_each_record_once_and_the_history_names_th
         return;
     };
     let mut cluster = Cluster::new(nats);
+    // Starts travel sealed with the cluster key.
+    cluster.key = Some("5a".repeat(32));
     for i in 0..PROJECTS {
         let name = format!("p{i:02}");
         write_csv(&cluster.path(&format!("in/{name}.csv")), RECORDS);
@@ -446,7 +512,14 @@ fn a_killed_worker_s_execution_finishes_on_another_from_the_committed_cursor() {
         return;
     };
     let mut cluster = Cluster::new(nats);
-    cluster.apply(&slow_project("slow", RECORDS, 20_000_000));
+    // The source is a stored connection with a secret; starts travel sealed.
+    const SECRET: &str = "kill-test-secret-5f1e0c";
+    cluster.key = Some("3c".repeat(32));
+    cluster.put_secret_source("kit", RECORDS, 20_000_000, SECRET);
+    cluster.apply(&slow_project("slow", RECORDS, 20_000_000).replace(
+        "[connection_sets.s]\nsource = \"src-slow\"",
+        "[connection_sets.s]\nsource = \"kit\"",
+    ));
     cluster.start_serve();
     for w in ["k1", "k2"] {
         cluster.start_worker(w);
@@ -474,6 +547,14 @@ fn a_killed_worker_s_execution_finishes_on_another_from_the_committed_cursor() {
         "the successor took the second lease:\n{}",
         tail(&resumed_log)
     );
+    // The secret reached the workers (the source ran) but no worker's disk, log,
+    // nor the NATS server's JetStream store.
+    for dir in ["worker-k1", "worker-k2", "logs"] {
+        let found = Cluster::found_under(&cluster.path(dir), SECRET.as_bytes());
+        assert!(found.is_empty(), "the secret was written: {found:?}");
+    }
+    let found = Cluster::found_under(&cluster.nats.store_dir(), SECRET.as_bytes());
+    assert!(found.is_empty(), "the secret is in JetStream: {found:?}");
     println!("killed {first} after {committed} committed; {second} finished it");
 }
 

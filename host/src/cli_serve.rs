@@ -76,6 +76,7 @@ pub fn worker(data_dir: &Path, args: WorkerArgs) -> Result<ExitCode> {
             nats: args.nats,
             name: name.clone(),
             concurrency,
+            key: weir_host::cluster::TransitKey::from_env()?,
         };
         let on_signal = stop.clone();
         tokio::spawn(async move {
@@ -172,7 +173,11 @@ pub fn serve(data_dir: &Path, key_file: Option<&Path>, args: ServeArgs) -> Resul
                 let client = weir_host::cluster::connect(&c.nats, "weir-coordinator").await?;
                 let js = async_nats::jetstream::new(client.clone());
                 weir_host::cluster::ensure_setup(&js, c.lease).await?;
-                Some((HandToWorkers::new(client).await, c.clone()))
+                let key = weir_host::cluster::TransitKey::from_env()?;
+                if key.is_none() {
+                    tracing::warn!("no WEIR_CLUSTER_KEY: stored connections' secrets reach workers protected by NATS only (TLS, credentials)");
+                }
+                Some((HandToWorkers::new(client, key).await, c.clone()))
             }
         };
         let service = match &cluster {
@@ -195,6 +200,7 @@ pub fn serve(data_dir: &Path, key_file: Option<&Path>, args: ServeArgs) -> Resul
                     nats: settings.nats.clone(),
                     name: "coordinator".into(),
                     concurrency: config.daemon.concurrency,
+                    key: weir_host::cluster::TransitKey::from_env()?,
                 };
                 let engine = Arc::new(weir_host::engine::Engine::new(&runtime));
                 let stop = worker_stop.clone();

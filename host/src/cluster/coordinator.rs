@@ -11,9 +11,10 @@ use async_nats::jetstream;
 use futures_util::StreamExt;
 
 use super::{
-    CHECKPOINT_SUBJECT, CheckpointReply, CheckpointRequest, ClusterError, ExecutionStart,
-    FINISH_SUBJECT, FinishReply, FinishRequest, HEARTBEAT_SUBJECT, Heartbeat, START_SUBJECT,
-    StartOptions, StartReply, StartRequest, WORK_SUBJECT, WorkItem, WorkerOutcome,
+    CHECKPOINT_SUBJECT, CheckpointReply, CheckpointRequest, ClusterError, Connections,
+    ExecutionStart, FINISH_SUBJECT, FinishReply, FinishRequest, HEARTBEAT_SUBJECT, Heartbeat,
+    START_SUBJECT, StartOptions, StartReply, StartRequest, TransitKey, WORK_SUBJECT, WorkItem,
+    WorkerOutcome,
 };
 use crate::dispatch::{Dispatch, Job, RunFailure};
 use crate::engine::{ExecutionReport, Observer, TaskStop};
@@ -33,6 +34,8 @@ struct Shared {
     handle: tokio::runtime::Handle,
     in_hand: Mutex<HashMap<ExecutionId, Arc<Mutex<InHand>>>>,
     workers: Mutex<HashMap<String, WorkerSeen>>,
+    /// Seals the connections a start carries (`WEIR_CLUSTER_KEY`).
+    key: Option<TransitKey>,
 }
 
 /// A worker as the coordinator last heard of it.
@@ -82,7 +85,7 @@ pub const WORKER_HEARTBEAT: Duration = Duration::from_secs(2);
 impl HandToWorkers {
     /// Connects the coordinator's side; call [`serve_requests`] once the store is
     /// at hand.
-    pub async fn new(client: async_nats::Client) -> HandToWorkers {
+    pub async fn new(client: async_nats::Client, key: Option<TransitKey>) -> HandToWorkers {
         let js = jetstream::new(client.clone());
         HandToWorkers {
             shared: Arc::new(Shared {
@@ -91,6 +94,7 @@ impl HandToWorkers {
                 handle: tokio::runtime::Handle::current(),
                 in_hand: Mutex::new(HashMap::new()),
                 workers: Mutex::new(HashMap::new()),
+                key,
             }),
         }
     }
@@ -195,7 +199,7 @@ impl Dispatch for HandToWorkers {
             version: job.version,
             text: stored.text,
             base_dir: stored.base_dir,
-            connections,
+            connections: Connections::Plain(connections),
             options: StartOptions {
                 resume: options.resume.clone(),
                 records: options.records.clone(),
@@ -424,12 +428,29 @@ impl HandToWorkers {
             resumed,
             "a worker starts the execution"
         );
+        let connections = match (&self.shared.key, &e.start.connections) {
+            (Some(key), Connections::Plain(list)) => {
+                let sealed = serde_json::to_vec(list)
+                    .map_err(ClusterError::from)
+                    .and_then(|json| {
+                        key.seal(&json, &TransitKey::binding(req.execution, req.epoch))
+                    });
+                match sealed {
+                    Ok(bytes) => Connections::Sealed(bytes),
+                    Err(error) => {
+                        tracing::error!(execution = req.execution, %error, "sealing the start failed");
+                        return StartReply::Gone;
+                    }
+                }
+            }
+            (_, other) => other.clone(),
+        };
         StartReply::Run(Box::new(ExecutionStart {
             project: e.start.project.clone(),
             version: e.start.version,
             text: e.start.text.clone(),
             base_dir: e.start.base_dir.clone(),
-            connections: e.start.connections.clone(),
+            connections,
             options,
         }))
     }

@@ -64,6 +64,8 @@ pub enum ClusterError {
     Nats { what: &'static str, detail: String },
     #[error("a message from the cluster could not be read: {0}")]
     Decode(#[from] serde_json::Error),
+    #[error("{0}")]
+    Key(String),
 }
 
 impl ClusterError {
@@ -117,8 +119,92 @@ pub struct ExecutionStart {
     pub text: String,
     /// Relative paths in `text` resolve against it.
     pub base_dir: PathBuf,
-    pub connections: Vec<StoredConnection>,
+    pub connections: Connections,
     pub options: StartOptions,
+}
+
+/// The stored connections a start carries (their secrets among them).
+#[derive(Clone, Serialize, Deserialize)]
+pub enum Connections {
+    /// No `WEIR_CLUSTER_KEY` on the coordinator: protected by NATS (TLS,
+    /// credentials) only.
+    Plain(Vec<StoredConnection>),
+    /// Sealed with the cluster key (ChaCha20-Poly1305; nonce first), bound to
+    /// the execution and epoch: a worker without the key, or a reply replayed for
+    /// another lease, cannot open it.
+    Sealed(Vec<u8>),
+}
+
+/// The environment variable holding the cluster key: 64 hex digits, the same on
+/// the coordinator and every worker.
+pub const CLUSTER_KEY_ENV: &str = "WEIR_CLUSTER_KEY";
+
+/// The key sealing what travels from the coordinator to a worker.
+#[derive(Clone)]
+pub struct TransitKey(chacha20poly1305::Key);
+
+/// Never printed: a `{:?}` of settings must not show the key.
+impl std::fmt::Debug for TransitKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TransitKey(..)")
+    }
+}
+
+impl TransitKey {
+    /// From [`CLUSTER_KEY_ENV`]; `None` when it is not set.
+    pub fn from_env() -> Result<Option<TransitKey>, ClusterError> {
+        match std::env::var(CLUSTER_KEY_ENV) {
+            Err(_) => Ok(None),
+            Ok(text) => TransitKey::from_hex(text.trim()).map(Some),
+        }
+    }
+
+    pub fn from_hex(text: &str) -> Result<TransitKey, ClusterError> {
+        let bytes = hex::decode(text)
+            .ok()
+            .filter(|b| b.len() == 32)
+            .ok_or_else(|| {
+                ClusterError::Key(format!(
+                    "{CLUSTER_KEY_ENV}: write 64 hex digits (32 random bytes)"
+                ))
+            })?;
+        Ok(TransitKey(*chacha20poly1305::Key::from_slice(&bytes)))
+    }
+
+    /// The associated data binding a sealed start to its execution and epoch.
+    pub fn binding(execution: ExecutionId, epoch: u64) -> Vec<u8> {
+        format!("weir start: execution {execution} epoch {epoch}").into_bytes()
+    }
+
+    pub fn seal(&self, plain: &[u8], aad: &[u8]) -> Result<Vec<u8>, ClusterError> {
+        use chacha20poly1305::aead::{Aead, AeadCore, KeyInit, OsRng, Payload};
+        let cipher = chacha20poly1305::ChaCha20Poly1305::new(&self.0);
+        let nonce = chacha20poly1305::ChaCha20Poly1305::generate_nonce(&mut OsRng);
+        let sealed = cipher
+            .encrypt(&nonce, Payload { msg: plain, aad })
+            .map_err(|_| ClusterError::Key("sealing failed".into()))?;
+        let mut out = nonce.to_vec();
+        out.extend_from_slice(&sealed);
+        Ok(out)
+    }
+
+    pub fn open(&self, sealed: &[u8], aad: &[u8]) -> Result<Vec<u8>, ClusterError> {
+        use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+        if sealed.len() < 12 {
+            return Err(ClusterError::Key("a sealed start is too short".into()));
+        }
+        let (nonce, body) = sealed.split_at(12);
+        chacha20poly1305::ChaCha20Poly1305::new(&self.0)
+            .decrypt(
+                chacha20poly1305::Nonce::from_slice(nonce),
+                Payload { msg: body, aad },
+            )
+            .map_err(|_| {
+                ClusterError::Key(format!(
+                    "the start's connections do not open with this worker's {CLUSTER_KEY_ENV}"
+                ))
+            })
+    }
 }
 
 /// [`crate::engine::RunOptions`] as it travels (the stop flag is the worker's own).
@@ -266,4 +352,29 @@ pub async fn ensure_setup(js: &jetstream::Context, lease: Duration) -> Result<()
 /// The KV key of execution `id`'s lease.
 pub fn lease_key(id: ExecutionId) -> String {
     format!("execution-{id}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sealed_start_opens_only_with_the_key_for_its_execution_and_epoch() {
+        let key = TransitKey::from_hex(&"ab".repeat(32)).unwrap();
+        let plain = br#"[{"secrets":[["token","s3cr3t-value"]]}]"#;
+        let sealed = key.seal(plain, &TransitKey::binding(7, 2)).unwrap();
+        assert!(
+            !sealed.windows(12).any(|w| w == b"s3cr3t-value"),
+            "the secret is not in the sealed bytes"
+        );
+        assert_eq!(
+            key.open(&sealed, &TransitKey::binding(7, 2)).unwrap(),
+            plain
+        );
+        // Another epoch (a replayed reply) or another key: refused.
+        assert!(key.open(&sealed, &TransitKey::binding(7, 3)).is_err());
+        let other = TransitKey::from_hex(&"cd".repeat(32)).unwrap();
+        assert!(other.open(&sealed, &TransitKey::binding(7, 2)).is_err());
+        assert!(TransitKey::from_hex("abcd").is_err());
+    }
 }

@@ -16,14 +16,15 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::{
-    CHECKPOINT_SUBJECT, CONSUMER, CheckpointReply, CheckpointRequest, ClusterError, ExecutionStart,
-    FINISH_SUBJECT, FinishReply, FinishRequest, HEARTBEAT_SUBJECT, Heartbeat, LEASES, LeaseRecord,
-    START_SUBJECT, STREAM, StartReply, StartRequest, WorkItem, WorkerOutcome, lease_key,
+    CHECKPOINT_SUBJECT, CLUSTER_KEY_ENV, CONSUMER, CheckpointReply, CheckpointRequest,
+    ClusterError, Connections, ExecutionStart, FINISH_SUBJECT, FinishReply, FinishRequest,
+    HEARTBEAT_SUBJECT, Heartbeat, LEASES, LeaseRecord, START_SUBJECT, STREAM, StartReply,
+    StartRequest, TransitKey, WorkItem, WorkerOutcome, lease_key,
 };
 use crate::engine::{self, Engine, EngineError, Quiet, Recorder, RunOptions, TaskStop};
 use crate::project::{EnvPolicy, Project};
 use crate::redact::Redactor;
-use crate::store::ExecutionId;
+use crate::store::{ExecutionId, StoredConnection};
 
 /// What `weir worker` was told.
 #[derive(Clone, Debug)]
@@ -34,6 +35,8 @@ pub struct WorkerSettings {
     pub name: String,
     /// Executions at once.
     pub concurrency: usize,
+    /// Opens sealed starts (`WEIR_CLUSTER_KEY`).
+    pub key: Option<TransitKey>,
 }
 
 /// Runs executions until `stop` is set, then lets the ones in hand end at their
@@ -75,6 +78,7 @@ pub async fn run(
         engine,
         name: settings.name.clone(),
         beat,
+        key: settings.key.clone(),
         in_hand: Mutex::new(Vec::new()),
         stop: stop.clone(),
     });
@@ -130,6 +134,7 @@ struct Worker {
     engine: Arc<Engine>,
     name: String,
     beat: Duration,
+    key: Option<TransitKey>,
     in_hand: Mutex<Vec<ExecutionId>>,
     stop: Arc<AtomicBool>,
 }
@@ -350,9 +355,37 @@ impl Worker {
         epoch: u64,
         start: ExecutionStart,
     ) -> (WorkerOutcome, Fenced) {
+        let failed = |message: String| {
+            (
+                WorkerOutcome::Failed {
+                    message,
+                    schema_changes: Vec::new(),
+                },
+                Fenced::No,
+            )
+        };
+        // Opened in memory only: the connections' secrets never touch this disk.
+        let connections: Vec<StoredConnection> = match (&start.connections, &self.key) {
+            (Connections::Plain(list), _) => list.clone(),
+            (Connections::Sealed(bytes), Some(key)) => {
+                match key
+                    .open(bytes, &TransitKey::binding(id, epoch))
+                    .and_then(|json| Ok(serde_json::from_slice(&json)?))
+                {
+                    Ok(list) => list,
+                    Err(e) => return failed(format!("worker {}: {e}", self.name)),
+                }
+            }
+            (Connections::Sealed(_), None) => {
+                return failed(format!(
+                    "worker {} has no {CLUSTER_KEY_ENV}: the start's connections are sealed",
+                    self.name
+                ));
+            }
+        };
         let mut known = BTreeMap::new();
         let mut secrets = Redactor::new();
-        for c in &start.connections {
+        for c in &connections {
             secrets.extend(c.secrets.iter().map(|(_, v)| v.as_str()));
             known.insert(c.name.clone(), crate::service::to_connection(c));
         }
@@ -364,15 +397,7 @@ impl Worker {
             &EnvPolicy::default(),
         ) {
             Ok(p) => p,
-            Err(e) => {
-                return (
-                    WorkerOutcome::Failed {
-                        message: secrets.scrub(&e.to_string()),
-                        schema_changes: Vec::new(),
-                    },
-                    Fenced::No,
-                );
-            }
+            Err(e) => return failed(secrets.scrub(&e.to_string())),
         };
         secrets.merge(&self.engine.redactor(&project));
         secrets.remember();
