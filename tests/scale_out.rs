@@ -41,6 +41,8 @@ struct Cluster {
     http: reqwest::blocking::Client,
     /// `WEIR_CLUSTER_KEY` for every process (`None`: starts travel unsealed).
     key: Option<String>,
+    /// No `[cluster]`: the daemon runs executions itself (the benchmark's baseline).
+    in_process: bool,
 }
 
 impl Cluster {
@@ -57,6 +59,7 @@ impl Cluster {
             workers: Vec::new(),
             http: reqwest::blocking::Client::new(),
             key: None,
+            in_process: false,
         }
     }
 
@@ -128,14 +131,15 @@ impl Cluster {
 
     fn start_serve(&mut self) {
         let config = self.path("serve.toml");
-        std::fs::write(
-            &config,
+        let text = if self.in_process {
+            "concurrency = 6\n".to_owned()
+        } else {
             format!(
                 "concurrency = 64\n[cluster]\nnats = \"{}\"\nlease_secs = {LEASE_SECS}\n",
                 self.nats.url()
-            ),
-        )
-        .unwrap();
+            )
+        };
+        std::fs::write(&config, text).unwrap();
         let log = std::fs::File::create(self.path("logs/serve.log")).unwrap();
         let mut command = Command::new(env!("CARGO_BIN_EXE_weir"));
         if let Some(key) = &self.key {
@@ -710,4 +714,122 @@ fn a_coordinator_restarted_mid_run_leaves_nothing_running_and_the_next_run_resum
         "resumed, not restarted (read {read})"
     );
     cluster.assert_each_once("restarted", RECORDS);
+}
+
+/// User and system CPU time of process `pid` so far.
+fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command name (which may hold spaces) in parentheses.
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = rest.split(' ').collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    // SAFETY: a plain libc query.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
+    Duration::from_millis(ticks * 1000 / hz.max(1))
+}
+
+/// A benchmark, not a timed test: executions/s and records/s for 1, 2 and 3
+/// workers beside the in-process daemon, in one run, and what the coordinator
+/// spends per checkpoint.
+/// `cargo test --release -p weir-host --test scale_out -- --ignored --nocapture`
+#[test]
+#[ignore = "a benchmark; run it with --ignored --nocapture"]
+fn bench_executions_per_second_by_number_of_workers() {
+    const EXECUTIONS: usize = 12;
+    const RECORDS: usize = 20_000;
+    let mut rows = Vec::new();
+    for workers in [0usize, 1, 2, 3] {
+        let Some(nats) = NatsServer::start() else {
+            return;
+        };
+        let mut cluster = Cluster::new(nats);
+        cluster.in_process = workers == 0;
+        let names: Vec<String> = (0..EXECUTIONS).map(|i| format!("b{i:02}")).collect();
+        for name in &names {
+            write_csv(&cluster.path(&format!("in/{name}.csv")), RECORDS);
+            cluster.apply(&csv_project(name, 500));
+        }
+        // Warm every process's compiled-plugin cache first: compiling csv and
+        // jsonl is a one-off cost, not throughput.
+        let warm = cluster.path("warm");
+        std::fs::create_dir_all(warm.join("in")).unwrap();
+        write_csv(&warm.join("in/w.csv"), 1);
+        std::fs::write(warm.join("w.toml"), csv_project("w", 10)).unwrap();
+        let names_of_workers: Vec<String> = (0..workers).map(|w| format!("bw{w}")).collect();
+        let mut dirs = vec![cluster.path("data")];
+        dirs.extend(
+            names_of_workers
+                .iter()
+                .map(|w| cluster.path(&format!("worker-{w}"))),
+        );
+        for dir in &dirs {
+            let out = Command::new(env!("CARGO_BIN_EXE_weir"))
+                .arg("--data-dir")
+                .arg(dir.join("warm"))
+                .args(["run", "w.toml"])
+                .current_dir(&warm)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let cache = dir.join("warm/cache");
+            std::fs::create_dir_all(dir).unwrap();
+            std::fs::rename(&cache, dir.join("cache")).unwrap();
+        }
+        cluster.start_serve();
+        for w in &names_of_workers {
+            cluster.start_worker(w);
+        }
+        std::thread::sleep(Duration::from_secs(1));
+        let serve_pid = cluster.serve.as_ref().unwrap().id();
+        let cpu_before = cpu_time(serve_pid);
+        let started = Instant::now();
+        let ids: Vec<u64> = names.iter().map(|n| cluster.run(n)).collect();
+        for id in &ids {
+            let e = cluster.wait_finished(*id, Duration::from_secs(600));
+            assert_eq!(e["status"], "Completed", "{e}");
+        }
+        let took = started.elapsed().as_secs_f64();
+        let cpu = cpu_time(serve_pid).saturating_sub(cpu_before);
+        let metrics = cluster
+            .http
+            .get(format!("http://{}/metrics", cluster.addr))
+            .bearer_auth(TOKEN)
+            .send()
+            .unwrap()
+            .text()
+            .unwrap();
+        let sample = |name: &str| -> f64 {
+            metrics
+                .lines()
+                .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+                .unwrap_or(0.0)
+        };
+        let checkpoints = sample("weir_store_write_seconds_count ");
+        let store_secs = sample("weir_store_write_seconds_sum ");
+        for name in &names {
+            cluster.assert_each_once(name, RECORDS);
+        }
+        let label = if workers == 0 {
+            "in-process daemon".to_owned()
+        } else {
+            format!("{workers} worker(s)")
+        };
+        rows.push(format!(
+            "| {label} | {:.2} executions/s | {:.0} records/s | {checkpoints:.0} checkpoints | {:.2} ms store write each | {:.2} ms coordinator CPU each |",
+            EXECUTIONS as f64 / took,
+            (EXECUTIONS * RECORDS) as f64 / took,
+            store_secs * 1000.0 / checkpoints.max(1.0),
+            cpu.as_secs_f64() * 1000.0 / checkpoints.max(1.0),
+        ));
+    }
+    println!(
+        "{EXECUTIONS} executions of {RECORDS} records (CSV → JSON Lines), 2 slots per worker:"
+    );
+    for row in rows {
+        println!("{row}");
+    }
 }
