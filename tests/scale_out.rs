@@ -43,6 +43,8 @@ struct Cluster {
     key: Option<String>,
     /// No `[cluster]`: the daemon runs executions itself (the benchmark's baseline).
     in_process: bool,
+    /// `coordinator_executes = true`: the daemon pulls executions like a worker.
+    coordinator_executes: bool,
 }
 
 impl Cluster {
@@ -60,6 +62,7 @@ impl Cluster {
             http: reqwest::blocking::Client::new(),
             key: None,
             in_process: false,
+            coordinator_executes: false,
         }
     }
 
@@ -135,8 +138,9 @@ impl Cluster {
             "concurrency = 6\n".to_owned()
         } else {
             format!(
-                "concurrency = 64\n[cluster]\nnats = \"{}\"\nlease_secs = {LEASE_SECS}\n",
-                self.nats.url()
+                "concurrency = 64\n[cluster]\nnats = \"{}\"\nlease_secs = {LEASE_SECS}\ncoordinator_executes = {}\n",
+                self.nats.url(),
+                self.coordinator_executes
             )
         };
         std::fs::write(&config, text).unwrap();
@@ -832,4 +836,47 @@ fn bench_executions_per_second_by_number_of_workers() {
     for row in rows {
         println!("{row}");
     }
+}
+
+/// `coordinator_executes = true` and no `weir worker`: the daemon runs the
+/// execution through the same work queue, named `coordinator` in the history; the
+/// source is an installed plugin (`testkit`, by name), which reaches the worker as
+/// the file the coordinator installed it to.
+#[test]
+fn the_coordinator_executes_when_told_to_and_installed_plugins_reach_the_worker() {
+    const RECORDS: usize = 3_000;
+    let Some(nats) = NatsServer::start() else {
+        return;
+    };
+    let mut cluster = Cluster::new(nats);
+    cluster.coordinator_executes = true;
+    {
+        let svc = Service::new(
+            Store::open(&cluster.path("data/store"), Some(store_key())).unwrap(),
+            common::runtime(),
+        );
+        let installed = svc
+            .install_plugin(
+                &common::plugin_path("testkit-connector"),
+                &cluster.path("data/plugins"),
+            )
+            .unwrap();
+        assert_eq!(installed.name, "testkit");
+        svc.store.flush().unwrap();
+    }
+    let text = slow_project("installed", RECORDS, 0).replace(
+        &format!(
+            "plugin = \"{}\"",
+            common::plugin_path("testkit-connector").display()
+        ),
+        "plugin = \"testkit\"",
+    );
+    assert!(text.contains("plugin = \"testkit\""), "{text}");
+    cluster.apply(&text);
+    cluster.start_serve();
+    let id = cluster.run("installed");
+    let e = cluster.wait_finished(id, Duration::from_secs(120));
+    assert_eq!(e["status"], "Completed", "{e}");
+    assert_eq!(e["worker"], "coordinator", "{e}");
+    cluster.assert_each_once("installed", RECORDS);
 }

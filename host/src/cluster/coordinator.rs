@@ -200,6 +200,7 @@ impl Dispatch for HandToWorkers {
             text: stored.text,
             base_dir: stored.base_dir,
             connections: Connections::Plain(connections),
+            plugins: super::plugin_files(job.project),
             options: StartOptions {
                 resume: options.resume.clone(),
                 records: options.records.clone(),
@@ -452,6 +453,7 @@ impl HandToWorkers {
             base_dir: e.start.base_dir.clone(),
             connections,
             options,
+            plugins: e.start.plugins.clone(),
         }))
     }
 

@@ -121,6 +121,44 @@ pub struct ExecutionStart {
     pub base_dir: PathBuf,
     pub connections: Connections,
     pub options: StartOptions,
+    /// Per plugin of the project, in [`plugin_files`]' order, the file the
+    /// coordinator resolved it to (an installed `name@version` becomes its copy
+    /// under the coordinator's data directory): the worker reads the same path,
+    /// so installed plugins need a filesystem the two share.
+    #[serde(default)]
+    pub plugins: Vec<Option<PathBuf>>,
+}
+
+/// The files a project's plugins resolve to: source, destination, then each
+/// task's transforms in order (`None`: a bundled plugin).
+pub fn plugin_files(project: &crate::project::Project) -> Vec<Option<PathBuf>> {
+    use crate::project::PluginSource;
+    let file = |r: &crate::project::PluginRef| match &r.source {
+        PluginSource::File(path) => Some(path.clone()),
+        PluginSource::Bundled(_) => None,
+    };
+    let mut files = vec![
+        file(&project.source.plugin),
+        file(&project.destination.plugin),
+    ];
+    for task in &project.tasks {
+        files.extend(task.transforms.iter().map(|s| file(&s.plugin)));
+    }
+    files
+}
+
+/// Points a project parsed on a worker at the files the coordinator resolved
+/// (see [`ExecutionStart::plugins`]).
+pub fn use_plugin_files(project: &mut crate::project::Project, files: &[Option<PathBuf>]) {
+    let mut refs = vec![&mut project.source.plugin, &mut project.destination.plugin];
+    for task in &mut project.tasks {
+        refs.extend(task.transforms.iter_mut().map(|s| &mut s.plugin));
+    }
+    for (r, file) in refs.into_iter().zip(files) {
+        if let Some(path) = file {
+            r.source = crate::project::PluginSource::File(path.clone());
+        }
+    }
 }
 
 /// The stored connections a start carries (their secrets among them).

@@ -390,7 +390,7 @@ impl Worker {
             known.insert(c.name.clone(), crate::service::to_connection(c));
         }
         let path = start.base_dir.join(format!("{}.toml", start.project));
-        let project = match Project::parse_with_env(
+        let mut project = match Project::parse_with_env(
             Path::new(&path),
             &start.text,
             &known,
@@ -399,6 +399,7 @@ impl Worker {
             Ok(p) => p,
             Err(e) => return failed(secrets.scrub(&e.to_string())),
         };
+        super::use_plugin_files(&mut project, &start.plugins);
         secrets.merge(&self.engine.redactor(&project));
         secrets.remember();
         let stop = Arc::new(AtomicBool::new(false));
