@@ -54,6 +54,10 @@ const NOT_RUN: &[(&str, &str)] = &[
         "starts the daemon and does not return: tests/daemon.rs and tests/api.rs",
     ),
     (
+        "worker",
+        "needs a NATS server and does not return: tests/scale_out.rs",
+    ),
+    (
         "plugin new",
         "scaffolds a crate in the working directory: tests/plugin_kit.rs",
     ),

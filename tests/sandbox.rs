@@ -226,6 +226,7 @@ fn a_full_instance_pool_is_named_and_a_freed_slot_is_reused() {
         pool_instances: 1,
         cache_dir: None,
         cache_writes: true,
+        index_dir: None,
     })
     .unwrap();
     assert!(runtime.pooling());

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use weir_host::api::{ApiState, router};
+use weir_host::cluster::HandToWorkers;
 use weir_host::daemon::config::ServeConfig;
 use weir_host::daemon::local_access::LocalAccess;
 use weir_host::daemon::{Alerter, Daemon};
@@ -26,6 +27,70 @@ pub struct ServeArgs {
     /// is generated into <data-dir>/admin-token).
     #[arg(long)]
     token_file: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+pub struct WorkerArgs {
+    /// The NATS server the coordinator uses (its `[cluster] nats`).
+    #[arg(long)]
+    nats: String,
+    /// This worker's name in the history and the API (default: host name and pid).
+    #[arg(long)]
+    name: Option<String>,
+    /// Executions at once.
+    #[arg(long, default_value_t = 2)]
+    concurrency: usize,
+}
+
+/// `weir worker`: pulls executions until SIGTERM / Ctrl-C, then lets the ones in
+/// hand stop at their next checkpoint. Only the compiled-plugin cache is written
+/// (under `<data-dir>/cache`); no store is opened.
+pub fn worker(data_dir: &Path, args: WorkerArgs) -> Result<ExitCode> {
+    let name = match args.name {
+        Some(n) => n,
+        None => format!(
+            "{}-{}",
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|h| h.trim().to_owned())
+                .unwrap_or_else(|_| "worker".into()),
+            std::process::id()
+        ),
+    };
+    let concurrency = args.concurrency.clamp(1, 256);
+    let runtime = weir_host::runtime::Runtime::new(weir_host::runtime::RuntimeConfig {
+        cache_dir: Some(data_dir.join("cache")),
+        pool_instances: weir_host::daemon::DaemonSettings {
+            concurrency,
+            ..Default::default()
+        }
+        .pool_instances(),
+        ..weir_host::runtime::RuntimeConfig::default()
+    })?;
+    let engine = Arc::new(weir_host::engine::Engine::new(&runtime));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let tokio = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    tokio.block_on(async move {
+        let settings = weir_host::cluster::worker::WorkerSettings {
+            nats: args.nats,
+            name: name.clone(),
+            concurrency,
+            key: weir_host::cluster::TransitKey::from_env()?,
+        };
+        let on_signal = stop.clone();
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            eprintln!("weir worker: stopping (executions in hand stop at their next checkpoint)");
+            on_signal.store(true, std::sync::atomic::Ordering::SeqCst);
+        });
+        println!("weir worker: {name} started");
+        std::io::stdout().flush()?;
+        weir_host::cluster::worker::run(settings, engine, stop).await?;
+        eprintln!("weir worker: stopped");
+        Ok::<_, anyhow::Error>(())
+    })?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// The administrator token: given, or generated once and kept (mode 0600).
@@ -102,9 +167,51 @@ pub fn serve(data_dir: &Path, key_file: Option<&Path>, args: ServeArgs) -> Resul
         .enable_all()
         .build()?;
     tokio.block_on(async move {
+        // With a cluster, executions go to workers; the store stays here.
+        let cluster = match &config.cluster {
+            None => None,
+            Some(c) => {
+                let client = weir_host::cluster::connect(&c.nats, "weir-coordinator").await?;
+                let js = async_nats::jetstream::new(client.clone());
+                weir_host::cluster::ensure_setup(&js, c.lease).await?;
+                let key = weir_host::cluster::TransitKey::from_env()?;
+                if key.is_none() {
+                    tracing::warn!("no WEIR_CLUSTER_KEY: stored connections' secrets reach workers protected by NATS only (TLS, credentials)");
+                }
+                Some((HandToWorkers::new(client, key).await, c.clone()))
+            }
+        };
+        let service = match &cluster {
+            Some((hand, _)) => service.with_dispatch(Arc::new(hand.clone())),
+            None => service,
+        };
         let notifier = Notifier::start(config.notify.clone());
         let alerter: Arc<dyn Alerter> = Arc::new(notifier.clone());
         let daemon = Daemon::new(service, config.daemon.clone(), Some(alerter))?;
+        let worker_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        if let Some((hand, settings)) = &cluster {
+            let (hand, d) = (hand.clone(), daemon.clone());
+            tokio::spawn(async move {
+                if let Err(error) = weir_host::cluster::coordinator::serve_requests(hand, d).await {
+                    tracing::error!(%error, "answering workers stopped");
+                }
+            });
+            if settings.coordinator_executes {
+                let worker = weir_host::cluster::worker::WorkerSettings {
+                    nats: settings.nats.clone(),
+                    name: "coordinator".into(),
+                    concurrency: config.daemon.concurrency,
+                    key: weir_host::cluster::TransitKey::from_env()?,
+                };
+                let engine = Arc::new(weir_host::engine::Engine::new(&runtime));
+                let stop = worker_stop.clone();
+                tokio::spawn(async move {
+                    if let Err(error) = weir_host::cluster::worker::run(worker, engine, stop).await {
+                        tracing::error!(%error, "the coordinator's own worker stopped");
+                    }
+                });
+            }
+        }
         let base_dir = std::path::absolute(data_dir)?;
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
@@ -114,10 +221,12 @@ pub fn serve(data_dir: &Path, key_file: Option<&Path>, args: ServeArgs) -> Resul
         // (removed when `_access_file` drops, at a clean shutdown).
         let access = LocalAccess::new(local_address(addr))?;
         let _access_file = access.write(data_dir)?;
-        let app = router(
-            ApiState::with_web(daemon.clone(), &token, base_dir, config.web.clone())
-                .with_local_token(&access.token),
-        );
+        let mut state = ApiState::with_web(daemon.clone(), &token, base_dir, config.web.clone())
+            .with_local_token(&access.token);
+        if let Some((hand, _)) = &cluster {
+            state = state.with_workers(hand.clone());
+        }
+        let app = router(state);
         // Tests and scripts read the port from this first line.
         println!("weir serve: listening on http://{addr}");
         std::io::stdout().flush()?;
@@ -131,6 +240,7 @@ pub fn serve(data_dir: &Path, key_file: Option<&Path>, args: ServeArgs) -> Resul
         )
             .with_graceful_shutdown(async move {
                 shutdown_signal().await;
+                worker_stop.store(true, std::sync::atomic::Ordering::SeqCst);
                 eprintln!("weir serve: stopping (no new runs; running executions stop after their current batch)");
                 let left = stopping.shutdown(config.shutdown_grace).await;
                 notifier.flush(std::time::Duration::from_secs(10)).await;

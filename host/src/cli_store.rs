@@ -808,6 +808,9 @@ pub fn executions(
                 if e.dry_run {
                     print!("{DRY_RUN_LINE}");
                 }
+                if let Some(w) = &e.worker {
+                    println!("worker:   {w}");
+                }
                 println!(
                     "started:  {}   updated: {}   finished: {}",
                     when(e.started_at),

@@ -27,10 +27,12 @@
 //! - [`conformance`] and [`scaffold`] are `weir plugin test` and `weir plugin new`.
 
 pub mod api;
+pub mod cluster;
 pub mod conformance;
 mod conformance_cases;
 pub mod conformance_sample;
 pub mod daemon;
+pub mod dispatch;
 pub mod metrics;
 pub mod notify;
 pub mod scaffold;

@@ -111,6 +111,10 @@ enum Command {
     /// on SIGTERM or Ctrl-C. While it runs, `weir` commands on its data directory go
     /// through it.
     Serve(cli_serve::ServeArgs),
+    /// Run executions a `weir serve` with a `[cluster]` hands out through NATS
+    /// JetStream. Stateless: it keeps no store; the coordinator records everything.
+    /// Stops at the next checkpoint on SIGTERM or Ctrl-C.
+    Worker(cli_serve::WorkerArgs),
     /// Say who holds the data directory: a daemon (its address, pid, since when), or
     /// nobody (commands open the store themselves).
     Status,
@@ -123,7 +127,7 @@ enum Command {
 /// warnings too (alerts that could not be sent, automatic pauses, retries).
 fn default_log_level(command: &Command) -> &'static str {
     match command {
-        Command::Serve(_) => "warn",
+        Command::Serve(_) | Command::Worker(_) => "warn",
         _ => "error",
     }
 }
@@ -252,6 +256,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Serve(args) => cli_serve::serve(&cli.data_dir, cli.key_file.as_deref(), args),
+        Command::Worker(args) => cli_serve::worker(&cli.data_dir, args),
         Command::Plugins => {
             let runtime = Runtime::new(RuntimeConfig::default())?;
             for name in bundled::plugin_names() {

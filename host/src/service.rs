@@ -8,6 +8,9 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+pub use crate::dispatch::{Dispatch, Job, RunFailure, RunHere};
 
 use crate::engine::{
     self, Engine, EngineError, ExecutionReport, Observer, RecordCopy, Recorder, RunOptions, Status,
@@ -139,6 +142,9 @@ pub struct Service {
     engine: Engine,
     /// Which environment variables stored projects may name (the administrator's).
     env: EnvPolicy,
+    /// Where a begun execution runs: here ([`RunHere`], the default) or on
+    /// `weir worker`s (`cluster::HandToWorkers`).
+    dispatch: Arc<dyn Dispatch>,
 }
 
 impl Service {
@@ -147,7 +153,20 @@ impl Service {
             store,
             engine: Engine::new(runtime),
             env: EnvPolicy::default(),
+            dispatch: Arc::new(RunHere),
         }
+    }
+
+    /// Sets where executions run (see [`Dispatch`]). Without it they run in
+    /// this process, as they always have.
+    pub fn with_dispatch(mut self, dispatch: Arc<dyn Dispatch>) -> Service {
+        self.dispatch = dispatch;
+        self
+    }
+
+    /// Which environment variables stored projects may name.
+    pub fn env_policy(&self) -> &EnvPolicy {
+        &self.env
     }
 
     /// Sets which environment variables stored projects may read (`*_env`).
@@ -792,12 +811,36 @@ impl Service {
                 ..Default::default()
             });
         }
-        let result = self
-            .engine
-            .execute(project, options, observer, &mut recorder);
+        let result = self.dispatch.run(
+            Job {
+                service: self,
+                id,
+                project,
+                version,
+                options,
+                secrets,
+            },
+            observer,
+        );
+        let recorded = self.record_end(id, project, options, secrets, result);
+        // Only now may a worker let go of the execution (ack its message): the
+        // end is in the store, or recording it failed and the coordinator says so.
+        self.dispatch.recorded(id, recorded.is_ok());
+        recorded.map(|report| (id, report))
+    }
+
+    /// Records how a begun execution ended, whichever [`Dispatch`] ran it.
+    fn record_end(
+        &self,
+        id: ExecutionId,
+        project: &Project,
+        options: &RunOptions,
+        secrets: &Redactor,
+        result: Result<ExecutionReport, RunFailure>,
+    ) -> Result<ExecutionReport, ServiceError> {
         let report = match result {
             Ok(r) => r,
-            Err(e) => {
+            Err(RunFailure::Engine(e)) => {
                 if let EngineError::Invalid(r) = &e {
                     // A removed mapped field fails validation: the difference that
                     // explains it is kept on the execution.
@@ -813,6 +856,17 @@ impl Service {
                     EngineError::Invalid(_) => ServiceError::Failed(message),
                     other => other.into(),
                 });
+            }
+            Err(RunFailure::Remote {
+                message,
+                schema_changes,
+            }) => {
+                let drifts = schema_changes.iter().map(schema_history::stored_drift);
+                self.store.record_schema_changes(id, drifts.collect())?;
+                let message = secrets.scrub(&message);
+                self.store
+                    .finish_execution(id, ExecStatus::Error, Some(message.clone()))?;
+                return Err(ServiceError::Failed(message));
             }
         };
         let status = match report.status {
@@ -851,7 +905,7 @@ impl Service {
         self.store
             .prune(&Retention::default(), store::now_millis())?;
         self.store.flush()?;
-        Ok((id, report))
+        Ok(report)
     }
 }
 
@@ -953,95 +1007,109 @@ impl RunRequest {
 }
 
 /// Persists engine checkpoints into the store, scrubbing secret values.
-struct StoreRecorder<'a> {
-    store: &'a Store,
-    id: ExecutionId,
-    secrets: &'a Redactor,
+pub(crate) struct StoreRecorder<'a> {
+    pub(crate) store: &'a Store,
+    pub(crate) id: ExecutionId,
+    pub(crate) secrets: &'a Redactor,
 }
 
-impl StoreRecorder<'_> {
-    /// A record copy with secret values scrubbed from its text (a mapping or a
-    /// transform can put a credential into a field).
-    fn scrub_record(&self, mut record: RecordCopy) -> RecordCopy {
-        if !self.secrets.is_empty() {
-            for (_, value) in &mut record {
-                self.secrets.scrub_json(value);
-            }
+/// A record copy with secret values scrubbed from its text (a mapping or a
+/// transform can put a credential into a field).
+fn scrub_record(secrets: &Redactor, mut record: RecordCopy) -> RecordCopy {
+    if !secrets.is_empty() {
+        for (_, value) in &mut record {
+            secrets.scrub_json(value);
         }
-        record
+    }
+    record
+}
+
+/// An engine checkpoint as the store keeps it, every text scrubbed of `secrets`.
+/// Made where the engine runs (this process, or a `weir worker`, which sends it to
+/// the coordinator), so secret values never travel inside a checkpoint.
+pub fn stored_checkpoint(cp: engine::Checkpoint, secrets: &Redactor) -> store::StoredCheckpoint {
+    let scrub = |t: &str| secrets.scrub(t);
+    store::StoredCheckpoint {
+        tasks: cp
+            .tasks
+            .iter()
+            .map(|t| store::TaskState {
+                name: t.name.clone(),
+                read: t.counts.read,
+                inserted: t.counts.inserted,
+                updated: t.counts.updated,
+                unchanged: t.counts.unchanged,
+                failed: t.counts.failed,
+                skipped: 0,
+                cursor: t.cursor.clone(),
+                error: t.error.as_deref().map(scrub),
+            })
+            .collect(),
+        log: cp.log.iter().map(|l| scrub(l)).collect(),
+        record_errors: cp
+            .failures
+            .into_iter()
+            .map(|r| StoredRecordError {
+                task: r.task,
+                stage: r.failure.stage.to_string(),
+                key: r.failure.key,
+                position: r.failure.position,
+                field: r.failure.field,
+                message: scrub(&r.failure.message),
+                record: scrub_record(secrets, r.source.unwrap_or_default()),
+            })
+            .collect(),
+        staged: cp
+            .staged
+            .into_iter()
+            .map(|s| store::StagedRecord {
+                task: s.task,
+                key: s.key.map(|k| scrub(&k)),
+                record: scrub_record(secrets, s.record),
+            })
+            .collect(),
     }
 }
 
 impl Recorder for StoreRecorder<'_> {
     fn checkpoint(&mut self, cp: engine::Checkpoint) -> Result<(), TaskStop> {
-        let scrub = |t: &str| self.secrets.scrub(t);
-        let checkpoint = store::StoredCheckpoint {
-            tasks: cp
-                .tasks
-                .iter()
-                .map(|t| store::TaskState {
-                    name: t.name.clone(),
-                    read: t.counts.read,
-                    inserted: t.counts.inserted,
-                    updated: t.counts.updated,
-                    unchanged: t.counts.unchanged,
-                    failed: t.counts.failed,
-                    skipped: 0,
-                    cursor: t.cursor.clone(),
-                    error: t.error.as_deref().map(scrub),
-                })
-                .collect(),
-            log: cp.log.iter().map(|l| scrub(l)).collect(),
-            record_errors: cp
-                .failures
-                .into_iter()
-                .map(|r| StoredRecordError {
-                    task: r.task,
-                    stage: r.failure.stage.to_string(),
-                    key: r.failure.key,
-                    position: r.failure.position,
-                    field: r.failure.field,
-                    message: scrub(&r.failure.message),
-                    record: self.scrub_record(r.source.unwrap_or_default()),
-                })
-                .collect(),
-            staged: cp
-                .staged
-                .into_iter()
-                .map(|s| store::StagedRecord {
-                    task: s.task,
-                    key: s.key.map(|k| scrub(&k)),
-                    record: self.scrub_record(s.record),
-                })
-                .collect(),
-        };
-        // The engine reports the tasks run so far; keep the states of the others
-        // as they were begun.
-        let mut checkpoint = checkpoint;
-        if let Some(current) = self.store.execution(self.id).map_err(|e| e.to_string())? {
-            let mut merged = current.tasks;
-            for t in checkpoint.tasks.drain(..) {
-                match merged.iter_mut().find(|m| m.name == t.name) {
-                    Some(m) => *m = t,
-                    None => merged.push(t),
-                }
-            }
-            checkpoint.tasks = merged;
-        }
-        let started = std::time::Instant::now();
-        let written = self.store.checkpoint(self.id, checkpoint);
-        crate::metrics::CheckpointWritten {
-            took: started.elapsed(),
-        }
-        .emit();
-        written.map_err(|e| match e {
-            // Nothing went wrong with the data: the execution stops at this batch
-            // boundary like a shutdown does, so the next run resumes from the last
-            // recorded checkpoint instead of starting over.
-            StoreError::LowSpace { .. } | StoreError::NotWritable { .. } => TaskStop::Interrupted(
-                format!("interrupted: {e}; the next run resumes from the last checkpoint"),
-            ),
-            other => TaskStop::Failed(other.to_string()),
-        })
+        commit_checkpoint(self.store, self.id, stored_checkpoint(cp, self.secrets))
     }
+}
+
+/// Commits one checkpoint of execution `id` in one store transaction (on disk
+/// before it returns), and says how the task stops if it cannot.
+pub(crate) fn commit_checkpoint(
+    store: &Store,
+    id: ExecutionId,
+    checkpoint: store::StoredCheckpoint,
+) -> Result<(), TaskStop> {
+    // The engine reports the tasks run so far; keep the states of the others
+    // as they were begun.
+    let mut checkpoint = checkpoint;
+    if let Some(current) = store.execution(id).map_err(|e| e.to_string())? {
+        let mut merged = current.tasks;
+        for t in checkpoint.tasks.drain(..) {
+            match merged.iter_mut().find(|m| m.name == t.name) {
+                Some(m) => *m = t,
+                None => merged.push(t),
+            }
+        }
+        checkpoint.tasks = merged;
+    }
+    let started = std::time::Instant::now();
+    let written = store.checkpoint(id, checkpoint);
+    crate::metrics::CheckpointWritten {
+        took: started.elapsed(),
+    }
+    .emit();
+    written.map_err(|e| match e {
+        // Nothing went wrong with the data: the execution stops at this batch
+        // boundary like a shutdown does, so the next run resumes from the last
+        // recorded checkpoint instead of starting over.
+        StoreError::LowSpace { .. } | StoreError::NotWritable { .. } => TaskStop::Interrupted(
+            format!("interrupted: {e}; the next run resumes from the last checkpoint"),
+        ),
+        other => TaskStop::Failed(other.to_string()),
+    })
 }

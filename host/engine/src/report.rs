@@ -2,12 +2,12 @@
 
 use std::fmt;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::runtime::PluginCost;
 
 /// An execution's outcome, as in the data integrator we model.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Status {
     /// Every record read was upserted.
     Completed,
@@ -28,7 +28,7 @@ impl fmt::Display for Status {
 }
 
 /// The pipeline stage where a record failed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Stage {
     Pull,
@@ -49,7 +49,7 @@ impl fmt::Display for Stage {
 }
 
 /// One record that did not make it to the destination.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RecordFailure {
     pub stage: Stage,
     /// The record's key (destination key fields), when known.
@@ -77,7 +77,7 @@ impl fmt::Display for RecordFailure {
 }
 
 /// Record counts of an entity task.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Counts {
     pub read: u64,
     pub inserted: u64,
@@ -105,7 +105,7 @@ impl Counts {
 }
 
 /// How an entity task went.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct TaskReport {
     pub name: String,
     pub source_entity: String,
@@ -128,7 +128,7 @@ pub struct TaskReport {
 }
 
 /// How an execution went.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ExecutionReport {
     pub project: String,
     pub status: Status,
@@ -151,7 +151,7 @@ pub struct ExecutionReport {
 }
 
 /// What one plugin instance of an execution did and cost, beside its limits.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct PluginUsage {
     /// The plugin's label (a bundled name, `name@version`, a file name).
     pub plugin: String,
@@ -166,7 +166,7 @@ pub struct PluginUsage {
 }
 
 /// A plugin's part in an execution.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum PluginRole {
     /// The connector records are read from (every task's).

@@ -8,10 +8,10 @@
 
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Totals for one plugin instance (or a sum of several, see [`PluginCost::add`]).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PluginCost {
     /// Calls into the plugin.
     pub calls: u64,
@@ -79,7 +79,7 @@ impl PluginCost {
 }
 
 /// Traps by kind (see [`crate::TrapKind`]).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TrapCounts {
     /// Calls stopped at their time limit.
     pub timeout: u64,

@@ -83,6 +83,8 @@ pub struct ApiState {
     web: Arc<WebSettings>,
     /// Where relative paths of projects applied through the API resolve by default.
     pub base_dir: PathBuf,
+    /// The coordinator's view of its workers (`None`: no cluster configured).
+    workers: Option<crate::cluster::HandToWorkers>,
 }
 
 /// A dashboard session's age and last use.
@@ -107,7 +109,14 @@ impl ApiState {
             failures: Default::default(),
             web: Arc::new(web),
             base_dir,
+            workers: None,
         }
+    }
+
+    /// With a cluster: `GET /api/v1/workers` lists the coordinator's workers.
+    pub fn with_workers(mut self, workers: crate::cluster::HandToWorkers) -> ApiState {
+        self.workers = Some(workers);
+        self
     }
 
     /// Also accepts `token` as a bearer token (the local-access file's).
@@ -171,6 +180,7 @@ fn token_routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(openapi))
         .routes(routes!(summary))
         .routes(routes!(scheduler_stats))
+        .routes(routes!(list_workers))
         .routes(routes!(list_projects))
         .routes(routes!(get_project, put_project, delete_project))
         .routes(routes!(pause_project))
@@ -733,6 +743,30 @@ async fn summary(
         }))
     })
     .await
+}
+
+/// `GET /api/v1/workers`'s answer.
+#[derive(Serialize, ToSchema)]
+struct WorkersView {
+    /// Whether a `[cluster]` is configured (without one, executions run in the
+    /// daemon and there are no workers).
+    cluster: bool,
+    /// Every worker heard from since the daemon started, by name.
+    workers: Vec<crate::cluster::coordinator::WorkerView>,
+}
+
+/// The `weir worker`s: name, alive, executions in hand, last heartbeat.
+#[utoipa::path(get, path = "/api/v1/workers", tag = "system",
+    responses((status = 200, description = "since the daemon started", body = WorkersView), (status = 401, description = "missing or wrong token (no details)", body = error::Body)))]
+async fn list_workers(State(state): State<ApiState>) -> Json<WorkersView> {
+    Json(WorkersView {
+        cluster: state.workers.is_some(),
+        workers: state
+            .workers
+            .as_ref()
+            .map(|w| w.workers())
+            .unwrap_or_default(),
+    })
 }
 
 /// `GET /api/v1/scheduler`'s answer.

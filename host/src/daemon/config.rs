@@ -29,6 +29,11 @@
 //! session_idle_secs = 1800         # a dashboard session ends after this long unused
 //! session_max_secs = 43200         # and this long after login, used or not
 //! login_attempts_per_minute = 5    # wrong tokens per client address, then 429
+//!
+//! [cluster]                        # absent: every execution runs in this process
+//! nats = "nats://127.0.0.1:4222"   # executions go to `weir worker`s through JetStream
+//! coordinator_executes = false     # true: this daemon runs executions as a worker too
+//! lease_secs = 30                  # a worker silent this long loses its execution
 //! ```
 
 use std::net::SocketAddr;
@@ -55,6 +60,52 @@ pub struct ServeFile {
     pub secrets: SecretsFile,
     #[serde(default)]
     pub web: WebFile,
+    pub cluster: Option<ClusterFile>,
+}
+
+/// `[cluster]` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterFile {
+    pub nats: String,
+    #[serde(default)]
+    pub coordinator_executes: bool,
+    pub lease_secs: Option<f64>,
+}
+
+/// Scale-out, validated: the daemon coordinates and `weir worker`s execute.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ClusterSettings {
+    /// The NATS server (`nats://host:port`).
+    pub nats: String,
+    /// Whether this daemon also pulls executions, like a worker.
+    pub coordinator_executes: bool,
+    /// The JetStream ack wait: a worker that neither heart-beats nor acks within
+    /// it loses the execution, which is delivered to another worker.
+    pub lease: Duration,
+}
+
+impl ClusterSettings {
+    fn from_file(f: ClusterFile) -> Result<ClusterSettings, String> {
+        let nats = f.nats.trim().to_owned();
+        let scheme_ok = ["nats://", "tls://"].iter().any(|s| nats.starts_with(s));
+        if !scheme_ok || nats.len() < 10 {
+            return Err(format!(
+                "cluster.nats {nats:?}: write the server's address, e.g. nats://127.0.0.1:4222"
+            ));
+        }
+        let lease = secs(f.lease_secs, "cluster.lease_secs", Duration::from_secs(30))?;
+        if lease < Duration::from_secs(1) {
+            return Err(
+                "cluster.lease_secs: at least 1 second (heartbeats go every quarter of it)".into(),
+            );
+        }
+        Ok(ClusterSettings {
+            nats,
+            coordinator_executes: f.coordinator_executes,
+            lease,
+        })
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -137,6 +188,8 @@ pub struct ServeConfig {
     /// Which environment variables stored projects may name.
     pub env: EnvPolicy,
     pub web: WebSettings,
+    /// `None`: no cluster; every execution runs in this process.
+    pub cluster: Option<ClusterSettings>,
 }
 
 fn secs(v: Option<f64>, what: &str, default: Duration) -> Result<Duration, String> {
@@ -287,6 +340,7 @@ impl ServeConfig {
             )?,
             env,
             web,
+            cluster: f.cluster.map(ClusterSettings::from_file).transpose()?,
         })
     }
 }
@@ -344,6 +398,38 @@ mod tests {
             let e = ServeConfig::from_file(f, None).unwrap_err();
             assert!(e.starts_with("secrets.env_allow:"), "{e}");
         }
+    }
+
+    #[test]
+    fn a_cluster_section_is_checked_and_absent_by_default() {
+        let c = ServeConfig::from_file(ServeFile::default(), None).unwrap();
+        assert_eq!(c.cluster, None, "no cluster: everything runs in process");
+        let f: ServeFile =
+            toml::from_str("[cluster]\nnats = \"nats://127.0.0.1:4222\"\nlease_secs = 5").unwrap();
+        let c = ServeConfig::from_file(f, None).unwrap();
+        assert_eq!(
+            c.cluster,
+            Some(ClusterSettings {
+                nats: "nats://127.0.0.1:4222".into(),
+                coordinator_executes: false,
+                lease: Duration::from_secs(5),
+            })
+        );
+        for (bad, named) in [
+            ("[cluster]\nnats = \"127.0.0.1:4222\"", "cluster.nats"),
+            (
+                "[cluster]\nnats = \"nats://h:1\"\nlease_secs = 0.5",
+                "cluster.lease_secs",
+            ),
+        ] {
+            let f: ServeFile = toml::from_str(bad).unwrap();
+            let e = ServeConfig::from_file(f, None).unwrap_err();
+            assert!(e.starts_with(named), "{e}");
+        }
+        let e = toml::from_str::<ServeFile>("[cluster]\nnats = \"nats://h:1\"\nworkers = 3")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("workers"), "unknown keys are refused: {e}");
     }
 
     #[test]

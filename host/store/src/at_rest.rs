@@ -79,6 +79,10 @@ pub(super) struct ExecRecord {
     /// Absent in records written before the drift check.
     #[serde(default)]
     pub(super) schema_changes: Vec<StoredTaskDrift>,
+    /// The `weir worker` that ran it last (scale-out). Absent in records written
+    /// before scale-out and in executions run in process: none.
+    #[serde(default)]
+    pub(super) worker: Option<String>,
 }
 
 impl ExecRecord {
@@ -136,6 +140,7 @@ impl ExecRecord {
             staged_dropped: self.staged_dropped,
             plugins: self.plugins,
             schema_changes: self.schema_changes,
+            worker: self.worker,
         }
     }
 }

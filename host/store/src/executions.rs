@@ -59,6 +59,7 @@ impl Store {
             plugins: Vec::new(),
             dry_run,
             schema_changes: Vec::new(),
+            worker: None,
         };
         let marker = encode(&Marker {})?;
         (&self.executions, &self.exec_by_project, &self.exec_running)
@@ -180,6 +181,27 @@ impl Store {
                     return abort(Err(StoreError::NotRunning { id }));
                 }
                 rec.plugins = plugins.clone();
+                rec.updated_at = now_millis();
+                tx_put_exec(executions, index, &rec)
+            })
+            .map_err(tx_err)
+    }
+
+    /// Records which `weir worker` runs a `Running` execution now (set again when
+    /// another worker resumes it after the first one's lease ran out).
+    pub fn record_worker(&self, id: ExecutionId, worker: &str) -> Result<(), StoreError> {
+        (&self.executions, &self.exec_by_project)
+            .transaction(|(executions, index)| {
+                let Some(mut rec) = tx_exec(executions, id)? else {
+                    return abort(Err(StoreError::NotFound {
+                        what: "execution",
+                        name: id.to_string(),
+                    }));
+                };
+                if rec.status != ExecStatus::Running {
+                    return abort(Err(StoreError::NotRunning { id }));
+                }
+                rec.worker = Some(worker.to_owned());
                 rec.updated_at = now_millis();
                 tx_put_exec(executions, index, &rec)
             })

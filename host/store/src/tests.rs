@@ -1303,3 +1303,35 @@ fn unchanged_counts_are_kept_and_older_records_read_as_zero() {
     let e = store.execution(id).unwrap().unwrap();
     assert_eq!((e.tasks[0].unchanged, e.tasks[0].updated), (0, 1));
 }
+
+#[test]
+fn the_worker_of_an_execution_is_recorded_and_older_records_read_without_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let id = store.begin_execution(new_exec("p")).unwrap();
+    assert_eq!(store.execution(id).unwrap().unwrap().worker, None);
+    store.record_worker(id, "w1").unwrap();
+    // A second worker resumed it: the last one is what the history names.
+    store.record_worker(id, "w2").unwrap();
+    store
+        .finish_execution(id, ExecStatus::Completed, None)
+        .unwrap();
+    assert_eq!(
+        store.execution(id).unwrap().unwrap().worker.as_deref(),
+        Some("w2")
+    );
+    assert!(matches!(
+        store.record_worker(id, "w3"),
+        Err(StoreError::NotRunning { .. })
+    ));
+    // A record written before scale-out: no field, read as none.
+    let raw = store.executions.get(id_key(id)).unwrap().unwrap();
+    let mut v: serde_json::Value = serde_json::from_slice(&raw).unwrap();
+    assert_eq!(v["worker"], "w2", "{v}");
+    v.as_object_mut().unwrap().remove("worker");
+    store
+        .executions
+        .insert(id_key(id), serde_json::to_vec(&v).unwrap())
+        .unwrap();
+    assert_eq!(store.execution(id).unwrap().unwrap().worker, None);
+}

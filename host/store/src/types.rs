@@ -222,6 +222,11 @@ pub struct Execution {
     /// drift check).
     #[serde(default)]
     pub schema_changes: Vec<StoredTaskDrift>,
+    /// The `weir worker` that ran it (the last one, when a worker died and another
+    /// resumed it); `None` for an execution run inside the process that recorded it,
+    /// and in records from before scale-out.
+    #[serde(default)]
+    pub worker: Option<String>,
 }
 
 /// A task's schema policy, as the history keeps it (the engine's `SchemaPolicy`).
