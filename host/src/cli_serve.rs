@@ -59,6 +59,10 @@ pub fn worker(data_dir: &Path, args: WorkerArgs) -> Result<ExitCode> {
     let concurrency = args.concurrency.clamp(1, 256);
     let runtime = weir_host::runtime::Runtime::new(weir_host::runtime::RuntimeConfig {
         cache_dir: Some(data_dir.join("cache")),
+        // A worker keeps the key indexes of the destinations it writes, like a
+        // daemon; another worker's later run on the same file is caught by the
+        // file's fingerprint and rebuilt (derived data, never trusted blindly).
+        index_dir: Some(data_dir.join("index")),
         pool_instances: weir_host::daemon::DaemonSettings {
             concurrency,
             ..Default::default()
