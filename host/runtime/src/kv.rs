@@ -35,7 +35,10 @@ use crate::host::HostState;
 pub const CACHE_BYTES: u64 = 32 << 20;
 /// The memtables of the index store, all tables together, before they are
 /// flushed to disk.
-pub const WRITE_BUFFER_BYTES: u64 = 64 << 20;
+pub const WRITE_BUFFER_BYTES: u64 = 32 << 20;
+/// The memtable of one table before it is flushed to disk (fjall's default is
+/// 64 MiB: a million keys would sit in memory until the first flush).
+pub const MEMTABLE_BYTES: u64 = 16 << 20;
 /// The largest key, value and batch a plugin may send.
 const MAX_KEY: usize = 64 << 10;
 const MAX_VALUE: usize = 1 << 20;
@@ -114,7 +117,9 @@ impl IndexHome {
         let keyspace = keyspace_name(&scope, name);
         let entries = store
             .db
-            .keyspace(&keyspace, fjall::KeyspaceCreateOptions::default)
+            .keyspace(&keyspace, || {
+                fjall::KeyspaceCreateOptions::default().max_memtable_size(MEMTABLE_BYTES)
+            })
             .map_err(io)?;
         Ok(KvTable {
             db: store.db,
