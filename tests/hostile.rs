@@ -838,9 +838,17 @@ async fn hostile_projects_in_the_daemon_fail_their_own_runs_and_a_healthy_one_ke
             eprintln!("healthy: longest gap between starts {gap} ms");
             assert!(gap <= 2_500, "longest gap between healthy runs {gap} ms");
         } else {
-            assert!(errors >= 2, "{name}: {errors} Error runs");
-            let e = all.iter().find(|e| e.status == ExecStatus::Error).unwrap();
-            let text = e.error.clone().unwrap_or_default();
+            // The shutdown may stop any project's run in flight ("interrupted"): only
+            // the plugin's own failures say what it did.
+            let failed: Vec<_> = all
+                .iter()
+                .filter(|e| {
+                    e.status == ExecStatus::Error
+                        && !e.error.as_deref().unwrap_or("").starts_with("interrupted")
+                })
+                .collect();
+            assert!(failed.len() >= 2, "{name}: {errors} Error runs: {failed:?}");
+            let text = failed[0].error.clone().unwrap_or_default();
             assert!(text.contains(expect), "{name}: {text}");
             eprintln!("{name}: {text}");
         }
