@@ -880,3 +880,111 @@ fn the_coordinator_executes_when_told_to_and_installed_plugins_reach_the_worker(
     assert_eq!(e["worker"], "coordinator", "{e}");
     cluster.assert_each_once("installed", RECORDS);
 }
+
+/// A worker shares no filesystem with the coordinator: the plugin file the
+/// project names is deleted after the hand-out and before any worker starts, and
+/// the execution still runs, on the component the worker fetched by content hash
+/// from the object store (cached under its own data directory, fetched once).
+#[test]
+fn plugins_reach_workers_by_content_hash_through_the_object_store() {
+    const RECORDS: usize = 2_000;
+    let Some(nats) = NatsServer::start() else {
+        return;
+    };
+    let mut cluster = Cluster::new(nats);
+    let original = common::plugin_path("testkit-connector");
+    let bytes = std::fs::read(&original).unwrap();
+    let digest = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(&bytes))
+    };
+    let only_here = cluster.path("coordinator-only");
+    std::fs::create_dir_all(&only_here).unwrap();
+    let copy = only_here.join("testkit.wasm");
+    std::fs::write(&copy, &bytes).unwrap();
+    let text = slow_project("fetched", RECORDS, 0)
+        .replace(&original.display().to_string(), &copy.display().to_string());
+    assert!(text.contains("coordinator-only"), "{text}");
+    cluster.apply(&text);
+    cluster.start_serve();
+    let id = cluster.run("fetched");
+    // Handed out (plugins shared first), with no worker to take it yet.
+    let started = Instant::now();
+    while !cluster
+        .log("serve")
+        .contains("execution handed to the workers")
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "never handed out:\n{}",
+            tail(&cluster.log("serve"))
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        cluster
+            .log("serve")
+            .contains("plugin put in the object store"),
+        "{}",
+        tail(&cluster.log("serve"))
+    );
+    std::fs::remove_dir_all(&only_here).unwrap();
+
+    cluster.start_worker("far");
+    let e = cluster.wait_finished(id, Duration::from_secs(120));
+    assert_eq!(
+        e["status"],
+        "Completed",
+        "{e}\n--- worker log:\n{}",
+        tail(&cluster.log("far"))
+    );
+    assert_eq!(e["worker"], "far", "{e}");
+    cluster.assert_each_once("fetched", RECORDS);
+    let cached = cluster.path(&format!("worker-far/plugins/by-hash/{digest}.wasm"));
+    assert_eq!(
+        std::fs::read(&cached).unwrap(),
+        bytes,
+        "the worker's cached copy is the coordinator's component, named by its digest"
+    );
+
+    // The file comes back (an administrator restores it): the next hand-out names
+    // the same digest, and the worker runs it from its cache without fetching.
+    std::fs::create_dir_all(&only_here).unwrap();
+    std::fs::write(&copy, &bytes).unwrap();
+    let again = cluster.run("fetched");
+    let e = cluster.wait_finished(again, Duration::from_secs(120));
+    assert_eq!(e["status"], "Completed", "{e}");
+    assert_eq!(
+        cluster
+            .log("far")
+            .matches("plugin fetched from the object store")
+            .count(),
+        1,
+        "fetched once, then cached:\n{}",
+        tail(&cluster.log("far"))
+    );
+
+    // A plugin that cannot be read on the coordinator fails its execution with
+    // a message naming the file; nothing is handed out.
+    // (The API may refuse the run up front, or the execution ends in Error.)
+    std::fs::remove_file(&copy).unwrap();
+    let resp = cluster
+        .http
+        .post(format!(
+            "http://{}/api/v1/projects/fetched/run",
+            cluster.addr
+        ))
+        .bearer_auth(TOKEN)
+        .send()
+        .unwrap();
+    let status = resp.status();
+    let body: serde_json::Value = resp.json().unwrap();
+    let message = if status.is_success() {
+        let e = cluster.wait_finished(body["execution"].as_u64().unwrap(), Duration::from_secs(60));
+        assert_eq!(e["status"], "Error", "{e}");
+        e.to_string()
+    } else {
+        body.to_string()
+    };
+    assert!(message.contains("testkit.wasm"), "{status}: {message}");
+}

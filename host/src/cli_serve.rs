@@ -81,6 +81,7 @@ pub fn worker(data_dir: &Path, args: WorkerArgs) -> Result<ExitCode> {
             name: name.clone(),
             concurrency,
             key: weir_host::cluster::TransitKey::from_env()?,
+            plugin_cache: data_dir.join("plugins").join("by-hash"),
         };
         let on_signal = stop.clone();
         tokio::spawn(async move {
@@ -182,7 +183,7 @@ pub fn serve(data_dir: &Path, key_file: Option<&Path>, args: ServeArgs) -> Resul
                 if key.is_none() {
                     tracing::warn!("no WEIR_CLUSTER_KEY: stored connections' secrets reach workers protected by NATS only (TLS, credentials)");
                 }
-                Some((HandToWorkers::new(client, key).await, c.clone()))
+                Some((HandToWorkers::new(client, key).await?, c.clone()))
             }
         };
         let service = match &cluster {
@@ -206,6 +207,7 @@ pub fn serve(data_dir: &Path, key_file: Option<&Path>, args: ServeArgs) -> Resul
                     name: "coordinator".into(),
                     concurrency: config.daemon.concurrency,
                     key: weir_host::cluster::TransitKey::from_env()?,
+                    plugin_cache: data_dir.join("plugins").join("by-hash"),
                 };
                 let engine = Arc::new(weir_host::engine::Engine::new(&runtime));
                 let stop = worker_stop.clone();

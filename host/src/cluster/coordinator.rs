@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use async_nats::jetstream;
 use futures_util::StreamExt;
 
+use super::plugins::{PluginBlob, Shelf};
 use super::{
     CHECKPOINT_SUBJECT, CheckpointReply, CheckpointRequest, ClusterError, Connections,
     ExecutionStart, FINISH_SUBJECT, FinishReply, FinishRequest, HEARTBEAT_SUBJECT, Heartbeat,
@@ -36,6 +37,8 @@ struct Shared {
     workers: Mutex<HashMap<String, WorkerSeen>>,
     /// Seals the connections a start carries (`WEIR_CLUSTER_KEY`).
     key: Option<TransitKey>,
+    /// Puts the plugins executions need in the object store.
+    shelf: Arc<Shelf>,
 }
 
 /// A worker as the coordinator last heard of it.
@@ -85,9 +88,13 @@ pub const WORKER_HEARTBEAT: Duration = Duration::from_secs(2);
 impl HandToWorkers {
     /// Connects the coordinator's side; call [`serve_requests`] once the store is
     /// at hand.
-    pub async fn new(client: async_nats::Client, key: Option<TransitKey>) -> HandToWorkers {
+    pub async fn new(
+        client: async_nats::Client,
+        key: Option<TransitKey>,
+    ) -> Result<HandToWorkers, ClusterError> {
         let js = jetstream::new(client.clone());
-        HandToWorkers {
+        let shelf = Arc::new(Shelf::new(super::plugins::ensure_bucket(&js).await?));
+        Ok(HandToWorkers {
             shared: Arc::new(Shared {
                 client,
                 js,
@@ -95,7 +102,66 @@ impl HandToWorkers {
                 in_hand: Mutex::new(HashMap::new()),
                 workers: Mutex::new(HashMap::new()),
                 key,
+                shelf,
             }),
+        })
+    }
+
+    /// Puts the project's plugin files in the object store and names them by
+    /// digest. A file that cannot be read fails the execution; NATS being away is
+    /// waited out.
+    fn share_plugins(
+        &self,
+        id: ExecutionId,
+        project: &crate::project::Project,
+        stop: Option<&AtomicBool>,
+    ) -> Result<Vec<Option<PluginBlob>>, String> {
+        let files = super::plugin_files(project);
+        let what = "the execution's plugins could reach the workers";
+        self.until_done(id, what, stop, || {
+            let shelf = self.shared.shelf.clone();
+            let files = files.clone();
+            self.shared.handle.block_on(async move {
+                let mut blobs = Vec::with_capacity(files.len());
+                for file in files {
+                    blobs.push(match file {
+                        None => None,
+                        Some(path) => Some(shelf.share(&path).await.map_err(|e| match e {
+                            ClusterError::Plugin(m) => Attempt::Failed(m),
+                            other => Attempt::Retry(other.to_string()),
+                        })?),
+                    });
+                }
+                Ok(blobs)
+            })
+        })
+    }
+
+    /// Runs `attempt` until it succeeds or fails for good. A retryable failure
+    /// (NATS away, the server restarting) is tried again after a pause that
+    /// doubles up to 5 s, unless the daemon is stopping: then the execution
+    /// ends, saying the daemon stopped before `what`.
+    fn until_done<T>(
+        &self,
+        id: ExecutionId,
+        what: &str,
+        stop: Option<&AtomicBool>,
+        mut attempt: impl FnMut() -> Result<T, Attempt>,
+    ) -> Result<T, String> {
+        let mut delay = Duration::from_millis(200);
+        loop {
+            match attempt() {
+                Ok(done) => return Ok(done),
+                Err(Attempt::Failed(message)) => return Err(message),
+                Err(Attempt::Retry(error)) => {
+                    if stop.is_some_and(|s| s.load(Ordering::SeqCst)) {
+                        return Err(format!("the daemon stopped before {what} ({error})"));
+                    }
+                    tracing::warn!(execution = id, %error, "waiting until {what}; retrying");
+                    std::thread::sleep(delay);
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+            }
         }
     }
 
@@ -123,11 +189,11 @@ impl HandToWorkers {
     /// server may be restarting), de-duplicated by id.
     fn publish(&self, id: ExecutionId, stop: Option<&AtomicBool>) -> Result<(), String> {
         let payload = serde_json::to_vec(&WorkItem { execution: id }).map_err(|e| e.to_string())?;
-        let mut delay = Duration::from_millis(200);
-        loop {
+        let what = "the execution could be handed to a worker";
+        let ack = self.until_done(id, what, stop, || {
             let js = self.shared.js.clone();
             let payload = payload.clone();
-            let sent = self.shared.handle.block_on(async move {
+            self.shared.handle.block_on(async move {
                 let ack = js
                     .send_publish(
                         WORK_SUBJECT,
@@ -136,32 +202,26 @@ impl HandToWorkers {
                             .payload(payload.into()),
                     )
                     .await
-                    .map_err(|e| e.to_string())?;
-                ack.await.map_err(|e| e.to_string())
-            });
-            match sent {
-                Ok(ack) => {
-                    tracing::info!(
-                        execution = id,
-                        sequence = ack.sequence,
-                        duplicate = ack.duplicate,
-                        "execution handed to the workers"
-                    );
-                    return Ok(());
-                }
-                Err(error) => {
-                    if stop.is_some_and(|s| s.load(Ordering::SeqCst)) {
-                        return Err(format!(
-                            "the daemon stopped before the execution could be handed to a worker ({error})"
-                        ));
-                    }
-                    tracing::warn!(execution = id, %error, "publishing the execution failed; retrying");
-                    std::thread::sleep(delay);
-                    delay = (delay * 2).min(Duration::from_secs(5));
-                }
-            }
-        }
+                    .map_err(|e| Attempt::Retry(e.to_string()))?;
+                ack.await.map_err(|e| Attempt::Retry(e.to_string()))
+            })
+        })?;
+        tracing::info!(
+            execution = id,
+            sequence = ack.sequence,
+            duplicate = ack.duplicate,
+            "execution handed to the workers"
+        );
+        Ok(())
     }
+}
+
+/// How one try of [`HandToWorkers::until_done`] failed.
+enum Attempt {
+    /// Try again (NATS away); the text says why.
+    Retry(String),
+    /// Give up: the execution fails with this message.
+    Failed(String),
 }
 
 impl Dispatch for HandToWorkers {
@@ -194,13 +254,16 @@ impl Dispatch for HandToWorkers {
             }
         }
         let options = job.options;
+        let plugins = self
+            .share_plugins(job.id, job.project, options.stop.as_deref())
+            .map_err(remote)?;
         let start = ExecutionStart {
             project: job.project.name.clone(),
             version: job.version,
             text: stored.text,
             base_dir: stored.base_dir,
             connections: Connections::Plain(connections),
-            plugins: super::plugin_files(job.project),
+            plugins,
             options: StartOptions {
                 resume: options.resume.clone(),
                 records: options.records.clone(),

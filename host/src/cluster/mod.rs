@@ -23,6 +23,7 @@
 //! its end is recorded (the service, through [`crate::dispatch::Dispatch`]).
 
 pub mod coordinator;
+pub mod plugins;
 pub mod worker;
 
 use std::collections::HashMap;
@@ -66,6 +67,9 @@ pub enum ClusterError {
     Decode(#[from] serde_json::Error),
     #[error("{0}")]
     Key(String),
+    /// A plugin could not be shared with, or fetched by, a worker.
+    #[error("{0}")]
+    Plugin(String),
 }
 
 impl ClusterError {
@@ -121,12 +125,12 @@ pub struct ExecutionStart {
     pub base_dir: PathBuf,
     pub connections: Connections,
     pub options: StartOptions,
-    /// Per plugin of the project, in [`plugin_files`]' order, the file the
-    /// coordinator resolved it to (an installed `name@version` becomes its copy
-    /// under the coordinator's data directory): the worker reads the same path,
-    /// so installed plugins need a filesystem the two share.
+    /// Per plugin of the project, in [`plugin_files`]' order, the component the
+    /// coordinator resolved it to (an installed `name@version` included), by
+    /// content hash: the worker fetches it from the object store
+    /// ([`plugins::BUCKET`]), so the two share no filesystem. `None`: bundled.
     #[serde(default)]
-    pub plugins: Vec<Option<PathBuf>>,
+    pub plugins: Vec<Option<plugins::PluginBlob>>,
 }
 
 /// The files a project's plugins resolve to: source, destination, then each
@@ -384,6 +388,7 @@ pub async fn ensure_setup(js: &jetstream::Context, lease: Duration) -> Result<()
         .await
         .map_err(|e| ClusterError::nats("creating the lease bucket", e))?;
     }
+    plugins::ensure_bucket(js).await?;
     Ok(())
 }
 

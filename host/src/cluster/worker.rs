@@ -5,7 +5,7 @@
 //! While an execution runs, it heart-beats (`+WPI`) well inside the ack wait.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -15,6 +15,7 @@ use futures_util::StreamExt;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::plugins::PluginCache;
 use super::{
     CHECKPOINT_SUBJECT, CLUSTER_KEY_ENV, CONSUMER, CheckpointReply, CheckpointRequest,
     ClusterError, Connections, ExecutionStart, FINISH_SUBJECT, FinishReply, FinishRequest,
@@ -37,6 +38,9 @@ pub struct WorkerSettings {
     pub concurrency: usize,
     /// Opens sealed starts (`WEIR_CLUSTER_KEY`).
     pub key: Option<TransitKey>,
+    /// Where plugins fetched from the object store are kept, by digest
+    /// (`<data-dir>/plugins/by-hash`).
+    pub plugin_cache: PathBuf,
 }
 
 /// Runs executions until `stop` is set, then lets the ones in hand end at their
@@ -73,6 +77,8 @@ pub async fn run(
     let beat = (ack_wait / 4).max(Duration::from_millis(100));
     tracing::info!(worker = %settings.name, ?ack_wait, ?beat, "worker ready");
     let worker = Arc::new(Worker {
+        js: js.clone(),
+        plugins: PluginCache::new(settings.plugin_cache.clone()),
         client,
         leases,
         engine,
@@ -130,6 +136,8 @@ pub async fn run(
 
 struct Worker {
     client: async_nats::Client,
+    js: jetstream::Context,
+    plugins: PluginCache,
     leases: jetstream::kv::Store,
     engine: Arc<Engine>,
     name: String,
@@ -399,7 +407,19 @@ impl Worker {
             Ok(p) => p,
             Err(e) => return failed(secrets.scrub(&e.to_string())),
         };
-        super::use_plugin_files(&mut project, &start.plugins);
+        // The project's plugins, by digest: from this worker's cache, or fetched
+        // from the object store (the coordinator's files are not read here).
+        let mut files = Vec::with_capacity(start.plugins.len());
+        for blob in &start.plugins {
+            files.push(match blob {
+                None => None,
+                Some(blob) => match handle.block_on(self.plugins.local(&self.js, blob)) {
+                    Ok(path) => Some(path),
+                    Err(e) => return failed(format!("worker {}: {e}", self.name)),
+                },
+            });
+        }
+        super::use_plugin_files(&mut project, &files);
         secrets.merge(&self.engine.redactor(&project));
         secrets.remember();
         let stop = Arc::new(AtomicBool::new(false));
