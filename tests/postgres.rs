@@ -811,3 +811,147 @@ fn unchanged_rows_are_counted_on_a_rerun_and_with_ten_changed() {
     assert_eq!(rewritten, 10, "only the changed rows were written");
     assert_eq!(db.count("contacts"), 100);
 }
+
+/// A batch goes as one statement (each column one text array, cast to the
+/// column's type): every value type arrives as the record-by-record path would
+/// send it — text with the characters an array literal quotes, NULLs, floats,
+/// booleans, numerics, timestamps into `timestamptz`, `timestamp` and `date`,
+/// bytes into `bytea` — and an update of the same rows reports `updated` or
+/// `unchanged` by position.
+#[test]
+fn a_batch_in_one_statement_carries_every_value_type_intact() {
+    use weir_types::Value as V;
+    let Some(db) = pg::database("bulk") else {
+        return;
+    };
+    db.exec(
+        "CREATE TABLE t (id bigint PRIMARY KEY, s text, f float8, b boolean, n numeric(10,2), \
+         ts timestamptz, tl timestamp, d date, raw bytea, small int2)",
+    );
+    let mut inst = instance(granted(db.grant()));
+    let request = weir_types::WriteRequest {
+        entity: "t".into(),
+        organization: None,
+        key_fields: vec!["id".into()],
+    };
+    let fields = [
+        ("id", FieldType::Integer),
+        ("s", FieldType::Text),
+        ("f", FieldType::Float),
+        ("b", FieldType::Boolean),
+        ("n", FieldType::Decimal),
+        ("ts", FieldType::Timestamp),
+        ("tl", FieldType::Timestamp),
+        ("d", FieldType::Timestamp),
+        ("raw", FieldType::Bytes),
+        ("small", FieldType::Integer),
+    ];
+    // 2024-02-29T13:45:07.123456Z and 1969-12-31T23:59:59Z (before the epoch).
+    let leap = 1_709_214_307_123_456_i64;
+    let rows: Vec<Vec<V>> = vec![
+        vec![
+            V::Integer(1),
+            V::Text(r#"quote " back\slash {brace}, comma NULL"#.into()),
+            V::Float(0.1),
+            V::Boolean(true),
+            V::Decimal("-12.50".into()),
+            V::Timestamp(leap),
+            V::Timestamp(leap),
+            V::Timestamp(leap),
+            V::Bytes(vec![0, 1, 0xfe, b'"']),
+            V::Integer(-7),
+        ],
+        vec![
+            V::Integer(2),
+            V::Text("NULL".into()),
+            V::Float(f64::INFINITY),
+            V::Boolean(false),
+            V::Null,
+            V::Timestamp(-1_000_000),
+            V::Null,
+            V::Null,
+            V::Null,
+            V::Null,
+        ],
+        vec![
+            V::Integer(3),
+            V::Text("ünïcødé ✓".into()),
+            V::Float(-2.5e-300),
+            V::Null,
+            V::Decimal("99999999.99".into()),
+            V::Null,
+            V::Timestamp(0),
+            V::Timestamp(-1),
+            V::Bytes(Vec::new()),
+            V::Integer(32767),
+        ],
+    ];
+    let batch = |rows: &[Vec<V>]| {
+        let mut b = weir_types::BatchBuilder::new(&fields);
+        for r in rows {
+            b.push_row(r).unwrap();
+        }
+        b.finish()
+    };
+    let cfg = Config::default();
+    let w = inst.open_writer(&cfg, &request).unwrap();
+    let out = inst.upsert(&w, batch(&rows)).unwrap();
+    assert_eq!(out, vec![UpsertOutcome::Inserted; 3]);
+    inst.finish(w).unwrap();
+
+    let mut client = db.client();
+    let got: Vec<(i64, Option<String>, Option<f64>, Option<bool>, Option<String>, Option<String>, Option<String>, Option<String>, Option<Vec<u8>>, Option<i16>)> = client
+        .query(
+            "SELECT id, s, f, b, n::text, to_char(ts AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US'), \
+             to_char(tl, 'YYYY-MM-DD HH24:MI:SS.US'), d::text, raw, small FROM t ORDER BY id",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5), r.get(6), r.get(7), r.get(8), r.get(9)))
+        .collect();
+    assert_eq!(got.len(), 3, "{got:?}");
+    let (_, s, f, b, n, ts, tl, d, raw, small) = &got[0];
+    assert_eq!(
+        s.as_deref(),
+        Some(r#"quote " back\slash {brace}, comma NULL"#)
+    );
+    assert_eq!(*f, Some(0.1));
+    assert_eq!(*b, Some(true));
+    assert_eq!(n.as_deref(), Some("-12.50"));
+    assert_eq!(ts.as_deref(), Some("2024-02-29 13:45:07.123456"));
+    assert_eq!(tl.as_deref(), Some("2024-02-29 13:45:07.123456"));
+    assert_eq!(d.as_deref(), Some("2024-02-29"));
+    assert_eq!(raw.as_deref(), Some(&[0u8, 1, 0xfe, b'"'][..]));
+    assert_eq!(*small, Some(-7));
+    let (_, s, f, b, n, ts, tl, d, raw, small) = &got[1];
+    assert_eq!(s.as_deref(), Some("NULL"), "the text NULL is not a null");
+    assert_eq!(*f, Some(f64::INFINITY));
+    assert_eq!(*b, Some(false));
+    assert_eq!((n, tl, d, raw, small), (&None, &None, &None, &None, &None));
+    assert_eq!(ts.as_deref(), Some("1969-12-31 23:59:59.000000"));
+    let (_, s, f, b, n, ts, tl, d, raw, small) = &got[2];
+    assert_eq!(s.as_deref(), Some("ünïcødé ✓"));
+    assert_eq!(*f, Some(-2.5e-300));
+    assert_eq!((b, ts), (&None, &None));
+    assert_eq!(n.as_deref(), Some("99999999.99"));
+    assert_eq!(tl.as_deref(), Some("1970-01-01 00:00:00.000000"));
+    assert_eq!(d.as_deref(), Some("1969-12-31"), "a date is the UTC day");
+    assert_eq!(raw.as_deref(), Some(&[][..]));
+    assert_eq!(*small, Some(32767));
+
+    // Again, with row 2 changed: outcomes by position.
+    let mut again = rows.clone();
+    again[1][1] = V::Text("changed".into());
+    let w = inst.open_writer(&cfg, &request).unwrap();
+    let out = inst.upsert(&w, batch(&again)).unwrap();
+    assert_eq!(
+        out,
+        [
+            UpsertOutcome::Unchanged,
+            UpsertOutcome::Updated,
+            UpsertOutcome::Unchanged
+        ]
+    );
+    inst.finish(w).unwrap();
+}

@@ -10,6 +10,15 @@
 //! an insert (a new row version with no deleting transaction) from an update;
 //! `WHERE ROW(..) IS DISTINCT FROM ROW(EXCLUDED..)` leaves a row that already
 //! holds the values untouched (no row version, no WAL).
+//!
+//! The fast path sends a whole batch as one statement: each column travels as
+//! one text-array parameter, `unnest`ed and cast to the column's type, and the
+//! rows written come back with their position in the batch (the key joins them
+//! to their input). One statement per batch instead of one per record is what
+//! makes the server's work close to `COPY` + one upsert. When the statement
+//! fails (a refused value, a constraint, a key twice in the batch), it is rolled
+//! back to its savepoint and the batch goes again record by record, as above,
+//! so each refused record is reported alone with its own message.
 
 use std::cell::Cell;
 
@@ -28,6 +37,10 @@ pub struct PgWriter {
     key_fields: Vec<String>,
     /// The statement for the last batch's field list.
     statement: Option<(Vec<String>, String)>,
+    /// The one-statement-per-batch form of it.
+    bulk: Option<(Vec<String>, String)>,
+    /// The statement's `INSERT INTO ... (columns)` and `ON CONFLICT ...` parts.
+    parts: Option<(String, String)>,
     open: bool,
 }
 
@@ -72,6 +85,8 @@ pub fn open(schema: &str, entity: &str, key_fields: Vec<String>) -> Result<PgWri
         table,
         key_fields,
         statement: None,
+        bulk: None,
+        parts: None,
         open: true,
     })
 }
@@ -138,12 +153,13 @@ impl PgWriter {
                 )
             })
             .unzip();
-        let statement = format!(
-            "INSERT INTO {} AS {TARGET} ({}) VALUES ({}) ON CONFLICT ({}) DO UPDATE SET {} \
-             WHERE ROW({}) IS DISTINCT FROM ROW({}) RETURNING (xmax = 0)",
+        let head = format!(
+            "INSERT INTO {} AS {TARGET} ({})",
             self.table.qualified(),
-            columns.join(", "),
-            placeholders.join(", "),
+            columns.join(", ")
+        );
+        let conflict = format!(
+            "ON CONFLICT ({}) DO UPDATE SET {} WHERE ROW({}) IS DISTINCT FROM ROW({})",
             self.key_fields
                 .iter()
                 .map(|k| ident(k))
@@ -153,6 +169,11 @@ impl PgWriter {
             mine.join(", "),
             theirs.join(", ")
         );
+        let statement = format!(
+            "{head} VALUES ({}) {conflict} RETURNING (xmax = 0)",
+            placeholders.join(", ")
+        );
+        self.parts = Some((head, conflict));
         self.statement = Some((fields.to_vec(), statement.clone()));
         Ok(statement)
     }
@@ -196,6 +217,192 @@ fn has_equality(type_name: &str) -> bool {
     )
 }
 
+impl PgWriter {
+    /// The batch as one statement (see the module's docs); `fields` were
+    /// checked by [`PgWriter::statement_for`].
+    fn bulk_statement_for(&mut self, fields: &[String]) -> String {
+        if let Some((f, s)) = &self.bulk {
+            if f == fields {
+                return s.clone();
+            }
+        }
+        // Builds `parts` for these fields (already checked, so it cannot fail).
+        let _ = self.statement_for(fields);
+        let (head, conflict) = self.parts.clone().expect("statement_for sets the parts");
+        let sql_type = |f: &String| {
+            self.table
+                .column(f)
+                .map(|c| c.sql_type.clone())
+                .unwrap_or_else(|| "text".to_owned())
+        };
+        let inputs: Vec<String> = (1..=fields.len()).map(|i| format!("weir_c{i}")).collect();
+        let arrays: Vec<String> = (1..=fields.len())
+            .map(|i| format!("${i}::text[]"))
+            .collect();
+        let casts: Vec<String> = fields
+            .iter()
+            .zip(&inputs)
+            .map(|(f, c)| format!("{c}::{}", sql_type(f)))
+            .collect();
+        let returning: Vec<String> = self.key_fields.iter().map(|k| ident(k)).collect();
+        let join: Vec<String> = self
+            .key_fields
+            .iter()
+            .map(|k| {
+                let i = fields.iter().position(|f| f == k).expect("a key field");
+                format!("w.{} = i.{}::{}", ident(k), inputs[i], sql_type(k))
+            })
+            .collect();
+        let statement = format!(
+            "WITH i AS (SELECT * FROM unnest({arrays}) WITH ORDINALITY AS i({inputs}, weir_n)), \
+             w AS ({head} SELECT {casts} FROM i ORDER BY weir_n {conflict} \
+             RETURNING {returning}, (xmax = 0) AS weir_inserted) \
+             SELECT i.weir_n, w.weir_inserted FROM w JOIN i ON {join}",
+            arrays = arrays.join(", "),
+            inputs = inputs.join(", "),
+            casts = casts.join(", "),
+            returning = returning.join(", "),
+            join = join.join(" AND "),
+        );
+        self.bulk = Some((fields.to_vec(), statement.clone()));
+        statement
+    }
+
+    /// The batch in one statement: `None` when a value has no text form the
+    /// arrays can carry, or the server refused the statement (rolled back by
+    /// the host: the caller goes record by record).
+    fn upsert_bulk(
+        &mut self,
+        fields: &[String],
+        columns: &[&Column],
+        len: usize,
+    ) -> Result<Option<Vec<UpsertOutcome>>, Error> {
+        let mut params = Vec::with_capacity(columns.len());
+        for (f, c) in fields.iter().zip(columns) {
+            let bytea = self
+                .table
+                .column(f)
+                .is_some_and(|col| col.type_name == "bytea");
+            let Some(array) = text_array(c, len, bytea) else {
+                return Ok(None);
+            };
+            params.push(DbValue::Text(array));
+        }
+        let statement = self.bulk_statement_for(fields);
+        // `execute-each` with the one statement: the host runs it under a
+        // savepoint and rolls a refusal back, so the transaction goes on.
+        let outcome = sql::execute_each(&statement, &[params])?.pop();
+        let Some(RowOutcome::Done(set)) = outcome else {
+            return Ok(None);
+        };
+        // Rows the guard held back come back as no row: unchanged.
+        let mut out = vec![UpsertOutcome::Unchanged; len];
+        for row in &set.rows {
+            let (Some(DbValue::Int64(n)), Some(inserted)) = (row.first(), row.get(1)) else {
+                continue;
+            };
+            if let Some(slot) = usize::try_from(*n - 1).ok().and_then(|i| out.get_mut(i)) {
+                *slot = if sql::boolean(inserted) {
+                    UpsertOutcome::Inserted
+                } else {
+                    UpsertOutcome::Updated
+                };
+            }
+        }
+        Ok(Some(out))
+    }
+}
+
+/// Column `c`'s first `len` values as a PostgreSQL array literal of text
+/// (`{"a","b",NULL}`), each in the text form the column's input cast reads;
+/// `None` when one has none here (the record-by-record path decides).
+fn text_array(c: &Column, len: usize, bytea: bool) -> Option<String> {
+    let mut out = String::with_capacity(2 + len * 12);
+    out.push('{');
+    for i in 0..len {
+        if i > 0 {
+            out.push(',');
+        }
+        if c.is_null(i) {
+            out.push_str("NULL");
+            continue;
+        }
+        let text: std::borrow::Cow<'_, str> = match c.value(i) {
+            Value::Null => {
+                out.push_str("NULL");
+                continue;
+            }
+            Value::Boolean(b) => (if b { "true" } else { "false" }).into(),
+            Value::Integer(n) => n.to_string().into(),
+            Value::Float(x) if x.is_nan() => "NaN".into(),
+            Value::Float(x) if x.is_infinite() => {
+                (if x > 0.0 { "Infinity" } else { "-Infinity" }).into()
+            }
+            Value::Float(x) => x.to_string().into(),
+            Value::Decimal(s) | Value::Text(s) if bytea => hex_bytea(s.as_bytes()).into(),
+            Value::Decimal(s) | Value::Text(s) => {
+                if s.contains('\0') {
+                    return None;
+                }
+                s.into()
+            }
+            Value::Bytes(b) if bytea => hex_bytea(&b).into(),
+            Value::Bytes(_) => return None,
+            Value::Timestamp(us) => rfc3339(us)?.into(),
+        };
+        out.push('"');
+        for ch in text.chars() {
+            if ch == '"' || ch == '\\' {
+                out.push('\\');
+            }
+            out.push(ch);
+        }
+        out.push('"');
+    }
+    out.push('}');
+    Some(out)
+}
+
+/// `\x0a1b`: bytea's hex input form.
+fn hex_bytea(bytes: &[u8]) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(2 + bytes.len() * 2);
+    s.push_str("\\x");
+    for b in bytes {
+        s.push(HEX[(b >> 4) as usize] as char);
+        s.push(HEX[(b & 15) as usize] as char);
+    }
+    s
+}
+
+/// Microseconds since the epoch as `YYYY-MM-DDTHH:MM:SS.ffffffZ` (read as UTC by
+/// `timestamp`, `timestamptz` and `date` alike); `None` outside years 1–9999.
+fn rfc3339(us: i64) -> Option<String> {
+    let days = us.div_euclid(86_400_000_000);
+    let rest = us.rem_euclid(86_400_000_000);
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    if !(1..=9999).contains(&year) {
+        return None;
+    }
+    let secs = rest / 1_000_000;
+    Some(format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:06}Z",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60,
+        rest % 1_000_000
+    ))
+}
+
 impl Writer for PgWriter {
     fn upsert(&mut self, records: Batch) -> Result<Vec<UpsertOutcome>, Error> {
         if !self.open {
@@ -210,6 +417,9 @@ impl Writer for PgWriter {
             .iter()
             .map(|f| records.column(f).expect("listed field"))
             .collect();
+        if let Some(outcomes) = self.upsert_bulk(&fields, &columns, records.len())? {
+            return Ok(outcomes);
+        }
         let rows: Vec<Vec<DbValue>> = (0..records.len())
             .map(|i| columns.iter().map(|c| db_value(c, i)).collect())
             .collect();
