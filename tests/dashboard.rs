@@ -1,15 +1,18 @@
 //! The admin dashboard in a real headless Chromium against a real `weir serve`:
 //! login, summary counts and colours against the API and the store's truth, the
 //! chart, the project list, drill-down to an execution's record errors and staged
-//! records, and a Run that appears without reloading the page.
+//! records, a Run that appears without reloading the page, and the Workers card of a
+//! scale-out coordinator.
 //!
 //! Needs `/usr/bin/chromium` and `/usr/bin/chromedriver` (Debian: `apt-get install -y
-//! chromium chromium-driver`). Without them the test prints a note and passes,
-//! unless `CI` is set. Screenshots go to `$WEIR_TEST_OUTPUT` (default
-//! `target/test-output/`).
+//! chromium chromium-driver`), and for the Workers card `nats-server` on PATH.
+//! Without them the tests print a note and pass, unless `CI` is set. Screenshots go
+//! to `$WEIR_TEST_OUTPUT` (default `target/test-output/`).
 
 #[path = "common/browser.rs"]
 mod browser;
+#[path = "common/nats.rs"]
+mod nats;
 #[path = "common/smtp.rs"]
 mod smtp;
 
@@ -18,7 +21,7 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use browser::Browser;
 use serde_json::Value;
@@ -103,11 +106,17 @@ struct Daemon {
 
 impl Daemon {
     fn start(data: &Path, dir: &Path) -> Daemon {
+        Daemon::start_with(data, dir, &[])
+    }
+
+    /// `weir serve` with `extra` arguments (e.g. `--config serve.toml`).
+    fn start_with(data: &Path, dir: &Path, extra: &[&str]) -> Daemon {
         let log = dir.join("serve.log");
         let mut child = Command::new(env!("CARGO_BIN_EXE_weir"))
             .arg("--data-dir")
             .arg(data)
             .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(extra)
             .current_dir(dir)
             .env("WEIR_ADMIN_TOKEN", TOKEN)
             .env("WEIR_SECRET_KEY", KEY)
@@ -154,6 +163,59 @@ impl Drop for Daemon {
             let log = std::fs::read_to_string(&self.log).unwrap_or_default();
             let tail: Vec<&str> = log.lines().rev().take(60).collect();
             eprintln!("--- weir serve stderr (last lines) ---");
+            for line in tail.iter().rev() {
+                eprintln!("{line}");
+            }
+        }
+    }
+}
+
+/// A `weir worker` with its own data directory; killed on drop (its log is printed
+/// if the test failed).
+struct Worker {
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+impl Worker {
+    fn start(dir: &Path, nats: &str, name: &str) -> Worker {
+        let log = dir.join(format!("worker-{name}.log"));
+        let child = Command::new(env!("CARGO_BIN_EXE_weir"))
+            .arg("--data-dir")
+            .arg(dir.join(format!("worker-{name}")))
+            .args(["worker", "--nats", nats, "--name", name])
+            .current_dir(dir)
+            .env_remove("WEIR_DATA_DIR")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("start weir worker");
+        Worker {
+            child: Some(child),
+            log,
+        }
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        self.kill();
+        if std::thread::panicking() {
+            let log = self.log();
+            let tail: Vec<&str> = log.lines().rev().take(40).collect();
+            eprintln!("--- weir worker stderr (last lines) ---");
             for line in tail.iter().rev() {
                 eprintln!("{line}");
             }
@@ -1177,6 +1239,136 @@ fn project_page_fixes_a_mapping_in_place() {
             "{what} carries the credential: {text}"
         );
     }
+    drop(b);
+    drop(daemon);
+}
+
+/// The rows of the Workers card, read in one script (the live page re-renders the
+/// card at each heartbeat): name, `data-alive`, the dot's label, the executions in
+/// hand and the last heartbeat (ms) as shown.
+fn worker_rows(b: &Browser) -> Vec<Value> {
+    b.execute(
+        "return [...document.querySelectorAll('#workers tr.worker')].map(r => ({ \
+           row: r.dataset.worker, \
+           name: r.querySelector('.name')?.textContent, \
+           alive: r.dataset.alive, \
+           dot: r.querySelector('.dot')?.getAttribute('aria-label'), \
+           in_hand: r.children[2]?.textContent, \
+           heartbeat: Number(r.querySelector('.rel')?.dataset.rel), \
+           heartbeat_text: r.querySelector('.rel')?.textContent }));",
+        vec![],
+    )
+    .as_array()
+    .unwrap()
+    .clone()
+}
+
+/// The Workers card of a scale-out coordinator, in Chromium: a real `nats-server`, a
+/// `weir serve` with a `[cluster]` section (lease 3 s) and one `weir worker` that
+/// runs a csv → jsonl project to Completed. The card lists the worker by name,
+/// alive, with nothing in hand; the execution's page names the worker that ran it;
+/// and once the worker is killed the card shows it silent.
+#[test]
+fn workers_card_shows_the_worker_and_the_execution_names_it() {
+    const NAME: &str = "dash-worker-1";
+    if !browser_or_skip() {
+        return;
+    }
+    let Some(nats) = nats::NatsServer::start() else {
+        return;
+    };
+    let (tmp, data) = seeded(&[("people-w", project("people-w", "", ""))]);
+    let dir = tmp.path();
+    std::fs::write(
+        dir.join("serve.toml"),
+        format!("[cluster]\nnats = \"{}\"\nlease_secs = 3\n", nats.url()),
+    )
+    .unwrap();
+    let daemon = Daemon::start_with(&data, dir, &["--config", "serve.toml"]);
+    let mut worker = Worker::start(dir, &nats.url(), NAME);
+    let api = api_client(&daemon.base);
+
+    // ---- One execution, run by the worker to Completed ----
+    let started = api
+        .http
+        .post(format!("{}/api/v1/projects/people-w/run", daemon.base))
+        .bearer_auth(TOKEN)
+        .send()
+        .unwrap();
+    assert!(started.status().is_success(), "{}", started.status());
+    let id = started.json::<Value>().unwrap()["execution"]
+        .as_u64()
+        .expect("an execution id");
+    let deadline = Instant::now() + WAIT;
+    let e = loop {
+        let e = api.get(&format!("/api/v1/executions/{id}"));
+        if e["status"] != "Running" {
+            break e;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "execution {id} still running after {WAIT:?}: {e}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(e["status"], "Completed", "{e}");
+    assert_eq!(e["worker"], NAME, "{e}");
+    assert_eq!(e["tasks"][0]["inserted"], 2, "{e}");
+    let out = std::fs::read_to_string(dir.join("out-people-w/people.jsonl")).unwrap();
+    assert_eq!(out.lines().count(), 2, "{out}");
+
+    // ---- The Workers card: the worker by name, alive, nothing in hand ----
+    let b = Browser::start();
+    open_and_log_in(&b, &format!("{}/#/", daemon.base));
+    b.wait_for("#workers tr.worker", WAIT);
+    let rows = worker_rows(&b);
+    assert_eq!(rows.len(), 1, "one worker row: {rows:?}");
+    let row = &rows[0];
+    assert_eq!(row["row"], NAME, "{row}");
+    assert_eq!(row["name"], NAME, "{row}");
+    assert_eq!(row["alive"], "true", "{row}");
+    assert_eq!(row["dot"], "alive", "{row}");
+    assert_eq!(row["in_hand"], "none", "{row}");
+    let shown = row["heartbeat"].as_f64().unwrap_or(0.0);
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as f64;
+    assert!(
+        (now_ms - 30_000.0..=now_ms + 5_000.0).contains(&shown),
+        "last heartbeat {shown} is not recent (now {now_ms}): {row}"
+    );
+    assert!(
+        !row["heartbeat_text"]
+            .as_str()
+            .unwrap_or("")
+            .trim()
+            .is_empty(),
+        "{row}"
+    );
+    b.screenshot(&output_dir().join("dashboard-workers.png"));
+
+    // ---- The execution's page names the worker that ran it ----
+    b.goto(&format!("{}/#/executions/{id}", daemon.base));
+    let script = "const f = [...document.querySelectorAll('#detail dl.facts > div')] \
+                  .find(d => d.querySelector('dt')?.textContent === 'Worker'); \
+                  return f ? f.querySelector('dd').textContent : null;";
+    let named = b.wait_until("the Worker fact on the execution's page", WAIT, |b| {
+        b.execute(script, vec![]).as_str().map(str::to_string)
+    });
+    assert_eq!(named, NAME, "the execution's page names its worker");
+    assert_eq!(b.find("#detail .worker").text(), NAME);
+
+    // ---- A killed worker goes silent on the card (alive is not a constant) ----
+    worker.kill();
+    b.goto(&format!("{}/#/", daemon.base));
+    let row = b.wait_until("the killed worker shown silent", WAIT, |b| {
+        worker_rows(b)
+            .into_iter()
+            .find(|r| r["row"] == NAME && r["alive"] == "false")
+    });
+    assert_eq!(row["name"], NAME, "{row}");
+    assert_eq!(row["dot"], "silent", "{row}");
     drop(b);
     drop(daemon);
 }
