@@ -3,7 +3,8 @@
 //! to a native Rust pipeline doing the same work, in the same run.
 //!
 //! Run: `cargo bench -p weir-host --bench pipeline` (optionally `-- 100000 1000000`
-//! for the record counts, `--rounds 3` for medians of interleaved rounds). For each
+//! for the record counts, `--rounds 3` for medians of interleaved rounds, `--index
+//! host` or `--index plugin` for one place of the key index only). For each
 //! count it measures, each in a child process of its own:
 //! - **first run**: the destination empty (every record inserted);
 //! - **re-run, all unchanged**: the same file again (every key already there);
@@ -30,6 +31,9 @@
 //! postmaster and its processes). `--pg-records N[,M]` sets their counts
 //! (default: each count up to 1 M), `--pg-only` skips the file scenarios.
 //! Without a server they are skipped with a note.
+//!
+//! `WEIR_BENCH_PERF=<dir>` runs each weir scenario under `perf record -g` (wasm
+//! frames named through wasmtime's perf map) and keeps one profile per run there.
 //!
 //! The per-call overhead of a plugin call and of instantiation from the
 //! pre-instantiated component follow. Not a test.
@@ -306,7 +310,26 @@ struct Measured {
 }
 
 fn measure(which: &str, dir: &Path, records: usize, index: &str) -> Result<Measured, String> {
-    let out = Command::new(std::env::current_exe().unwrap())
+    let exe = std::env::current_exe().unwrap();
+    // `WEIR_BENCH_PERF=<dir>`: each weir run under `perf record` (call graphs,
+    // wasm frames named through wasmtime's perf map), one file per run in
+    // that directory. Its figures then include perf's own cost.
+    let mut command = match std::env::var_os("WEIR_BENCH_PERF") {
+        Some(perf_dir) if which.starts_with("weir") => {
+            static RUN: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+            let n = RUN.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let data = Path::new(&perf_dir).join(format!("{which}-{index}-{records}-{n}.data"));
+            let mut c = Command::new("perf");
+            c.args(["record", "-e", "cpu-clock", "-F", "999", "-g", "-q", "-o"])
+                .arg(data)
+                .arg("--")
+                .arg(&exe)
+                .env("WEIR_PERF_MAP", "1");
+            c
+        }
+        _ => Command::new(&exe),
+    };
+    let out = command
         .args(["--child", which, dir.to_str().unwrap()])
         .env("WEIR_BENCH_RECORDS", records.to_string())
         .env("WEIR_BENCH_INDEX", index)
@@ -361,7 +384,9 @@ fn main() {
     let counts: Vec<usize> = args
         .iter()
         .enumerate()
-        .filter(|(i, _)| *i == 0 || !["--rounds", "--pg-records"].contains(&args[i - 1].as_str()))
+        .filter(|(i, _)| {
+            *i == 0 || !["--rounds", "--pg-records", "--index"].contains(&args[i - 1].as_str())
+        })
         .filter_map(|(_, a)| a.parse().ok())
         .collect();
     let counts = if counts.is_empty() {
@@ -427,6 +452,13 @@ fn main() {
             bytes as f64 / 1e6
         );
         const INDEXES: [&str; 2] = ["host", "plugin"];
+        // `--index host|plugin`: one place only (a 10 M round of both is long).
+        let only_index = args
+            .iter()
+            .position(|a| a == "--index")
+            .and_then(|i| args.get(i + 1))
+            .cloned();
+        let wanted = |index: &str| only_index.as_deref().is_none_or(|o| o == index);
         // Per index: first runs, re-runs all unchanged, re-runs 10 % changed.
         let mut runs: [[Vec<Measured>; 3]; 2] = Default::default();
         let mut native_runs = Vec::new();
@@ -435,6 +467,9 @@ fn main() {
         // all of them rather than one.
         for _ in 0..rounds {
             for (x, index) in INDEXES.iter().enumerate() {
+                if !wanted(index) {
+                    continue;
+                }
                 generate(&csv, n, None);
                 let _ = std::fs::remove_dir_all(dir.path().join("out"));
                 let _ = std::fs::remove_dir_all(dir.path().join("index"));
@@ -482,6 +517,9 @@ fn main() {
         };
         row("native (1 thread)", native, native);
         for (x, index) in INDEXES.iter().enumerate() {
+            if !wanted(index) {
+                continue;
+            }
             let [first, same, tenth] = runs[x].clone();
             let first = median(first);
             println!("  [key index in the {index}]");
