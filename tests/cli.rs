@@ -714,3 +714,23 @@ fn sigkill_leaves_no_temporary_files_after_the_next_run() {
         .collect();
     assert_eq!((text.lines().count(), ids.len()), (3000, 3000));
 }
+
+/// The key index's memory budget is the administrator's (`--index-memory-mb`,
+/// `WEIR_INDEX_MEMORY_MB`): a small one still runs and re-syncs correctly; one
+/// below the floor is refused naming the option, before anything runs.
+#[test]
+fn the_index_memory_budget_is_set_on_the_command_line_and_checked() {
+    let cwd = tempfile::tempdir().unwrap();
+    let small = weir(cwd.path(), &["--index-memory-mb", "8", "demo"]);
+    assert!(small.status.success(), "{}", stderr(&small));
+    let again = weir(cwd.path(), &["--index-memory-mb", "8", "demo"]);
+    let out = stdout(&again);
+    assert!(
+        out.contains("read 5000, inserted 0, updated 0, unchanged 5000, failed 0"),
+        "{out}"
+    );
+    let refused = weir(cwd.path(), &["--index-memory-mb", "2", "demo"]);
+    assert!(!refused.status.success());
+    let err = stderr(&refused);
+    assert!(err.contains("--index-memory-mb"), "{err}");
+}

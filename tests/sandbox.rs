@@ -227,6 +227,7 @@ fn a_full_instance_pool_is_named_and_a_freed_slot_is_reused() {
         cache_dir: None,
         cache_writes: true,
         index_dir: None,
+        index_memory_mb: weir_host::runtime::DEFAULT_INDEX_MEMORY_MB,
     })
     .unwrap();
     assert!(runtime.pooling());

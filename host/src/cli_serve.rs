@@ -63,6 +63,7 @@ pub fn worker(data_dir: &Path, args: WorkerArgs) -> Result<ExitCode> {
         // daemon; another worker's later run on the same file is caught by the
         // file's fingerprint and rebuilt (derived data, never trusted blindly).
         index_dir: Some(data_dir.join("index")),
+        index_memory_mb: crate::index_memory_mb(),
         pool_instances: weir_host::daemon::DaemonSettings {
             concurrency,
             ..Default::default()
@@ -157,6 +158,7 @@ pub fn serve(data_dir: &Path, key_file: Option<&Path>, args: ServeArgs) -> Resul
     let runtime = weir_host::runtime::Runtime::new(weir_host::runtime::RuntimeConfig {
         cache_dir: Some(data_dir.join("cache")),
         index_dir: Some(data_dir.join("index")),
+        index_memory_mb: crate::index_memory_mb(),
         pool_instances: config.daemon.pool_instances(),
         ..weir_host::runtime::RuntimeConfig::default()
     })?;

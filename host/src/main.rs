@@ -43,6 +43,16 @@ struct Cli {
     /// A file holding the key that encrypts stored secrets (else WEIR_SECRET_KEY).
     #[arg(long, global = true, env = "WEIR_SECRET_KEY_FILE")]
     key_file: Option<PathBuf>,
+    /// The memory the key index store under <data-dir>/index may hold, in MiB,
+    /// whatever the number of records (half block cache, half write buffers).
+    #[arg(
+        long,
+        global = true,
+        env = "WEIR_INDEX_MEMORY_MB",
+        default_value_t = weir_host::runtime::DEFAULT_INDEX_MEMORY_MB,
+        value_parser = clap::value_parser!(u32).range(4..=65536)
+    )]
+    index_memory_mb: u32,
     #[command(subcommand)]
     command: Command,
 }
@@ -140,6 +150,7 @@ fn main() -> ExitCode {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
     let cli = Cli::parse();
+    let _ = INDEX_MEMORY_MB.set(cli.index_memory_mb);
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("WEIR_LOG")
@@ -335,8 +346,20 @@ fn runtime_config(data_dir: &Path) -> RuntimeConfig {
     RuntimeConfig {
         cache_dir: Some(data_dir.join("cache")),
         index_dir: Some(data_dir.join("index")),
+        index_memory_mb: index_memory_mb(),
         ..RuntimeConfig::default()
     }
+}
+
+/// `--index-memory-mb`, set once from the command line before any runtime is
+/// built: every runtime this process builds (run, serve, worker, validation)
+/// shares the one index store under the data directory, so one budget.
+static INDEX_MEMORY_MB: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+
+pub(crate) fn index_memory_mb() -> u32 {
+    *INDEX_MEMORY_MB
+        .get()
+        .unwrap_or(&weir_host::runtime::DEFAULT_INDEX_MEMORY_MB)
 }
 
 fn runtime(data_dir: &Path) -> Result<Runtime> {

@@ -19,8 +19,10 @@
 //! hold, nor disk I/O worth a WASI call per key; here a batch of lookups is one
 //! crossing, answered from the store's block cache.
 //!
-//! Memory: the store's block cache is [`CACHE_BYTES`] and its write buffers
-//! (memtables) [`WRITE_BUFFER_BYTES`], whatever the number of keys.
+//! Memory: the store holds at most its [`IndexBudget`], whatever the number of
+//! keys: by default [`DEFAULT_INDEX_MEMORY_MB`] = 64 MiB, half block cache and
+//! half write buffers (memtables), a table's memtable half of those
+//! (`RuntimeConfig::index_memory_mb`; `weir --index-memory-mb`).
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -31,14 +33,34 @@ use crate::bindings::kv_index as wit;
 use crate::capabilities::{self, Grants};
 use crate::host::HostState;
 
-/// The block cache of the index store, shared by all tables.
-pub const CACHE_BYTES: u64 = 32 << 20;
-/// The memtables of the index store, all tables together, before they are
-/// flushed to disk.
-pub const WRITE_BUFFER_BYTES: u64 = 32 << 20;
-/// The memtable of one table before it is flushed to disk (fjall's default is
-/// 64 MiB: a million keys would sit in memory until the first flush).
-pub const MEMTABLE_BYTES: u64 = 16 << 20;
+/// The index store's memory when nothing else is said, in MiB.
+pub const DEFAULT_INDEX_MEMORY_MB: u32 = 64;
+
+/// How the index store's memory is split.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IndexBudget {
+    /// The block cache, shared by all tables (lookups of keys on disk).
+    pub cache_bytes: u64,
+    /// The memtables of all tables together, before they are flushed.
+    pub write_buffer_bytes: u64,
+    /// One table's memtable before it is flushed (fjall's default is 64 MiB: a
+    /// million keys would sit in memory until the first flush).
+    pub memtable_bytes: u64,
+}
+
+impl IndexBudget {
+    /// `mb` MiB in all (at least 4): half cache, half write buffers, a table's
+    /// memtable half of the write buffers.
+    pub fn of_mb(mb: u32) -> IndexBudget {
+        let total = u64::from(mb.max(4)) << 20;
+        IndexBudget {
+            cache_bytes: total / 2,
+            write_buffer_bytes: total / 2,
+            memtable_bytes: total / 4,
+        }
+    }
+}
+
 /// The largest key, value and batch a plugin may send.
 const MAX_KEY: usize = 64 << 10;
 const MAX_VALUE: usize = 1 << 20;
@@ -51,6 +73,7 @@ const META_KEYSPACE: &str = "weir-meta";
 #[derive(Debug, Default)]
 pub struct IndexHome {
     dir: Option<PathBuf>,
+    budget: Option<IndexBudget>,
     opened: Mutex<Option<Result<Opened, String>>>,
 }
 
@@ -76,11 +99,18 @@ pub struct KvTable {
 impl IndexHome {
     /// Indexes under `dir` (`None`: this runtime keeps none, and every `open`
     /// is `unavailable`).
-    pub fn new(dir: Option<PathBuf>) -> IndexHome {
+    pub fn new(dir: Option<PathBuf>, budget: IndexBudget) -> IndexHome {
         IndexHome {
             dir,
+            budget: Some(budget),
             opened: Mutex::new(None),
         }
+    }
+
+    /// The memory the store may hold.
+    pub fn budget(&self) -> IndexBudget {
+        self.budget
+            .unwrap_or_else(|| IndexBudget::of_mb(DEFAULT_INDEX_MEMORY_MB))
     }
 
     /// The store, opened at the first call. A failure (another process holds
@@ -92,7 +122,7 @@ impl IndexHome {
         };
         let mut opened = self.opened.lock().unwrap_or_else(|p| p.into_inner());
         if opened.is_none() {
-            let result = open_store(dir).map_err(|e| {
+            let result = open_store(dir, self.budget()).map_err(|e| {
                 tracing::warn!(dir = %dir.display(), error = %e, "the key index store cannot be opened; plugins use their own");
                 format!("the host's key index store cannot be opened: {e}")
             });
@@ -118,7 +148,16 @@ impl IndexHome {
         let entries = store
             .db
             .keyspace(&keyspace, || {
-                fjall::KeyspaceCreateOptions::default().max_memtable_size(MEMTABLE_BYTES)
+                // Filters and block indexes partitioned at every level (fjall
+                // partitions only from L3): a full filter of a large table is
+                // megabytes, and with it a lookup that misses the cache reads
+                // and checksums the whole filter — at 10 M keys that was most of
+                // a re-run's CPU. Partitions keep a lookup to a few small blocks
+                // and the memory to the budget's cache, whatever the table size.
+                fjall::KeyspaceCreateOptions::default()
+                    .max_memtable_size(self.budget().memtable_bytes)
+                    .filter_block_partitioning_policy(fjall::config::PartitioningPolicy::all(true))
+                    .index_block_partitioning_policy(fjall::config::PartitioningPolicy::all(true))
             })
             .map_err(io)?;
         Ok(KvTable {
@@ -129,12 +168,12 @@ impl IndexHome {
     }
 }
 
-fn open_store(dir: &Path) -> Result<Opened, fjall::Error> {
+fn open_store(dir: &Path, budget: IndexBudget) -> Result<Opened, fjall::Error> {
     std::fs::create_dir_all(dir)?;
-    #[allow(deprecated)] // the only bound fjall offers on its memtables (see `WRITE_BUFFER_BYTES`)
+    #[allow(deprecated)] // the only bound fjall offers on its memtables, all tables together
     let db = fjall::Database::builder(dir)
-        .cache_size(CACHE_BYTES)
-        .max_write_buffer_size(Some(WRITE_BUFFER_BYTES))
+        .cache_size(budget.cache_bytes)
+        .max_write_buffer_size(Some(budget.write_buffer_bytes))
         // Flushes and compactions run beside executions: one thread keeps them
         // from taking a second core from the pipeline.
         .worker_threads(1)
@@ -344,6 +383,41 @@ mod tests {
         l
     }
 
+    /// The administrator's budget is what the store is opened with, split half
+    /// cache, half write buffers; a small one still works (many flushes of
+    /// 1 MiB memtables), and below 4 MiB it is 4.
+    #[test]
+    fn the_index_budget_is_split_as_documented_and_a_small_one_still_works() {
+        let b = IndexBudget::of_mb(64);
+        assert_eq!(
+            (b.cache_bytes, b.write_buffer_bytes, b.memtable_bytes),
+            (32 << 20, 32 << 20, 16 << 20)
+        );
+        assert_eq!(IndexBudget::of_mb(1), IndexBudget::of_mb(4));
+        let tmp = tempfile::tempdir().unwrap();
+        let home = IndexHome::new(Some(tmp.path().join("index")), IndexBudget::of_mb(4));
+        assert_eq!(home.budget().memtable_bytes, 1 << 20);
+        assert_eq!(IndexHome::default().budget(), IndexBudget::of_mb(64));
+        let t = home
+            .open_table(&Grants::directory(tmp.path()), "many")
+            .unwrap();
+        // 8 MiB of entries through 1 MiB memtables: flushed, still all found.
+        let keys: Vec<Vec<u8>> = (0..20_000u32)
+            .map(|i| format!("key-{i:08}").into_bytes())
+            .collect();
+        let value = vec![7u8; 400];
+        for chunk in keys.chunks(1_000) {
+            let k: Vec<&[u8]> = chunk.iter().map(Vec::as_slice).collect();
+            let v: Vec<&[u8]> = chunk.iter().map(|_| value.as_slice()).collect();
+            t.put(&list(&k), &list(&v)).unwrap();
+        }
+        let probe: Vec<&[u8]> = [0usize, 9_999, 19_999]
+            .iter()
+            .map(|&i| keys[i].as_slice())
+            .collect();
+        assert_eq!(t.lookup(&list(&probe)).unwrap().present, [true, true, true]);
+    }
+
     #[test]
     fn a_table_is_private_to_its_directory_and_survives_a_reopen() {
         let tmp = tempfile::tempdir().unwrap();
@@ -351,7 +425,10 @@ mod tests {
         std::fs::create_dir_all(&a).unwrap();
         std::fs::create_dir_all(&b).unwrap();
         {
-            let home = IndexHome::new(Some(tmp.path().join("index")));
+            let home = IndexHome::new(
+                Some(tmp.path().join("index")),
+                IndexBudget::of_mb(DEFAULT_INDEX_MEMORY_MB),
+            );
             let t = home.open_table(&Grants::directory(&a), "people").unwrap();
             t.put(&list(&[b"k1", b"k2"]), &list(&[b"v1", b"v2"]))
                 .unwrap();
@@ -369,7 +446,10 @@ mod tests {
                 Err(wit::Error::Unavailable(_))
             ));
         }
-        let home = IndexHome::new(Some(tmp.path().join("index")));
+        let home = IndexHome::new(
+            Some(tmp.path().join("index")),
+            IndexBudget::of_mb(DEFAULT_INDEX_MEMORY_MB),
+        );
         let t = home.open_table(&Grants::directory(&a), "people").unwrap();
         assert_eq!(t.meta().unwrap().as_deref(), Some(&b"clean"[..]));
         assert_eq!(t.lookup(&list(&[b"k1"])).unwrap().values.data, b"v1");
@@ -381,7 +461,10 @@ mod tests {
     #[test]
     fn bad_lists_are_refused_naming_what_is_wrong() {
         let tmp = tempfile::tempdir().unwrap();
-        let home = IndexHome::new(Some(tmp.path().join("index")));
+        let home = IndexHome::new(
+            Some(tmp.path().join("index")),
+            IndexBudget::of_mb(DEFAULT_INDEX_MEMORY_MB),
+        );
         let t = home
             .open_table(&Grants::directory(tmp.path()), "x")
             .unwrap();
@@ -398,7 +481,8 @@ mod tests {
         };
         assert!(m.contains("1 keys and 0 values"), "{m}");
         assert!(matches!(
-            IndexHome::new(None).open_table(&Grants::directory(tmp.path()), "x"),
+            IndexHome::new(None, IndexBudget::of_mb(DEFAULT_INDEX_MEMORY_MB))
+                .open_table(&Grants::directory(tmp.path()), "x"),
             Err(wit::Error::Unavailable(_))
         ));
     }

@@ -26,6 +26,7 @@ mod host;
 mod http;
 mod instance;
 mod kv;
+pub use kv::{DEFAULT_INDEX_MEMORY_MB, IndexBudget};
 mod limits;
 #[cfg(feature = "postgres")]
 mod postgres;
@@ -83,6 +84,9 @@ pub struct RuntimeConfig {
     /// embedded store, opened at its first use); `None` keeps none, and
     /// plugins fall back to their own.
     pub index_dir: Option<PathBuf>,
+    /// The memory the key index store may hold, in MiB, whatever the number of
+    /// keys ([`kv::IndexBudget::of_mb`]; default [`kv::DEFAULT_INDEX_MEMORY_MB`]).
+    pub index_memory_mb: u32,
 }
 
 impl Default for RuntimeConfig {
@@ -93,6 +97,7 @@ impl Default for RuntimeConfig {
             pooling: true,
             pool_instances: 128,
             index_dir: None,
+            index_memory_mb: kv::DEFAULT_INDEX_MEMORY_MB,
         }
     }
 }
@@ -442,7 +447,10 @@ impl Runtime {
             cache: Arc::new(cache),
             pooling,
             http: Arc::new(http::HttpClient::new()),
-            index: Arc::new(kv::IndexHome::new(config.index_dir)),
+            index: Arc::new(kv::IndexHome::new(
+                config.index_dir,
+                kv::IndexBudget::of_mb(config.index_memory_mb),
+            )),
             _ticker: Arc::new(ticker),
         })
     }
