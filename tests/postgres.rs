@@ -955,3 +955,47 @@ fn a_batch_in_one_statement_carries_every_value_type_intact() {
     );
     inst.finish(w).unwrap();
 }
+
+/// A value too long for a `varchar(n)` column is that record's error, never cut
+/// short (an explicit cast would cut it: such tables are written record by record).
+#[test]
+fn a_value_too_long_for_its_column_is_refused_not_cut() {
+    let Some(db) = pg::database("toolong") else {
+        return;
+    };
+    db.exec("CREATE TABLE t (id bigint PRIMARY KEY, code varchar(5))");
+    let mut inst = instance(granted(db.grant()));
+    let request = weir_types::WriteRequest {
+        entity: "t".into(),
+        organization: None,
+        key_fields: vec!["id".into()],
+    };
+    let mut b =
+        weir_types::BatchBuilder::new(&[("id", FieldType::Integer), ("code", FieldType::Text)]);
+    b.push_row(&[
+        weir_types::Value::Integer(1),
+        weir_types::Value::Text("abc".into()),
+    ])
+    .unwrap();
+    b.push_row(&[
+        weir_types::Value::Integer(2),
+        weir_types::Value::Text("abcdefgh".into()),
+    ])
+    .unwrap();
+    let w = inst.open_writer(&Config::default(), &request).unwrap();
+    let out = inst.upsert(&w, b.finish()).unwrap();
+    assert_eq!(out[0], UpsertOutcome::Inserted);
+    assert!(
+        matches!(&out[1], UpsertOutcome::Failed(e) if e.message.contains("too long")),
+        "{out:?}"
+    );
+    inst.finish(w).unwrap();
+    let mut client = db.client();
+    let codes: Vec<String> = client
+        .query("SELECT code FROM t ORDER BY id", &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(codes, ["abc"], "nothing cut short, nothing else written");
+}

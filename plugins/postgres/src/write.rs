@@ -277,6 +277,18 @@ impl PgWriter {
         columns: &[&Column],
         len: usize,
     ) -> Result<Option<Vec<UpsertOutcome>>, Error> {
+        // An explicit cast to `varchar(n)`, `char(n)` or `bit(n)` cuts a value
+        // that is too long where an insert refuses it: such tables go record
+        // by record, so an over-long value is that record's error, never cut.
+        let cuts = fields.iter().any(|f| {
+            self.table.column(f).is_some_and(|c| {
+                matches!(c.type_name.as_str(), "varchar" | "bpchar" | "bit" | "varbit")
+                    && c.sql_type.contains('(')
+            })
+        });
+        if cuts {
+            return Ok(None);
+        }
         let mut params = Vec::with_capacity(columns.len());
         for (f, c) in fields.iter().zip(columns) {
             let bytea = self
